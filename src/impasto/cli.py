@@ -1,0 +1,259 @@
+"""The ``impasto`` command line: ``stylize`` and ``eval``.
+
+Bad input is reported as one line on stderr with exit code 2, before any work, and leaves no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import fields
+from typing import Sequence
+
+import torch
+
+from . import __version__
+from .api import available_methods, get_method, make_options
+from .errors import ImpastoError
+from .image import check_output_path, load_image, save_image
+from .weights import NORMALIZATIONS
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit with code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"impasto: error: {message}\n")
+
+
+def _int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _numbers(values: Sequence[str] | None) -> list[float] | None:
+    """Several numbers, given as separate words and/or comma-separated ('1 2' or '1,2')."""
+    if values is None:
+        return None
+    out = []
+    for word in values:
+        for part in word.split(","):
+            if part.strip():
+                try:
+                    out.append(_number(part.strip()))
+                except argparse.ArgumentTypeError as e:
+                    raise ImpastoError(f"bad weight: {e}") from None
+    return out
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="impasto", description="Repaint a photo in the style of one or more paintings.")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    st = sub.add_parser(
+        "stylize",
+        help="stylize a content image with one or more style images",
+        formatter_class=fmt,
+        description="Repaint CONTENT in the style of STYLE (several styles are blended).",
+    )
+    st.add_argument("content", metavar="CONTENT", help="the photo to repaint")
+    st.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
+    st.add_argument("--method", default="gatys", choices=available_methods(), help="style-transfer method")
+    g = st.add_argument_group("size and budget")
+    g.add_argument("--size", type=_int, default=512, help="longest side of the output in pixels")
+    g.add_argument(
+        "--max-size", type=_int, default=2048, help="refuse --size above this (raise it to go bigger)"
+    )
+    g.add_argument("--steps", type=_int, default=500, help="step budget (one VGG pass each)")
+    g.add_argument(
+        "--tol",
+        type=_number,
+        default=1e-4,
+        help="stop early once the loss improves by less than this fraction per step (over 10 steps); 0 = never",
+    )
+    w = st.add_argument_group("loss weights and layers")
+    w.add_argument("--content-weight", type=_number, default=1.0, help="weight of the content loss")
+    w.add_argument("--style-weight", type=_number, default=10.0, help="weight of the style loss")
+    w.add_argument("--tv-weight", type=_number, default=1.0, help="weight of the total-variation (smoothness) loss")
+    w.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights, one per style image (default equal)")
+    w.add_argument("--style-scale", type=_number, default=1.0, help="style image scale relative to the output")
+    w.add_argument("--content-layers", default="relu4_2", help="comma-separated VGG-19 layers for content")
+    w.add_argument(
+        "--style-layers", default="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="comma-separated layers for style"
+    )
+    w.add_argument("--content-layer-weights", nargs="+", metavar="W", help="one weight per content layer (default equal)")
+    w.add_argument("--style-layer-weights", nargs="+", metavar="W", help="one weight per style layer (default equal)")
+    o = st.add_argument_group("optimization")
+    o.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"), help="optimizer over the pixels")
+    o.add_argument("--learning-rate", type=_number, default=None, help="step size (default: 1 for lbfgs, 0.02 for adam)")
+    o.add_argument("--init", default="content", help="starting image: content, noise, or an image path")
+    o.add_argument("--seed", type=_int, default=None, help="random seed (same seed, same output on CPU)")
+    o.add_argument("--pooling", default="max", choices=("max", "avg"), help="VGG pooling layers")
+    o.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="compute device")
+    o.add_argument(
+        "--weights", default="caffe", help="VGG-19 weights: caffe (original, bundled), torchvision, or a file path"
+    )
+    o.add_argument(
+        "--weights-normalization",
+        choices=NORMALIZATIONS,
+        default=None,
+        help="override the input normalization a weights file implies",
+    )
+    out = st.add_argument_group("output")
+    out.add_argument(
+        "--save-every", type=_int, default=0, metavar="N", help="also save OUTPUT_stepNNNNN every N steps"
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    ev = sub.add_parser(
+        "eval",
+        help="measure content and style distances of an output",
+        formatter_class=fmt,
+        description="Content distance: relative relu4_2 error against CONTENT. Style distance: mean relative Gram "
+        "error over relu1_1..relu5_1 against the style image(s). fp32 Caffe VGG-19, max pooling. Lower is closer.",
+    )
+    ev.add_argument("output", metavar="OUTPUT", help="the stylized image")
+    ev.add_argument("--content", help="the content image")
+    ev.add_argument("--style", nargs="+", default=[], help="the style image(s)")
+    ev.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights for several styles")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    output = check_output_path(args.output, (args.content, *args.styles))
+    # Read every input up front so a bad file fails in a second, not after minutes of work.
+    content = load_image(args.content)
+    styles = [load_image(s) for s in args.styles]
+    if args.init not in ("content", "noise"):
+        load_image(args.init)
+    settings = dict(
+        size=args.size,
+        max_size=args.max_size,
+        steps=args.steps,
+        tol=args.tol,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        style_weights=_numbers(args.style_weights),
+        style_scale=args.style_scale,
+        content_layers=_names(args.content_layers),
+        style_layers=_names(args.style_layers),
+        content_layer_weights=_numbers(args.content_layer_weights),
+        style_layer_weights=_numbers(args.style_layer_weights),
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        init=args.init,
+        seed=args.seed,
+        pooling=args.pooling,
+        device=args.device,
+        weights=args.weights,
+        weights_normalization=args.weights_normalization,
+    )
+    # Each method takes the settings its Options knows; the rest do not apply to it.
+    known = {f.name for f in fields(get_method(args.method).Options)}
+    options = make_options(args.method, **{k: v for k, v in settings.items() if k in known})
+    options.validate(len(styles))
+
+    def save_intermediate(step: int, image, losses: dict) -> None:
+        if args.save_every and step % args.save_every == 0:
+            save_image(image, output.with_name(f"{output.stem}_step{step:05d}{output.suffix}"))
+
+    start = time.perf_counter()
+    result = get_method(args.method).run(
+        content, styles, options, callback=save_intermediate, progress=not args.quiet
+    )
+    elapsed = time.perf_counter() - start
+    if result.stopped == "interrupted":
+        if args.save_every:
+            save_image(result.image, output)
+            print(f"impasto: interrupted at step {result.steps}; saved the last iterate to {output}", file=sys.stderr)
+        else:
+            print("impasto: interrupted; no output written (use --save-every to keep progress)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    save_image(result.image, output)
+    if not args.quiet:
+        h, w = result.image.shape[-2:]
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        print(f"impasto: {w}x{h}, {result.steps} steps ({result.stopped}) in {elapsed:.1f} s; {losses}", file=sys.stderr)
+    print(output)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .metrics import evaluate
+
+    if args.content is None and not args.style:
+        raise ImpastoError("eval needs --content and/or --style")
+    output = load_image(args.output)
+    content = load_image(args.content) if args.content else None
+    styles = [load_image(s) for s in args.style]
+    weights = _numbers(args.style_weights)
+    if weights is not None:
+        if len(weights) != len(styles):
+            raise ImpastoError(f"--style-weights: got {len(weights)} values for {len(styles)} style images")
+        if sum(weights) <= 0:
+            raise ImpastoError("--style-weights: at least one weight must be positive")
+    result = evaluate(output, content, styles, weights)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        if result["content"] is not None:
+            print(f"content distance: {result['content']:.4f}")
+        if result["style"] is not None:
+            print(f"style distance:   {result['style']:.4f}")
+            for layer, value in result["style_layers"].items():
+                print(f"  {layer}: {value:.4f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stylize":
+            return _stylize(args)
+        return _eval(args)
+    except ImpastoError as e:
+        if os.environ.get("IMPASTO_DEBUG"):
+            raise
+        print(f"impasto: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("impasto: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MemoryError, torch.OutOfMemoryError):
+        print("impasto: error: out of memory; try a smaller --size", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""Optimization-based style transfer (Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style").
+
+The output pixels (RGB in [0, 1]) are optimized so that their VGG-19 features match the content image's at the
+content layers and the style images' Gram matrices at the style layers, with a total-variation smoothness term.
+Target features are computed once, before the first step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from .device import resolve_device
+from .errors import ImpastoError
+from .image import ImageLike, as_pil, fit_area, fit_longest_side, pil_to_tensor
+from .losses import ContentLoss, GramStyleLoss, TVLoss
+from .vgg import POOLING, VGGFeatures, check_layers
+from .weights import load_weights
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEFAULT_MAX_SIZE = 2048
+Callback = Callable[[int, torch.Tensor, dict], None]
+
+
+@dataclass
+class Options:
+    """Settings of a Gatys run; the command line's flags map one to one onto these fields."""
+
+    size: int | None = 512  # longest side of the output; None keeps the content image's size
+    steps: int = 500  # step budget (one VGG forward+backward per step)
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    content_layers: Sequence[str] = ("relu4_2",)
+    content_layer_weights: Sequence[float] | None = None  # default: equal
+    style_layers: Sequence[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    style_layer_weights: Sequence[float] | None = None  # default: equal
+    style_weights: Sequence[float] | None = None  # blend of several style images; default: equal
+    style_scale: float = 1.0  # style image pixel count = (style_scale**2) * output pixel count
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None  # default: 1.0 for L-BFGS, 0.02 for Adam
+    init: str = "content"  # "content", "noise" or an image path
+    seed: int | None = None
+    pooling: str = "max"
+    device: str = "auto"
+    weights: str | None = None  # "caffe" (default), "torchvision" or a path
+    weights_normalization: str | None = None
+    tol: float = 1e-4  # stop when the loss improves by less than this fraction per step (over 10 steps); 0: never
+    max_size: int = DEFAULT_MAX_SIZE  # --size above this is refused unless raised explicitly
+
+    def validate(self, n_styles: int) -> None:
+        """Raise ImpastoError naming the first bad setting."""
+        if self.size is not None:
+            if not isinstance(self.size, int) or self.size <= 0:
+                raise ImpastoError(f"--size must be a positive number of pixels, got {self.size}")
+            if self.size > self.max_size:
+                raise ImpastoError(
+                    f"--size {self.size} is above the cap of {self.max_size} px (memory and time grow with the square); "
+                    f"pass --max-size {self.size} to allow it"
+                )
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ImpastoError(f"--steps must be at least 1, got {self.steps}")
+        for name in ("content_weight", "style_weight", "tv_weight", "tol"):
+            _check_weight(name, getattr(self, name))
+        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+            raise ImpastoError(f"--style-scale must be a positive number, got {self.style_scale}")
+        if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ImpastoError(f"--learning-rate must be a positive number, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ImpastoError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.pooling not in POOLING:
+            raise ImpastoError(f"unknown pooling {self.pooling!r}; choose from {', '.join(POOLING)}")
+        check_layers(self.content_layers)
+        check_layers(self.style_layers)
+        _check_weights("--content-layer-weights", self.content_layer_weights, len(self.content_layers), "content layers")
+        _check_weights("--style-layer-weights", self.style_layer_weights, len(self.style_layers), "style layers")
+        _check_weights("--style-weights", self.style_weights, n_styles, "style images")
+        if n_styles < 1:
+            raise ImpastoError("at least one style image is needed")
+
+
+def _check_weight(name: str, value: float) -> None:
+    flag = "--" + name.replace("_", "-")
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ImpastoError(f"{flag} must be a finite number >= 0, got {value}")
+
+
+def _check_weights(flag: str, values: Sequence[float] | None, expected: int, what: str) -> None:
+    if values is None:
+        return
+    if len(values) != expected:
+        raise ImpastoError(f"{flag}: got {len(values)} values for {expected} {what}")
+    for v in values:
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ImpastoError(f"{flag}: weights must be finite numbers >= 0, got {v}")
+    if sum(values) <= 0:
+        raise ImpastoError(f"{flag}: at least one weight must be positive")
+
+
+@dataclass
+class Result:
+    """The stylized image and how the run went."""
+
+    image: torch.Tensor  # (1, 3, H, W), fp32 in [0, 1], on the CPU
+    steps: int  # steps taken
+    stopped: str  # "budget", "converged" or "interrupted"
+    losses: dict = field(default_factory=dict)  # last step's loss terms
+    history: list = field(default_factory=list)  # total loss per step
+
+
+class _Objective(torch.nn.Module):
+    """The weighted sum of content, style and TV losses over the VGG features of an image."""
+
+    def __init__(self, net: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], opts: Options) -> None:
+        super().__init__()
+        self.net = net
+        cw = _normalized(opts.content_layer_weights, len(opts.content_layers))
+        sw = _normalized(opts.style_layer_weights, len(opts.style_layers))
+        with torch.no_grad():
+            content_feats = net(content)
+            style_feats = [net(s) for s in styles]
+        self.content = torch.nn.ModuleDict(
+            {layer: ContentLoss(content_feats[layer]) for layer in opts.content_layers}
+        )
+        self.style = torch.nn.ModuleDict(
+            {
+                layer: GramStyleLoss.from_features([f[layer] for f in style_feats], opts.style_weights)
+                for layer in opts.style_layers
+            }
+        )
+        self.content_layer_w = dict(zip(opts.content_layers, cw))
+        self.style_layer_w = dict(zip(opts.style_layers, sw))
+        self.tv = TVLoss()
+        self.weights = (opts.content_weight, opts.style_weight, opts.tv_weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        feats = self.net(x)
+        content = sum(self.content_layer_w[k] * m(feats[k]) for k, m in self.content.items())
+        style = sum(self.style_layer_w[k] * m(feats[k]) for k, m in self.style.items())
+        tv = self.tv(x)
+        cw, sw, tw = self.weights
+        total = cw * content + sw * style + tw * tv
+        return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in (("content", content), ("style", style), ("tv", tv), ("total", total))}
+
+
+def _normalized(weights: Sequence[float] | None, n: int) -> list[float]:
+    w = [1.0] * n if weights is None else [float(v) for v in weights]
+    s = sum(w)
+    return [v / s for v in w]
+
+
+def prepare_images(
+    content: ImageLike, styles: Sequence[ImageLike], size: int | None, style_scale: float
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Load and resize: content to `size` on its longest side, each style to style_scale**2 x its pixel count."""
+    c = as_pil(content)
+    if size is not None:
+        c = fit_longest_side(c, size)
+    area = c.width * c.height * style_scale**2
+    return pil_to_tensor(c), [pil_to_tensor(fit_area(as_pil(s), area)) for s in styles]
+
+
+def _initial_image(init: str, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    if init == "content":
+        return content.clone()
+    if init == "noise":
+        # Mid-grey plus noise: far from the content, yet inside the valid range.
+        return (0.5 + 0.25 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
+    if not os.path.exists(init):
+        raise ImpastoError(f"--init {init}: not 'content', 'noise' or an existing image file")
+    im = as_pil(init).resize((content.shape[-1], content.shape[-2]), resample=3)
+    return pil_to_tensor(im)
+
+
+def run(
+    content: ImageLike,
+    styles: Sequence[ImageLike],
+    options: Options | None = None,
+    *,
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> Result:
+    """Stylize `content` with one or more `styles`; see :class:`Options`.
+
+    `callback(step, image, losses)` is called after every step with the current image (detached, on the device).
+    Ctrl-C (KeyboardInterrupt) stops the run and returns the last iterate with ``stopped="interrupted"``.
+    """
+    opts = options or Options()
+    styles = list(styles)
+    opts.validate(len(styles))
+    device = resolve_device(opts.device)
+    if opts.seed is not None:
+        torch.manual_seed(opts.seed)
+    generator = torch.Generator().manual_seed(opts.seed if opts.seed is not None else torch.seed())
+
+    content_t, style_ts = prepare_images(content, styles, opts.size, opts.style_scale)
+    init = _initial_image(opts.init, content_t, generator)
+    weights = load_weights(opts.weights, opts.weights_normalization)
+    layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+    net = VGGFeatures(weights, layers, opts.pooling).to(device)
+    objective = _Objective(net, content_t.to(device), [s.to(device) for s in style_ts], opts)
+
+    x = init.to(device).requires_grad_(True)
+    if opts.optimizer == "lbfgs":
+        # One function evaluation per step; the curvature history carries over between step() calls.
+        optimizer = torch.optim.LBFGS([x], lr=opts.learning_rate or 1.0, max_iter=1, history_size=100)
+    else:
+        optimizer = torch.optim.Adam([x], lr=opts.learning_rate or 0.02)
+
+    last: dict = {}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        total, terms = objective(x)
+        total.backward()
+        last.update(terms)
+        return total
+
+    history: list[float] = []
+    stopped = "budget"
+    bar = tqdm(total=opts.steps, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    step = 0
+    try:
+        while step < opts.steps:
+            optimizer.step(closure)
+            if opts.optimizer == "adam":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+            step += 1
+            history.append(last["total"])
+            bar.update(1)
+            bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.4f}", tv=f"{last['tv']:.5f}")
+            if not math.isfinite(last["total"]):
+                raise ImpastoError("the loss became NaN or infinite; lower --learning-rate or the loss weights")
+            if callback is not None:
+                callback(step, x.detach(), dict(last))
+            if _converged(history, opts.tol):
+                stopped = "converged"
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    finally:
+        bar.close()
+    image = x.detach().clamp(0, 1).cpu()
+    return Result(image=image, steps=step, stopped=stopped, losses=dict(last), history=history)
+
+
+def _converged(history: list[float], tol: float, window: int = 10) -> bool:
+    if tol <= 0 or len(history) <= window:
+        return False
+    before, now = history[-window - 1], history[-1]
+    # A loss that went up (an L-BFGS spike) is not convergence: it usually recovers.
+    return before > 0 and 0 <= before - now < tol * window * before
+
+
+OPTION_NAMES = tuple(f.name for f in fields(Options))

@@ -1,0 +1,175 @@
+"""Image I/O and conversions: robust loading, atomic saving, resizing, PIL <-> tensor."""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImpastoError
+
+ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
+
+# Output formats by file extension.
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+# Guard against decompression bombs while still accepting large photos.
+Image.MAX_IMAGE_PIXELS = 30_000 * 30_000
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as an 8-bit RGB PIL image, honouring EXIF orientation.
+
+    Grayscale, palette, alpha (composited on white), CMYK and 16-bit images are converted.
+    Raises ImpastoError with a one-line message for anything that is not a readable image.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImpastoError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImpastoError(f"{p}: is a directory, not an image file")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.width == 0 or im.height == 0:
+                raise ImpastoError(f"{p}: image has zero size ({im.width}x{im.height})")
+            im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
+    except ImpastoError:
+        raise
+    except UnidentifiedImageError:
+        raise ImpastoError(f"{p}: not an image file (unrecognized format)") from None
+    except Image.DecompressionBombError:
+        raise ImpastoError(f"{p}: image is too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImpastoError(f"{p}: cannot read image (corrupt or truncated: {reason})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
+    if im.width == 0 or im.height == 0:
+        raise ImpastoError(f"image has zero size ({im.width}x{im.height})")
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        if mode == "F" and a.max() <= 1.0:
+            peak = 1.0
+        a = np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return im.copy()
+    return im.convert("RGB")
+
+
+def as_pil(image: ImageLike) -> Image.Image:
+    """Accept a path, a PIL image or a tensor ((3,H,W) or (1,3,H,W), values in [0, 1]) and return RGB PIL."""
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, torch.Tensor):
+        return tensor_to_pil(image)
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    raise TypeError(f"expected a path, PIL image or tensor, got {type(image).__name__}")
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
+    a = np.asarray(to_rgb(im), dtype=np.float32) / 255.0
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB PIL image (values clamped)."""
+    t = t.detach()
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected a single image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) tensor, got shape {tuple(t.shape)}")
+    a = t.float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(a), "RGB")
+
+
+def fit_longest_side(im: Image.Image, size: int) -> Image.Image:
+    """Resize so the longest side is `size` pixels, keeping the aspect ratio."""
+    w, h = im.size
+    scale = size / max(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
+
+
+def fit_area(im: Image.Image, area: float) -> Image.Image:
+    """Resize to about `area` pixels in all, keeping the aspect ratio."""
+    w, h = im.size
+    scale = (area / (w * h)) ** 0.5
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+    """Validate an output path before any work is done; returns it as a Path."""
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_FORMATS:
+        allowed = ", ".join(sorted(OUTPUT_FORMATS))
+        raise ImpastoError(f"{p}: unsupported output extension {p.suffix or '(none)'!r}; use one of {allowed}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise ImpastoError(f"{p}: output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ImpastoError(f"{p}: {parent} is not a directory")
+    if p.is_dir():
+        raise ImpastoError(f"{p}: is a directory; give a file name for the output")
+    resolved = p.resolve()
+    for i in inputs:
+        if isinstance(i, (str, os.PathLike)) and Path(i).resolve() == resolved:
+            raise ImpastoError(f"{p}: output would overwrite an input image; choose another name")
+    return p
+
+
+def save_image(im: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, then a rename."""
+    p = check_output_path(path)
+    if isinstance(im, torch.Tensor):
+        im = tensor_to_pil(im)
+    fmt = OUTPUT_FORMATS[p.suffix.lower()]
+    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format=fmt, **params)
+        # mkstemp creates files readable by the owner only; give the output the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p

@@ -1,0 +1,75 @@
+"""Style-transfer losses as small modules: content, Gram style and total variation.
+
+All three are normalized so that the same weights give the same balance at any resolution and on any layer:
+- content: mean squared feature difference divided by the mean square of the target features;
+- style: squared Frobenius distance of Gram matrices (divided by the number of positions) relative to the
+  target Gram's squared norm;
+- total variation: mean squared difference of neighbouring pixels (RGB in [0, 1]).
+The content and style losses are exactly the distances reported by :mod:`impasto.metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+_EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix divided by the number of positions H*W, in fp32."""
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+
+def blend_grams(grams: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Weighted mean of Gram matrices (weights are normalized to sum to 1)."""
+    if weights is None:
+        weights = [1.0] * len(grams)
+    total = float(sum(weights))
+    return sum(g * (w / total) for g, w in zip(grams, weights))
+
+
+class ContentLoss(nn.Module):
+    """Relative squared error of features against a fixed target: mean((F - P)^2) / mean(P^2)."""
+
+    def __init__(self, target: torch.Tensor) -> None:
+        super().__init__()
+        target = target.detach().float()
+        self.register_buffer("target", target)
+        self.register_buffer("inv_norm", 1.0 / (target.pow(2).mean() + _EPS))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.target).pow(2).mean() * self.inv_norm
+
+
+class GramStyleLoss(nn.Module):
+    """Relative squared Gram error: ||G(F) - G_target||^2 / ||G_target||^2."""
+
+    def __init__(self, target_gram: torch.Tensor) -> None:
+        super().__init__()
+        target_gram = target_gram.detach().float()
+        self.register_buffer("target", target_gram)
+        self.register_buffer("inv_norm", 1.0 / (target_gram.pow(2).sum() + _EPS))
+
+    @classmethod
+    def from_features(
+        cls, features: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+    ) -> "GramStyleLoss":
+        """Target = blend of the Gram matrices of several style images' features."""
+        return cls(blend_grams([gram_matrix(f) for f in features], weights))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (gram_matrix(features) - self.target).pow(2).sum() * self.inv_norm
+
+
+class TVLoss(nn.Module):
+    """Total variation: mean squared difference between horizontally and vertically adjacent pixels."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        return dx.pow(2).mean() + dy.pow(2).mean()

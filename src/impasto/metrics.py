@@ -1,0 +1,71 @@
+"""Measured content and style distances, always with fp32 Caffe VGG-19 and max pooling.
+
+- content distance: mean squared relu4_2 difference between the output and the content image resized to the
+  output's size, divided by the mean square of the content features (0 = the photo itself);
+- style distance: mean over relu1_1..relu5_1 of ||G(out) - G(style)||^2 / ||G(style)||^2, Gram matrices divided
+  by the number of positions, each style image resized to the output's pixel count (several styles: blended Grams).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+from .image import ImageLike, as_pil, fit_area, pil_to_tensor
+from .losses import ContentLoss, GramStyleLoss
+from .vgg import VGGFeatures
+from .weights import load_weights
+
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@lru_cache(maxsize=1)
+def _model() -> VGGFeatures:
+    return VGGFeatures(load_weights("caffe"), (CONTENT_LAYER, *STYLE_LAYERS), pooling="max")
+
+
+@torch.no_grad()
+def evaluate(
+    output: ImageLike,
+    content: ImageLike | None = None,
+    styles: ImageLike | Sequence[ImageLike] = (),
+    style_weights: Sequence[float] | None = None,
+) -> dict:
+    """Return {"content": float|None, "style": float|None, "style_layers": {layer: float}}."""
+    net = _model()
+    out_pil = as_pil(output)
+    out_feats = net(pil_to_tensor(out_pil))
+    result: dict = {"content": None, "style": None, "style_layers": {}}
+    if content is not None:
+        c = as_pil(content)
+        if c.size != out_pil.size:
+            c = c.resize(out_pil.size, resample=3)  # bicubic, like the output was made at this size
+        target = net(pil_to_tensor(c))[CONTENT_LAYER]
+        result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
+    if not isinstance(styles, (list, tuple)):
+        styles = [styles]
+    if styles:
+        area = out_pil.width * out_pil.height
+        style_feats = [net(pil_to_tensor(fit_area(as_pil(s), area))) for s in styles]
+        per_layer = {}
+        for layer in STYLE_LAYERS:
+            loss = GramStyleLoss.from_features([f[layer] for f in style_feats], style_weights)
+            per_layer[layer] = float(loss(out_feats[layer]))
+        result["style_layers"] = per_layer
+        result["style"] = sum(per_layer.values()) / len(per_layer)
+    return result
+
+
+def content_distance(output: ImageLike, content: ImageLike) -> float:
+    """Relative relu4_2 error of `output` against `content` (see module docstring)."""
+    return evaluate(output, content)["content"]
+
+
+def style_distance(
+    output: ImageLike, styles: ImageLike | Sequence[ImageLike], style_weights: Sequence[float] | None = None
+) -> float:
+    """Mean relative Gram error of `output` against one or more styles (see module docstring)."""
+    return evaluate(output, None, styles, style_weights)["style"]

