@@ -237,7 +237,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors (already printed as one line)
+        return int(e.code or 0)
     try:
         if args.command == "stylize":
             return _stylize(args)

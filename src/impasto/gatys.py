@@ -223,7 +223,8 @@ def run(
 
     history: list[float] = []
     stopped = "budget"
-    bar = tqdm(total=opts.steps, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs stay readable).
+    bar = tqdm(total=opts.steps, disable=True if not progress else None, unit="step", dynamic_ncols=True, leave=False)
     step = 0
     try:
         while step < opts.steps:

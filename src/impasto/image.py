@@ -52,12 +52,26 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except ImpastoError:
         raise
     except UnidentifiedImageError:
-        raise ImpastoError(f"{p}: not an image file (unrecognized format)") from None
+        raise ImpastoError(f"{p}: {_why_unidentified(p)}") from None
     except Image.DecompressionBombError:
         raise ImpastoError(f"{p}: image is too large to decode safely") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImpastoError(f"{p}: cannot read image (corrupt or truncated: {reason})") from None
+
+
+def _why_unidentified(p: Path) -> str:
+    """Name the problem with a file Pillow could not identify."""
+    with open(p, "rb") as f:
+        head = f.read(24)
+    if not head:
+        return "empty file (0 bytes), not an image"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        if width == 0 or height == 0:
+            return f"image has zero size ({width}x{height})"
+        return "cannot read image (corrupt PNG header)"
+    return "not an image file (unrecognized format)"
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

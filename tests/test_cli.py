@@ -1,0 +1,130 @@
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import impasto
+from impasto import cli, gatys
+
+FAST = ["--size", "64", "--steps", "3", "--device", "cpu", "--quiet"]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_stylize_writes_output_and_prints_its_path(images, tmp_path, capsys):
+    out = tmp_path / "out.jpg"
+    before = {k: _digest(p) for k, p in images.items()}
+    code = cli.main(["stylize", str(images["content"]), str(images["style"]), "-o", str(out), *FAST])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert Image.open(out).size == (64, 43)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jpg"]  # no temporary files left
+    assert {k: _digest(p) for k, p in images.items()} == before  # inputs untouched
+
+
+def test_every_flag_is_accepted(images, tmp_path):
+    out = tmp_path / "all.png"
+    init = tmp_path / "init.png"
+    Image.open(images["style"]).save(init)
+    args = [
+        "stylize", str(images["content"]), str(images["style"]), str(images["style2"]), "-o", str(out),
+        "--method", "gatys", "--size", "48", "--max-size", "100", "--steps", "4", "--tol", "0",
+        "--content-weight", "2", "--style-weight", "5", "--tv-weight", "0.5", "--style-weights", "3,1",
+        "--style-scale", "0.8", "--content-layers", "relu4_2", "--style-layers", "relu1_1,relu2_1,relu3_1",
+        "--content-layer-weights", "1", "--style-layer-weights", "1", "2", "1", "--optimizer", "adam",
+        "--learning-rate", "0.05", "--init", str(init), "--seed", "1", "--pooling", "avg", "--device", "cpu",
+        "--weights", "caffe", "--weights-normalization", "caffe", "--save-every", "2", "--quiet",
+    ]
+    assert cli.main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.png", "all_step00002.png", "all_step00004.png", "init.png"]
+    assert Image.open(out).size == (48, 32)
+
+
+def _bad_inputs(images, tmp: Path):
+    (tmp / "adir").mkdir()
+    (tmp / "text.png").write_text("not a picture")
+    data = images["content"].read_bytes()
+    (tmp / "cut.png").write_bytes(data[: len(data) // 3])
+    c, s = str(images["content"]), str(images["style"])
+    out = str(tmp / "out.png")
+    return {
+        "missing content": ([str(tmp / "none.jpg"), s, "-o", out], "no such file"),
+        "directory": ([c, str(tmp / "adir"), "-o", out], "is a directory"),
+        "not an image": ([c, str(tmp / "text.png"), "-o", out], "not an image"),
+        "truncated": ([str(tmp / "cut.png"), s, "-o", out], "truncated"),
+        "output dir missing": ([c, s, "-o", str(tmp / "no" / "out.png")], "does not exist"),
+        "bad extension": ([c, s, "-o", str(tmp / "out.xyz")], "unsupported output extension"),
+        "size zero": ([c, s, "-o", out, "--size", "0"], "--size"),
+        "size negative": ([c, s, "-o", out, "--size", "-5"], "--size"),
+        "size above cap": ([c, s, "-o", out, "--size", "9000"], "--max-size 9000"),
+        "style weight count": ([c, s, "-o", out, "--style-weights", "1", "2"], "2 values for 1 style"),
+        "negative weight": ([c, s, "-o", out, "--style-weight", "-1"], "style-weight"),
+        "nan weight": ([c, s, "-o", out, "--content-weight", "nan"], "content-weight"),
+        "nan blend weight": ([c, s, "-o", out, "--style-weights", "nan"], "weight"),
+        "overwrite input": ([c, s, "-o", c], "overwrite an input"),
+        "unknown layer": ([c, s, "-o", out, "--style-layers", "relu1_1,relu9_9"], "relu9_9"),
+        "missing weights": ([c, s, "-o", out, "--weights", str(tmp / "w.pth")], "no such weights file"),
+        "bad init": ([c, s, "-o", out, "--init", str(tmp / "text.png")], "not an image"),
+        "unknown method": ([c, s, "-o", out, "--method", "magic"], "invalid choice"),
+    }
+
+
+def test_bad_input_one_line_exit_2_no_output(images, tmp_path, capsys):
+    for name, (args, message) in _bad_inputs(images, tmp_path).items():
+        before = set(tmp_path.rglob("*"))
+        code = cli.main(["stylize", *args, "--steps", "2", "--size", "32"] if "--size" not in args else ["stylize", *args])
+        err = capsys.readouterr().err
+        assert code == 2, name
+        assert err.count("\n") == 1 and err.startswith("impasto: error:"), (name, err)
+        assert message in err, (name, err)
+        assert "Traceback" not in err
+        assert set(tmp_path.rglob("*")) == before, name
+
+
+def test_real_process_bad_input_and_success(images, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(impasto.__file__).parents[1]))
+    bad = subprocess.run(
+        [sys.executable, "-m", "impasto", "stylize", str(tmp_path / "nope.jpg"), str(images["style"]), "-o", str(tmp_path / "o.png")],
+        capture_output=True, text=True, env=env,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
+    assert not (tmp_path / "o.png").exists()
+    version = subprocess.run([sys.executable, "-m", "impasto", "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("impasto ")
+
+
+def test_help_documents_every_flag_with_its_default(capsys):
+    assert cli.main(["stylize", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--size", "--steps", "--content-weight", "--style-weight", "--tv-weight", "--optimizer", "--init", "--seed",
+        "--style-weights", "--style-scale", "--pooling", "--device", "--weights", "--save-every", "--quiet",
+        "--method", "--tol", "--max-size", "--content-layers", "--style-layers", "--learning-rate",
+    ):
+        assert flag in text, flag
+    assert "(default: 512)" in text and "(default: 500)" in text and "(default: lbfgs)" in text
+
+
+def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, capsys, monkeypatch):
+    def interrupt_at_step_3(history, tol, window=10):
+        if len(history) == 3:
+            raise KeyboardInterrupt
+        return False
+
+    monkeypatch.setattr(gatys, "_converged", interrupt_at_step_3)
+    out = tmp_path / "kept.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "--size", "64", "--steps", "10", "--device", "cpu", "-q"]
+    assert cli.main([*args, "-o", str(out), "--save-every", "2"]) == 130
+    assert "interrupted at step 3" in capsys.readouterr().err
+    assert out.exists() and (tmp_path / "kept_step00002.png").exists()
+    lost = tmp_path / "lost.png"
+    assert cli.main([*args, "-o", str(lost)]) == 130
+    assert "no output written" in capsys.readouterr().err
+    assert not lost.exists()

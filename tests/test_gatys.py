@@ -1,0 +1,170 @@
+import pytest
+import torch
+from PIL import Image
+
+import impasto
+from impasto import gatys
+from impasto.errors import ImpastoError
+from impasto.image import pil_to_tensor, tensor_to_pil
+from impasto.metrics import content_distance, style_distance
+from impasto.vgg import VGGFeatures
+
+
+def run(images, styles=None, **kw):
+    kw.setdefault("size", 64)
+    kw.setdefault("steps", 8)
+    kw.setdefault("tol", 0)
+    kw.setdefault("device", "cpu")
+    return gatys.run(images["content"], styles or [images["style"]], gatys.Options(**kw))
+
+
+def test_stylizing_moves_toward_the_style_and_keeps_the_content(images):
+    result = run(images, size=96, steps=40)
+    out = tensor_to_pil(result.image)
+    assert out.size == (96, 64)
+    photo_style = style_distance(images["content"], images["style"])
+    painting_content = content_distance(Image.open(images["style"]).resize(out.size), images["content"])
+    assert style_distance(out, images["style"]) < 0.5 * photo_style
+    assert content_distance(out, images["content"]) < 0.7 * painting_content
+    assert result.history[-1] < 0.5 * result.history[0]
+
+
+def test_style_weight_trades_style_for_content(images):
+    low = tensor_to_pil(run(images, steps=15, style_weight=1).image)
+    high = tensor_to_pil(run(images, steps=15, style_weight=100).image)
+    assert style_distance(high, images["style"]) < style_distance(low, images["style"])
+    assert content_distance(low, images["content"]) < content_distance(high, images["content"])
+
+
+def test_targets_are_computed_once(images, monkeypatch):
+    calls = []
+    original = VGGFeatures.forward
+    monkeypatch.setattr(VGGFeatures, "forward", lambda self, x: calls.append(1) or original(self, x))
+    run(images, [images["style"], images["style2"]], steps=5)
+    assert len(calls) == 1 + 2 + 5  # content, two styles, one pass per step
+
+
+def test_same_seed_same_output(images):
+    a = run(images, init="noise", seed=3, steps=4).image
+    b = run(images, init="noise", seed=3, steps=4).image
+    c = run(images, init="noise", seed=4, steps=4).image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_init_from_content_noise_or_file(images, tmp_path):
+    content = run(images, steps=1, init="content", optimizer="adam", learning_rate=1e-6).image
+    assert torch.allclose(content, pil_to_tensor(tensor_to_pil(content)), atol=1 / 255)
+    reference = pil_to_tensor(Image.open(images["content"]).resize((64, 43), Image.LANCZOS))
+    assert (content - reference).abs().mean() < 0.01
+    noise = run(images, steps=1, init="noise", seed=0, optimizer="adam", learning_rate=1e-6).image
+    assert (noise - reference).abs().mean() > 0.1
+    from_file = run(images, steps=1, init=str(images["style"]), optimizer="adam", learning_rate=1e-6).image
+    assert from_file.shape == reference.shape
+    assert (from_file - reference).abs().mean() > 0.05
+    with pytest.raises(ImpastoError, match="--init"):
+        run(images, init=str(tmp_path / "missing.png"))
+
+
+def test_adam_optimizer_reduces_the_loss_and_stays_in_range(images):
+    result = run(images, optimizer="adam", steps=20, learning_rate=0.03)
+    assert result.history[-1] < 0.7 * result.history[0]
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_step_budget_and_convergence(images):
+    assert run(images, steps=6).steps == 6
+    converged = run(images, steps=200, tol=0.05)
+    assert converged.stopped == "converged" and converged.steps < 200
+    assert run(images, steps=12, tol=0).stopped == "budget"
+
+
+def test_style_blend_weights(images):
+    single = run(images, [images["style"]], steps=5).image
+    blended_only_first = run(images, [images["style"], images["style2"]], steps=5, style_weights=[1, 0]).image
+    assert torch.allclose(single, blended_only_first, atol=1e-5)
+    mixed = run(images, [images["style"], images["style2"]], steps=5, style_weights=[1, 1]).image
+    assert not torch.allclose(single, mixed, atol=1e-3)
+
+
+def test_layer_choice_and_per_layer_weights(images):
+    only_first = run(images, steps=5, style_layer_weights=[1, 0, 0, 0, 0]).image
+    one_layer = run(images, steps=5, style_layers=["relu1_1"]).image
+    assert torch.allclose(only_first, one_layer, atol=1e-5)
+    two_content = run(images, steps=5, content_layers=["relu2_2", "relu4_2"], content_layer_weights=[0, 1]).image
+    default = run(images, steps=5).image
+    assert torch.allclose(two_content, default, atol=1e-5)
+
+
+def test_style_scale_and_size(images):
+    content, styles = gatys.prepare_images(images["content"], [images["style"]], 80, 0.5)
+    assert content.shape[-2:] == (53, 80)
+    area = styles[0].shape[-1] * styles[0].shape[-2]
+    assert abs(area - 0.25 * 53 * 80) < 40
+    full, _ = gatys.prepare_images(images["content"], [images["style"]], None, 1.0)
+    assert full.shape[-2:] == (64, 96)
+    a = run(images, steps=5, style_scale=0.5).image
+    b = run(images, steps=5, style_scale=2.0).image
+    assert not torch.allclose(a, b, atol=1e-3)
+
+
+def test_loss_weights_mean_the_same_at_any_resolution(images):
+    """The normalized losses of a fixed picture barely change with the working resolution."""
+    losses = {}
+    for size in (64, 128):
+        result = run(images, size=size, steps=1, optimizer="adam", learning_rate=1e-9)
+        losses[size] = result.losses
+    assert losses[64]["content"] == losses[128]["content"] == 0
+    ratio = losses[128]["style"] / losses[64]["style"]
+    assert 0.6 < ratio < 1.6
+
+
+def test_callback_and_interrupt_keep_the_last_iterate(images):
+    seen = []
+
+    def callback(step, image, losses):
+        seen.append((step, set(losses)))
+        if step == 3:
+            raise KeyboardInterrupt
+
+    result = gatys.run(images["content"], [images["style"]], gatys.Options(size=64, steps=10), callback=callback)
+    assert result.stopped == "interrupted" and result.steps == 3
+    assert seen[0] == (1, {"content", "style", "tv", "total"})
+    assert result.image.shape == (1, 3, 43, 64)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"size": 0}, "--size"),
+        ({"size": 5000}, "--max-size 5000"),
+        ({"steps": 0}, "--steps"),
+        ({"style_weight": -1.0}, "--style-weight"),
+        ({"content_weight": float("nan")}, "--content-weight"),
+        ({"style_weights": [1.0, 2.0]}, "2 values for 1 style"),
+        ({"style_weights": [float("nan")]}, "finite"),
+        ({"style_layer_weights": [1.0]}, "1 values for 5 style layers"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"style_layers": ["relu6_1"]}, "relu6_1"),
+        ({"style_scale": 0.0}, "--style-scale"),
+        ({"device": "cuda"}, "cuda") if not torch.cuda.is_available() else ({"device": "tpu"}, "device"),
+        ({"device": "tpu"}, "unknown device"),
+    ],
+)
+def test_bad_options(images, options, message):
+    with pytest.raises(ImpastoError, match=message):
+        run(images, **options)
+
+
+def test_python_api_accepts_paths_pil_and_tensors(images):
+    from_path = impasto.stylize(images["content"], images["style"], size=64, steps=3, tol=0, device="cpu")
+    pil = Image.open(images["content"])
+    tensor = pil_to_tensor(Image.open(images["style"]))
+    from_objects = impasto.stylize(pil, [tensor[0]], size=64, steps=3, tol=0, device="cpu")
+    assert isinstance(from_path, Image.Image) and from_path.size == (64, 43)
+    assert from_path.tobytes() == from_objects.tobytes()
+    with pytest.raises(ImpastoError, match="no option 'colour'"):
+        impasto.stylize(pil, tensor, colour=True)
+    with pytest.raises(ImpastoError, match="unknown method"):
+        impasto.stylize(pil, tensor, method="magic")
+    assert "gatys" in impasto.available_methods()

@@ -1,0 +1,46 @@
+import torch
+import torch.nn.functional as F
+
+from impasto.losses import ContentLoss, GramStyleLoss, TVLoss, blend_grams, gram_matrix
+
+
+def test_gram_is_divided_by_positions_and_resolution_independent():
+    f = torch.rand(1, 8, 6, 5)
+    g = gram_matrix(f)
+    flat = f.reshape(8, 30)
+    assert torch.allclose(g[0], flat @ flat.T / 30)
+    # Repeating every position (a 2x nearest upsampling) leaves the Gram matrix unchanged.
+    assert torch.allclose(gram_matrix(F.interpolate(f, scale_factor=2)), g, atol=1e-6)
+
+
+def test_content_loss_is_relative_squared_error():
+    target = torch.rand(1, 4, 5, 5) + 0.5
+    loss = ContentLoss(target)
+    assert float(loss(target)) == 0
+    assert abs(float(loss(torch.zeros_like(target))) - 1.0) < 1e-6
+    assert torch.isclose(loss(2 * target), torch.tensor(1.0))
+
+
+def test_style_loss_is_relative_gram_error():
+    feats = torch.rand(1, 4, 7, 7)
+    loss = GramStyleLoss.from_features([feats])
+    assert float(loss(feats)) < 1e-10
+    assert abs(float(loss(torch.zeros_like(feats))) - 1.0) < 1e-5
+    # Same statistics at another resolution: no loss.
+    assert float(loss(F.interpolate(feats, scale_factor=3))) < 1e-8
+
+
+def test_blended_style_targets():
+    a, b = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)
+    g = blend_grams([gram_matrix(a), gram_matrix(b)], [3, 1])
+    assert torch.allclose(g, 0.75 * gram_matrix(a) + 0.25 * gram_matrix(b))
+    only_a = GramStyleLoss.from_features([a, b], [1, 0])
+    assert float(only_a(a)) < 1e-10
+
+
+def test_tv_loss():
+    assert float(TVLoss()(torch.ones(1, 3, 8, 8))) == 0
+    x = torch.zeros(1, 1, 2, 2)
+    x[..., 0, 0] = 1
+    # dx: one of two horizontal pairs differs by 1 in row 0; dy: one of two vertical pairs.
+    assert float(TVLoss()(x)) == 0.5 + 0.5
