@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 demo: install
+	mkdir -p out
 	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png src/impasto/examples/swirls.png \
 		-o out/demo.png --size 256 --steps 100
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import impasto
@@ -28,7 +29,7 @@ def test_stylize_writes_output_and_prints_its_path(images, tmp_path, capsys):
     assert {k: _digest(p) for k, p in images.items()} == before  # inputs untouched
 
 
-def test_every_flag_is_accepted(images, tmp_path):
+def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     out = tmp_path / "all.png"
     init = tmp_path / "init.png"
     Image.open(images["style"]).save(init)
@@ -41,9 +42,19 @@ def test_every_flag_is_accepted(images, tmp_path):
         "--learning-rate", "0.05", "--init", str(init), "--seed", "1", "--pooling", "avg", "--device", "cpu",
         "--weights", "caffe", "--weights-normalization", "caffe", "--save-every", "2", "--quiet",
     ]
+    seen = {}
+    real_run = gatys.run
+    monkeypatch.setattr(gatys, "run", lambda c, s, o, **kw: seen.setdefault("options", o) and real_run(c, s, o, **kw))
     assert cli.main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.png", "all_step00002.png", "all_step00004.png", "init.png"]
     assert Image.open(out).size == (48, 32)
+    o = seen["options"]
+    assert (o.size, o.max_size, o.steps, o.tol) == (48, 100, 4, 0)
+    assert (o.content_weight, o.style_weight, o.tv_weight, o.style_scale) == (2, 5, 0.5, 0.8)
+    assert o.style_weights == [3, 1] and o.style_layer_weights == [1, 2, 1] and o.content_layer_weights == [1]
+    assert o.content_layers == ["relu4_2"] and o.style_layers == ["relu1_1", "relu2_1", "relu3_1"]
+    assert (o.optimizer, o.learning_rate, o.init, o.seed, o.pooling, o.device) == ("adam", 0.05, str(init), 1, "avg", "cpu")
+    assert (o.weights, o.weights_normalization) == ("caffe", "caffe")
 
 
 def _bad_inputs(images, tmp: Path):
@@ -51,6 +62,7 @@ def _bad_inputs(images, tmp: Path):
     (tmp / "text.png").write_text("not a picture")
     data = images["content"].read_bytes()
     (tmp / "cut.png").write_bytes(data[: len(data) // 3])
+    (tmp / "init.png").write_bytes(data)
     c, s = str(images["content"]), str(images["style"])
     out = str(tmp / "out.png")
     return {
@@ -72,6 +84,10 @@ def _bad_inputs(images, tmp: Path):
         "missing weights": ([c, s, "-o", out, "--weights", str(tmp / "w.pth")], "no such weights file"),
         "bad init": ([c, s, "-o", out, "--init", str(tmp / "text.png")], "not an image"),
         "unknown method": ([c, s, "-o", out, "--method", "magic"], "invalid choice"),
+        "negative save-every": ([c, s, "-o", out, "--save-every", "-2"], "--save-every"),
+        "huge seed": ([c, s, "-o", out, "--seed", str(2**70)], "--seed"),
+        "init is the output": ([c, s, "-o", str(tmp / "init.png"), "--init", str(tmp / "init.png")], "overwrite an input"),
+        "style scale too big": ([c, s, "-o", out, "--style-scale", "200"], "--style-scale 200"),
     }
 
 
@@ -100,7 +116,18 @@ def test_real_process_bad_input_and_success(images, tmp_path):
     assert version.returncode == 0 and version.stdout.startswith("impasto ")
 
 
-def test_help_documents_every_flag_with_its_default(capsys):
+def test_write_failure_is_one_line(images, tmp_path, capsys, monkeypatch):
+    def disk_full(image, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(cli, "save_image", disk_full)
+    code = cli.main(["stylize", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "No space left on device" in err
+
+
+def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     assert cli.main(["stylize", "--help"]) == 0
     text = capsys.readouterr().out
     for flag in (
@@ -110,6 +137,7 @@ def test_help_documents_every_flag_with_its_default(capsys):
     ):
         assert flag in text, flag
     assert "(default: 512)" in text and "(default: 500)" in text and "(default: lbfgs)" in text
+    assert "(default: None)" not in text
 
 
 def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, capsys, monkeypatch):
@@ -119,11 +147,19 @@ def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, cap
         return False
 
     monkeypatch.setattr(gatys, "_converged", interrupt_at_step_3)
+    iterates = []
+    real_save = cli.save_image
+    monkeypatch.setattr(cli, "save_image", lambda im, p: iterates.append(im.clone()) or real_save(im, p))
     out = tmp_path / "kept.png"
     args = ["stylize", str(images["content"]), str(images["style"]), "--size", "64", "--steps", "10", "--device", "cpu", "-q"]
     assert cli.main([*args, "-o", str(out), "--save-every", "2"]) == 130
     assert "interrupted at step 3" in capsys.readouterr().err
     assert out.exists() and (tmp_path / "kept_step00002.png").exists()
+    assert len(iterates) == 2  # step 2, then the iterate after step 3 (not step 2's again)
+    assert not torch.equal(iterates[0], iterates[1])
+    from impasto.image import tensor_to_pil
+
+    assert Image.open(out).tobytes() == tensor_to_pil(iterates[1]).tobytes()
     lost = tmp_path / "lost.png"
     assert cli.main([*args, "-o", str(lost)]) == 130
     assert "no output written" in capsys.readouterr().err

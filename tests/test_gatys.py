@@ -108,15 +108,41 @@ def test_style_scale_and_size(images):
     assert not torch.allclose(a, b, atol=1e-3)
 
 
-def test_loss_weights_mean_the_same_at_any_resolution(images):
-    """The normalized losses of a fixed picture barely change with the working resolution."""
+def test_loss_weights_mean_the_same_at_any_resolution():
+    """Each loss term of the same picture pair stays of the same magnitude when the resolution doubles.
+
+    Sums instead of means, or Grams not divided by the positions, would change the terms 4- to 16-fold.
+    """
+    from conftest import EXAMPLES
+
+    content, style = EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png"
     losses = {}
-    for size in (64, 128):
-        result = run(images, size=size, steps=1, optimizer="adam", learning_rate=1e-9)
-        losses[size] = result.losses
-    assert losses[64]["content"] == losses[128]["content"] == 0
-    ratio = losses[128]["style"] / losses[64]["style"]
-    assert 0.6 < ratio < 1.6
+    for size in (128, 256):
+        options = gatys.Options(size=size, steps=1, init=str(style), optimizer="adam", learning_rate=1e-9, device="cpu")
+        losses[size] = gatys.run(content, [style], options).losses  # the painting, scored as an output
+    for term in ("content", "style", "tv"):
+        assert losses[128][term] > 0
+        assert 0.5 < losses[256][term] / losses[128][term] < 2, term
+
+
+def test_tv_weight_smooths_and_pooling_and_weights_matter(images):
+    from impasto.losses import TVLoss
+
+    plain = TVLoss()(run(images, steps=10).image)
+    smooth = TVLoss()(run(images, steps=10, tv_weight=2000).image)
+    assert smooth < 0.7 * plain
+    avg = run(images, steps=3, pooling="avg").image
+    assert not torch.allclose(avg, run(images, steps=3).image, atol=1e-3)
+    other_norm = run(images, steps=3, weights_normalization="torchvision").image
+    assert not torch.allclose(other_norm, run(images, steps=3).image, atol=1e-3)
+
+
+def test_small_images(images, tmp_path):
+    with pytest.raises(ImpastoError, match="too small"):
+        run(images, size=12)
+    narrow = tmp_path / "narrow.png"
+    Image.open(images["style"]).resize((400, 5)).save(narrow)
+    assert run(images, [narrow], steps=2).steps == 2  # enlarged to 16 px on its short side
 
 
 def test_callback_and_interrupt_keep_the_last_iterate(images):
@@ -147,6 +173,10 @@ def test_callback_and_interrupt_keep_the_last_iterate(images):
         ({"optimizer": "sgd"}, "optimizer"),
         ({"style_layers": ["relu6_1"]}, "relu6_1"),
         ({"style_scale": 0.0}, "--style-scale"),
+        ({"style_scale": 40.0}, "--style-scale 40"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": 2**64}, "--seed"),
+        ({"max_size": 0}, "--max-size"),
         ({"device": "cuda"}, "cuda") if not torch.cuda.is_available() else ({"device": "tpu"}, "device"),
         ({"device": "tpu"}, "unknown device"),
     ],

@@ -47,6 +47,16 @@ def test_alpha_is_composited_on_white(tmp_path):
     assert I.load_image(tmp_path / "p.png").getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_transparent_colour_key_in_rgb_and_grey_png_becomes_white(tmp_path):
+    im = Image.new("RGB", (4, 4), (0, 0, 0))
+    im.putpixel((0, 0), (10, 20, 30))
+    im.save(tmp_path / "key.png", transparency=(0, 0, 0))
+    rgb = I.load_image(tmp_path / "key.png")
+    assert rgb.getpixel((1, 1)) == (255, 255, 255) and rgb.getpixel((0, 0)) == (10, 20, 30)
+    Image.new("L", (4, 4), 0).save(tmp_path / "grey.png", transparency=0)
+    assert I.load_image(tmp_path / "grey.png").getpixel((2, 2)) == (255, 255, 255)
+
+
 def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     a = np.full((6, 5), 65535, dtype=np.uint16)
     a[0, 0] = 32896  # about half

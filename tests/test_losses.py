@@ -42,5 +42,14 @@ def test_tv_loss():
     assert float(TVLoss()(torch.ones(1, 3, 8, 8))) == 0
     x = torch.zeros(1, 1, 2, 2)
     x[..., 0, 0] = 1
-    # dx: one of two horizontal pairs differs by 1 in row 0; dy: one of two vertical pairs.
-    assert float(TVLoss()(x)) == 0.5 + 0.5
+    # dx: one of two horizontal pairs differs by 1; dy: one of two vertical pairs; scaled by 2 / 512.
+    assert abs(float(TVLoss()(x)) - (0.5 + 0.5) * 2 / 512) < 1e-9
+
+
+def test_tv_loss_of_the_same_picture_does_not_depend_on_resolution():
+    x = torch.zeros(1, 3, 32, 32)
+    x[..., :, 16:] = 1  # a vertical edge
+    x[..., 20:, :] = 0.5
+    small = float(TVLoss()(x))
+    large = float(TVLoss()(F.interpolate(x, scale_factor=4)))
+    assert abs(large / small - 1) < 0.1

@@ -20,6 +20,31 @@ def test_content_resized_to_output_size_and_style_to_its_pixel_count(images):
     assert style_distance(images["content"], images["style"]) > 0.3
 
 
+def test_style_is_compared_at_the_outputs_pixel_count(images):
+    """A painting at 1.5 or 2 times the size is resized first, so its distance barely changes."""
+    style = Image.open(images["style"])
+    base = style_distance(images["content"], style)
+    for factor in (2.0, 1.5):
+        resized = style.resize((round(style.width * factor), round(style.height * factor)), Image.LANCZOS)
+        assert abs(style_distance(images["content"], resized) / base - 1) < 0.1
+    # Without that resize, brush strokes at another scale would look like another style.
+    out = Image.open(images["content"])
+    assert style_distance(out, style) != style_distance(out.resize((192, 128)), style)
+
+
+def test_too_small_output_is_an_error_and_narrow_styles_are_enlarged(images, tmp_path):
+    import pytest
+
+    from impasto.errors import ImpastoError
+
+    with pytest.raises(ImpastoError, match="too small"):
+        evaluate(Image.new("RGB", (12, 40)), images["content"])
+    narrow = Image.open(images["style"]).resize((300, 6))
+    assert 0 < style_distance(images["content"], narrow) < 10
+    with pytest.raises(ImpastoError, match="2 values for 1"):
+        evaluate(images["content"], None, [images["style"]], [1, 2])
+
+
 def test_blended_styles(images):
     one = style_distance(images["content"], images["style"])
     other = style_distance(images["content"], images["style2"])
@@ -43,3 +68,8 @@ def test_eval_command_text_and_errors(images, capsys, tmp_path):
     assert "needs --content" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path / "none.png"), "--content", str(images["content"])]) == 2
     assert cli.main(["eval", str(images["content"]), "--style", str(images["style"]), "--style-weights", "1", "2"]) == 2
+    capsys.readouterr()
+    both = [str(images["style"]), str(images["style2"])]
+    assert cli.main(["eval", str(images["content"]), "--style", *both, "--style-weights", "1", "0", "--json"]) == 0
+    blended = json.loads(capsys.readouterr().out)["style"]
+    assert abs(blended - style_distance(images["content"], images["style"])) < 1e-6

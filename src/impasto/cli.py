@@ -14,8 +14,6 @@ import time
 from dataclasses import fields
 from typing import Sequence
 
-import torch
-
 from . import __version__
 from .api import available_methods, get_method, make_options
 from .errors import ImpastoError
@@ -24,6 +22,15 @@ from .weights import NORMALIZATIONS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show '(default: X)' only where there is a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     st = sub.add_parser(
         "stylize",
@@ -149,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    output = check_output_path(args.output, (args.content, *args.styles))
+    inputs = (args.content, *args.styles, *([args.init] if args.init not in ("content", "noise") else []))
+    output = check_output_path(args.output, inputs)
+    if args.save_every < 0:
+        raise ImpastoError(f"--save-every must be 0 (off) or a positive number of steps, got {args.save_every}")
     # Read every input up front so a bad file fails in a second, not after minutes of work.
     content = load_image(args.content)
     styles = [load_image(s) for s in args.styles]
@@ -185,7 +195,8 @@ def _stylize(args: argparse.Namespace) -> int:
 
     def save_intermediate(step: int, image, losses: dict) -> None:
         if args.save_every and step % args.save_every == 0:
-            save_image(image, output.with_name(f"{output.stem}_step{step:05d}{output.suffix}"))
+            path = check_output_path(output.with_name(f"{output.stem}_step{step:05d}{output.suffix}"), inputs)
+            save_image(image, path)
 
     start = time.perf_counter()
     result = get_method(args.method).run(
@@ -253,8 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("impasto: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (MemoryError, torch.OutOfMemoryError):
+    except MemoryError:
         print("impasto: error: out of memory; try a smaller --size", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        # torch.OutOfMemoryError (CUDA) and MPS allocation failures are RuntimeErrors saying so.
+        if "out of memory" not in str(e).lower():
+            raise
+        print("impasto: error: out of memory on the device; try a smaller --size or --device cpu", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"impasto: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1
 
 

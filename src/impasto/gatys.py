@@ -19,7 +19,7 @@ from .device import resolve_device
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, fit_longest_side, pil_to_tensor
 from .losses import ContentLoss, GramStyleLoss, TVLoss
-from .vgg import POOLING, VGGFeatures, check_layers
+from .vgg import POOLING, VGGFeatures, check_layers, min_input_side
 from .weights import load_weights
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -69,6 +69,10 @@ class Options:
             _check_weight(name, getattr(self, name))
         if not (math.isfinite(self.style_scale) and self.style_scale > 0):
             raise ImpastoError(f"--style-scale must be a positive number, got {self.style_scale}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+            raise ImpastoError(f"--seed must be a whole number from 0 to 2**63-1, got {self.seed}")
+        if not isinstance(self.max_size, int) or self.max_size <= 0:
+            raise ImpastoError(f"--max-size must be a positive number of pixels, got {self.max_size}")
         if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ImpastoError(f"--learning-rate must be a positive number, got {self.learning_rate}")
         if self.optimizer not in OPTIMIZERS:
@@ -155,14 +159,35 @@ def _normalized(weights: Sequence[float] | None, n: int) -> list[float]:
 
 
 def prepare_images(
-    content: ImageLike, styles: Sequence[ImageLike], size: int | None, style_scale: float
+    content: ImageLike,
+    styles: Sequence[ImageLike],
+    size: int | None,
+    style_scale: float,
+    max_size: int = DEFAULT_MAX_SIZE,
+    min_side: int = 16,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Load and resize: content to `size` on its longest side, each style to style_scale**2 x its pixel count."""
+    """Load and resize: content to `size` on its longest side, each style to style_scale**2 x its pixel count.
+
+    Styles are enlarged where needed so each side has at least `min_side` pixels (what the deepest VGG layer needs).
+    """
     c = as_pil(content)
     if size is not None:
         c = fit_longest_side(c, size)
+    elif max(c.size) > max_size:
+        raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {max_size} px; set a size")
     area = c.width * c.height * style_scale**2
-    return pil_to_tensor(c), [pil_to_tensor(fit_area(as_pil(s), area)) for s in styles]
+    style_ts = []
+    for s in styles:
+        im = fit_area(as_pil(s), area)
+        if min(im.size) < min_side:
+            im = fit_area(im, area * (min_side / min(im.size)) ** 2)
+        if max(im.size) > max_size:
+            raise ImpastoError(
+                f"--style-scale {style_scale:g} makes a style image {im.width}x{im.height}, above the cap of "
+                f"{max_size} px; lower --style-scale or raise --max-size"
+            )
+        style_ts.append(pil_to_tensor(im))
+    return pil_to_tensor(c), style_ts
 
 
 def _initial_image(init: str, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -194,14 +219,15 @@ def run(
     styles = list(styles)
     opts.validate(len(styles))
     device = resolve_device(opts.device)
-    if opts.seed is not None:
-        torch.manual_seed(opts.seed)
-    generator = torch.Generator().manual_seed(opts.seed if opts.seed is not None else torch.seed())
+    seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+    generator = torch.Generator().manual_seed(seed)
 
-    content_t, style_ts = prepare_images(content, styles, opts.size, opts.style_scale)
+    layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+    content_t, style_ts = prepare_images(
+        content, styles, opts.size, opts.style_scale, opts.max_size, min_input_side(layers)
+    )
     init = _initial_image(opts.init, content_t, generator)
     weights = load_weights(opts.weights, opts.weights_normalization)
-    layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
     net = VGGFeatures(weights, layers, opts.pooling).to(device)
     objective = _Objective(net, content_t.to(device), [s.to(device) for s in style_ts], opts)
 

@@ -27,8 +27,8 @@ OUTPUT_FORMATS = {
     ".tiff": "TIFF",
 }
 
-# Guard against decompression bombs while still accepting large photos.
-Image.MAX_IMAGE_PIXELS = 30_000 * 30_000
+# Guard against decompression bombs while still accepting large photos: Pillow refuses images over twice this.
+Image.MAX_IMAGE_PIXELS = 150_000_000
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -55,7 +55,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImpastoError(f"{p}: {_why_unidentified(p)}") from None
     except Image.DecompressionBombError:
         raise ImpastoError(f"{p}: image is too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+    except PermissionError:
+        raise ImpastoError(f"{p}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImpastoError(f"{p}: cannot read image (corrupt or truncated: {reason})") from None
 
@@ -86,7 +88,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
             peak = 1.0
         a = np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
-    if mode == "P" and "transparency" in im.info:
+    if mode in ("P", "L", "RGB") and "transparency" in im.info:
         im = im.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -157,6 +159,8 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
         raise ImpastoError(f"{p}: {parent} is not a directory")
     if p.is_dir():
         raise ImpastoError(f"{p}: is a directory; give a file name for the output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImpastoError(f"{p}: output directory {parent} is not writable")
     resolved = p.resolve()
     for i in inputs:
         if isinstance(i, (str, os.PathLike)) and Path(i).resolve() == resolved:

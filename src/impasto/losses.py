@@ -4,7 +4,8 @@ All three are normalized so that the same weights give the same balance at any r
 - content: mean squared feature difference divided by the mean square of the target features;
 - style: squared Frobenius distance of Gram matrices (divided by the number of positions) relative to the
   target Gram's squared norm;
-- total variation: mean squared difference of neighbouring pixels (RGB in [0, 1]).
+- total variation: mean squared difference of neighbouring pixels (RGB in [0, 1]), times the longest side / 512:
+  edges span the same few pixels at any resolution, so the plain mean falls as 1/size; the factor undoes that.
 The content and style losses are exactly the distances reported by :mod:`impasto.metrics`.
 """
 
@@ -67,9 +68,14 @@ class GramStyleLoss(nn.Module):
 
 
 class TVLoss(nn.Module):
-    """Total variation: mean squared difference between horizontally and vertically adjacent pixels."""
+    """Total variation: mean squared difference of adjacent pixels, scaled by (longest side / reference_size)."""
+
+    def __init__(self, reference_size: int = 512) -> None:
+        super().__init__()
+        self.reference_size = reference_size
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         dx = image[..., :, 1:] - image[..., :, :-1]
         dy = image[..., 1:, :] - image[..., :-1, :]
-        return dx.pow(2).mean() + dy.pow(2).mean()
+        scale = max(image.shape[-2:]) / self.reference_size
+        return (dx.pow(2).mean() + dy.pow(2).mean()) * scale

