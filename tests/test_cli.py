@@ -164,3 +164,33 @@ def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, cap
     assert cli.main([*args, "-o", str(lost)]) == 130
     assert "no output written" in capsys.readouterr().err
     assert not lost.exists()
+
+
+def test_summary_unless_quiet_and_progress_bar_shows_losses(images, tmp_path, capsys, monkeypatch):
+    base = ["stylize", str(images["content"]), str(images["style"]), "--size", "64", "--steps", "2", "--tol", "0"]
+    assert cli.main([*base, "-o", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert "64x43, 2 steps (budget)" in err and "style" in err
+    assert cli.main([*base, "-o", str(tmp_path / "b.png"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.postfix = kw, []
+            bars.append(self)
+
+        def update(self, n):
+            pass
+
+        def set_postfix(self, **kw):
+            self.postfix.append(kw)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(gatys, "tqdm", Bar)
+    gatys.run(images["content"], [images["style"]], gatys.Options(size=64, steps=2, tol=0), progress=True)
+    assert bars[0].kw["disable"] is None and bars[0].kw["total"] == 2  # shown on a terminal
+    assert set(bars[0].postfix[-1]) == {"content", "style", "tv"}

@@ -167,3 +167,13 @@ def test_torchvision_download_is_hash_checked_and_cached(fresh, monkeypatch):
     # Server gone, memory cleared: the disk cache answers.
     monkeypatch.setattr(W, "_memory", {})
     assert W.load_weights("torchvision").normalization == "torchvision"
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "mine"))
+    assert W.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("IMPASTO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert W.cache_dir() == tmp_path / "xdg" / "impasto"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert W.cache_dir() == Path.home() / ".cache" / "impasto"

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import torch
+from PIL import Image
 
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, pil_to_tensor
@@ -44,7 +45,7 @@ def evaluate(
     if content is not None:
         c = as_pil(content)
         if c.size != out_pil.size:
-            c = c.resize(out_pil.size, resample=3)  # bicubic, like the output was made at this size
+            c = c.resize(out_pil.size, Image.Resampling.LANCZOS)  # the filter impasto resizes content with
         target = net(pil_to_tensor(c))[CONTENT_LAYER]
         result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
     if not isinstance(styles, (list, tuple)):
