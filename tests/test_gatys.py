@@ -198,3 +198,101 @@ def test_python_api_accepts_paths_pil_and_tensors(images):
     with pytest.raises(ImpastoError, match="unknown method"):
         impasto.stylize(pil, tensor, method="magic")
     assert "gatys" in impasto.available_methods()
+
+
+def test_scale_plans():
+    o = gatys.Options
+    assert gatys.plan_scales(512, o()) == [128, 256, 512]
+    assert gatys.plan_scales(384, o()) == [192, 384]
+    assert gatys.plan_scales(100, o()) == [100]
+    assert gatys.plan_scales(512, o(scales=1)) == [512]
+    assert gatys.plan_scales(1024, o(scales=2)) == [512, 1024]
+    assert gatys.plan_scales(512, o(min_size=64)) == [64, 128, 256, 512]
+    assert gatys.plan_scales(512, o(scale_steps=[10, 5])) == [256, 512]
+    assert gatys.plan_steps(3, o(steps=270)) == [154, 77, 39]
+    assert sum(gatys.plan_steps(4, o(steps=301))) == 301
+    assert gatys.plan_steps(2, o(scale_steps=[7, 3])) == [7, 3]
+
+
+def test_coarse_to_fine_runs_each_scale_with_its_own_targets(images, monkeypatch):
+    calls = []
+    original = VGGFeatures.forward
+    monkeypatch.setattr(VGGFeatures, "forward", lambda self, x: calls.append(tuple(x.shape[-2:])) or original(self, x))
+    result = run(images, size=96, min_size=32, scale_steps=[6, 3])
+    assert result.scales == [48, 96]
+    assert result.steps == 9 and result.image.shape == (1, 3, 64, 96)
+    content_shapes = [s for s in calls if s in ((32, 48), (64, 96))]
+    assert content_shapes.count((32, 48)) == 1 + 6 and content_shapes.count((64, 96)) == 1 + 3
+    assert len(calls) == 2 * 2 + 9  # (content + style) per scale, one pass per step
+    coarse_to_fine = tensor_to_pil(result.image)
+    assert style_distance(coarse_to_fine, images["style"]) < 0.8 * style_distance(images["content"], images["style"])
+
+
+def test_interrupt_at_a_coarse_scale_returns_the_final_size(images):
+    def stop(step, image, losses):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    options = gatys.Options(size=96, min_size=32, scale_steps=[5, 5], device="cpu")
+    result = gatys.run(images["content"], [images["style"]], options, callback=stop)
+    assert result.stopped == "interrupted" and result.steps == 2
+    assert result.image.shape == (1, 3, 64, 96)
+
+
+def test_bf16_precision_stays_close_to_fp32(images, monkeypatch):
+    from impasto import device as D
+
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
+    assert D.resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: False)
+    assert D.resolve_precision("auto", torch.device("cpu")) is None
+    assert D.resolve_precision("fp32", torch.device("cpu")) is None
+    full = tensor_to_pil(run(images, size=96, steps=15, precision="fp32").image)
+    half = tensor_to_pil(run(images, size=96, steps=15, precision="bf16").image)
+    assert full.tobytes() != half.tobytes()  # autocast really changed the arithmetic
+    for measure, ref in ((style_distance, images["style"]), (content_distance, images["content"])):
+        a, b = measure(full, ref), measure(half, ref)
+        assert abs(a - b) < 0.15 * a + 0.01
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"precision": "int8"}, "precision"),
+        ({"scales": 0}, "--scales"),
+        ({"min_size": 8}, "--min-size"),
+        ({"scale_steps": [3, 0]}, "--scale-steps"),
+        ({"scales": 3, "scale_steps": [3, 3]}, "2 values for 3 scales"),
+    ],
+)
+def test_bad_scale_and_precision_options(images, options, message):
+    with pytest.raises(ImpastoError, match=message):
+        run(images, **options)
+
+
+def test_preserve_color_luminance_keeps_the_photos_chroma(images):
+    from impasto.color import rgb_to_yiq
+
+    content = pil_to_tensor(Image.open(images["content"]).resize((64, 43), Image.LANCZOS))
+    plain = run(images, steps=8).image
+    kept = run(images, steps=8, preserve_color="luminance").image
+    chroma = lambda t: rgb_to_yiq(t)[:, 1:]  # noqa: E731
+    assert (chroma(kept) - chroma(content)).abs().mean() < 0.02  # clamping to [0, 1] aside, identical
+    assert (chroma(plain) - chroma(content)).abs().mean() > 2 * (chroma(kept) - chroma(content)).abs().mean()
+    # The brightness is still stylized.
+    assert (rgb_to_yiq(kept)[:, :1] - rgb_to_yiq(content)[:, :1]).abs().mean() > 0.02
+
+
+def test_preserve_color_histogram_recolours_the_style(images):
+    from impasto.color import match_histogram
+
+    content = pil_to_tensor(Image.open(images["content"]))
+    style = pil_to_tensor(Image.open(images["style"]))
+    recoloured = match_histogram(style, content)
+    flat = lambda t: t[0].reshape(3, -1).double()  # noqa: E731
+    assert torch.allclose(flat(recoloured).mean(1), flat(content).mean(1), atol=0.02)
+    assert torch.allclose(torch.cov(flat(recoloured)), torch.cov(flat(content)), atol=0.01)
+    plain = run(images, steps=8).image
+    kept = run(images, steps=8, preserve_color="histogram").image
+    photo_mean = flat(content).mean(1)
+    assert (flat(kept).mean(1) - photo_mean).abs().sum() < (flat(plain).mean(1) - photo_mean).abs().sum()

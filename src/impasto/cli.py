@@ -73,6 +73,16 @@ def _numbers(values: Sequence[str] | None) -> list[float] | None:
     return out
 
 
+def _ints(values: Sequence[str] | None) -> list[int] | None:
+    """Whole numbers given as separate words and/or comma-separated."""
+    if values is None:
+        return None
+    try:
+        return [int(p) for word in values for p in word.split(",") if p.strip()]
+    except ValueError:
+        raise ImpastoError(f"expected whole numbers, got {' '.join(values)!r}") from None
+
+
 def _names(text: str | None) -> list[str] | None:
     return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
 
@@ -99,7 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-size", type=_int, default=2048, help="refuse --size above this (raise it to go bigger)"
     )
-    g.add_argument("--steps", type=_int, default=500, help="step budget (one VGG pass each)")
+    g.add_argument(
+        "--steps", type=_int, default=300, help="total step budget over all scales (one VGG pass each)"
+    )
+    g.add_argument(
+        "--scales",
+        type=_int,
+        default=None,
+        help="number of scales, each twice the previous, ending at --size (1 = no coarse-to-fine); "
+        "default: halve from --size down to --min-size",
+    )
+    g.add_argument("--min-size", type=_int, default=128, help="longest side of the coarsest scale (by default)")
+    g.add_argument(
+        "--scale-steps",
+        nargs="+",
+        metavar="N",
+        help="steps per scale, coarsest first ('150 80 40'); default: --steps split, halving at each finer scale",
+    )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="precision of the VGG passes; auto = bf16 on CUDA and on CPUs with bf16 units (AMX, AVX512-BF16), "
+        "else fp32; the image, targets and losses stay fp32",
+    )
     g.add_argument(
         "--tol",
         type=_number,
@@ -112,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--tv-weight", type=_number, default=1.0, help="weight of the total-variation (smoothness) loss")
     w.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights, one per style image (default equal)")
     w.add_argument("--style-scale", type=_number, default=1.0, help="style image scale relative to the output")
+    w.add_argument(
+        "--preserve-color",
+        default="none",
+        choices=("none", "luminance", "histogram"),
+        help="keep the photo's colours: luminance = stylize brightness only and keep the photo's chroma; "
+        "histogram = recolour the style image to the photo's colour statistics first",
+    )
     w.add_argument("--content-layers", default="relu4_2", help="comma-separated VGG-19 layers for content")
     w.add_argument(
         "--style-layers", default="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help="comma-separated layers for style"
@@ -169,6 +209,11 @@ def _stylize(args: argparse.Namespace) -> int:
         size=args.size,
         max_size=args.max_size,
         steps=args.steps,
+        scales=args.scales,
+        min_size=args.min_size,
+        scale_steps=_ints(args.scale_steps),
+        precision=args.precision,
+        preserve_color=args.preserve_color,
         tol=args.tol,
         content_weight=args.content_weight,
         style_weight=args.style_weight,

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from .device import resolve_device
+from .color import PRESERVE_COLOR, as_gray_rgb, combine_luminance, match_histogram, match_luminance
+from .device import PRECISIONS, resolve_device, resolve_precision
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, fit_longest_side, pil_to_tensor
 from .losses import ContentLoss, GramStyleLoss, TVLoss
@@ -32,7 +34,12 @@ class Options:
     """Settings of a Gatys run; the command line's flags map one to one onto these fields."""
 
     size: int | None = 512  # longest side of the output; None keeps the content image's size
-    steps: int = 500  # step budget (one VGG forward+backward per step)
+    steps: int = 300  # total step budget over all scales (one VGG forward+backward per step)
+    scales: int | None = None  # number of scales, each twice the previous; None: halve from size down to min_size
+    min_size: int = 128  # smallest scale when scales is None
+    scale_steps: Sequence[int] | None = None  # steps per scale, coarsest first; default: steps split, halving
+    precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" for the VGG passes
+    preserve_color: str = "none"  # "none", "luminance" (keep the content's chroma) or "histogram" (recolour styles)
     content_weight: float = 1.0
     style_weight: float = 10.0
     tv_weight: float = 1.0
@@ -75,6 +82,21 @@ class Options:
             raise ImpastoError(f"--max-size must be a positive number of pixels, got {self.max_size}")
         if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ImpastoError(f"--learning-rate must be a positive number, got {self.learning_rate}")
+        if self.preserve_color not in PRESERVE_COLOR:
+            raise ImpastoError(
+                f"unknown --preserve-color {self.preserve_color!r}; choose from {', '.join(PRESERVE_COLOR)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ImpastoError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.scales is not None and (not isinstance(self.scales, int) or not 1 <= self.scales <= 8):
+            raise ImpastoError(f"--scales must be a whole number from 1 to 8, got {self.scales}")
+        if not isinstance(self.min_size, int) or self.min_size < 16:
+            raise ImpastoError(f"--min-size must be at least 16 px, got {self.min_size}")
+        if self.scale_steps is not None:
+            if not self.scale_steps or any(not isinstance(n, int) or n < 1 for n in self.scale_steps):
+                raise ImpastoError(f"--scale-steps must be whole numbers >= 1, got {list(self.scale_steps)}")
+            if self.scales is not None and len(self.scale_steps) != self.scales:
+                raise ImpastoError(f"--scale-steps: got {len(self.scale_steps)} values for {self.scales} scales")
         if self.optimizer not in OPTIMIZERS:
             raise ImpastoError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.pooling not in POOLING:
@@ -115,19 +137,28 @@ class Result:
     stopped: str  # "budget", "converged" or "interrupted"
     losses: dict = field(default_factory=dict)  # last step's loss terms
     history: list = field(default_factory=list)  # total loss per step
+    scales: list = field(default_factory=list)  # longest side of each scale, coarsest first
 
 
 class _Objective(torch.nn.Module):
     """The weighted sum of content, style and TV losses over the VGG features of an image."""
 
-    def __init__(self, net: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], opts: Options) -> None:
+    def __init__(
+        self,
+        net: VGGFeatures,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+        opts: Options,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
+        self.dtype = dtype
         cw = _normalized(opts.content_layer_weights, len(opts.content_layers))
         sw = _normalized(opts.style_layer_weights, len(opts.style_layers))
         with torch.no_grad():
-            content_feats = net(content)
-            style_feats = [net(s) for s in styles]
+            content_feats = self.features(content)
+            style_feats = [self.features(s) for s in styles]
         self.content = torch.nn.ModuleDict(
             {layer: ContentLoss(content_feats[layer]) for layer in opts.content_layers}
         )
@@ -142,8 +173,15 @@ class _Objective(torch.nn.Module):
         self.tv = TVLoss()
         self.weights = (opts.content_weight, opts.style_weight, opts.tv_weight)
 
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """VGG features, under autocast when a lower precision is chosen (the losses themselves run in fp32)."""
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            return self.net(x)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        feats = self.net(x)
+        feats = self.features(x)
         content = sum(self.content_layer_w[k] * m(feats[k]) for k, m in self.content.items())
         style = sum(self.style_layer_w[k] * m(feats[k]) for k, m in self.style.items())
         tv = self.tv(x)
@@ -190,6 +228,48 @@ def prepare_images(
     return pil_to_tensor(c), style_ts
 
 
+def _color_inputs(
+    content: torch.Tensor, styles: list[torch.Tensor], mode: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """What the optimizer sees under --preserve-color: grey images (luminance) or recoloured styles (histogram)."""
+    if mode == "luminance":
+        return as_gray_rgb(content), [match_luminance(s, content) for s in styles]
+    if mode == "histogram":
+        return content, [match_histogram(s, content) for s in styles]
+    return content, styles
+
+
+def plan_scales(final: int, opts: Options) -> list[int]:
+    """Longest side of each scale, coarsest first, ending at `final`."""
+    if opts.scales is not None:
+        return [max(1, round(final / 2 ** (opts.scales - 1 - i))) for i in range(opts.scales)]
+    sizes = [final]
+    while round(sizes[0] / 2) >= opts.min_size:
+        sizes.insert(0, round(sizes[0] / 2))
+    if opts.scale_steps is not None and len(opts.scale_steps) != len(sizes):
+        # Explicit budgets decide the number of scales.
+        n = len(opts.scale_steps)
+        return [max(1, round(final / 2 ** (n - 1 - i))) for i in range(n)]
+    return sizes
+
+
+def plan_steps(n_scales: int, opts: Options) -> list[int]:
+    """Steps per scale: explicit, or the total budget split so that each finer scale gets half the steps."""
+    if opts.scale_steps is not None:
+        return list(opts.scale_steps)
+    shares = [0.5**i for i in range(n_scales)]
+    budgets = [max(1, round(opts.steps * s / sum(shares))) for s in shares]
+    budgets[0] += opts.steps - sum(budgets) if sum(budgets) < opts.steps else 0
+    return budgets
+
+
+def resize_image(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bicubic resize of a (1, 3, H, W) image to (h, w), antialiased when shrinking, clamped to [0, 1]."""
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    y = F.interpolate(x.float(), size=tuple(size), mode="bicubic", align_corners=False, antialias=shrinking)
+    return y.clamp(0, 1)
+
+
 def _initial_image(init: str, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if init == "content":
         return content.clone()
@@ -212,33 +292,82 @@ def run(
 ) -> Result:
     """Stylize `content` with one or more `styles`; see :class:`Options`.
 
-    `callback(step, image, losses)` is called after every step with the current image (detached, on the device).
-    Ctrl-C (KeyboardInterrupt) stops the run and returns the last iterate with ``stopped="interrupted"``.
+    Coarse-to-fine: each scale starts from the previous scale's result, upsampled, with its own targets computed
+    once. `callback(step, image, losses)` is called after every step (steps counted across scales) with the current
+    image, detached, at the current scale. Ctrl-C (KeyboardInterrupt) stops the run and returns the last iterate,
+    resized to the final size, with ``stopped="interrupted"``.
     """
     opts = options or Options()
     styles = list(styles)
     opts.validate(len(styles))
     device = resolve_device(opts.device)
+    dtype = resolve_precision(opts.precision, device)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     generator = torch.Generator().manual_seed(seed)
 
     layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
-    content_t, style_ts = prepare_images(
-        content, styles, opts.size, opts.style_scale, opts.max_size, min_input_side(layers)
-    )
-    init = _initial_image(opts.init, content_t, generator)
+    min_side = min_input_side(layers)
+    content_pil = as_pil(content)
+    style_pils = [as_pil(s) for s in styles]
+    final = prepare_images(content_pil, style_pils, opts.size, opts.style_scale, opts.max_size, min_side)[0]
+    sizes = plan_scales(max(final.shape[-2:]), opts)
+    budgets = plan_steps(len(sizes), opts)
     weights = load_weights(opts.weights, opts.weights_normalization)
     net = VGGFeatures(weights, layers, opts.pooling).to(device)
-    objective = _Objective(net, content_t.to(device), [s.to(device) for s in style_ts], opts)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
 
-    x = init.to(device).requires_grad_(True)
+    bar = tqdm(total=sum(budgets), disable=True if not progress else None, unit="step", dynamic_ncols=True, leave=False)
+    history: list[float] = []
+    last: dict = {}
+    stopped, x, done = "budget", None, 0
+    try:
+        for size, budget in zip(sizes, budgets):
+            content_t, style_ts = prepare_images(content_pil, style_pils, size, opts.style_scale, opts.max_size, min_side)
+            content_t, style_ts = _color_inputs(content_t, style_ts, opts.preserve_color)
+            if x is None:
+                start = _initial_image(opts.init, content_t, generator)
+            else:
+                start = resize_image(x, content_t.shape[-2:])
+            objective = _Objective(net, content_t.to(device), [s.to(device) for s in style_ts], opts, dtype)
+            x, steps, stopped = _optimize(
+                objective, start.to(device), budget, opts, history, last, bar, callback, done
+            )
+            done += steps
+            if stopped == "interrupted":
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"  # during set-up of a scale: keep what the last scale made
+    finally:
+        bar.close()
+    if x is None:
+        x = _initial_image(opts.init, _color_inputs(final, [], opts.preserve_color)[0], generator)
+    image = x.detach().float().clamp(0, 1).cpu()
+    if image.shape[-2:] != final.shape[-2:]:
+        image = resize_image(image, final.shape[-2:])
+    if opts.preserve_color == "luminance":
+        image = combine_luminance(image, final)
+    return Result(image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes)
+
+
+def _optimize(
+    objective: "_Objective",
+    start: torch.Tensor,
+    budget: int,
+    opts: Options,
+    history: list[float],
+    last: dict,
+    bar,
+    callback: Callback | None,
+    offset: int,
+) -> tuple[torch.Tensor, int, str]:
+    """Optimize the pixels at one scale; returns (image, steps taken, why it stopped)."""
+    x = start.detach().clone().requires_grad_(True)
     if opts.optimizer == "lbfgs":
         # One function evaluation per step; the curvature history carries over between step() calls.
         optimizer = torch.optim.LBFGS([x], lr=opts.learning_rate or 1.0, max_iter=1, history_size=100)
     else:
         optimizer = torch.optim.Adam([x], lr=opts.learning_rate or 0.02)
-
-    last: dict = {}
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -247,34 +376,28 @@ def run(
         last.update(terms)
         return total
 
-    history: list[float] = []
-    stopped = "budget"
-    # disable=None: no bar when stderr is not a terminal (logs stay readable).
-    bar = tqdm(total=opts.steps, disable=True if not progress else None, unit="step", dynamic_ncols=True, leave=False)
+    scale_history: list[float] = []
     step = 0
     try:
-        while step < opts.steps:
+        while step < budget:
             optimizer.step(closure)
             if opts.optimizer == "adam":
                 with torch.no_grad():
                     x.clamp_(0, 1)
             step += 1
             history.append(last["total"])
+            scale_history.append(last["total"])
             bar.update(1)
             bar.set_postfix(content=f"{last['content']:.3f}", style=f"{last['style']:.4f}", tv=f"{last['tv']:.5f}")
             if not math.isfinite(last["total"]):
                 raise ImpastoError("the loss became NaN or infinite; lower --learning-rate or the loss weights")
             if callback is not None:
-                callback(step, x.detach(), dict(last))
-            if _converged(history, opts.tol):
-                stopped = "converged"
-                break
+                callback(offset + step, x.detach(), dict(last))
+            if _converged(scale_history, opts.tol):
+                return x.detach(), step, "converged"
     except KeyboardInterrupt:
-        stopped = "interrupted"
-    finally:
-        bar.close()
-    image = x.detach().clamp(0, 1).cpu()
-    return Result(image=image, steps=step, stopped=stopped, losses=dict(last), history=history)
+        return x.detach(), step, "interrupted"
+    return x.detach(), step, "budget"
 
 
 def _converged(history: list[float], tol: float, window: int = 10) -> bool:
