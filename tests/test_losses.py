@@ -53,3 +53,25 @@ def test_tv_loss_of_the_same_picture_does_not_depend_on_resolution():
     small = float(TVLoss()(x))
     large = float(TVLoss()(F.interpolate(x, scale_factor=4)))
     assert abs(large / small - 1) < 0.1
+
+
+def test_mean_cov_loss_is_a_relative_wasserstein_distance():
+    from impasto.losses import MeanCovStyleLoss
+
+    torch.manual_seed(0)
+    feats = torch.rand(1, 6, 9, 9)
+    loss = MeanCovStyleLoss.from_features([feats])
+    assert float(loss(feats)) < 1e-4
+    # Resolution-independent: the same statistics at 3x the positions.
+    assert float(loss(F.interpolate(feats, scale_factor=3))) < 1e-4
+    # A pure shift of the mean costs |shift|^2 / E|x|^2.
+    shifted = feats + 0.5
+    expected = 6 * 0.25 / float(feats.pow(2).sum(1).mean())
+    assert abs(float(loss(shifted)) - expected) < 1e-3
+    # Gradients are finite.
+    x = torch.rand(1, 6, 9, 9, requires_grad=True)
+    loss(x).backward()
+    assert torch.isfinite(x.grad).all()
+    # Blend of two styles: moment-matched mixture; weight 0 on one equals the other alone.
+    other = torch.rand(1, 6, 5, 5) * 2
+    assert float(MeanCovStyleLoss.from_features([feats, other], [1, 0])(feats)) < 1e-4

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights, one per style image (default equal)")
     w.add_argument("--style-scale", type=_number, default=1.0, help="style image scale relative to the output")
     w.add_argument(
+        "--style-loss",
+        default="gram",
+        choices=("gram", "mean-cov"),
+        help="style statistic: Gram matrices, or feature mean and covariance (Wasserstein-2 distance)",
+    )
+    w.add_argument(
         "--preserve-color",
         default="none",
         choices=("none", "luminance", "histogram"),
@@ -214,6 +220,7 @@ def _stylize(args: argparse.Namespace) -> int:
         scale_steps=_ints(args.scale_steps),
         precision=args.precision,
         preserve_color=args.preserve_color,
+        style_loss=args.style_loss,
         tol=args.tol,
         content_weight=args.content_weight,
         style_weight=args.style_weight,

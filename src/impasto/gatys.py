@@ -20,11 +20,12 @@ from .color import PRESERVE_COLOR, as_gray_rgb, combine_luminance, match_histogr
 from .device import PRECISIONS, resolve_device, resolve_precision
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, fit_longest_side, pil_to_tensor
-from .losses import ContentLoss, GramStyleLoss, TVLoss
+from .losses import ContentLoss, GramStyleLoss, MeanCovStyleLoss, TVLoss
 from .vgg import POOLING, VGGFeatures, check_layers, min_input_side
 from .weights import load_weights
 
 OPTIMIZERS = ("lbfgs", "adam")
+STYLE_LOSSES = {"gram": GramStyleLoss, "mean-cov": MeanCovStyleLoss}
 DEFAULT_MAX_SIZE = 2048
 Callback = Callable[[int, torch.Tensor, dict], None]
 
@@ -39,6 +40,7 @@ class Options:
     min_size: int = 128  # smallest scale when scales is None
     scale_steps: Sequence[int] | None = None  # steps per scale, coarsest first; default: steps split, halving
     precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" for the VGG passes
+    style_loss: str = "gram"  # "gram" or "mean-cov" (Wasserstein-2 between fitted Gaussians)
     preserve_color: str = "none"  # "none", "luminance" (keep the content's chroma) or "histogram" (recolour styles)
     content_weight: float = 1.0
     style_weight: float = 10.0
@@ -82,6 +84,8 @@ class Options:
             raise ImpastoError(f"--max-size must be a positive number of pixels, got {self.max_size}")
         if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ImpastoError(f"--learning-rate must be a positive number, got {self.learning_rate}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise ImpastoError(f"unknown --style-loss {self.style_loss!r}; choose from {', '.join(STYLE_LOSSES)}")
         if self.preserve_color not in PRESERVE_COLOR:
             raise ImpastoError(
                 f"unknown --preserve-color {self.preserve_color!r}; choose from {', '.join(PRESERVE_COLOR)}"
@@ -164,7 +168,7 @@ class _Objective(torch.nn.Module):
         )
         self.style = torch.nn.ModuleDict(
             {
-                layer: GramStyleLoss.from_features([f[layer] for f in style_feats], opts.style_weights)
+                layer: STYLE_LOSSES[opts.style_loss].from_features([f[layer] for f in style_feats], opts.style_weights)
                 for layer in opts.style_layers
             }
         )

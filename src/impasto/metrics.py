@@ -27,7 +27,13 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 @lru_cache(maxsize=1)
 def _model() -> VGGFeatures:
-    return VGGFeatures(load_weights("caffe"), (CONTENT_LAYER, *STYLE_LAYERS), pooling="max")
+    # channels_last: oneDNN's fast path on CPUs (several times faster than NCHW for small images).
+    net = VGGFeatures(load_weights("caffe"), (CONTENT_LAYER, *STYLE_LAYERS), pooling="max")
+    return net.to(memory_format=torch.channels_last)
+
+
+def _tensor(im) -> torch.Tensor:
+    return pil_to_tensor(im).contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -40,13 +46,13 @@ def evaluate(
     """Return {"content": float|None, "style": float|None, "style_layers": {layer: float}}."""
     net = _model()
     out_pil = as_pil(output)
-    out_feats = net(pil_to_tensor(out_pil))
+    out_feats = net(_tensor(out_pil))
     result: dict = {"content": None, "style": None, "style_layers": {}}
     if content is not None:
         c = as_pil(content)
         if c.size != out_pil.size:
             c = c.resize(out_pil.size, Image.Resampling.LANCZOS)  # the filter impasto resizes content with
-        target = net(pil_to_tensor(c))[CONTENT_LAYER]
+        target = net(_tensor(c))[CONTENT_LAYER]
         result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
     if not isinstance(styles, (list, tuple)):
         styles = [styles]
@@ -57,7 +63,7 @@ def evaluate(
             raise ImpastoError("style weights must be finite numbers >= 0, at least one positive")
     if styles:
         area = out_pil.width * out_pil.height
-        style_feats = [net(pil_to_tensor(_style_at_area(as_pil(s), area, net.min_side))) for s in styles]
+        style_feats = [net(_tensor(_style_at_area(as_pil(s), area, net.min_side))) for s in styles]
         per_layer = {}
         for layer in STYLE_LAYERS:
             loss = GramStyleLoss.from_features([f[layer] for f in style_feats], style_weights)
