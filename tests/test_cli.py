@@ -38,6 +38,7 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
         "--method", "gatys", "--size", "48", "--max-size", "100", "--steps", "4", "--tol", "0",
         "--scales", "2", "--min-size", "16", "--scale-steps", "2,2", "--precision", "fp32",
         "--style-loss", "mean-cov", "--preserve-color", "histogram",
+        "--mask", str(init), str(init), "--content-mask", str(init),
         "--content-weight", "2", "--style-weight", "5", "--tv-weight", "0.5", "--style-weights", "3,1",
         "--style-scale", "0.8", "--content-layers", "relu4_2", "--style-layers", "relu1_1,relu2_1,relu3_1",
         "--content-layer-weights", "1", "--style-layer-weights", "1", "2", "1", "--optimizer", "adam",
@@ -54,6 +55,7 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     assert (o.size, o.max_size, o.steps, o.tol) == (48, 100, 4, 0)
     assert (o.scales, o.min_size, o.scale_steps, o.precision) == (2, 16, [2, 2], "fp32")
     assert (o.style_loss, o.preserve_color) == ("mean-cov", "histogram")
+    assert len(o.masks) == 2 and o.content_mask is not None
     assert (o.content_weight, o.style_weight, o.tv_weight, o.style_scale) == (2, 5, 0.5, 0.8)
     assert o.style_weights == [3, 1] and o.style_layer_weights == [1, 2, 1] and o.content_layer_weights == [1]
     assert o.content_layers == ["relu4_2"] and o.style_layers == ["relu1_1", "relu2_1", "relu3_1"]
@@ -138,7 +140,7 @@ def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):
         "--size", "--steps", "--content-weight", "--style-weight", "--tv-weight", "--optimizer", "--init", "--seed",
         "--style-weights", "--style-scale", "--pooling", "--device", "--weights", "--save-every", "--quiet",
         "--method", "--tol", "--max-size", "--content-layers", "--style-layers", "--learning-rate",
-        "--scales", "--min-size", "--scale-steps", "--precision", "--style-loss", "--preserve-color",
+        "--scales", "--min-size", "--scale-steps", "--precision", "--style-loss", "--preserve-color", "--mask", "--content-mask",
     ):
         assert flag in text, flag
     assert "(default: 512)" in text and "(default: 300)" in text and "(default: lbfgs)" in text

@@ -308,3 +308,32 @@ def test_mean_cov_style_loss_moves_toward_the_style(images):
     assert style_distance(out, images["style"]) < 0.7 * style_distance(images["content"], images["style"])
     with pytest.raises(ImpastoError, match="--style-loss"):
         run(images, style_loss="wasserstein")
+
+
+def _half_masks(tmp_path, size=(96, 64)):
+    left = Image.new("L", size, 0)
+    left.paste(255, (0, 0, size[0] // 2, size[1]))
+    right = Image.eval(left, lambda v: 255 - v)
+    left.save(tmp_path / "left.png")
+    right.save(tmp_path / "right.png")
+    return tmp_path / "left.png", tmp_path / "right.png"
+
+
+def test_masks_put_each_style_in_its_region(images, tmp_path):
+    left, right = _half_masks(tmp_path)
+    out = run(images, [images["style"], images["style2"]], size=96, steps=25, masks=[left, right]).image[0]
+    swapped = run(images, [images["style2"], images["style"]], size=96, steps=25, masks=[left, right]).image[0]
+    blueness = lambda t: float((t[2] - t[0]).mean())  # noqa: E731  (style: blue swirls; style2: its warm inverse)
+    half = out.shape[-1] // 2
+    assert blueness(out[:, :, :half]) > blueness(out[:, :, half:]) + 0.05
+    assert blueness(swapped[:, :, half:]) > blueness(swapped[:, :, :half]) + 0.05
+
+
+def test_content_mask_keeps_the_photo(images, tmp_path):
+    left, _ = _half_masks(tmp_path)
+    out = run(images, size=96, steps=10, content_mask=left).image[0]
+    photo = pil_to_tensor(Image.open(images["content"]))[0]
+    assert (out[:, :, :40] - photo[:, :, :40]).abs().max() < 1e-3
+    assert (out[:, :, 56:] - photo[:, :, 56:]).abs().mean() > 0.03
+    with pytest.raises(ImpastoError, match="2 masks for 1 style"):
+        run(images, masks=[left, left])

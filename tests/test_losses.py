@@ -75,3 +75,17 @@ def test_mean_cov_loss_is_a_relative_wasserstein_distance():
     # Blend of two styles: moment-matched mixture; weight 0 on one equals the other alone.
     other = torch.rand(1, 6, 5, 5) * 2
     assert float(MeanCovStyleLoss.from_features([feats, other], [1, 0])(feats)) < 1e-4
+
+
+def test_masked_statistics_weight_positions():
+    from impasto.losses import mean_cov
+
+    f = torch.rand(1, 5, 6, 8)
+    ones = torch.ones(1, 1, 6, 8)
+    assert torch.allclose(gram_matrix(f, ones), gram_matrix(f), atol=1e-6)
+    left = torch.zeros(1, 1, 6, 8)
+    left[..., :4] = 1
+    assert torch.allclose(gram_matrix(f, left), gram_matrix(f[..., :4]), atol=1e-6)
+    mu, cov = mean_cov(f, left)
+    mu_ref, cov_ref = mean_cov(f[..., :4])
+    assert torch.allclose(mu, mu_ref, atol=1e-6) and torch.allclose(cov, cov_ref, atol=1e-6)

@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights, one per style image (default equal)")
     w.add_argument("--style-scale", type=_number, default=1.0, help="style image scale relative to the output")
     w.add_argument(
+        "--mask",
+        nargs="+",
+        metavar="PATH",
+        help="one mask image per style: the style applies where its mask is white; soft masks blend",
+    )
+    w.add_argument("--content-mask", metavar="PATH", help="mask image: white where the photo is kept unstylized")
+    w.add_argument(
         "--style-loss",
         default="gram",
         choices=("gram", "mean-cov"),
@@ -202,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    inputs = (args.content, *args.styles, *([args.init] if args.init not in ("content", "noise") else []))
+    inputs = (
+        args.content,
+        *args.styles,
+        *([args.init] if args.init not in ("content", "noise") else []),
+        *(args.mask or []),
+        *([args.content_mask] if args.content_mask else []),
+    )
     output = check_output_path(args.output, inputs)
     if args.save_every < 0:
         raise ImpastoError(f"--save-every must be 0 (off) or a positive number of steps, got {args.save_every}")
@@ -221,6 +234,8 @@ def _stylize(args: argparse.Namespace) -> int:
         precision=args.precision,
         preserve_color=args.preserve_color,
         style_loss=args.style_loss,
+        masks=[load_image(m) for m in args.mask] if args.mask else None,
+        content_mask=load_image(args.content_mask) if args.content_mask else None,
         tol=args.tol,
         content_weight=args.content_weight,
         style_weight=args.style_weight,

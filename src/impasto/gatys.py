@@ -40,6 +40,8 @@ class Options:
     min_size: int = 128  # smallest scale when scales is None
     scale_steps: Sequence[int] | None = None  # steps per scale, coarsest first; default: steps split, halving
     precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" for the VGG passes
+    masks: Sequence[ImageLike] | None = None  # one per style: where it applies (white), soft masks blend
+    content_mask: ImageLike | None = None  # white where the photo is kept unstylized
     style_loss: str = "gram"  # "gram" or "mean-cov" (Wasserstein-2 between fitted Gaussians)
     preserve_color: str = "none"  # "none", "luminance" (keep the content's chroma) or "histogram" (recolour styles)
     content_weight: float = 1.0
@@ -110,6 +112,8 @@ class Options:
         _check_weights("--content-layer-weights", self.content_layer_weights, len(self.content_layers), "content layers")
         _check_weights("--style-layer-weights", self.style_layer_weights, len(self.style_layers), "style layers")
         _check_weights("--style-weights", self.style_weights, n_styles, "style images")
+        if self.masks is not None and len(self.masks) != n_styles:
+            raise ImpastoError(f"--mask: got {len(self.masks)} masks for {n_styles} style images (one per style)")
         if n_styles < 1:
             raise ImpastoError("at least one style image is needed")
 
@@ -154,6 +158,7 @@ class _Objective(torch.nn.Module):
         styles: list[torch.Tensor],
         opts: Options,
         dtype: torch.dtype | None = None,
+        masks: list[torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -166,12 +171,28 @@ class _Objective(torch.nn.Module):
         self.content = torch.nn.ModuleDict(
             {layer: ContentLoss(content_feats[layer]) for layer in opts.content_layers}
         )
-        self.style = torch.nn.ModuleDict(
-            {
-                layer: STYLE_LOSSES[opts.style_loss].from_features([f[layer] for f in style_feats], opts.style_weights)
-                for layer in opts.style_layers
-            }
-        )
+        loss_cls = STYLE_LOSSES[opts.style_loss]
+        self.masks: dict[str, list[torch.Tensor]] = {}
+        if masks is None:
+            # One loss per layer against the blend of all styles' statistics.
+            self.style = torch.nn.ModuleDict(
+                {
+                    layer: loss_cls.from_features([f[layer] for f in style_feats], opts.style_weights)
+                    for layer in opts.style_layers
+                }
+            )
+        else:
+            # One loss per layer and style, each over its own region (the mask at the layer's resolution).
+            self.style = torch.nn.ModuleDict(
+                {
+                    layer: torch.nn.ModuleList(loss_cls.from_features([f[layer]]) for f in style_feats)
+                    for layer in opts.style_layers
+                }
+            )
+            self.style_w = _normalized(opts.style_weights, len(styles))
+            for layer in opts.style_layers:
+                shape = content_feats[layer].shape[-2:]
+                self.masks[layer] = [F.adaptive_avg_pool2d(m, shape) for m in masks]
         self.content_layer_w = dict(zip(opts.content_layers, cw))
         self.style_layer_w = dict(zip(opts.style_layers, sw))
         self.tv = TVLoss()
@@ -187,11 +208,21 @@ class _Objective(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         feats = self.features(x)
         content = sum(self.content_layer_w[k] * m(feats[k]) for k, m in self.content.items())
-        style = sum(self.style_layer_w[k] * m(feats[k]) for k, m in self.style.items())
+        style = sum(self.style_layer_w[k] * self._style_term(k, m, feats[k]) for k, m in self.style.items())
         tv = self.tv(x)
         cw, sw, tw = self.weights
         total = cw * content + sw * style + tw * tv
         return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in (("content", content), ("style", style), ("tv", tv), ("total", total))}
+
+
+    def _style_term(self, layer: str, loss, features: torch.Tensor) -> torch.Tensor:
+        if not self.masks:
+            return loss(features)
+        terms = []
+        for w, region_loss, mask in zip(self.style_w, loss, self.masks[layer]):
+            if float(mask.sum()) > 1e-3:  # a style whose region vanished at this resolution adds nothing
+                terms.append(w * region_loss(features, mask))
+        return sum(terms) if terms else features.new_zeros(())
 
 
 def _normalized(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -241,6 +272,23 @@ def _color_inputs(
     if mode == "histogram":
         return content, [match_histogram(s, content) for s in styles]
     return content, styles
+
+
+def _load_mask(mask: ImageLike, size: Sequence[int]) -> torch.Tensor:
+    """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` (white = 1)."""
+    im = as_pil(mask).convert("L").resize((size[1], size[0]), resample=2)
+    return pil_to_tensor(im.convert("RGB"))[:, :1]
+
+
+def _region_masks(opts: Options, size: Sequence[int], n_styles: int) -> list[torch.Tensor] | None:
+    """Per-style masks at `size`; the content mask, if any, is cut out of every style's region."""
+    if opts.masks is None and opts.content_mask is None:
+        return None
+    masks = [_load_mask(m, size) for m in opts.masks] if opts.masks is not None else [torch.ones(1, 1, *size)] * n_styles
+    if opts.content_mask is not None:
+        free = 1 - _load_mask(opts.content_mask, size)
+        masks = [m * free for m in masks]
+    return masks
 
 
 def plan_scales(final: int, opts: Options) -> list[int]:
@@ -333,7 +381,15 @@ def run(
                 start = _initial_image(opts.init, content_t, generator)
             else:
                 start = resize_image(x, content_t.shape[-2:])
-            objective = _Objective(net, content_t.to(device), [s.to(device) for s in style_ts], opts, dtype)
+            masks = _region_masks(opts, content_t.shape[-2:], len(style_ts))
+            objective = _Objective(
+                net,
+                content_t.to(device),
+                [s.to(device) for s in style_ts],
+                opts,
+                dtype,
+                None if masks is None else [m.to(device) for m in masks],
+            )
             x, steps, stopped = _optimize(
                 objective, start.to(device), budget, opts, history, last, bar, callback, done
             )
@@ -351,6 +407,9 @@ def run(
         image = resize_image(image, final.shape[-2:])
     if opts.preserve_color == "luminance":
         image = combine_luminance(image, final)
+    if opts.content_mask is not None:
+        keep = _load_mask(opts.content_mask, final.shape[-2:])
+        image = keep * final + (1 - keep) * image
     return Result(image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes)
 
 

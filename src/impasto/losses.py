@@ -19,11 +19,17 @@ from torch import nn
 _EPS = 1e-8
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C) Gram matrix divided by the number of positions H*W, in fp32."""
+def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix divided by the number of positions H*W, in fp32.
+
+    With a (1, 1, H, W) mask in [0, 1], positions are weighted by it and the sum of the mask replaces H*W.
+    """
     b, c, h, w = features.shape
     f = features.float().reshape(b, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+    if mask is None:
+        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+    m = mask.float().reshape(1, 1, h * w)
+    return torch.bmm(f * m, f.transpose(1, 2)) / (m.sum() + _EPS)
 
 
 def blend_grams(grams: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
@@ -63,8 +69,8 @@ class GramStyleLoss(nn.Module):
         """Target = blend of the Gram matrices of several style images' features."""
         return cls(blend_grams([gram_matrix(f) for f in features], weights))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return (gram_matrix(features) - self.target).pow(2).sum() * self.inv_norm
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return (gram_matrix(features, mask) - self.target).pow(2).sum() * self.inv_norm
 
 
 class TVLoss(nn.Module):
@@ -81,12 +87,20 @@ class TVLoss(nn.Module):
         return (dx.pow(2).mean() + dy.pow(2).mean()) * scale
 
 
-def mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean (C,) and covariance (C, C) over positions, in fp32, of a (1, C, H, W) feature map."""
+def mean_cov(features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean (C,) and covariance (C, C) over positions, in fp32, of a (1, C, H, W) feature map.
+
+    With a (1, 1, H, W) mask in [0, 1], the statistics are weighted by it.
+    """
     f = features.float().flatten(2)[0]
-    mu = f.mean(1)
+    if mask is None:
+        weights = torch.full((f.shape[1],), 1.0 / f.shape[1], device=f.device)
+    else:
+        m = mask.float().flatten()
+        weights = m / (m.sum() + _EPS)
+    mu = f @ weights
     centred = f - mu[:, None]
-    return mu, centred @ centred.T / f.shape[1]
+    return mu, (centred * weights) @ centred.T
 
 
 def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
@@ -119,8 +133,8 @@ class MeanCovStyleLoss(nn.Module):
         second = sum((c + torch.outer(m, m)) * (w / total) for (m, c), w in zip(stats, weights))
         return cls(mu, second - torch.outer(mu, mu))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        mu, cov = mean_cov(features)
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        mu, cov = mean_cov(features, mask)
         middle = self.cov_sqrt @ cov @ self.cov_sqrt
         # Eigenvalues of a PSD matrix: clamp the tiny negative ones rounding makes, and keep sqrt's gradient finite.
         root_trace = torch.linalg.eigvalsh(middle).clamp_min(1e-8).sqrt().sum()
