@@ -65,10 +65,13 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--fresh", action="store_true", help="ignore results of an earlier, interrupted run")
     parser.add_argument("--report", action="store_true", help="only rewrite the doc from the results saved so far")
+    parser.add_argument(
+        "--section", default="gatys", help="name of this configuration: its results file and its section of the doc"
+    )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    results_file = args.out / "gatys.json"
+    results_file = args.out / f"{args.section}.json"
     settings = {
         "size": args.size,
         "steps": args.steps,
@@ -99,13 +102,13 @@ def main() -> None:
         result = gatys.run(content, [style], options)
         seconds = time.perf_counter() - start
         out = tensor_to_pil(result.image)
-        save_image(out, args.out / f"gatys_{key}.png")
+        save_image(out, args.out / f"{args.section}_{key}.png")
         done[key] = {"seconds": seconds, "steps": result.steps, "stopped": result.stopped}
         results_file.write_text(json.dumps({"settings": settings, "pairs": done}, indent=2))
         print(f"{key}: {seconds:.0f} s, {result.steps} steps ({result.stopped})", flush=True)
-        write_doc(args.doc, score(done, args), settings, command, args.pairs)
+        write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs)
 
-    write_doc(args.doc, score(done, args), settings, command, args.pairs)
+    write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs)
 
 
 def score(done: dict, args: argparse.Namespace) -> dict:
@@ -115,7 +118,7 @@ def score(done: dict, args: argparse.Namespace) -> dict:
         content_name, style_name = key.split("+")
         content = load_image(args.data / "content" / f"{content_name}.jpg")
         style = load_image(args.data / "style" / f"{style_name}.jpg")
-        out = load_image(args.out / f"gatys_{key}.png")
+        out = load_image(args.out / f"{args.section}_{key}.png")
         scored[key] = dict(
             row,
             size=f"{out.width}x{out.height}",
@@ -131,9 +134,9 @@ def _distances(image: Image.Image, content: Image.Image, style: Image.Image) -> 
     return {"content": e["content"], "style": e["style"]}
 
 
-def write_doc(doc: Path, pairs: dict, settings: dict, command: str, planned: int) -> None:
+def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str, planned: int) -> None:
     lines = [
-        "## Gatys (optimization), `benchmarks/gatys.py`",
+        f"## Gatys (optimization): `{section}`, `benchmarks/gatys.py`",
         "",
         f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
         f"- command: `{command.strip()}`",
@@ -163,11 +166,12 @@ def write_doc(doc: Path, pairs: dict, settings: dict, command: str, planned: int
             f"{mean(lambda r: r['photo']['content']):.2f} / {mean(lambda r: r['photo']['style']):.3f} | "
             f"{mean(lambda r: r['painting']['content']):.2f} / {mean(lambda r: r['painting']['style']):.3f} |"
         )
-    section = "\n".join(lines)
+    body = "\n".join(lines)
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"<!-- gatys:begin -->\n{section}\n<!-- gatys:end -->"
-    if "<!-- gatys:begin -->" in text:
-        text = re.sub(r"<!-- gatys:begin -->.*?<!-- gatys:end -->", lambda m: block, text, flags=re.S)
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)

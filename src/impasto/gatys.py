@@ -251,9 +251,7 @@ def prepare_images(
     area = c.width * c.height * style_scale**2
     style_ts = []
     for s in styles:
-        im = fit_area(as_pil(s), area)
-        if min(im.size) < min_side:
-            im = fit_area(im, area * (min_side / min(im.size)) ** 2)
+        im = fit_area(as_pil(s), area, min_side)
         if max(im.size) > max_size:
             raise ImpastoError(
                 f"--style-scale {style_scale:g} makes a style image {im.width}x{im.height}, above the cap of "

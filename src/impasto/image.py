@@ -138,10 +138,10 @@ def fit_longest_side(im: Image.Image, size: int) -> Image.Image:
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
-def fit_area(im: Image.Image, area: float) -> Image.Image:
-    """Resize to about `area` pixels in all, keeping the aspect ratio."""
+def fit_area(im: Image.Image, area: float, min_side: int = 1) -> Image.Image:
+    """Resize to about `area` pixels in all, keeping the aspect ratio; never below `min_side` on the short side."""
     w, h = im.size
-    scale = (area / (w * h)) ** 0.5
+    scale = max((area / (w * h)) ** 0.5, min_side / min(w, h))
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 

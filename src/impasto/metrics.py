@@ -63,7 +63,8 @@ def evaluate(
             raise ImpastoError("style weights must be finite numbers >= 0, at least one positive")
     if styles:
         area = out_pil.width * out_pil.height
-        style_feats = [net(_tensor(_style_at_area(as_pil(s), area, net.min_side))) for s in styles]
+        # A very narrow painting is enlarged so it still has one position at relu5_1.
+        style_feats = [net(_tensor(fit_area(as_pil(s), area, net.min_side))) for s in styles]
         per_layer = {}
         for layer in STYLE_LAYERS:
             loss = GramStyleLoss.from_features([f[layer] for f in style_feats], style_weights)
@@ -71,13 +72,6 @@ def evaluate(
         result["style_layers"] = per_layer
         result["style"] = sum(per_layer.values()) / len(per_layer)
     return result
-
-
-def _style_at_area(im, area: float, min_side: int):
-    im = fit_area(im, area)
-    if min(im.size) < min_side:  # a very narrow painting still needs one position at relu5_1
-        im = fit_area(im, area * (min_side / min(im.size)) ** 2)
-    return im
 
 
 def content_distance(output: ImageLike, content: ImageLike) -> float:
