@@ -51,7 +51,7 @@ def evaluate(
     if content is not None:
         c = as_pil(content)
         if c.size != out_pil.size:
-            c = c.resize(out_pil.size, Image.Resampling.LANCZOS)  # the filter impasto resizes content with
+            c = c.resize(out_pil.size, Image.Resampling.BICUBIC)  # as in reference.md's figures (2.35 for the painting)
         target = net(_tensor(c))[CONTENT_LAYER]
         result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
     if not isinstance(styles, (list, tuple)):
