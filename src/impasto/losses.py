@@ -25,11 +25,14 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     With a (1, 1, H, W) mask in [0, 1], positions are weighted by it and the sum of the mask replaces H*W.
     """
     b, c, h, w = features.shape
-    f = features.float().reshape(b, c, h * w)
+    # Positions-by-channels is a free view of a channels_last map, so the gradient flowing back has the conv
+    # path's layout too; mixing layouts makes autograd's gradient sums several times slower.
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
     if mask is None:
-        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
-    m = mask.float().reshape(1, 1, h * w)
-    return torch.bmm(f * m, f.transpose(1, 2)) / (m.sum() + _EPS)
+        return torch.bmm(f.transpose(1, 2), f).float() / (h * w)
+    f = f.float()
+    m = mask.float().reshape(1, h * w, 1)
+    return torch.bmm(f.transpose(1, 2), f * m) / (m.sum() + _EPS)
 
 
 def blend_grams(grams: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
