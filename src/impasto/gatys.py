@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -359,6 +359,7 @@ def run(
     min_side = min_input_side(layers)
     content_pil = as_pil(content)
     style_pils = [as_pil(s) for s in styles]
+    # At the final size: checks every style's size up front, not after the coarse scales have run.
     final = prepare_images(content_pil, style_pils, opts.size, opts.style_scale, opts.max_size, min_side)[0]
     sizes = plan_scales(max(final.shape[-2:]), opts)
     budgets = plan_steps(len(sizes), opts)
@@ -468,5 +469,3 @@ def _converged(history: list[float], tol: float, window: int = 10) -> bool:
     # A loss that went up (an L-BFGS spike) is not convergence: it usually recovers.
     return before > 0 and 0 <= before - now < tol * window * before
 
-
-OPTION_NAMES = tuple(f.name for f in fields(Options))
