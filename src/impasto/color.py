@@ -74,3 +74,15 @@ def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     a = _sqrtm(cov_c) @ _sqrtm(cov_s, inverse=True)
     out = a @ (s - mu_s) + mu_c
     return out.reshape(style.shape).to(style.dtype).clamp(0, 1)
+
+
+def color_inputs(
+    content: torch.Tensor, styles: list[torch.Tensor], mode: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """What a method should see under a --preserve-color mode: grey images (luminance) or recoloured styles
+    (histogram); unchanged for "none". After a luminance run, put the chroma back with :func:`combine_luminance`."""
+    if mode == "luminance":
+        return as_gray_rgb(content), [match_luminance(s, content) for s in styles]
+    if mode == "histogram":
+        return content, [match_histogram(s, content) for s in styles]
+    return content, styles

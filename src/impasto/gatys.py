@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .color import PRESERVE_COLOR, as_gray_rgb, combine_luminance, match_histogram, match_luminance
+from .color import PRESERVE_COLOR, color_inputs, combine_luminance
 from .device import PRECISIONS, resolve_device, resolve_precision
 from .errors import ImpastoError
-from .image import ImageLike, as_pil, fit_area, fit_longest_side, pil_to_tensor
+from .image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
 from .losses import ContentLoss, GramStyleLoss, MeanCovStyleLoss, TVLoss
 from .vgg import POOLING, VGGFeatures, check_layers, min_input_side
 from .weights import load_weights
@@ -261,30 +261,13 @@ def prepare_images(
     return pil_to_tensor(c), style_ts
 
 
-def _color_inputs(
-    content: torch.Tensor, styles: list[torch.Tensor], mode: str
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """What the optimizer sees under --preserve-color: grey images (luminance) or recoloured styles (histogram)."""
-    if mode == "luminance":
-        return as_gray_rgb(content), [match_luminance(s, content) for s in styles]
-    if mode == "histogram":
-        return content, [match_histogram(s, content) for s in styles]
-    return content, styles
-
-
-def _load_mask(mask: ImageLike, size: Sequence[int]) -> torch.Tensor:
-    """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` (white = 1)."""
-    im = as_pil(mask).convert("L").resize((size[1], size[0]), resample=2)
-    return pil_to_tensor(im.convert("RGB"))[:, :1]
-
-
 def _region_masks(opts: Options, size: Sequence[int], n_styles: int) -> list[torch.Tensor] | None:
     """Per-style masks at `size`; the content mask, if any, is cut out of every style's region."""
     if opts.masks is None and opts.content_mask is None:
         return None
-    masks = [_load_mask(m, size) for m in opts.masks] if opts.masks is not None else [torch.ones(1, 1, *size)] * n_styles
+    masks = [load_mask(m, size) for m in opts.masks] if opts.masks is not None else [torch.ones(1, 1, *size)] * n_styles
     if opts.content_mask is not None:
-        free = 1 - _load_mask(opts.content_mask, size)
+        free = 1 - load_mask(opts.content_mask, size)
         masks = [m * free for m in masks]
     return masks
 
@@ -375,7 +358,7 @@ def run(
     try:
         for size, budget in zip(sizes, budgets):
             content_t, style_ts = prepare_images(content_pil, style_pils, size, opts.style_scale, opts.max_size, min_side)
-            content_t, style_ts = _color_inputs(content_t, style_ts, opts.preserve_color)
+            content_t, style_ts = color_inputs(content_t, style_ts, opts.preserve_color)
             if x is None:
                 start = _initial_image(opts.init, content_t, generator)
             else:
@@ -400,14 +383,14 @@ def run(
     finally:
         bar.close()
     if x is None:
-        x = _initial_image(opts.init, _color_inputs(final, [], opts.preserve_color)[0], generator)
+        x = _initial_image(opts.init, color_inputs(final, [], opts.preserve_color)[0], generator)
     image = x.detach().float().clamp(0, 1).cpu()
     if image.shape[-2:] != final.shape[-2:]:
         image = resize_image(image, final.shape[-2:])
     if opts.preserve_color == "luminance":
         image = combine_luminance(image, final)
     if opts.content_mask is not None:
-        keep = _load_mask(opts.content_mask, final.shape[-2:])
+        keep = load_mask(opts.content_mask, final.shape[-2:])
         image = keep * final + (1 - keep) * image
     return Result(image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes)
 

@@ -130,6 +130,13 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a), "RGB")
 
 
+def load_mask(mask: ImageLike, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` = (H, W); white = 1, soft edges kept."""
+    im = as_pil(mask).convert("L").resize((size[1], size[0]), resample=Image.BILINEAR)
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    return torch.from_numpy(a.copy())[None, None]
+
+
 def fit_longest_side(im: Image.Image, size: int) -> Image.Image:
     """Resize so the longest side is `size` pixels, keeping the aspect ratio."""
     w, h = im.size
