@@ -89,3 +89,29 @@ def test_masked_statistics_weight_positions():
     mu, cov = mean_cov(f, left)
     mu_ref, cov_ref = mean_cov(f[..., :4])
     assert torch.allclose(mu, mu_ref, atol=1e-6) and torch.allclose(cov, cov_ref, atol=1e-6)
+
+
+def test_mean_cov_matches_a_direct_computation_in_any_memory_layout():
+    from impasto.losses import mean_cov
+
+    torch.manual_seed(1)
+    f = torch.randn(1, 7, 5, 6) * 2 + 1
+    mask = torch.rand(1, 1, 5, 6)
+    flat = f.reshape(7, 30).double()  # channels by positions
+    for m in (None, mask):
+        w = torch.full((30,), 1 / 30, dtype=torch.float64) if m is None else m.reshape(30).double() / m.sum()
+        mu_ref = flat @ w
+        cov_ref = ((flat - mu_ref[:, None]) * w) @ (flat - mu_ref[:, None]).T
+        for layout in (torch.contiguous_format, torch.channels_last):
+            mu, cov = mean_cov(f.contiguous(memory_format=layout), m)
+            assert mu.dtype == cov.dtype == torch.float32
+            assert torch.allclose(mu.double(), mu_ref, atol=1e-5)
+            assert torch.allclose(cov.double(), cov_ref, atol=1e-5)
+    # The gradient flowing back into channels_last features is channels_last too (as the conv path's is).
+    x = f.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    features = x * 2  # a non-leaf, like a VGG activation: the hook sees the gradient exactly as produced
+    layouts = []
+    features.register_hook(lambda g: layouts.append(g.is_contiguous(memory_format=torch.channels_last)))
+    mu, cov = mean_cov(features)
+    (mu.sum() + cov.pow(2).sum()).backward()
+    assert layouts == [True]

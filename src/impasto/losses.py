@@ -95,15 +95,18 @@ def mean_cov(features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[
 
     With a (1, 1, H, W) mask in [0, 1], the statistics are weighted by it.
     """
-    f = features.float().flatten(2)[0]
+    _, c, h, w = features.shape
+    # Positions-by-channels, a free view of a channels_last map, as in gram_matrix (mixed layouts make autograd's
+    # gradient sums several times slower). No indexing of the batch: its backward would allocate an NCHW gradient.
+    f = features.permute(0, 2, 3, 1).reshape(h * w, c).float()
     if mask is None:
-        weights = torch.full((f.shape[1],), 1.0 / f.shape[1], device=f.device)
+        weights = torch.full((h * w,), 1.0 / (h * w), device=f.device)
     else:
         m = mask.float().flatten()
         weights = m / (m.sum() + _EPS)
-    mu = f @ weights
-    centred = f - mu[:, None]
-    return mu, (centred * weights) @ centred.T
+    mu = weights @ f
+    centred = f - mu
+    return mu, centred.T @ (centred * weights[:, None])
 
 
 def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
