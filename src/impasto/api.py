@@ -16,6 +16,7 @@ from .image import ImageLike, tensor_to_pil
 # returning an object with `.image` (a (1, 3, H, W) tensor) and `.stopped`. A new method is a new module plus a line here.
 METHODS: dict[str, str] = {
     "gatys": "impasto.gatys",
+    "adain": "impasto.adain",
 }
 
 

@@ -1,0 +1,284 @@
+"""AdaIN: the operation, the decoder file, the stylizer's controls, training and resuming, and the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from impasto import adain
+from impasto.adain import Decoder, Options, StyleCode, Stylizer, load_decoder, mean_std, save_decoder, target_features
+from impasto.cli import main
+from impasto.color import rgb_to_yiq
+from impasto.errors import ImpastoError
+from impasto.image import pil_to_tensor
+from impasto.train_adain import TrainConfig, load_checkpoint, sample_batch, ImageSet, train
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tmp_path_factory) -> Path:
+    """An untrained but deterministic decoder: the behaviours tested here do not depend on training."""
+    torch.manual_seed(0)
+    dec = Decoder(in_scale=0.002)
+    with torch.no_grad():  # outputs around mid-grey with visible variation, so nothing is lost to clamping
+        last = dec.net[-1]
+        last.weight.mul_(20)
+        last.bias.fill_(0.5)
+    path = tmp_path_factory.mktemp("dec") / "decoder.safetensors"
+    save_decoder(dec, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stylizer(decoder_file) -> Stylizer:
+    return Stylizer(decoder_file, device="cpu", precision="fp32")
+
+
+def _t(path) -> torch.Tensor:
+    return pil_to_tensor(Image.open(path).convert("RGB"))
+
+
+def test_adain_gives_the_style_statistics():
+    torch.manual_seed(1)
+    content = torch.randn(2, 16, 9, 7) * 3 + 1
+    style = torch.randn(2, 16, 5, 11) * 0.5 - 2
+    out = adain.adain(content, *mean_std(style))
+    m_out, s_out = mean_std(out)
+    m_s, s_s = mean_std(style)
+    assert torch.allclose(m_out, m_s, atol=1e-4)
+    assert torch.allclose(s_out, s_s, atol=1e-3)
+
+
+def test_masked_adain_restyles_only_the_region_statistics():
+    torch.manual_seed(2)
+    content = torch.randn(1, 8, 6, 6)
+    mask = torch.zeros(1, 1, 6, 6)
+    mask[..., :3] = 1
+    style = torch.randn(1, 8, 4, 4) * 2 + 5
+    out = adain.adain(content, *mean_std(style), mask)
+    m, s = mean_std(out, mask)
+    assert torch.allclose(m, mean_std(style)[0], atol=1e-4)
+    assert torch.allclose(s, mean_std(style)[1], atol=1e-3)
+
+
+def test_target_features_strength_weights_and_masks():
+    torch.manual_seed(3)
+    fc = torch.randn(1, 8, 4, 6)
+    a = StyleCode(*mean_std(torch.randn(1, 8, 3, 3) + 2))
+    b = StyleCode(*mean_std(torch.randn(1, 8, 3, 3) * 3 - 1))
+    ta, tb = target_features(fc, [a]), target_features(fc, [b])
+    # strength 0: the photo's features; 1: the AdaIN target; in between: linear.
+    assert torch.allclose(target_features(fc, [a], strength=0.0), fc)
+    assert torch.allclose(target_features(fc, [a], strength=0.25), 0.25 * ta + 0.75 * fc, atol=1e-5)
+    # weights interpolate the targets; a zero weight removes a style.
+    assert torch.allclose(target_features(fc, [a, b], style_weights=[3, 1]), 0.75 * ta + 0.25 * tb, atol=1e-5)
+    assert torch.allclose(target_features(fc, [a, b], style_weights=[1, 0]), ta, atol=1e-5)
+    # masks: left half style a, right half style b, each with its region's own content statistics.
+    left = torch.zeros(1, 1, 4, 6)
+    left[..., :3] = 1
+    out = target_features(fc, [a, b], masks=[left, 1 - left])
+    assert torch.allclose(out[..., :3], adain.adain(fc, a.mean, a.std, left)[..., :3], atol=1e-5)
+    assert torch.allclose(out[..., 3:], adain.adain(fc, b.mean, b.std, 1 - left)[..., 3:], atol=1e-5)
+    # where no mask covers, the photo's features stay.
+    out = target_features(fc, [a], masks=[left])
+    assert torch.allclose(out[..., 3:], fc[..., 3:])
+
+
+def test_decoder_save_load_round_trip(tmp_path, decoder_file):
+    dec = load_decoder(decoder_file)
+    x = torch.randn(1, 512, 4, 5) * 300
+    again = tmp_path / "again.safetensors"
+    save_decoder(dec, again)
+    dec2 = load_decoder(again)
+    for (k, v), (k2, v2) in zip(dec.state_dict().items(), dec2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    with torch.no_grad():
+        assert torch.allclose(dec(x), dec2(x))
+    # fp16 on disk: about 7 MB for 3.5 M parameters, under the 16 MB budget of a shipped model.
+    assert again.stat().st_size < 8_000_000
+
+
+def test_load_decoder_rejects_bad_files(tmp_path):
+    with pytest.raises(ImpastoError, match="no such file"):
+        load_decoder(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a tensor file")
+    with pytest.raises(ImpastoError, match="not a readable"):
+        load_decoder(junk)
+
+
+def test_strength_zero_is_the_decoders_reconstruction(stylizer, images):
+    content = _t(images["content"])
+    out = stylizer.stylize(content, images["style"], Options(size=None, strength=0.0))
+    recon = stylizer.decode(stylizer.encode(content))
+    assert torch.allclose(out, recon, atol=1e-5)
+    full = stylizer.stylize(content, images["style"], Options(size=None, strength=1.0))
+    assert (full - recon).abs().mean() > 1e-3
+
+
+def test_any_size_and_aspect_is_kept(stylizer, images):
+    content = _t(images["content"])[..., :61, :45]  # neither side a multiple of 8
+    out = stylizer.stylize(content, images["style"], Options(size=None))
+    assert out.shape == (1, 3, 61, 45)
+    out = stylizer.stylize(images["content"], images["style"], Options(size=50))
+    assert max(out.shape[-2:]) == 50 and out.shape[-1] > out.shape[-2]  # landscape stays landscape
+
+
+def test_batch_matches_single_and_caches_the_style(decoder_file, images):
+    s = Stylizer(decoder_file, device="cpu", precision="fp32")
+    outs = s.stylize_batch([images["content"], images["style2"]], images["style"], Options(size=64))
+    assert len(outs) == 2 and len(s._cache) == 1  # one style code, computed once
+    single = s.stylize(images["style2"], images["style"], Options(size=64))
+    assert torch.allclose(outs[1], single)
+
+
+def test_preserve_color_luminance_keeps_the_photos_chroma(stylizer, images):
+    content = _t(images["content"])
+    out = stylizer.stylize(content, images["style2"], Options(size=None, preserve_color="luminance"))
+    yiq_out, yiq_c = rgb_to_yiq(out), rgb_to_yiq(content)
+    # Chroma equal up to clamping to the RGB cube.
+    assert (yiq_out[:, 1:] - yiq_c[:, 1:]).abs().mean() < 0.02
+
+
+def test_masks_and_content_mask(stylizer, images, tmp_path):
+    content = _t(images["content"])
+    h, w = content.shape[-2:]
+    white = Image.new("L", (w, h), 255)
+    black = Image.new("L", (w, h), 0)
+    only_a = stylizer.stylize(content, images["style"], Options(size=None))
+    masked = stylizer.stylize(content, [images["style"], images["style2"]], Options(size=None, masks=[white, black]))
+    assert torch.allclose(masked, only_a, atol=1e-5)
+    keep = stylizer.stylize(content, images["style"], Options(size=None, content_mask=white))
+    assert torch.allclose(keep, content, atol=1e-6)
+
+
+def test_options_validation():
+    with pytest.raises(ImpastoError, match="--strength"):
+        Options(strength=1.5).validate(1)
+    with pytest.raises(ImpastoError, match="--style-weights"):
+        Options(style_weights=[1.0]).validate(2)
+    with pytest.raises(ImpastoError, match="--mask"):
+        Options(masks=["a.png"]).validate(2)
+    with pytest.raises(ImpastoError, match="--size"):
+        Options(size=0).validate(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+@pytest.fixture(scope="module")
+def train_dirs(tmp_path_factory, images) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train")
+    content, style = root / "content", root / "style"
+    content.mkdir()
+    style.mkdir()
+    for i, name in enumerate(["content", "style2"]):
+        Image.open(images[name]).convert("RGB").save(content / f"c{i}.png")
+    Image.open(images["style"]).convert("RGB").save(style / "s0.png")
+    (style / "notes.txt").write_text("ignored")
+    return content, style
+
+
+def _cfg(dirs, out: Path, steps: int) -> TrainConfig:
+    return TrainConfig(
+        content_dir=str(dirs[0]),
+        style_dir=str(dirs[1]),
+        output=str(out),
+        size=32,
+        batch=2,
+        steps=steps,
+        lr=1e-3,
+        checkpoint_every=1,
+        preview_every=2,
+        device="cpu",
+        precision="fp32",
+    )
+
+
+def test_batches_depend_only_on_seed_and_step(train_dirs):
+    contents = ImageSet(train_dirs[0], 64)
+    styles = ImageSet(train_dirs[1], 64)
+    a = sample_batch(contents, styles, 32, 2, 0, 5)
+    b = sample_batch(contents, styles, 32, 2, 0, 5)
+    c = sample_batch(contents, styles, 32, 2, 0, 6)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == (2, 3, 32, 32) and 0 <= float(a[1].min()) and float(a[1].max()) <= 1
+
+
+def test_training_runs_and_resume_continues_exactly(train_dirs, tmp_path):
+    straight = tmp_path / "straight.safetensors"
+    summary = train(_cfg(train_dirs, straight, 3))
+    assert summary["step"] == 3 and straight.exists()
+    assert (tmp_path / "straight_previews" / "step000002.jpg").exists()
+
+    resumed = tmp_path / "resumed.safetensors"
+    train(_cfg(train_dirs, resumed, 2))
+    first = load_checkpoint(str(resumed) + ".ckpt")
+    assert first["step"] == 2
+    summary = train(_cfg(train_dirs, resumed, 3), resume=True)
+    assert summary["steps_this_run"] == 1
+    a = load_checkpoint(str(straight) + ".ckpt")
+    b = load_checkpoint(str(resumed) + ".ckpt")
+    assert b["step"] == 3
+    for k in a["decoder"]:
+        assert torch.allclose(a["decoder"][k], b["decoder"][k], atol=1e-6), k
+    # The optimizer's moments carried over: Adam's step count and second moments agree.
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert float(sa[0]["step"]) == float(sb[0]["step"]) == 3
+    assert torch.allclose(sa[0]["exp_avg_sq"], sb[0]["exp_avg_sq"], atol=1e-9)
+    assert [r["step"] for r in b["log"]] == [1, 2, 3]
+    # The written decoder is a working one.
+    out = Stylizer(resumed, device="cpu", precision="fp32").stylize(train_dirs[0] / "c0.png", train_dirs[1] / "s0.png")
+    assert out.shape[1] == 3 and torch.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_adain(images, tmp_path, decoder_file, capsys):
+    out = tmp_path / "out.png"
+    code = main(
+        [
+            "stylize", str(images["content"]), str(images["style"]), str(images["style2"]),
+            "--method", "adain", "--decoder", str(decoder_file), "--strength", "0.7",
+            "--style-weights", "2", "1", "--size", "80", "--precision", "fp32", "-o", str(out), "-q",
+        ]
+    )
+    assert code == 0 and out.exists()
+    assert Image.open(out).size == (80, 53)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--strength", "2"], "--strength"),
+        (["--decoder", "missing.safetensors"], "no such file"),
+    ],
+)
+def test_cli_adain_bad_input(images, tmp_path, decoder_file, capsys, extra, message):
+    out = tmp_path / "out.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "--method", "adain", "-o", str(out)]
+    if "--decoder" not in extra:
+        args += ["--decoder", str(decoder_file)]
+    code = main(args + extra)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_train_bad_input(tmp_path, train_dirs, capsys):
+    code = main(["train", "adain", "--content-dir", str(tmp_path / "nope"), "--style-dir", str(train_dirs[1]),
+                 "-o", str(tmp_path / "d.safetensors"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a directory" in err
+    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]),
+                 "-o", str(tmp_path / "d.safetensors"), "--resume", "-q"])
+    assert code == 2 and "no checkpoint" in capsys.readouterr().err
+    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]),
+                 "-o", str(tmp_path / "d.safetensors"), "--size", "30", "-q"])
+    assert code == 2 and "multiple of 8" in capsys.readouterr().err
