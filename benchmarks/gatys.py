@@ -13,48 +13,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from impasto import __version__, gatys  # noqa: E402
-from impasto.image import fit_longest_side, load_image, save_image, tensor_to_pil  # noqa: E402
-from impasto.metrics import evaluate  # noqa: E402
-
-# Every painting once, each with a different photo (the classic pairings of the peers' examples first).
-PAIRS = [
-    ("tubingen", "starry_night"),
-    ("golden_gate", "shipwreck"),
-    ("chicago", "wave"),
-    ("hoovertowernight", "the_scream"),
-    ("newyork", "composition_vii"),
-    ("sailboat", "udnie"),
-]
-
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+from _common import DATA, PAIRS, ROOT, machine, write_section
+from impasto import __version__, gatys
+from impasto.image import fit_longest_side, load_image, save_image, tensor_to_pil
+from impasto.metrics import evaluate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=gatys.Options.steps, help="step budget (default: impasto's)")
     parser.add_argument("--tol", type=float, default=gatys.Options.tol)
@@ -166,17 +139,7 @@ def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str
             f"{mean(lambda r: r['photo']['content']):.2f} / {mean(lambda r: r['photo']['style']):.3f} | "
             f"{mean(lambda r: r['painting']['content']):.2f} / {mean(lambda r: r['painting']['style']):.3f} |"
         )
-    body = "\n".join(lines)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-    print(f"wrote {doc}")
+    write_section(doc, section, "\n".join(lines))
 
 
 if __name__ == "__main__":

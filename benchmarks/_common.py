@@ -1,0 +1,62 @@
+"""Shared by the benchmark scripts: the evaluation pairs, a machine description and the doc-section writer."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+DATA = ROOT.parent / "shared" / "data" / "eval"
+
+# Every painting once, each with a different photo (the classic pairings of the peers' examples first).
+PAIRS = [
+    ("tubingen", "starry_night"),
+    ("golden_gate", "shipwreck"),
+    ("chicago", "wave"),
+    ("hoovertowernight", "the_scream"),
+    ("newyork", "composition_vii"),
+    ("sailboat", "udnie"),
+]
+
+
+def pair_key(content_name: str, style_name: str) -> str:
+    return f"{content_name}+{style_name}"
+
+
+def pair_paths(data: Path, key: str) -> tuple[Path, Path]:
+    """(content, style) image paths of a pair key 'photo+painting'."""
+    content_name, style_name = key.split("+")
+    return data / "content" / f"{content_name}.jpg", data / "style" / f"{style_name}.jpg"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def write_section(doc: Path, section: str, body: str) -> None:
+    """Replace the text between `<!-- section:begin -->` and `<!-- section:end -->` in `doc` (append if absent)."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    print(f"wrote {doc}")

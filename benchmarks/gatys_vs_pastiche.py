@@ -1,0 +1,501 @@
+"""Benchmark: impasto at its defaults against pastiche 1.6.0 at its defaults (1000 L-BFGS steps), same pairs, 512 px.
+
+Both tools run as separate processes (`python -m impasto stylize ...`, `python -m pastiche ...`) and are timed as
+whole processes (start-up, weight loading, image I/O included). Distances are `impasto eval`'s
+(`impasto.metrics.evaluate`), measured on every run from the saved outputs.
+
+pastiche takes most of an hour per pair here, so its 1000-step runs are cached under benchmarks/.cache/pastiche/
+(not committed) and only run with --run-missing; pairs without a cached run are reported as "not cached". Right
+after each 1000-step run, a short reference run (--drift-steps, 20 by default) of the same pair is timed and stored
+with it. Every benchmark run re-times that short run on one pair (--drift-pair) and rescales the cached 1000-step
+times by now / then, so machine drift (load, thermal, other jobs) does not flatter either tool.
+
+Distance-against-time curves: both tools save intermediates (impasto --save-every, pastiche --workspace); the time
+of each is its file's modification time minus the process launch time, i.e. recorded, not estimated. impasto's
+coarse-scale intermediates are upsampled (bicubic) to the output's size before they are measured. Only about
+--curve-points intermediates per curve, spaced evenly in log time, are measured (pastiche's once, when cached, and
+only those are kept). Both tools' times include writing their intermediates (a few dozen PNGs; for impasto,
+--impasto-save-every 0 turns them off for a bare timing). pastiche's curve times are rescaled like its total time.
+
+Results: docs/BENCHMARKS.md (between the gatys-vs-pastiche markers), docs/gatys_vs_pastiche.png, and
+benchmarks/out/gatys-vs-pastiche.json + benchmarks/out/gatys-vs-pastiche/ (impasto's outputs; finished pairs are
+kept, so an interrupted run resumes; --fresh starts over).
+
+    .venv/bin/python benchmarks/gatys_vs_pastiche.py                 # impasto now, pastiche from the cache
+    .venv/bin/python benchmarks/gatys_vs_pastiche.py --run-missing   # also pastiche for uncached pairs, ~45 min each
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
+from impasto import __version__
+from impasto.image import load_image
+from impasto.metrics import evaluate
+
+SECTION = "gatys-vs-pastiche"
+TARGET_SPEEDUP = 40  # impasto must take at most 1/40 of pastiche's time
+GOAL_SECONDS = 20
+
+
+# --- running and timing the tools ---------------------------------------------------------------------------------
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def timed_process(cmd: list[str]) -> tuple[float, float]:
+    """Run `cmd` to completion; return (wall seconds, launch time as time.time()). Exits on failure."""
+    print("  $ " + shlex.join(cmd), flush=True)
+    launch = time.time()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"command failed (exit {proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-3000:]}")
+    return seconds, launch
+
+
+def appeared(files: list[tuple[int, Path]], launch: float) -> list[dict]:
+    """[{step, t, file}] with t = the file's modification time minus the process launch time."""
+    return [{"step": s, "t": p.stat().st_mtime - launch, "file": p.name} for s, p in sorted(files)]
+
+
+def pastiche_cmd(content: Path, style: Path, output: Path, steps: int, size: int, workspace: Path | None, every: int):
+    cmd = [sys.executable, "-m", "pastiche", "--device", "cpu", "--size", str(size), "--seed", "0"]
+    cmd += ["--num-steps", str(steps), "--content", str(content), "--styles", str(style), "--output", str(output)]
+    cmd += ["--no-verbose"]
+    if workspace is not None:
+        cmd += ["--workspace", str(workspace), "--workspace-step", str(every)]
+    return cmd
+
+
+def run_info() -> dict:
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "pastiche": version("pastiche"),
+    }
+
+
+def pastiche_dir(cache: Path, key: str, size: int, steps: int) -> Path:
+    return cache / key / f"{size}px-{steps}steps"
+
+
+def load_cached(cache: Path, key: str, size: int, steps: int) -> dict | None:
+    path = pastiche_dir(cache, key, size, steps) / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_pastiche_cached(args: argparse.Namespace, key: str, run_id: str) -> dict:
+    """Run pastiche for --pastiche-steps with intermediates, score its curve and cache everything; return the result.
+
+    Works in a '.partial' folder renamed into place at the end, so a killed run leaves no half result behind.
+    """
+    content, style = pair_paths(args.data, key)
+    final = pastiche_dir(args.cache, key, args.size, args.pastiche_steps)
+    work = final.with_name(final.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    workspace = work / "workspace"
+    workspace.mkdir(parents=True)
+    cmd = pastiche_cmd(
+        content, style, work / "output.png", args.pastiche_steps, args.size, workspace, args.pastiche_save_every
+    )
+    print(f"{key}: pastiche, {args.pastiche_steps} steps (cached afterwards)", flush=True)
+    seconds, launch = timed_process(cmd)
+    files = [(int(p.stem), p) for p in workspace.glob("*.png")]
+    points = pick_log_spaced(appeared(files, launch), args.curve_points)
+    keep = {p["file"] for p in points}
+    for _, p in files:
+        if p.name not in keep:
+            p.unlink()  # the cache keeps only the measured intermediates
+    result = dict(
+        run_info(),
+        key=key,
+        steps=args.pastiche_steps,
+        size=args.size,
+        seed=0,
+        seconds=seconds,
+        command=shlex.join(cmd).replace(str(work), str(final)),
+        times="from file modification times of the workspace images, relative to the process launch",
+        curve=score_curve(points, workspace, content, style, upsample=False),
+        run_id=run_id,
+    )
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    print(f"{key}: pastiche {args.pastiche_steps} steps in {seconds:.0f} s", flush=True)
+    return result
+
+
+def time_short_pastiche(args: argparse.Namespace, key: str, where: Path) -> dict:
+    """Time a --drift-steps pastiche run of `key` (no intermediates), output under `where`."""
+    content, style = pair_paths(args.data, key)
+    where.mkdir(parents=True, exist_ok=True)
+    cmd = pastiche_cmd(content, style, where / "output.png", args.drift_steps, args.size, None, 0)
+    seconds, _ = timed_process(cmd)
+    return dict(run_info(), key=key, steps=args.drift_steps, seconds=seconds, command=shlex.join(cmd))
+
+
+def ensure_reference(args: argparse.Namespace, key: str, cached: dict, run_id: str) -> dict:
+    """The short reference timing stored next to a cached long run (timed now if missing, e.g. after a kill)."""
+    ref = cached.get("reference")
+    if ref is None or ref["steps"] != args.drift_steps:
+        folder = pastiche_dir(args.cache, key, args.size, args.pastiche_steps)
+        print(f"{key}: pastiche reference, {args.drift_steps} steps", flush=True)
+        ref = time_short_pastiche(args, key, folder / "reference")
+        ref["run_id"] = run_id
+        cached["reference"] = ref
+        path = folder / "result.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cached, indent=2))
+        tmp.replace(path)
+        print(f"{key}: pastiche reference {args.drift_steps} steps in {ref['seconds']:.1f} s", flush=True)
+    return ref
+
+
+def run_impasto(args: argparse.Namespace, key: str) -> dict:
+    content, style = pair_paths(args.data, key)
+    folder = args.out / SECTION / key
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    output = folder / "output.png"
+    cmd = [sys.executable, "-m", "impasto", "stylize", str(content), str(style), "-o", str(output)]
+    cmd += ["--size", str(args.size), "--seed", "0", "-q", "--save-every", str(args.impasto_save_every)]
+    cmd += shlex.split(args.impasto_args)
+    print(f"{key}: impasto", flush=True)
+    seconds, launch = timed_process(cmd)
+    files = [(int(p.stem.rsplit("_step", 1)[1]), p) for p in folder.glob("output_step*.png")]
+    points = pick_log_spaced(appeared(files, launch), args.curve_points)
+    print(f"{key}: impasto in {seconds:.1f} s", flush=True)
+    return {
+        "seconds": seconds,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": shlex.join(cmd),
+        "curve": score_curve(points, folder, content, style, upsample=True),
+    }
+
+
+# --- distances ----------------------------------------------------------------------------------------------------
+
+
+def pick_log_spaced(points: list[dict], n: int) -> list[dict]:
+    """About n of the points, spaced evenly in log time (always the first and the last)."""
+    points = [p for p in points if p["t"] > 0]
+    if len(points) <= n:
+        return points
+    lo, hi = math.log(points[0]["t"]), math.log(points[-1]["t"])
+    chosen = {0, len(points) - 1}
+    for i in range(n):
+        target = lo + (hi - lo) * i / (n - 1)
+        chosen.add(min(range(len(points)), key=lambda j: abs(math.log(points[j]["t"]) - target)))
+    return [points[j] for j in sorted(chosen)]
+
+
+def distances(image: Image.Image, content: Path, style: Path) -> dict:
+    e = evaluate(image, load_image(content), [load_image(style)])
+    return {"content": e["content"], "style": e["style"]}
+
+
+def score_curve(points: list[dict], folder: Path, content: Path, style: Path, upsample: bool) -> list[dict]:
+    """Distances of each intermediate; upsample: first resize it to the size of folder/output.png (coarse scales)."""
+    size = None
+    if upsample and (folder / "output.png").exists():
+        with Image.open(folder / "output.png") as im:
+            size = im.size
+    scored = []
+    for p in points:
+        image = load_image(folder / p["file"])
+        if size and image.size != size:
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        scored.append(dict(p, **distances(image, content, style)))
+    return scored
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with content/ and style/ images")
+    parser.add_argument("--size", type=int, default=512, help="longest side for both tools")
+    parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
+    parser.add_argument("--pastiche-steps", type=int, default=1000, help="pastiche's step count (its default)")
+    parser.add_argument("--pastiche-save-every", type=int, default=10, help="pastiche intermediates every N steps")
+    parser.add_argument("--drift-steps", type=int, default=20, help="steps of the short pastiche re-timing run")
+    parser.add_argument(
+        "--drift-pair",
+        default=None,
+        help="pair re-timed for drift ('photo+painting', or 'all' for every cached pair); default: the first cached",
+    )
+    parser.add_argument("--run-missing", action="store_true", help="run pastiche for pairs not in the cache")
+    parser.add_argument("--impasto-args", default="", help="extra `impasto stylize` flags (default: none = defaults)")
+    parser.add_argument("--impasto-save-every", type=int, default=10, help="impasto intermediates every N steps")
+    parser.add_argument("--curve-points", type=int, default=12, help="intermediates measured per curve")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache" / "pastiche")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "gatys_vs_pastiche.png")
+    parser.add_argument("--fresh", action="store_true", help="rerun impasto on pairs finished by an earlier run")
+    parser.add_argument("--report", action="store_true", help="only rewrite the doc and plot from saved results")
+    args = parser.parse_args()
+
+    run_id = dt.datetime.now().isoformat(timespec="seconds")
+    keys = [pair_key(c, s) for c, s in PAIRS[: args.pairs]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / f"{SECTION}.json"
+    settings = {
+        "size": args.size,
+        "impasto_args": args.impasto_args,
+        "impasto_save_every": args.impasto_save_every,
+        "version": __version__,
+    }
+    saved = json.loads(results_file.read_text()) if results_file.exists() else {}
+    if args.fresh or saved.get("settings") != settings:
+        saved = {"settings": settings, "impasto": {}, "drift": []}
+    if not args.report:
+        saved["command"] = "python benchmarks/gatys_vs_pastiche.py " + shlex.join(sys.argv[1:])
+        saved["run_id"] = run_id
+
+    def save() -> None:
+        tmp = results_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=2))
+        tmp.replace(results_file)
+
+    def report() -> None:
+        rows = collect(args, keys, saved)
+        write_section(args.doc, SECTION, render(args, rows, saved))
+        plot(args.plot, rows)
+
+    if args.report:
+        report()
+        return
+
+    cached = {k: c for k in keys if (c := load_cached(args.cache, k, args.size, args.pastiche_steps))}
+    if args.drift_pair == "all":
+        drift_keys = list(cached)
+    elif args.drift_pair:
+        if args.drift_pair not in cached:
+            sys.exit(f"--drift-pair {args.drift_pair}: no cached {args.pastiche_steps}-step pastiche run for it")
+        drift_keys = [args.drift_pair]
+    else:
+        drift_keys = list(cached)[:1]
+
+    for key in keys:
+        if key in saved["impasto"]:
+            print(f"{key}: impasto done earlier", flush=True)
+            continue
+        saved["impasto"][key] = run_impasto(args, key)
+        save()
+
+    # Drift: re-time the short pastiche run now, against the timing stored with the cached long run.
+    saved["drift"] = []
+    for key in drift_keys:
+        ref = ensure_reference(args, key, cached[key], run_id)
+        print(f"{key}: drift, pastiche {args.drift_steps} steps now", flush=True)
+        now = time_short_pastiche(args, key, args.out / SECTION / "drift")
+        saved["drift"].append({"key": key, "now": now["seconds"], "then": ref["seconds"], "then_date": ref["date"]})
+        print(f"{key}: {args.drift_steps} steps now {now['seconds']:.1f} s, then {ref['seconds']:.1f} s", flush=True)
+    if not drift_keys:
+        print("drift: no cached pastiche run to compare with", flush=True)
+    save()
+    report()
+
+    if args.run_missing:
+        for key in keys:
+            if key in cached:
+                continue
+            cached[key] = run_pastiche_cached(args, key, run_id)
+            ensure_reference(args, key, cached[key], run_id)
+            report()
+
+
+def collect(args: argparse.Namespace, keys: list[str], saved: dict) -> dict:
+    """Per pair: impasto's and pastiche's time, final distances (measured now) and rescaled curves."""
+    measured = {d["key"]: d["now"] / d["then"] for d in saved.get("drift", [])}
+    overall = sum(measured.values()) / len(measured) if measured else None
+    rows = {}
+    for key in keys:
+        content, style = pair_paths(args.data, key)
+        row: dict = {}
+        imp = saved["impasto"].get(key)
+        out = args.out / SECTION / key / "output.png"
+        if imp and out.exists():
+            final = load_image(out)
+            row["size"] = f"{final.width}x{final.height}"
+            row["impasto"] = dict(seconds=imp["seconds"], curve=imp["curve"], **distances(final, content, style))
+        cached = load_cached(args.cache, key, args.size, args.pastiche_steps)
+        if cached:
+            # A pair cached in this very run needs no rescaling; otherwise its own drift ratio, else the mean one.
+            ratio = 1.0 if cached.get("run_id") == saved.get("run_id") else measured.get(key, overall)
+            scale = ratio if ratio is not None else 1.0
+            folder = pastiche_dir(args.cache, key, args.size, args.pastiche_steps)
+            final = load_image(folder / "output.png")
+            row.setdefault("size", f"{final.width}x{final.height}")
+            row["pastiche"] = dict(
+                cached_seconds=cached["seconds"],
+                ratio=ratio,
+                seconds=cached["seconds"] * scale,
+                date=cached["date"],
+                curve=[dict(p, t=p["t"] * scale) for p in cached["curve"]],
+                **distances(final, content, style),
+            )
+        rows[key] = row
+    return rows
+
+
+def verdict(imp: dict, pas: dict) -> str:
+    misses = [name for name in ("content", "style") if imp[name] > pas[name]]
+    if imp["seconds"] > pas["seconds"] / TARGET_SPEEDUP:
+        misses.append("time")
+    return "**yes**" if not misses else "no (" + ", ".join(misses) + ")"
+
+
+def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
+    n_steps = args.pastiche_steps
+    drift = saved.get("drift", [])
+    if drift:
+        drift_text = "; ".join(
+            f"{d['key']}: {args.drift_steps} steps now {d['now']:.1f} s against {d['then']:.1f} s on "
+            f"{d['then_date'][:10]} (x{d['now'] / d['then']:.2f})"
+            for d in drift
+        )
+    else:
+        drift_text = "not measured (no pastiche run cached before this run)"
+    plot_link = os.path.relpath(args.plot, args.doc.parent)
+    impasto_flags = f"--size {args.size} --seed 0" + (f" {args.impasto_args}" if args.impasto_args else "")
+    every = args.impasto_save_every
+    saving = f"intermediates saved every {every} steps for the curve, in its time" if every else "no intermediates"
+    lines = [
+        f"## impasto against pastiche 1.6.0: `{SECTION}`, `benchmarks/gatys_vs_pastiche.py`",
+        "",
+        f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
+        f"- command: `{saved.get('command', '').strip()}`",
+        f"- pastiche: `python -m pastiche --device cpu --size {args.size} --seed 0 --num-steps {n_steps}`, all else "
+        f"at its defaults; its {n_steps}-step runs are cached locally, rescaled by a {args.drift_steps}-step run "
+        f"re-timed now against one timed with the cached run: {drift_text}",
+        f"- impasto: `impasto stylize {impasto_flags}`, all else at its defaults ({saving})",
+        "- times: whole processes, wall clock; pastiche's cached time rescaled by the drift ratio. Distances: "
+        "`impasto eval` (lower is closer). Target: impasto's content and style distances both no higher than "
+        f"pastiche's, in at most 1/{TARGET_SPEEDUP} of its time (goal beyond: under {GOAL_SECONDS} s)",
+        "",
+        f"| pair | size | pastiche {n_steps} steps: time (s), cached -> now | content | style | "
+        "impasto: time (s) | content | style | pastiche / impasto time | target met |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    both = []
+    for key, r in rows.items():
+        imp, pas = r.get("impasto"), r.get("pastiche")
+        if pas:
+            p_cells = f"{pas['cached_seconds']:.0f} -> {pas['seconds']:.0f} | {pas['content']:.3f} | {pas['style']:.4f}"
+        else:
+            p_cells = "not cached | | "
+        i_cells = f"{imp['seconds']:.1f} | {imp['content']:.3f} | {imp['style']:.4f}" if imp else "not run | | "
+        if imp and pas:
+            both.append(r)
+            tail = f"{pas['seconds'] / imp['seconds']:.1f} | {verdict(imp, pas)}"
+        else:
+            tail = " | n/a"
+        lines.append(f"| {key} | {r.get('size', '')} | {p_cells} | {i_cells} | {tail} |")
+    if both:
+        n = len(both)
+        mean = lambda tool, f: sum(r[tool][f] for r in both) / n  # noqa: E731
+        imp = {f: mean("impasto", f) for f in ("seconds", "content", "style")}
+        pas = {f: mean("pastiche", f) for f in ("seconds", "content", "style", "cached_seconds")}
+        met = sum(verdict(r["impasto"], r["pastiche"]) == "**yes**" for r in both)
+        lines.append(
+            f"| **mean of {n}** | | {pas['cached_seconds']:.0f} -> {pas['seconds']:.0f} | {pas['content']:.3f} | "
+            f"{pas['style']:.4f} | {imp['seconds']:.1f} | {imp['content']:.3f} | {imp['style']:.4f} | "
+            f"{pas['seconds'] / imp['seconds']:.1f} | means: {verdict(imp, pas)}; {met} of {n} pairs |"
+        )
+    only = [r for r in rows.values() if r.get("impasto") and not r.get("pastiche")]
+    if only:
+        done = [r["impasto"] for r in rows.values() if r.get("impasto")]
+        lines += [
+            "",
+            f"{len(only)} pair(s) have no cached pastiche run (`--run-missing` runs them, ~45 min each). impasto over "
+            f"all {len(done)} pairs: {sum(r['seconds'] for r in done) / len(done):.1f} s, content "
+            f"{sum(r['content'] for r in done) / len(done):.3f}, "
+            f"style {sum(r['style'] for r in done) / len(done):.4f}.",
+        ]
+    lines += [
+        "",
+        f"![content and style distance against wall time, both tools]({plot_link})",
+        "",
+        "Curves: intermediates saved by each tool, timed by their file modification times from the process launch "
+        "(pastiche's rescaled by the drift ratio); impasto's coarse-scale intermediates upsampled to the output size "
+        "before they are measured. Markers: final outputs.",
+    ]
+    return "\n".join(lines)
+
+
+def plot(path: Path, rows: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    colors = {"pastiche": "tab:blue", "impasto": "tab:orange"}
+    pastiche_times = []
+    for tool, color in colors.items():
+        for key, r in rows.items():
+            res = r.get(tool)
+            if not res:
+                continue
+            if tool == "pastiche":
+                pastiche_times.append(res["seconds"])
+            curve = [p for p in res["curve"] if p["t"] > 0] + [
+                {"t": res["seconds"], "content": res["content"], "style": res["style"]}
+            ]
+            curve.sort(key=lambda p: p["t"])
+            for ax, metric in zip(axes, ("content", "style")):
+                ax.plot([p["t"] for p in curve], [p[metric] for p in curve], color=color, alpha=0.55, lw=1.2)
+                ax.plot(res["seconds"], res[metric], "o", color=color, ms=4)
+    for ax, metric in zip(axes, ("content", "style")):
+        ax.set_xscale("log")
+        ax.set_xlabel("wall time since process launch (s, log)")
+        ax.set_ylabel(f"{metric} distance (impasto eval)")
+        ax.set_title(f"{metric} distance against time, one line per pair")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.axvline(GOAL_SECONDS, color="gray", ls=":", lw=1)
+        if pastiche_times:
+            ax.axvline(
+                sum(pastiche_times) / len(pastiche_times) / TARGET_SPEEDUP, color="gray", ls="--", lw=1
+            )
+    axes[1].set_yscale("log")
+    handles = [plt.Line2D([], [], color=c, marker="o", ms=4, label=t) for t, c in colors.items()]
+    handles.append(plt.Line2D([], [], color="gray", ls=":", label=f"{GOAL_SECONDS} s goal"))
+    if pastiche_times:
+        handles.append(plt.Line2D([], [], color="gray", ls="--", label=f"1/{TARGET_SPEEDUP} of pastiche's mean time"))
+    axes[0].legend(handles=handles, loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
