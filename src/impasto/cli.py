@@ -205,6 +205,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--style", nargs="+", default=[], help="the style image(s)")
     ev.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights for several styles")
     ev.add_argument("--json", action="store_true", help="print JSON")
+
+    sv = sub.add_parser(
+        "serve",
+        help="run the web app and HTTP API",
+        formatter_class=fmt,
+        description="Serve a web page for stylizing photos and an HTTP API under /api (docs at /api/docs).",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless --allow-remote)")
+    sv.add_argument("--port", type=_int, default=8000, help="port to listen on (0: any free port)")
+    sv.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (anyone who can reach it can use it)"
+    )
+    sv.add_argument("--open", action="store_true", help="open the page in a web browser")
+    lim = sv.add_argument_group("limits")
+    lim.add_argument("--max-upload-mb", type=_number, default=20, help="largest request body (photo + styles)")
+    lim.add_argument("--max-megapixels", type=_number, default=40, help="largest uploaded image")
+    lim.add_argument("--max-size", type=_int, default=1024, help="largest output size (longest side, px)")
+    lim.add_argument("--max-steps", type=_int, default=1000, help="most steps per job")
+    lim.add_argument("--queue-size", type=_int, default=8, help="most jobs waiting; more are refused (429)")
+    lim.add_argument("--job-timeout", type=_number, default=600, help="seconds a job may run")
+    lim.add_argument("--result-ttl", type=_number, default=3600, help="seconds finished jobs and results are kept")
+    sv.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="compute device")
+    sv.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="precision of network passes"
+    )
     return parser
 
 
@@ -313,6 +338,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the web stack is only needed by this command.
+    from .serve.server import serve
+    from .serve.settings import MB, ServeSettings
+
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        max_upload_bytes=int(args.max_upload_mb * MB),
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_size=args.max_size,
+        default_size=min(512, args.max_size),
+        max_steps=args.max_steps,
+        queue_size=args.queue_size,
+        job_timeout=args.job_timeout,
+        result_ttl=args.result_ttl,
+        job_defaults={"device": args.device, "precision": args.precision},
+    )
+    return serve(settings, open_browser=args.open)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -322,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stylize":
             return _stylize(args)
+        if args.command == "serve":
+            return _serve(args)
         return _eval(args)
     except ImpastoError as e:
         if os.environ.get("IMPASTO_DEBUG"):

@@ -1,0 +1,403 @@
+"""The FastAPI application: the HTTP API under /api and the web page at /.
+
+``create_app(settings)`` builds it; the job manager starts with the app and stops (deleting every result) with it.
+"""
+
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..api import available_methods, get_method
+from ..color import PRESERVE_COLOR
+from ..errors import ImpastoError
+from .inputs import FORMATS, HTTP_OPTIONS, build_options, decode_image, method_info
+from .jobs import Job, JobManager, QueueFull
+from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut
+from .settings import ServeSettings
+
+log = logging.getLogger("impasto.serve")
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_METHOD = "gatys"
+KEEPALIVE_S = 15.0
+# The page loads nothing from elsewhere; previews are data: URLs and results blob: URLs.
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+HTTP_DOC = {k: v["description"] for k, v in HTTP_OPTIONS.items()}
+JobId = Annotated[str, PathParam(description="The job's id, as POST /api/jobs answered it.")]
+ERRORS = {
+    400: {"model": ErrorOut, "description": "Bad input: not an image, too many pixels, a bad option."},
+    404: {"model": ErrorOut, "description": "No such job (or it was cleaned up)."},
+    409: {"model": ErrorOut, "description": "The job is not in a state that allows this."},
+    413: {"model": ErrorOut, "description": "The request body is above the upload cap."},
+    429: {"model": ErrorOut, "description": "The queue is full; retry after a while (see Retry-After)."},
+}
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the upload is above this server's cap of {limit / 1e6:g} MB")
+
+
+def _error(status: int, message: str, job_id: str | None = None, headers: dict | None = None) -> JSONResponse:
+    body = {"error": message} if job_id is None else {"error": message, "job_id": job_id}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _Guard:
+    """ASGI middleware: Host and Origin checks, the request-body cap and security headers.
+
+    The Host check defeats DNS rebinding against a server on loopback; the Origin check stops other web sites
+    from submitting or cancelling jobs through a visitor's browser.
+    """
+
+    def __init__(self, app, settings: ServeSettings) -> None:
+        self.app = app
+        self.hosts = {h.lower() for h in settings.hosts()}
+        self.limit = settings.max_upload_bytes
+
+    def _host_ok(self, host: str) -> bool:
+        if "*" in self.hosts:
+            return True
+        name = urlsplit(f"//{host}").hostname or ""
+        return name.lower() in self.hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self._host_ok(headers.get("host", "")):
+            return await _error(400, "unexpected Host header; this server answers to " + ", ".join(sorted(self.hosts)))(
+                scope, receive, send
+            )
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+            if urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
+                return await _error(403, "cross-origin requests are refused")(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _error(413, _TooLarge(self.limit).detail)(scope, receive, send)
+
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # a chunked body without Content-Length
+                    raise _TooLarge(self.limit)
+            return message
+
+        async def secured_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, counted_receive, secured_send)
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The web app and HTTP API, with its own job manager (started and stopped with the app)."""
+    settings = settings or ServeSettings()
+    settings.validate()
+    manager = JobManager(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+
+    app = FastAPI(
+        title="impasto",
+        version=__version__,
+        summary="Repaint a photo in the style of one or more paintings.",
+        description="Submit a job with a photo and style images (multipart), follow it with server-sent events, "
+        "fetch the PNG. Jobs run one at a time in a worker; the queue is bounded. Every error is JSON: "
+        '`{"error": "..."}`.',
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.jobs = manager
+    app.add_middleware(_Guard, settings=settings)
+
+    @app.exception_handler(ImpastoError)
+    async def _impasto_error(request: Request, exc: ImpastoError):
+        return _error(400, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        message = str(first.get("msg", "invalid value"))
+        return _error(400, f"{where}: {message}" if where else message)
+
+    def job_out(job: Job) -> JobOut:
+        return JobOut.of(job, manager.queue_position(job), settings.clock())
+
+    def find(job_id: str) -> Job:
+        job = manager.get(job_id)
+        if job is None:
+            raise HTTPException(404, "no such job (finished jobs are kept for a while, then cleaned up)")
+        return job
+
+    # -- the API
+
+    @app.get("/api/info", response_model=InfoOut, tags=["server"])
+    def info() -> InfoOut:
+        """The server's version, methods, limits and queue."""
+        return InfoOut(
+            version=__version__,
+            methods=available_methods(),
+            default_method=DEFAULT_METHOD,
+            limits=LimitsOut(
+                max_upload_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_pixels,
+                max_size=settings.max_size,
+                default_size=settings.default_size,
+                max_steps=settings.max_steps,
+                max_styles=settings.max_styles,
+                queue_size=settings.queue_size,
+                job_timeout=settings.job_timeout,
+                result_ttl=settings.result_ttl,
+            ),
+            queue=QueueOut(**manager.counts()),
+        )
+
+    @app.get("/api/methods", response_model=list[MethodOut], tags=["server"])
+    def methods() -> list[dict]:
+        """Every method and the form fields it accepts (derived from its Options)."""
+        return [method_info(name, settings) for name in available_methods()]
+
+    @app.post(
+        "/api/jobs",
+        tags=["jobs"],
+        status_code=202,
+        response_model=JobOut,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "With ?wait=true, when the job finished in time: the PNG."},
+            202: {"description": "The job is queued (or, with ?wait=true, still running): its state."},
+            422: {"model": ErrorOut, "description": "With ?wait=true: the job failed (the error says why)."},
+            **{k: v for k, v in ERRORS.items() if k != 404},
+        },
+    )
+    async def create_job(
+        content: Annotated[UploadFile, File(description=f"The photo to repaint ({', '.join(FORMATS)}).")],
+        styles: Annotated[
+            list[UploadFile],
+            File(description="One or more style images (paintings), as repeated 'styles' fields; blended."),
+        ],
+        method: Annotated[str, Form(description="The method; GET /api/methods lists them.")] = DEFAULT_METHOD,
+        size: Annotated[Optional[int], Form(description=HTTP_DOC["size"])] = None,
+        steps: Annotated[Optional[int], Form(description=HTTP_DOC["steps"])] = None,
+        strength: Annotated[Optional[float], Form(ge=0, le=1, description=HTTP_DOC["strength"])] = None,
+        style_weights: Annotated[Optional[str], Form(description=HTTP_DOC["style_weights"])] = None,
+        preserve_color: Annotated[
+            Optional[Literal[PRESERVE_COLOR]],  # type: ignore[valid-type]
+            Form(description=HTTP_DOC["preserve_color"]),
+        ] = None,
+        seed: Annotated[Optional[int], Form(ge=0, lt=2**63, description=HTTP_DOC["seed"])] = None,
+        wait: Annotated[
+            bool,
+            Query(
+                description="Hold the request until the job finishes (at most the server's wait limit) and answer "
+                "the PNG itself; meant for fast, single-pass methods. A job still running then answers 202."
+            ),
+        ] = False,
+    ):
+        """Submit a job: a photo, one or more style images, a method and its options.
+
+        Answers 202 with the job's state (follow `events_url`, then fetch `result_url`). Fields a method does not
+        accept are ignored and listed in `ignored_options`.
+        """
+        get_method(method)  # an unknown method is a 400 before any decoding
+        if len(styles) > settings.max_styles:
+            raise ImpastoError(f"styles: at most {settings.max_styles} style images per job, got {len(styles)}")
+        given = dict(size=size, steps=steps, strength=strength, style_weights=style_weights,
+                     preserve_color=preserve_color, seed=seed)
+        # Validate the options before decoding, so a bad field costs nothing.
+        opts, used, ignored = build_options(method, given, len(styles), settings)
+        out_size = used.get("size", settings.max_size)
+        content_im = await run_in_threadpool(
+            decode_image, await content.read(), "content", settings.max_pixels, out_size
+        )
+        style_ims = []
+        for i, upload in enumerate(styles, 1):
+            what = "style" if len(styles) == 1 else f"style {i}"
+            data = await upload.read()
+            style_ims.append(
+                await run_in_threadpool(decode_image, data, what, settings.max_pixels, 2 * settings.max_size)
+            )
+        try:
+            job = manager.submit(method, opts, used, ignored, content_im, style_ims)
+        except QueueFull as e:
+            return _error(429, str(e), headers={"Retry-After": "10"})
+        location = {"Location": f"/api/jobs/{job.id}"}
+        if wait:
+            # Real time, not settings.clock: this bounds how long a client is kept waiting.
+            deadline = time.monotonic() + settings.wait_timeout
+            while not job.terminal and time.monotonic() < deadline:
+                await manager.wait_change(job, job.version, max(0.01, deadline - time.monotonic()))
+            if job.status == "done":
+                return FileResponse(job.result_path, media_type="image/png",
+                                    headers={**location, "X-Job-Id": job.id})
+            if job.status == "failed":
+                return _error(422, job.error or "the job failed", job.id)
+            if job.status == "cancelled":
+                return _error(409, "the job was cancelled", job.id)
+        return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202, headers=location)
+
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, responses={404: ERRORS[404]}, tags=["jobs"])
+    def get_job(job_id: JobId) -> JobOut:
+        """A job's status and progress."""
+        return job_out(find(job_id))
+
+    @app.get(
+        "/api/jobs/{job_id}/events",
+        tags=["jobs"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "Server-sent events. `progress`: the job's state (as GET /api/jobs/{id}) whenever it "
+                "changes; `preview`: `{step, image}` with a JPEG data URL of the picture as it forms (iterative "
+                "methods, about every second); finally one of `done`, `failed`, `cancelled` with the final state, "
+                "and the stream ends. Comment lines keep idle connections alive.",
+            },
+            404: ERRORS[404],
+        },
+    )
+    async def job_events(job_id: JobId, request: Request) -> StreamingResponse:
+        """Follow a job with server-sent events until it finishes."""
+        job = find(job_id)
+
+        async def stream():
+            yield "retry: 3000\n\n"
+            seen, seen_preview = -1, 0
+            while True:
+                version = job.version
+                if version != seen:
+                    seen = version
+                    if job.preview is not None and job.preview_version != seen_preview:
+                        seen_preview = job.preview_version
+                        yield _sse("preview", {"step": job.preview_step, "image": job.preview})
+                    state = job_out(job).model_dump(mode="json")
+                    if state["status"] in ("done", "failed", "cancelled"):
+                        yield _sse(state["status"], state)
+                        return
+                    yield _sse("progress", state)
+                if not await manager.wait_change(job, seen, KEEPALIVE_S):
+                    if await request.is_disconnected():
+                        return
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
+
+    @app.get(
+        "/api/jobs/{job_id}/result",
+        tags=["jobs"],
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}, "description": "The stylized picture."},
+                   404: ERRORS[404], 409: ERRORS[409]},
+    )
+    def job_result(job_id: JobId) -> FileResponse:
+        """The result as a PNG, once the job is done."""
+        job = find(job_id)
+        if job.status != "done" or job.result_path is None:
+            detail = {
+                "queued": "the job is still queued; the result is not ready",
+                "running": "the job is still running; the result is not ready",
+                "failed": f"the job failed: {job.error}",
+                "cancelled": "the job was cancelled; there is no result",
+            }.get(job.status, "there is no result")
+            raise HTTPException(409, detail)
+        return FileResponse(
+            job.result_path,
+            media_type="image/png",
+            filename=f"impasto-{job.method}-{job.id[:8]}.png",
+            content_disposition_type="inline",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    @app.delete("/api/jobs/{job_id}", response_model=JobOut, responses={404: ERRORS[404]}, tags=["jobs"])
+    async def delete_job(job_id: JobId) -> JobOut:
+        """Cancel a queued or running job, or forget a finished one (its result is deleted).
+
+        A running job stops at its next step; this waits a few seconds for that, so the answer usually says
+        `cancelled` (else `running` with `cancel_requested`).
+        """
+        job = find(job_id)
+        if job.terminal:
+            manager.forget(job)
+            return job_out(job)
+        manager.cancel(job)
+        deadline = time.monotonic() + 5.0
+        while not job.terminal and time.monotonic() < deadline:
+            await manager.wait_change(job, job.version, max(0.01, deadline - time.monotonic()))
+        return job_out(job)
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def api_not_found(rest: str) -> Response:
+        return _error(404, "no such endpoint; see /api/docs")
+
+    # -- the page
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema without its 422 validation-error answers: this API answers those 400 with ErrorOut."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                             description=app.description, routes=app.routes)
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                response = op.get("responses", {}).get("422", {})
+                if "HTTPValidationError" in json.dumps(response):
+                    del op["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+

@@ -1,0 +1,324 @@
+"""The job queue: one worker thread runs style-transfer jobs one at a time while the server keeps answering.
+
+Jobs wait in a bounded queue (a full queue is refused, never grown). The worker learns about cancellation and
+timeouts through the method's per-step callback, where it raises a private exception that unwinds the method.
+Watchers (server-sent events, ``?wait=true``) are woken on every change through their own event loop. Results are
+PNG files in a private temporary directory, named by job id; a janitor forgets finished jobs after a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..api import get_method
+from ..errors import ImpastoError
+from ..image import save_image, tensor_to_pil
+from .settings import ServeSettings
+
+log = logging.getLogger("impasto.serve")
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+class QueueFull(Exception):
+    """The queue holds as many waiting jobs as it may."""
+
+
+class _Stop(Exception):
+    """Raised from the method's callback to end a job early ('cancelled' or 'timeout')."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Job:
+    """One request to stylize a photo, from queued to done (or failed, or cancelled)."""
+
+    id: str
+    method: str
+    options: Any  # the method's Options
+    public_options: dict  # the options the client set (and server defaults for size/steps), for display
+    ignored_options: list
+    total: int  # steps expected (1 for single-pass methods)
+    iterative: bool
+    created: float  # settings.clock() time
+    created_wall: float  # time.time(), for people
+    inputs: tuple | None  # (content PIL, [style PIL, ...]) until the job starts; dropped afterwards
+    status: str = "queued"
+    step: int = 0
+    error: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    cancel_requested: bool = False
+    result_path: Path | None = None
+    result_size: tuple[int, int] | None = None
+    preview: str | None = None  # data URL of the latest preview thumbnail
+    preview_step: int = 0
+    preview_version: int = 0
+    version: int = 0  # bumped on every change; watchers compare it
+    watchers: set = field(default_factory=set)  # (event loop, asyncio.Event) pairs
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobManager:
+    """The queue, the worker thread and the janitor, plus what the HTTP layer needs to look at jobs."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.clock = settings.clock
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.results_dir: Path | None = None
+
+    # -- life cycle
+
+    def start(self) -> None:
+        """Create the private results directory and start the worker and janitor threads."""
+        self.results_dir = Path(tempfile.mkdtemp(prefix="impasto-serve-"))  # mode 0700: ours alone
+        self._stopping = False
+        self._stopped.clear()
+        for target, name in ((self._work, "impasto-worker"), (self._janitor, "impasto-janitor")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel what runs, drop what waits, stop the threads and delete every result file."""
+        with self._cond:
+            self._stopping = True
+            for job in self._waiting:
+                self._finish(job, "cancelled", error="the server is shutting down")
+            self._waiting.clear()
+            if self._running is not None:
+                self._running.cancel_requested = True
+            self._cond.notify_all()
+        self._stopped.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+        if self.results_dir is not None:
+            shutil.rmtree(self.results_dir, ignore_errors=True)
+            self.results_dir = None
+
+    # -- what the HTTP layer calls
+
+    def submit(self, method: str, options: Any, public_options: dict, ignored: list, content: Image.Image,
+               styles: list[Image.Image]) -> Job:
+        """Queue a job; raises QueueFull when `queue_size` jobs are already waiting."""
+        self.cleanup()
+        iterative = hasattr(options, "steps")
+        with self._cond:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            if len(self._waiting) >= self.settings.queue_size:
+                raise QueueFull(f"the queue is full ({self.settings.queue_size} jobs waiting); try again shortly")
+            job = Job(
+                id=secrets.token_hex(16),
+                method=method,
+                options=options,
+                public_options=public_options,
+                ignored_options=ignored,
+                total=int(options.steps) if iterative else 1,
+                iterative=iterative,
+                created=self.clock(),
+                created_wall=time.time(),
+                inputs=(content, styles),
+            )
+            self._jobs[job.id] = job
+            self._waiting.append(job)
+            self._cond.notify_all()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to run; None unless queued."""
+        with self._cond:
+            try:
+                return self._waiting.index(job) + 1
+            except ValueError:
+                return None
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            return {"waiting": len(self._waiting), "running": int(self._running is not None)}
+
+    def cancel(self, job: Job) -> None:
+        """A queued job is cancelled at once; a running one stops at its next step."""
+        with self._cond:
+            if job.status == "queued":
+                self._waiting.remove(job)
+                self._finish(job, "cancelled")
+            elif job.status == "running" and not job.cancel_requested:
+                job.cancel_requested = True
+                self._changed(job)
+
+    def forget(self, job: Job) -> None:
+        """Drop a finished job and its result file."""
+        with self._cond:
+            if not job.terminal:
+                raise ValueError("only finished jobs can be forgotten")
+            self._jobs.pop(job.id, None)
+        if job.result_path is not None:
+            job.result_path.unlink(missing_ok=True)
+            job.result_path = None
+
+    def cleanup(self) -> int:
+        """Forget finished jobs older than the TTL, and the oldest beyond `max_jobs_kept`; returns how many."""
+        now = self.clock()
+        with self._cond:
+            finished = sorted((j for j in self._jobs.values() if j.terminal), key=lambda j: j.finished or 0)
+            excess = max(0, len(finished) - self.settings.max_jobs_kept)
+            old = [j for i, j in enumerate(finished) if i < excess or now - (j.finished or now) >= self.settings.result_ttl]
+        for job in old:
+            self.forget(job)
+        return len(old)
+
+    async def wait_change(self, job: Job, seen: int, timeout: float) -> bool:
+        """Wait until `job.version` differs from `seen`; False if `timeout` seconds passed first."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        entry = (loop, event)
+        with self._cond:
+            if job.version != seen:
+                return True
+            job.watchers.add(entry)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return job.version != seen
+        finally:
+            with self._cond:
+                job.watchers.discard(entry)
+
+    # -- internals
+
+    def _changed(self, job: Job) -> None:
+        """Record a change and wake the job's watchers (from any thread)."""
+        with self._cond:  # re-entrant; orders the bump against watchers registering in wait_change
+            job.version += 1
+            for loop, event in list(job.watchers):
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # that watcher's loop is closed: nobody is listening there any more
+                    job.watchers.discard((loop, event))
+
+    def _finish(self, job: Job, status: str, error: str | None = None) -> None:
+        job.status = status
+        job.error = error
+        job.finished = self.clock()
+        job.inputs = None
+        self._changed(job)
+
+    def _janitor(self) -> None:
+        interval = max(1.0, min(60.0, self.settings.result_ttl / 4))
+        while not self._stopped.wait(interval):
+            try:
+                self.cleanup()
+            except Exception:  # never let clean-up kill the thread
+                log.exception("clean-up failed")
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job = self._waiting.popleft()
+                job.status = "running"
+                job.started = self.clock()
+                self._running = job
+                self._changed(job)
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._running = None
+
+    def _run(self, job: Job) -> None:
+        settings = self.settings
+        last_preview: list[float | None] = [None]
+
+        def callback(step: int, image: torch.Tensor, losses: dict) -> None:
+            if job.cancel_requested:
+                raise _Stop("cancelled")
+            now = self.clock()
+            if now - job.started >= settings.job_timeout:
+                raise _Stop("timeout")
+            job.step = step
+            job.total = max(job.total, step)  # a method may plan a step or two more than asked
+            if job.iterative and (last_preview[0] is None or now - last_preview[0] >= settings.preview_interval):
+                job.preview = _thumbnail(image, settings.preview_size)
+                job.preview_step = step
+                job.preview_version += 1
+                last_preview[0] = now
+            self._changed(job)
+
+        try:
+            if job.cancel_requested:
+                raise _Stop("cancelled")
+            content, styles = job.inputs
+            result = get_method(job.method).run(content, styles, job.options, callback=callback, progress=False)
+            if job.cancel_requested:  # a method that never called back
+                raise _Stop("cancelled")
+            if getattr(result, "stopped", None) == "interrupted":
+                raise _Stop("cancelled")
+            image = tensor_to_pil(result.image)
+            path = self.results_dir / f"{job.id}.png"  # the id is ours (hex), never a client's string
+            save_image(image, path)
+            job.result_path = path
+            job.result_size = image.size
+            job.step = max(job.step, job.total) if job.iterative else job.total
+            self._finish(job, "done")
+        except _Stop as e:
+            if e.reason == "timeout":
+                self._finish(job, "failed", error=f"timed out after {settings.job_timeout:g} s (the server's limit)")
+            else:
+                self._finish(job, "cancelled")
+        except ImpastoError as e:
+            self._finish(job, "failed", error=str(e))
+        except MemoryError:
+            self._finish(job, "failed", error="out of memory; try a smaller size")
+        except Exception as e:  # the server must outlive any one job
+            if "out of memory" in str(e).lower():
+                self._finish(job, "failed", error="out of memory on the device; try a smaller size")
+            else:
+                log.exception("job %s failed", job.id)
+                self._finish(job, "failed", error=f"internal error ({type(e).__name__}); see the server's log")
+
+
+def _thumbnail(image: torch.Tensor, size: int) -> str:
+    """A JPEG data URL of the image with its longest side at most `size`."""
+    im = tensor_to_pil(image.detach().float().cpu())
+    im.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,673 @@
+// impasto web app: pick a photo and paintings, submit a job, follow it over server-sent events, show the result.
+// Plain JavaScript, no build step, nothing loaded from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PREFS_KEY = "impasto.prefs.v1";
+const SIZE_CHOICES = [256, 384, 512, 768, 1024, 1536, 2048];
+
+const state = {
+  info: null, // GET /api/info
+  methods: [], // GET /api/methods
+  method: null, // the chosen method's description
+  content: null, // {file, url, width, height}
+  styles: [], // [{file, url, weight}]
+  size: 512,
+  keepColors: false,
+  keepMode: "luminance",
+  job: null, // the running job: {id, events, started, timer, method}
+  view: null, // what the canvas shows: {kind: "result"|"preview"|"placeholder", item}
+  gallery: [], // [{id, url, name, method, width, height, seconds, when}]
+};
+
+// ---------------------------------------------------------------------------------------------- small helpers
+
+function toast(message, kind = "error") {
+  const el = document.createElement("div");
+  el.className = `toast ${kind === "info" ? "info" : ""}`;
+  const text = document.createElement("span");
+  text.textContent = message;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.setAttribute("aria-label", "Dismiss");
+  close.textContent = "×";
+  close.addEventListener("click", () => el.remove());
+  el.append(text, close);
+  $("toasts").append(el);
+  setTimeout(() => el.remove(), kind === "info" ? 4000 : 9000);
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return body.error;
+  } catch (_) { /* not JSON */ }
+  return `${response.status} ${response.statusText || "error"}`;
+}
+
+function fmtTime(seconds) {
+  if (!isFinite(seconds) || seconds < 0) return "–";
+  seconds = Math.round(seconds);
+  const m = Math.floor(seconds / 60);
+  const s = seconds % 60;
+  return m ? `${m}:${String(s).padStart(2, "0")}` : `${s} s`;
+}
+
+function fmtBytes(n) {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1e3))} kB`;
+}
+
+function setFill(range) {
+  const min = Number(range.min || 0), max = Number(range.max || 100);
+  const pct = ((Number(range.value) - min) / (max - min)) * 100;
+  range.style.setProperty("--fill", `${pct}%`);
+}
+
+function savePrefs() {
+  const prefs = {
+    method: state.method && state.method.name,
+    size: state.size,
+    keepColors: state.keepColors,
+    keepMode: state.keepMode,
+    strength: $("strength").value,
+    steps: $("steps").value,
+  };
+  try { localStorage.setItem(PREFS_KEY, JSON.stringify(prefs)); } catch (_) { /* private mode */ }
+}
+
+function loadPrefs() {
+  try { return JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") || {}; } catch (_) { return {}; }
+}
+
+function option(name) {
+  return state.method ? state.method.options.find((o) => o.name === name) : undefined;
+}
+
+function imageSize(url) {
+  return new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => resolve({ width: img.naturalWidth, height: img.naturalHeight });
+    img.onerror = () => resolve(null);
+    img.src = url;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- inputs
+
+function acceptable(file) {
+  if (file.type && !file.type.startsWith("image/")) {
+    toast(`${file.name}: not an image.`);
+    return false;
+  }
+  const cap = state.info ? state.info.limits.max_upload_bytes : Infinity;
+  if (file.size > cap) {
+    toast(`${file.name} is ${fmtBytes(file.size)}; this server takes at most ${fmtBytes(cap)} per request.`);
+    return false;
+  }
+  return true;
+}
+
+async function setContent(file) {
+  if (!acceptable(file)) return;
+  const url = URL.createObjectURL(file);
+  const dims = await imageSize(url);
+  if (!dims) {
+    URL.revokeObjectURL(url);
+    toast(`${file.name}: this browser cannot read it as an image.`);
+    return;
+  }
+  if (state.content) URL.revokeObjectURL(state.content.url);
+  state.content = { file, url, ...dims };
+  $("content-thumb").src = url;
+  $("content-thumb").hidden = false;
+  $("content-drop").classList.add("filled");
+  $("content-clear").hidden = false;
+  $("content-meta").hidden = false;
+  $("content-meta").textContent = `${dims.width} × ${dims.height} · ${fmtBytes(file.size)}`;
+  if (!state.job && (!state.view || state.view.kind === "placeholder")) showPlaceholder();
+  refresh();
+}
+
+function clearContent() {
+  if (state.content) URL.revokeObjectURL(state.content.url);
+  state.content = null;
+  $("content-thumb").hidden = true;
+  $("content-thumb").removeAttribute("src");
+  $("content-drop").classList.remove("filled");
+  $("content-clear").hidden = true;
+  $("content-meta").hidden = true;
+  if (state.view && state.view.kind === "placeholder") showEmpty();
+  refresh();
+}
+
+function addStyles(files) {
+  const max = state.info ? state.info.limits.max_styles : 8;
+  for (const file of files) {
+    if (state.styles.length >= max) {
+      toast(`At most ${max} paintings per picture.`);
+      break;
+    }
+    if (!acceptable(file)) continue;
+    const item = { file, url: URL.createObjectURL(file), weight: 5 };
+    state.styles.push(item);
+    const card = $("style-card").content.firstElementChild.cloneNode(true);
+    card.querySelector("img").src = item.url;
+    card.querySelector("img").alt = `Style: ${file.name}`;
+    card.title = file.name;
+    const range = card.querySelector("input");
+    const out = card.querySelector("output");
+    range.addEventListener("input", () => {
+      item.weight = Number(range.value);
+      setFill(range);
+      updateWeights();
+    });
+    card.querySelector(".remove").addEventListener("click", () => {
+      state.styles = state.styles.filter((s) => s !== item);
+      URL.revokeObjectURL(item.url);
+      card.remove();
+      refresh();
+    });
+    item.card = card;
+    item.range = range;
+    item.out = out;
+    setFill(range);
+    $("styles").insertBefore(card, $("style-drop"));
+  }
+  refresh();
+}
+
+function updateWeights() {
+  const total = state.styles.reduce((a, s) => a + s.weight, 0);
+  for (const s of state.styles) {
+    s.out.textContent = total > 0 ? `${Math.round((100 * s.weight) / total)}%` : "0%";
+  }
+  refresh();
+}
+
+function wireDrop(zone, input, onFiles) {
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+  });
+  input.addEventListener("change", () => {
+    if (input.files.length) onFiles([...input.files]);
+    input.value = "";
+  });
+  let depth = 0;
+  zone.addEventListener("dragenter", (e) => { e.preventDefault(); depth++; zone.classList.add("over"); });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); e.dataTransfer.dropEffect = "copy"; });
+  zone.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; zone.classList.remove("over"); } });
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    depth = 0;
+    zone.classList.remove("over");
+    const files = [...e.dataTransfer.files];
+    if (files.length) onFiles(files);
+  });
+}
+
+// Files dropped or pasted anywhere else: the photo first, then paintings.
+function takeLoose(files) {
+  files = files.filter((f) => !f.type || f.type.startsWith("image/"));
+  if (!files.length) return;
+  if (!state.content) setContent(files.shift());
+  if (files.length) addStyles(files);
+}
+
+// ---------------------------------------------------------------------------------------------- methods and settings
+
+function buildMethods(prefs) {
+  const box = $("methods");
+  box.textContent = "";
+  for (const m of state.methods) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.setAttribute("role", "radio");
+    b.dataset.method = m.name;
+    b.title = m.title;
+    const name = document.createElement("span");
+    name.textContent = m.name === "gatys" ? "Gatys" : m.name === "adain" ? "AdaIN" : m.name;
+    const sub = document.createElement("span");
+    sub.className = "sub";
+    sub.textContent = m.iterative ? "optimized · finest" : "one pass · instant";
+    b.append(name, sub);
+    b.addEventListener("click", () => chooseMethod(m.name));
+    box.append(b);
+  }
+  const wanted = state.methods.find((m) => m.name === prefs.method) ? prefs.method : state.info.default_method;
+  chooseMethod(state.methods.find((m) => m.name === wanted) ? wanted : state.methods[0].name, false);
+}
+
+function chooseMethod(name, save = true) {
+  state.method = state.methods.find((m) => m.name === name);
+  for (const b of $("methods").children) b.setAttribute("aria-checked", String(b.dataset.method === name));
+  const about = state.method.iterative
+    ? "Optimizes the picture step by step; you watch it form. Best quality, takes a while."
+    : "Paints the picture in one pass of a trained network: seconds.";
+  $("method-about").textContent = about;
+  for (const el of document.querySelectorAll("[data-option]")) el.hidden = !option(el.dataset.option);
+  const steps = option("steps");
+  if (steps) {
+    $("steps").max = String(steps.maximum || 1000);
+    $("steps").min = String(Math.min(20, steps.maximum || 20));
+    setFill($("steps"));
+  }
+  const size = option("size");
+  if (size) buildSizes(size);
+  $("keep-mode-field").hidden = !(option("preserve_color") && state.keepColors);
+  if (save) savePrefs();
+  refresh();
+}
+
+function buildSizes(opt) {
+  const max = opt.maximum || 1024;
+  const choices = SIZE_CHOICES.filter((s) => s <= max);
+  if (!choices.includes(max) && max < SIZE_CHOICES[SIZE_CHOICES.length - 1]) choices.push(max);
+  if (!choices.includes(state.size)) state.size = choices.includes(opt.default) ? opt.default : choices[0];
+  const box = $("sizes");
+  box.textContent = "";
+  for (const s of choices) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.setAttribute("role", "radio");
+    b.dataset.value = String(s);
+    b.textContent = String(s);
+    b.addEventListener("click", () => { state.size = s; markSize(); savePrefs(); refresh(); });
+    box.append(b);
+  }
+  markSize();
+}
+
+function markSize() {
+  for (const b of $("sizes").children) b.setAttribute("aria-checked", String(Number(b.dataset.value) === state.size));
+  $("size-out").textContent = `${state.size} px`;
+}
+
+function setKeepColors(on) {
+  state.keepColors = on;
+  $("keep-colors").setAttribute("aria-checked", String(on));
+  $("keep-mode-field").hidden = !(on && option("preserve_color"));
+  for (const b of $("keep-mode").children) b.setAttribute("aria-checked", String(b.dataset.value === state.keepMode));
+}
+
+function refresh() {
+  const single = state.styles.length <= 1 || !option("style_weights");
+  $("styles").classList.toggle("single", single);
+  $("blend-hint").hidden = single;
+  $("styles-count").textContent = state.styles.length ? `${state.styles.length} selected` : "";
+  $("strength-out").textContent = `${Math.round(Number($("strength").value) * 100)}%`;
+  $("steps-out").textContent = $("steps").value;
+  const weightsOk = single || state.styles.some((s) => s.weight > 0);
+  const ready = state.content && state.styles.length > 0 && weightsOk;
+  $("go").disabled = !ready || !!state.job || !state.method;
+  let hint = "";
+  if (!state.method) hint = "Connecting to the server…";
+  else if (!state.content && !state.styles.length) hint = "Add a photo and a painting to begin.";
+  else if (!state.content) hint = "Add the photo to repaint.";
+  else if (!state.styles.length) hint = "Add at least one painting.";
+  else if (!weightsOk) hint = "Give at least one painting some weight.";
+  else if (state.method.iterative) hint = "Takes a while: you watch the picture form as it goes.";
+  else hint = "Takes a few seconds.";
+  $("go-hint").textContent = hint;
+}
+
+// ---------------------------------------------------------------------------------------------- the canvas
+
+function showEmpty() {
+  state.view = null;
+  $("canvas").classList.add("empty");
+  $("empty-state").hidden = false;
+  $("view").hidden = true;
+  $("badge").hidden = true;
+  $("compare").hidden = true;
+  $("download").hidden = true;
+}
+
+function showImage(url, kind, badge) {
+  const view = $("view");
+  $("canvas").classList.remove("empty");
+  $("empty-state").hidden = true;
+  view.src = url;
+  view.hidden = false;
+  view.classList.toggle("placeholder", kind === "placeholder");
+  view.classList.toggle("preview", kind === "preview");
+  view.alt = kind === "result" ? "The stylized picture" : kind === "preview" ? "The picture as it forms" : "Your photo";
+  $("badge").hidden = !badge;
+  $("badge").textContent = badge || "";
+}
+
+function showPlaceholder() {
+  if (!state.content) return showEmpty();
+  state.view = { kind: "placeholder" };
+  view().style.filter = "";
+  showImage(state.content.url, "placeholder", "");
+  $("compare").hidden = true;
+  $("download").hidden = true;
+}
+
+function view() { return $("view"); }
+
+function showResult(item) {
+  state.view = { kind: "result", item };
+  view().style.filter = "";
+  showImage(item.url, "result", `${item.method} · ${item.width}×${item.height} · ${fmtTime(item.seconds)}`);
+  const dl = $("download");
+  dl.href = item.url;
+  dl.download = item.name;
+  dl.hidden = false;
+  $("compare").hidden = !item.originalUrl;
+  for (const b of $("gallery").querySelectorAll("button")) b.setAttribute("aria-current", String(b.dataset.id === item.id));
+}
+
+function compare(on) {
+  const item = state.view && state.view.kind === "result" ? state.view.item : null;
+  if (!item || !item.originalUrl) return;
+  const orig = $("view-original");
+  if (on) {
+    orig.src = item.originalUrl;
+    orig.hidden = false;
+    view().style.opacity = "0";
+  } else {
+    orig.hidden = true;
+    view().style.opacity = "";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- running a job
+
+function setProgress(fraction, indeterminate) {
+  const bar = $("progress");
+  bar.classList.toggle("indeterminate", !!indeterminate);
+  const pct = Math.max(0, Math.min(100, fraction * 100));
+  $("progress-fill").style.width = `${pct}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+}
+
+function setStatus(html) {
+  $("status-text").innerHTML = html;
+}
+
+function running(on) {
+  $("go").classList.toggle("running", on);
+  $("go").querySelector(".go-label").textContent = on ? "Painting" : "Stylize";
+  $("cancel").hidden = !on;
+  refresh();
+}
+
+async function stylize() {
+  if ($("go").disabled) return;
+  const m = state.method;
+  const form = new FormData();
+  form.append("content", state.content.file, "content");
+  state.styles.forEach((s, i) => form.append("styles", s.file, `style-${i + 1}`));
+  form.append("method", m.name);
+  if (option("size")) form.append("size", String(state.size));
+  if (option("steps")) form.append("steps", $("steps").value);
+  if (option("strength")) form.append("strength", $("strength").value);
+  if (option("style_weights") && state.styles.length > 1) {
+    form.append("style_weights", state.styles.map((s) => s.weight).join(","));
+  }
+  if (option("preserve_color")) form.append("preserve_color", state.keepColors ? state.keepMode : "none");
+  if (option("seed") && $("seed").value !== "") form.append("seed", $("seed").value);
+
+  const originalUrl = state.content.url;
+  state.job = { id: null, started: performance.now(), method: m.name, originalUrl, lastPreview: null };
+  running(true);
+  setProgress(0, true);
+  setStatus("Uploading…");
+  let response;
+  try {
+    response = await fetch("/api/jobs", { method: "POST", body: form });
+  } catch (e) {
+    finish();
+    toast("Cannot reach the server. Is `impasto serve` still running?");
+    return;
+  }
+  if (response.status !== 202) {
+    const message = await errorOf(response);
+    finish();
+    toast(response.status === 429 ? `The server is busy: ${message}` : message);
+    return;
+  }
+  const job = await response.json();
+  state.job.id = job.id;
+  state.job.total = job.total;
+  if (!state.view || state.view.kind !== "result") showPlaceholder();
+  pollStatus();
+  follow(job);
+}
+
+function follow(job) {
+  const events = new EventSource(job.events_url);
+  state.job.events = events;
+  state.job.timer = setInterval(tick, 500);
+  const current = state.job;
+  events.addEventListener("progress", (e) => onProgress(JSON.parse(e.data)));
+  events.addEventListener("preview", (e) => onPreview(JSON.parse(e.data)));
+  events.addEventListener("done", (e) => onDone(JSON.parse(e.data), current));
+  events.addEventListener("failed", (e) => {
+    const j = JSON.parse(e.data);
+    finish();
+    toast(j.error || "The job failed.");
+    setStatus("The job failed.");
+    restoreView();
+  });
+  events.addEventListener("cancelled", () => {
+    finish();
+    setStatus("Cancelled.");
+    restoreView();
+  });
+  events.onerror = () => {
+    // EventSource reconnects by itself; say so if the server went away for good.
+    if (events.readyState === EventSource.CLOSED && state.job === current) {
+      finish();
+      toast("Lost the connection to the server.");
+    }
+  };
+}
+
+function tick() {
+  const job = state.job;
+  if (!job || !job.lastState) return;
+  const s = job.lastState;
+  const elapsed = (performance.now() - job.started) / 1000;
+  if (s.status === "queued") {
+    setStatus(`Waiting in the queue · <b>#${s.queue_position || 1}</b>`);
+    return;
+  }
+  if (s.total > 1 && s.step > 0) {
+    const rate = elapsed / s.step;
+    const left = rate * (s.total - s.step);
+    setStatus(`Step <b>${s.step}</b> of ${s.total} · ${fmtTime(elapsed)} elapsed · about ${fmtTime(left)} left`);
+  } else {
+    setStatus(`Painting… ${fmtTime(elapsed)}`);
+  }
+}
+
+function onProgress(s) {
+  if (!state.job) return;
+  if (state.job.lastState && state.job.lastState.status === "queued" && s.status === "running") {
+    state.job.started = performance.now(); // time the work, not the wait
+  }
+  state.job.lastState = s;
+  state.job.total = s.total;
+  if (s.status === "running" && s.total > 1) setProgress(s.progress, s.step === 0);
+  else setProgress(0, true);
+  tick();
+}
+
+function onPreview(p) {
+  if (!state.job) return;
+  state.job.lastPreview = p.image;
+  const s = state.job.lastState;
+  const fraction = s && s.total ? p.step / s.total : 0;
+  state.view = { kind: "preview" };
+  // The preview sharpens as the optimization goes: a soft blur that lifts with progress.
+  view().style.filter = `blur(${(4 * (1 - fraction)).toFixed(2)}px) saturate(${(0.85 + 0.15 * fraction).toFixed(2)})`;
+  showImage(p.image, "preview", `Preview · step ${p.step}`);
+  $("download").hidden = true;
+  $("compare").hidden = true;
+}
+
+async function onDone(s, job) {
+  setProgress(1, false);
+  const seconds = s.elapsed != null ? s.elapsed : (performance.now() - job.started) / 1000;
+  let blob;
+  try {
+    const r = await fetch(s.result_url);
+    if (!r.ok) throw new Error(await errorOf(r));
+    blob = await r.blob();
+  } catch (e) {
+    finish();
+    toast(`Could not fetch the result: ${e.message}`);
+    return;
+  }
+  finish(true);
+  const url = URL.createObjectURL(blob);
+  const stamp = new Date();
+  const item = {
+    id: s.id,
+    url,
+    originalUrl: job.originalUrl,
+    name: `impasto-${s.method}-${stamp.toISOString().slice(0, 19).replace(/[:T]/g, "")}.png`,
+    method: s.method,
+    width: s.width,
+    height: s.height,
+    seconds,
+    when: stamp,
+  };
+  state.gallery.unshift(item);
+  addToGallery(item);
+  showResult(item);
+  setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${s.width} × ${s.height}`);
+}
+
+function finish(keepBar = false) {
+  const job = state.job;
+  if (job) {
+    if (job.events) job.events.close();
+    if (job.timer) clearInterval(job.timer);
+  }
+  state.job = null;
+  running(false);
+  if (!keepBar) setProgress(0, false);
+  pollStatus();
+}
+
+function restoreView() {
+  view().style.filter = "";
+  if (state.gallery.length) showResult(state.gallery[0]);
+  else showPlaceholder();
+}
+
+async function cancel() {
+  const job = state.job;
+  if (!job || !job.id) return;
+  setStatus("Cancelling…");
+  try {
+    const r = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
+    if (!r.ok && r.status !== 404) toast(await errorOf(r));
+  } catch (_) {
+    toast("Cannot reach the server.");
+  }
+}
+
+function addToGallery(item) {
+  const li = document.createElement("li");
+  const b = document.createElement("button");
+  b.type = "button";
+  b.dataset.id = item.id;
+  b.title = `${item.method}, ${item.width}×${item.height}, ${item.when.toLocaleTimeString()}`;
+  const img = document.createElement("img");
+  img.src = item.url;
+  img.alt = `Result ${state.gallery.length}`;
+  const cap = document.createElement("span");
+  cap.className = "cap";
+  cap.textContent = `${item.method} · ${item.when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+  b.append(img, cap);
+  b.addEventListener("click", () => { if (!state.job) showResult(item); });
+  li.append(b);
+  $("gallery").prepend(li);
+  $("gallery-count").textContent = `${state.gallery.length} result${state.gallery.length === 1 ? "" : "s"} · kept while this tab is open`;
+}
+
+// ---------------------------------------------------------------------------------------------- start-up
+
+async function connect() {
+  try {
+    const [info, methods] = await Promise.all([
+      fetch("/api/info").then((r) => (r.ok ? r.json() : Promise.reject(r))),
+      fetch("/api/methods").then((r) => (r.ok ? r.json() : Promise.reject(r))),
+    ]);
+    state.info = info;
+    state.methods = methods;
+  } catch (_) {
+    $("server-status").textContent = "server unreachable";
+    $("server-status").className = "pill down";
+    toast("Cannot reach the server. Is `impasto serve` running?");
+    return;
+  }
+  const prefs = loadPrefs();
+  if (prefs.size) state.size = Number(prefs.size);
+  if (prefs.strength) $("strength").value = prefs.strength;
+  if (prefs.steps) $("steps").value = prefs.steps;
+  state.keepMode = prefs.keepMode === "histogram" ? "histogram" : "luminance";
+  setKeepColors(!!prefs.keepColors);
+  buildMethods(prefs);
+  for (const r of document.querySelectorAll('input[type="range"]')) setFill(r);
+  pollStatus();
+  setInterval(pollStatus, 5000);
+}
+
+async function pollStatus() {
+  const pill = $("server-status");
+  try {
+    const info = await fetch("/api/info").then((r) => r.json());
+    const q = info.queue;
+    pill.className = `pill ${q.running ? "busy" : "ok"}`;
+    pill.textContent = q.running ? `busy · ${q.waiting} waiting` : `ready · v${info.version}`;
+  } catch (_) {
+    pill.className = "pill down";
+    pill.textContent = "server unreachable";
+  }
+}
+
+function init() {
+  wireDrop($("content-drop"), $("content-input"), (files) => setContent(files[0]));
+  wireDrop($("style-drop"), $("style-input"), addStyles);
+  $("content-clear").addEventListener("click", clearContent);
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    takeLoose([...e.dataTransfer.files]);
+  });
+  document.addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData ? e.clipboardData.files : [])];
+    if (files.length) takeLoose(files);
+  });
+  for (const id of ["strength", "steps"]) {
+    $(id).addEventListener("input", () => { setFill($(id)); refresh(); });
+    $(id).addEventListener("change", savePrefs);
+  }
+  $("keep-colors").addEventListener("click", () => { setKeepColors(!state.keepColors); savePrefs(); });
+  for (const b of $("keep-mode").children) {
+    b.addEventListener("click", () => { state.keepMode = b.dataset.value; setKeepColors(true); savePrefs(); });
+  }
+  $("seed-dice").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); });
+  $("go").addEventListener("click", stylize);
+  $("cancel").addEventListener("click", cancel);
+  const cmp = $("compare");
+  for (const [ev, on] of [["pointerdown", true], ["pointerup", false], ["pointerleave", false]]) {
+    cmp.addEventListener(ev, () => compare(on));
+  }
+  cmp.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "Enter") compare(true); });
+  cmp.addEventListener("keyup", () => compare(false));
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); stylize(); }
+    if (e.key === "Escape" && state.job) cancel();
+  });
+  refresh();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,562 @@
+"""The HTTP API of ``impasto serve``: jobs, progress events, cancel, limits and every rejection.
+
+Most tests use fake methods registered in ``impasto.api.METHODS`` (fast, and controllable from the test through
+events and an injected clock); one runs a real, tiny Gatys job.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import sys
+import threading
+import types
+from dataclasses import dataclass
+from typing import Sequence
+
+import pytest
+import torch
+from PIL import Image
+
+from impasto import api, cli
+from impasto.errors import ImpastoError
+from impasto.image import as_pil, fit_longest_side, pil_to_tensor
+
+fastapi_testclient = pytest.importorskip("fastapi.testclient")
+from impasto.serve import ServeSettings, create_app  # noqa: E402
+
+TestClient = fastapi_testclient.TestClient
+BASE = "http://127.0.0.1"
+
+
+# ---------------------------------------------------------------------------------------------- fakes
+
+
+class FakeClock:
+    """settings.clock for tests: time moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class QuickOptions:
+    """A single-pass method's options (like AdaIN's)."""
+
+    size: int | None = 512
+    strength: float = 1.0
+    style_weights: Sequence[float] | None = None
+    preserve_color: str = "none"
+    device: str = "auto"
+
+    def validate(self, n_styles: int) -> None:
+        if not 0 <= self.strength <= 1:
+            raise ImpastoError(f"--strength must be between 0 and 1, got {self.strength}")
+        if self.style_weights is not None and len(self.style_weights) != n_styles:
+            raise ImpastoError(f"--style-weights: got {len(self.style_weights)} values for {n_styles} style images")
+
+
+@dataclass
+class SlowOptions:
+    """An iterative method's options (like Gatys's)."""
+
+    size: int | None = 512
+    steps: int = 100
+    seed: int | None = None
+
+    def validate(self, n_styles: int) -> None:
+        pass
+
+
+class Fakes:
+    """Two methods: 'quick' (one pass) and 'slow' (steps; the test drives it through events and the clock)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls: list = []
+        self.started = threading.Event()  # set when 'slow' starts
+        self.release = threading.Event()  # 'slow' with block=True waits for this before its first step
+        self.block = False
+        self.endless = False  # 'slow' runs until cancelled, whatever its steps say
+        self.tick = 0.0  # seconds the clock advances per 'slow' step
+        self.abort = threading.Event()  # teardown: end any run still going
+
+        quick = types.ModuleType("impasto_test_quick", "A quick fake method.\n\nOne pass, for tests.")
+        quick.Options = QuickOptions
+        quick.run = self._quick
+        slow = types.ModuleType("impasto_test_slow", "A slow fake method.\n\nSteps, for tests.")
+        slow.Options = SlowOptions
+        slow.run = self._slow
+        self.modules = {"quick": quick, "slow": slow}
+
+    def _quick(self, content, styles, options, *, callback=None, progress=False):
+        self.calls.append(options)
+        photo = pil_to_tensor(fit_longest_side(as_pil(content), options.size))
+        colour = pil_to_tensor(as_pil(styles[0])).mean(dim=(2, 3), keepdim=True)
+        image = (1 - options.strength) * photo + options.strength * colour.expand_as(photo)
+        if callback is not None:
+            callback(1, image, {})
+        return types.SimpleNamespace(image=image, stopped="done")
+
+    def _slow(self, content, styles, options, *, callback=None, progress=False):
+        self.calls.append(options)
+        self.started.set()
+        if self.block:
+            self.release.wait(30)
+        image = pil_to_tensor(fit_longest_side(as_pil(content), options.size))
+        step = 0
+        while (self.endless or step < options.steps) and not self.abort.is_set():
+            step += 1
+            self.clock.advance(self.tick)
+            callback(step, image, {"total": 1.0})
+        return types.SimpleNamespace(image=image, stopped="budget")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fakes(monkeypatch, clock):
+    f = Fakes(clock)
+    for name, module in f.modules.items():
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        monkeypatch.setitem(api.METHODS, name, module.__name__)
+    yield f
+    f.abort.set()
+    f.release.set()
+
+
+def make_client(clock=None, **overrides) -> TestClient:
+    settings = ServeSettings(**({"clock": clock} if clock else {}), **overrides)
+    return TestClient(create_app(settings), base_url=BASE)
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def uploads(images) -> dict[str, bytes]:
+    return {name: path.read_bytes() for name, path in images.items()}
+
+
+def files(uploads, n_styles: int = 1, content: bytes | None = None, name: str = "photo.png"):
+    parts = [("content", (name, uploads["content"] if content is None else content, "image/png"))]
+    for i in range(n_styles):
+        key = "style" if i % 2 == 0 else "style2"
+        parts.append(("styles", (f"style{i}.png", uploads[key], "image/png")))
+    return parts
+
+
+def events(client: TestClient, job_id: str) -> list[tuple[str, dict]]:
+    """Read a job's server-sent events until the stream ends."""
+    out, event = [], None
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: "):
+                out.append((event, json.loads(line[len("data: "):])))
+    return out
+
+
+def assert_error(r, status: int, *words: str) -> str:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) <= {"error", "job_id"} and isinstance(body["error"], str) and body["error"]
+    for w in words:
+        assert w in body["error"], body["error"]
+    return body["error"]
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+
+
+def test_methods_are_listed_with_the_options_their_dataclass_has(fakes):
+    with make_client(max_size=768, max_steps=500) as c:
+        methods = {m["name"]: m for m in c.get("/api/methods").json()}
+    assert {"gatys", "quick", "slow"} <= set(methods)
+    quick = methods["quick"]
+    assert quick["iterative"] is False and quick["title"] == "A quick fake method"
+    assert [o["name"] for o in quick["options"]] == ["size", "strength", "style_weights", "preserve_color"]
+    size = quick["options"][0]
+    assert (size["default"], size["minimum"], size["maximum"]) == (512, 16, 768)
+    assert [o["name"] for o in methods["slow"]["options"]] == ["size", "steps", "seed"]
+    assert methods["slow"]["iterative"] is True
+    gatys = {o["name"]: o for o in methods["gatys"]["options"]}
+    assert set(gatys) == {"size", "steps", "style_weights", "preserve_color", "seed"}
+    assert gatys["steps"]["maximum"] == 500
+    assert gatys["preserve_color"]["choices"] == ["none", "luminance", "histogram"]
+
+
+def test_info_reports_limits_and_queue():
+    with make_client(max_upload_bytes=5_000_000, queue_size=3) as c:
+        info = c.get("/api/info").json()
+    assert info["limits"]["max_upload_bytes"] == 5_000_000
+    assert info["limits"]["queue_size"] == 3
+    assert info["queue"] == {"waiting": 0, "running": 0}
+    assert "gatys" in info["methods"] and info["default_method"] == "gatys"
+
+
+def test_openapi_schema_documents_every_field():
+    with make_client() as c:
+        schema = c.get("/api/openapi.json").json()
+        assert c.get("/api/docs").status_code == 200
+    paths = schema["paths"]
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/result",
+            "/api/methods", "/api/info"} <= set(paths)
+    assert {"get", "delete"} <= set(paths["/api/jobs/{job_id}"])
+    undocumented = []
+    for path, ops in paths.items():
+        for verb, op in ops.items():
+            if not op.get("description"):
+                undocumented.append(f"{verb} {path}")
+            for p in op.get("parameters", []):
+                if not p.get("description"):
+                    undocumented.append(f"{verb} {path} parameter {p['name']}")
+    for name, component in schema["components"]["schemas"].items():
+        for field, spec in component.get("properties", {}).items():
+            if not spec.get("description"):
+                undocumented.append(f"{name}.{field}")
+    assert not undocumented, undocumented
+    body = schema["components"]["schemas"]["Body_create_job_api_jobs_post"]["properties"]
+    assert set(body) == {"content", "styles", "method", "size", "steps", "strength", "style_weights",
+                         "preserve_color", "seed"}
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_policy():
+    with make_client() as c:
+        page = c.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        for asset in ("/static/app.js", "/static/style.css", "/static/favicon.svg"):
+            assert c.get(asset).status_code == 200, asset
+            assert asset in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "http://" not in page.text.replace(BASE, "") and "https://" not in page.text  # nothing from elsewhere
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def test_a_real_gatys_job_streams_progress_and_previews_then_serves_the_png(uploads):
+    job_defaults = {"device": "cpu", "precision": "fp32", "tol": 0}
+    with make_client(preview_interval=0, job_defaults=job_defaults) as c:
+        r = c.post("/api/jobs", files=files(uploads), data={"size": "64", "steps": "4", "seed": "3"})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert r.headers["location"] == f"/api/jobs/{job['id']}"
+        assert job["status"] in ("queued", "running") and job["total"] == 4
+        assert job["options"] == {"size": 64, "steps": 4, "seed": 3}
+        stream = events(c, job["id"])
+        result = c.get(f"/api/jobs/{job['id']}/result")
+        state = c.get(f"/api/jobs/{job['id']}").json()
+
+    kinds = [k for k, _ in stream]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    steps = [d["step"] for k, d in stream if k == "progress" and d["status"] == "running"]
+    assert steps == sorted(steps) and max(steps) >= 1
+    previews = [d for k, d in stream if k == "preview"]
+    assert previews, kinds
+    head, data = previews[-1]["image"].split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (64, 43)
+    final = stream[-1][1]
+    assert (final["status"], final["step"], final["total"], final["progress"]) == ("done", 4, 4, 1.0)
+    assert (final["width"], final["height"]) == (64, 43)
+    assert final["result_url"] == f"/api/jobs/{job['id']}/result"
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(result.content)).size == (64, 43)
+    assert state["status"] == "done" and state["elapsed"] > 0
+
+
+def test_wait_answers_the_png_at_once_and_only_known_options_reach_the_method(fakes, uploads):
+    with make_client() as c:
+        r = c.post(
+            "/api/jobs?wait=true",
+            files=files(uploads, n_styles=2),
+            data={"method": "quick", "size": "48", "strength": "0.5", "style_weights": "3, 1", "steps": "7",
+                  "seed": "2", "preserve_color": "histogram"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(r.content)).size == (48, 32)
+        job = c.get(f"/api/jobs/{r.headers['x-job-id']}").json()
+    (options,) = fakes.calls
+    assert isinstance(options, QuickOptions)
+    assert (options.size, options.strength, options.style_weights, options.preserve_color) == (48, 0.5, [3, 1],
+                                                                                              "histogram")
+    assert options.device == "auto"  # set by the server, not the client
+    assert job["status"] == "done" and job["ignored_options"] == ["seed", "steps"]
+    assert job["options"] == {"size": 48, "strength": 0.5, "style_weights": [3, 1], "preserve_color": "histogram"}
+
+
+def test_client_file_names_never_become_paths(fakes, uploads):
+    with make_client() as c:
+        r = c.post("/api/jobs?wait=true", files=files(uploads, name="../../../tmp/evil.png"),
+                   data={"method": "quick", "size": "32"})
+        assert r.status_code == 200
+        job_id = r.headers["x-job-id"]
+        results = c.app.state.jobs.results_dir
+        assert [p.name for p in results.iterdir()] == [f"{job_id}.png"]
+        assert "evil" not in c.get(f"/api/jobs/{job_id}").text
+    assert not results.exists()  # the private directory goes with the server
+
+
+def test_cancel_a_running_job(fakes, uploads):
+    fakes.endless = True
+    with make_client() as c:
+        r = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "10"})
+        job_id = r.json()["id"]
+        assert fakes.started.wait(30)
+        r = c.delete(f"/api/jobs/{job_id}")
+        assert r.status_code == 200
+        assert r.json()["status"] == "cancelled"
+        assert events(c, job_id)[-1][0] == "cancelled"
+        assert_error(c.get(f"/api/jobs/{job_id}/result"), 409, "cancelled")
+        assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
+
+
+def test_a_full_queue_answers_429_and_queued_jobs_cancel_at_once(fakes, uploads):
+    fakes.block = True
+    with make_client(queue_size=1) as c:
+        first = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "2"}).json()
+        assert fakes.started.wait(30)  # the worker holds the first job
+        second = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "2"})
+        assert second.status_code == 202 and second.json()["queue_position"] == 1
+        third = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "2"})
+        assert_error(third, 429, "queue is full")
+        assert int(third.headers["retry-after"]) > 0
+        # The server keeps answering while the worker is busy.
+        assert c.get("/api/info").json()["queue"] == {"waiting": 1, "running": 1}
+        assert_error(c.get(f"/api/jobs/{first['id']}/result"), 409, "running")
+        assert_error(c.get(f"/api/jobs/{second.json()['id']}/result"), 409, "queued")
+        cancelled = c.delete(f"/api/jobs/{second.json()['id']}").json()
+        assert cancelled["status"] == "cancelled"
+        fakes.release.set()
+        assert events(c, first["id"])[-1][0] == "done"
+        assert len(fakes.calls) == 1  # the cancelled job never ran
+        again = c.post("/api/jobs", files=files(uploads), data={"method": "quick", "size": "32"})
+        assert again.status_code == 202
+
+
+def test_a_job_over_the_time_limit_fails_and_says_why(fakes, uploads, clock):
+    fakes.tick = 1.0  # each step takes a 'second' of the injected clock
+    with make_client(clock=clock, job_timeout=5) as c:
+        r = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "100"})
+        final = events(c, r.json()["id"])[-1]
+    assert final[0] == "failed"
+    assert "timed out after 5 s" in final[1]["error"]
+    assert final[1]["step"] == 4  # stopped at the first step past the limit, not at the end
+
+
+def test_previews_are_throttled_by_wall_time(fakes, uploads, clock):
+    fakes.tick = 0.25
+    with make_client(clock=clock, preview_interval=1.0) as c:
+        r = c.post("/api/jobs", files=files(uploads), data={"method": "slow", "size": "32", "steps": "20"})
+        job = c.app.state.jobs.get(r.json()["id"])
+        assert events(c, job.id)[-1][0] == "done"
+    assert job.preview_version == 5  # steps 1, 5, 9, 13, 17: one per second of the clock, not one per step
+
+
+def test_finished_jobs_and_their_files_are_cleaned_up_after_the_ttl(fakes, uploads, clock):
+    with make_client(clock=clock, result_ttl=3600) as c:
+        r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick", "size": "32"})
+        job_id = r.headers["x-job-id"]
+        manager = c.app.state.jobs
+        path = manager.get(job_id).result_path
+        clock.advance(3599)
+        assert manager.cleanup() == 0
+        assert c.get(f"/api/jobs/{job_id}").status_code == 200
+        clock.advance(2)
+        assert manager.cleanup() == 1
+        assert not path.exists()
+        assert_error(c.get(f"/api/jobs/{job_id}"), 404, "no such job")
+        assert_error(c.get(f"/api/jobs/{job_id}/result"), 404)
+
+
+def test_deleting_a_finished_job_forgets_it(fakes, uploads):
+    with make_client() as c:
+        r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick", "size": "32"})
+        job_id = r.headers["x-job-id"]
+        assert c.delete(f"/api/jobs/{job_id}").json()["status"] == "done"
+        assert_error(c.get(f"/api/jobs/{job_id}"), 404)
+        assert_error(c.delete(f"/api/jobs/{job_id}"), 404)
+
+
+def test_a_failing_job_reports_its_error(fakes, uploads):
+    def broken(*args, **kwargs):
+        raise ImpastoError("the style image is too small")
+
+    fakes.modules["quick"].run = broken
+    with make_client() as c:
+        r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick"})
+        assert_error(r, 422, "too small")
+        assert c.get(f"/api/jobs/{r.json()['job_id']}").json()["error"] == "the style image is too small"
+
+
+# ---------------------------------------------------------------------------------------------- rejections
+
+
+def test_non_images_are_rejected_by_their_bytes_not_their_name(uploads):
+    with make_client() as c:
+        r = c.post("/api/jobs", files=files(uploads, content=b"#!/bin/sh\necho not a picture\n"))
+        assert_error(r, 400, "content", "not an image")
+        r = c.post("/api/jobs", files=files(uploads, content=b""))
+        assert_error(r, 400, "content", "empty")
+        # A real image in a format the server does not take (PPM) is refused too.
+        ppm = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(ppm, format="PPM")
+        assert_error(c.post("/api/jobs", files=files(uploads, content=ppm.getvalue())), 400, "not an image")
+        truncated = uploads["content"][: len(uploads["content"]) // 2]
+        assert_error(c.post("/api/jobs", files=files(uploads, content=truncated)), 400, "content")
+        parts = files(uploads)
+        parts[1] = ("styles", ("style.png", b"GIF89a broken", "image/gif"))
+        assert_error(c.post("/api/jobs", files=parts), 400, "style")
+        assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
+
+
+def test_images_above_the_pixel_cap_are_rejected_before_decoding(uploads):
+    big = png(Image.new("RGB", (200, 150)))
+    with make_client(max_pixels=20_000) as c:
+        assert_error(c.post("/api/jobs", files=files(uploads, content=big)), 400, "200x150", "megapixels")
+
+
+def test_bodies_above_the_upload_cap_answer_413(uploads):
+    with make_client(max_upload_bytes=30_000) as c:
+        noise = png(Image.effect_noise((160, 160), 80).convert("RGB"))
+        assert len(noise) > 30_000
+        assert_error(c.post("/api/jobs", files=files(uploads, content=noise)), 413, "cap")
+
+        # The same body streamed without a Content-Length is cut off too.
+        boundary = "impastotestboundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode() + noise + f"\r\n--{boundary}--\r\n".encode()
+
+        def chunks():
+            for i in range(0, len(body), 4096):
+                yield body[i:i + 4096]
+
+        r = c.post("/api/jobs", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert "content-length" not in r.request.headers
+        assert_error(r, 413, "cap")
+
+
+@pytest.mark.parametrize(
+    "data, n_styles, words",
+    [
+        ({"method": "nope"}, 1, ("unknown method", "gatys")),
+        ({"size": "5000"}, 1, ("size", "1024")),
+        ({"size": "8"}, 1, ("size",)),
+        ({"size": "big"}, 1, ("size", "integer")),
+        ({"steps": "0"}, 1, ("steps",)),
+        ({"steps": "100000"}, 1, ("steps", "1000")),
+        ({"style_weights": "1,2"}, 1, ("style_weights", "2 values for 1")),
+        ({"style_weights": "1,x"}, 2, ("style_weights", "numbers")),
+        ({"style_weights": "1,-2"}, 2, ("style_weights",)),
+        ({"style_weights": "0,0"}, 2, ("style_weights", "positive")),
+        ({"preserve_color": "sepia"}, 1, ("preserve_color",)),
+        ({"seed": "-1"}, 1, ("seed",)),
+        ({"strength": "1.5"}, 1, ("strength",)),
+        ({}, 9, ("at most 8",)),
+        ({}, 0, ("styles",)),
+    ],
+)
+def test_bad_fields_answer_400_with_one_line(uploads, data, n_styles, words):
+    with make_client() as c:
+        r = c.post("/api/jobs", files=files(uploads, n_styles=n_styles), data=data)
+        message = assert_error(r, 400, *words)
+    assert "\n" not in message and "--" not in message
+
+
+def test_a_missing_photo_is_a_400(uploads):
+    with make_client() as c:
+        r = c.post("/api/jobs", files=[("styles", ("s.png", uploads["style"], "image/png"))])
+        assert_error(r, 400, "content")
+
+
+def test_unknown_jobs_and_endpoints_are_json_404s():
+    with make_client() as c:
+        assert_error(c.get("/api/jobs/0123456789abcdef0123456789abcdef"), 404, "no such job")
+        assert_error(c.get("/api/jobs/..%2F..%2Fetc%2Fpasswd/result"), 404)
+        assert_error(c.delete("/api/jobs/nope"), 404)
+        assert_error(c.get("/api/jobs/nope/events"), 404)
+        assert_error(c.get("/api/nothing-here"), 404)
+
+
+def test_foreign_hosts_and_cross_site_posts_are_refused(uploads):
+    with make_client() as c:
+        # DNS rebinding: a name that resolves to us but is not ours.
+        assert_error(c.get("/api/info", headers={"host": "attacker.example"}), 400, "Host")
+        assert c.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
+        r = c.post("/api/jobs", files=files(uploads), headers={"origin": "https://attacker.example"})
+        assert_error(r, 403, "cross-origin")
+        assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def test_serve_refuses_a_non_loopback_host_without_the_flag(capsys):
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--allow-remote" in err and err.startswith("impasto: error:")
+
+
+def test_serve_binds_elsewhere_only_with_the_flag_and_warns(monkeypatch, capsys):
+    import uvicorn
+
+    ran = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.setdefault("sockets", sockets))
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0", "--allow-remote"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "0.0.0.0" in err and "no authentication" in err
+    assert ran["sockets"][0].family == socket.AF_INET
+
+
+def test_serve_on_loopback_does_not_warn_and_a_busy_port_is_one_line(monkeypatch, capsys):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    assert cli.main(["serve", "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "http://127.0.0.1:" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert cli.main(["serve", "--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("impasto: error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+
+
+def test_serve_rejects_bad_limits(capsys):
+    assert cli.main(["serve", "--queue-size", "0"]) == 2
+    assert "--queue-size" in capsys.readouterr().err
+    assert cli.main(["serve", "--max-size", "8"]) == 2
+    assert "--max-size" in capsys.readouterr().err
+
+
+def test_the_core_never_imports_the_server():
+    import subprocess
+
+    code = "import impasto, impasto.api, impasto.cli, sys; print(any(m.startswith(('impasto.serve', 'fastapi')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
