@@ -75,7 +75,7 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
             )
             assert page.locator("#go").is_enabled()
             page.click("#go")
-            page.wait_for_selector("#download:not([hidden])", timeout=300_000)
+            page.wait_for_selector("#download:not([hidden])", timeout=900_000 if DOCS else 300_000)
 
             result = page.locator("#view")
             assert result.get_attribute("src").startswith("blob:")
@@ -90,6 +90,13 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
             page.mouse.move(0, 0)
             page.evaluate("document.querySelector('.panel').scrollTop = 0")
             page.screenshot(path=str(shot))
+
+            # The API reference renders the schema from this server alone.
+            page.goto(url + "/api/docs")
+            page.wait_for_selector("article.op")
+            assert page.locator("article.op").count() >= 7
+            assert "style_weights" in page.locator("#endpoints").inner_text()
+            assert not problems, problems
         finally:
             browser.close()
     with Image.open(shot) as im:

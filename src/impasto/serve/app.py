@@ -138,7 +138,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         "fetch the PNG. Jobs run one at a time in a worker; the queue is bounded. Every error is JSON: "
         '`{"error": "..."}`.',
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's docs pages load from a CDN; /api/docs is ours, served from here
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -246,6 +246,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                      preserve_color=preserve_color, seed=seed)
         # Validate the options before decoding, so a bad field costs nothing.
         opts, used, ignored = build_options(method, given, len(styles), settings)
+        if manager.counts()["waiting"] >= settings.queue_size:  # don't decode images for a full queue (rechecked)
+            return _error(429, f"the queue is full ({settings.queue_size} jobs waiting); try again shortly",
+                          headers={"Retry-After": "10"})
         out_size = used.get("size", settings.max_size)
         content_im = await run_in_threadpool(
             decode_image, await content.read(), "content", settings.max_pixels, out_size
@@ -367,15 +370,20 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             await manager.wait_change(job, job.version, max(0.01, deadline - time.monotonic()))
         return job_out(job)
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def api_not_found(rest: str) -> Response:
-        return _error(404, "no such endpoint; see /api/docs")
-
     # -- the page
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> FileResponse:
+        return FileResponse(STATIC / "api.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    # Last, so that it only catches what no route above matched.
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def api_not_found(rest: str) -> Response:
+        return _error(404, "no such endpoint; see /api/docs")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

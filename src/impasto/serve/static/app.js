@@ -254,6 +254,7 @@ function chooseMethod(name, save = true) {
   }
   const size = option("size");
   if (size) buildSizes(size);
+  if (state.view && state.view.kind === "placeholder") showPlaceholder();
   $("keep-mode-field").hidden = !(option("preserve_color") && state.keepColors);
   if (save) savePrefs();
   refresh();
@@ -272,7 +273,13 @@ function buildSizes(opt) {
     b.setAttribute("role", "radio");
     b.dataset.value = String(s);
     b.textContent = String(s);
-    b.addEventListener("click", () => { state.size = s; markSize(); savePrefs(); refresh(); });
+    b.addEventListener("click", () => {
+      state.size = s;
+      markSize();
+      savePrefs();
+      if (state.view && state.view.kind === "placeholder") showPlaceholder();
+      refresh();
+    });
     box.append(b);
   }
   markSize();
@@ -323,8 +330,32 @@ function showEmpty() {
   $("download").hidden = true;
 }
 
-function showImage(url, kind, badge) {
+// The output's expected size: the photo scaled so its longest side is the chosen size.
+function targetDims() {
+  if (!state.content) return null;
+  const { width: w, height: h } = state.content;
+  if (!option("size")) return { width: w, height: h };
+  const s = state.size / Math.max(w, h);
+  return { width: Math.max(1, Math.round(w * s)), height: Math.max(1, Math.round(h * s)) };
+}
+
+// Placeholder, previews and result share one box on screen, so the picture forms in place (small ones enlarged).
+function fit(dims) {
+  const img = $("view");
+  if (!dims) {
+    img.style.width = "";
+    img.style.height = "";
+    return;
+  }
+  const box = $("canvas").getBoundingClientRect();
+  const scale = Math.min((box.width - 48) / dims.width, (box.height - 48) / dims.height, 4);
+  img.style.width = `${Math.round(dims.width * scale)}px`;
+  img.style.height = `${Math.round(dims.height * scale)}px`;
+}
+
+function showImage(url, kind, badge, dims) {
   const view = $("view");
+  fit(dims);
   $("canvas").classList.remove("empty");
   $("empty-state").hidden = true;
   view.src = url;
@@ -338,9 +369,9 @@ function showImage(url, kind, badge) {
 
 function showPlaceholder() {
   if (!state.content) return showEmpty();
-  state.view = { kind: "placeholder" };
+  state.view = { kind: "placeholder", dims: targetDims() };
   view().style.filter = "";
-  showImage(state.content.url, "placeholder", "");
+  showImage(state.content.url, "placeholder", "", state.view.dims);
   $("compare").hidden = true;
   $("download").hidden = true;
 }
@@ -348,9 +379,10 @@ function showPlaceholder() {
 function view() { return $("view"); }
 
 function showResult(item) {
-  state.view = { kind: "result", item };
+  state.view = { kind: "result", item, dims: { width: item.width, height: item.height } };
   view().style.filter = "";
-  showImage(item.url, "result", `${item.method} · ${item.width}×${item.height} · ${fmtTime(item.seconds)}`);
+  showImage(item.url, "result", `${item.method} · ${item.width}×${item.height} · ${fmtTime(item.seconds)}`,
+    state.view.dims);
   const dl = $("download");
   dl.href = item.url;
   dl.download = item.name;
@@ -365,6 +397,8 @@ function compare(on) {
   const orig = $("view-original");
   if (on) {
     orig.src = item.originalUrl;
+    orig.style.width = view().style.width;
+    orig.style.height = view().style.height;
     orig.hidden = false;
     view().style.opacity = "0";
   } else {
@@ -411,7 +445,7 @@ async function stylize() {
   if (option("seed") && $("seed").value !== "") form.append("seed", $("seed").value);
 
   const originalUrl = state.content.url;
-  state.job = { id: null, started: performance.now(), method: m.name, originalUrl, lastPreview: null };
+  state.job = { id: null, started: performance.now(), method: m.name, originalUrl, lastPreview: null, dims: targetDims() };
   running(true);
   setProgress(0, true);
   setStatus("Uploading…");
@@ -501,10 +535,10 @@ function onPreview(p) {
   state.job.lastPreview = p.image;
   const s = state.job.lastState;
   const fraction = s && s.total ? p.step / s.total : 0;
-  state.view = { kind: "preview" };
+  state.view = { kind: "preview", dims: state.job.dims };
   // The preview sharpens as the optimization goes: a soft blur that lifts with progress.
   view().style.filter = `blur(${(4 * (1 - fraction)).toFixed(2)}px) saturate(${(0.85 + 0.15 * fraction).toFixed(2)})`;
-  showImage(p.image, "preview", `Preview · step ${p.step}`);
+  showImage(p.image, "preview", `Preview · step ${p.step}`, state.view.dims);
   $("download").hidden = true;
   $("compare").hidden = true;
 }
@@ -666,6 +700,7 @@ function init() {
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); stylize(); }
     if (e.key === "Escape" && state.job) cancel();
   });
+  window.addEventListener("resize", () => { if (state.view && state.view.dims) fit(state.view.dims); });
   refresh();
   connect();
 }

@@ -1,0 +1,196 @@
+"""Load benchmark for `impasto serve`: many concurrent small requests against one server.
+
+Each request uploads a small photo and painting to POST /api/jobs?wait=true (the PNG comes back in the same
+request when the job finishes within the server's wait limit; a job still running then is followed over its
+server-sent events to the end). Every request must end in a result or a 429 (queue full): anything else, a 5xx,
+a dropped connection or a job that never finishes, counts as lost and makes the exit status 1.
+
+    .venv/bin/python benchmarks/serve_load.py                          # an in-process server, 50 requests
+    .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 --method adain
+    .venv/bin/python benchmarks/serve_load.py --doc docs/BENCHMARKS.md # also write the figures there
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _common import ROOT, machine, write_section
+from PIL import Image
+
+import httpx2 as httpx
+from impasto.serve import ServeSettings
+from impasto.serve.server import background
+
+EXAMPLES = ROOT / "src" / "impasto" / "examples"
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok", "429", or what went wrong
+    seconds: float
+    job: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall: float = 0.0
+
+    def of(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+
+def small_png(path: Path, side: int) -> bytes:
+    im = Image.open(path).convert("RGB")
+    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+async def follow(client: httpx.AsyncClient, job_id: str) -> str:
+    """Read a job's events to the end; returns its final status."""
+    final = "lost: the event stream ended without a final state"
+    async with client.stream("GET", f"/api/jobs/{job_id}/events") as r:
+        if r.status_code != 200:
+            return f"events answered {r.status_code}"
+        event = None
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event in ("done", "failed", "cancelled"):
+                final = event
+    return final
+
+
+async def one(client: httpx.AsyncClient, files: list, data: dict) -> Outcome:
+    start = time.perf_counter()
+    try:
+        r = await client.post("/api/jobs", params={"wait": "true"}, files=files, data=data)
+        if r.status_code == 200 and r.headers.get("content-type") == "image/png":
+            Image.open(io.BytesIO(r.content)).verify()
+            return Outcome("ok", time.perf_counter() - start, r.headers.get("x-job-id"))
+        if r.status_code == 429:
+            return Outcome("429", time.perf_counter() - start, detail=r.json().get("error", ""))
+        if r.status_code == 202:  # still running after the server's wait limit: follow it to the end
+            job_id = r.json()["id"]
+            final = await follow(client, job_id)
+            status = "ok" if final == "done" else final
+            return Outcome(status, time.perf_counter() - start, job_id)
+        return Outcome(f"HTTP {r.status_code}", time.perf_counter() - start, detail=r.text[:200])
+    except Exception as e:  # a dropped connection, a timeout: lost
+        return Outcome(f"lost: {type(e).__name__}", time.perf_counter() - start, detail=str(e)[:200])
+
+
+async def load(url: str, n: int, files: list, data: dict, timeout: float) -> Report:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        start = time.perf_counter()
+        outcomes = await asyncio.gather(*(one(client, files, data) for _ in range(n)))
+        report = Report(list(outcomes), time.perf_counter() - start)
+        # Every accepted job must have finished on the server too.
+        for o in report.of("ok"):
+            state = (await client.get(f"/api/jobs/{o.job}")).json()
+            if state.get("status") != "done":
+                o.status = f"server says {state.get('status')}"
+    return report
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def summary(report: Report, args, settings_line: str) -> tuple[str, bool]:
+    all_s = [o.seconds for o in report.outcomes]
+    ok = report.of("ok")
+    busy = report.of("429")
+    other = [o for o in report.outcomes if o.status not in ("ok", "429")]
+    server_errors = [o for o in other if o.status.startswith("HTTP 5")]
+    lines = [
+        f"- date: {dt.date.today().isoformat()}; machine: {machine()}; load average {args.loadavg:.1f} "
+        "before the run",
+        f"- command: `{' '.join(['python', 'benchmarks/serve_load.py', *sys.argv[1:]])}`",
+        f"- server: {settings_line}",
+        f"- load: {args.requests} concurrent POST /api/jobs?wait=true, each a {args.image} px photo and painting, "
+        f"method {args.method}" + (f", size {args.size}, steps {args.steps}" if args.method == "gatys" else f", size {args.size}"),
+        "",
+        "| outcome | requests | p50 latency (s) | p95 latency (s) | max (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, group in (("result (PNG)", ok), ("429 queue full", busy), ("anything else (lost)", other),
+                        ("all", report.outcomes)):
+        s = [o.seconds for o in group]
+        row = f"| {name} | {len(group)} |"
+        row += (f" {percentile(s, 50):.2f} | {percentile(s, 95):.2f} | {max(s):.2f} |" if s else " – | – | – |")
+        lines.append(row)
+    lines += [
+        "",
+        f"- wall time {report.wall:.1f} s; {len(ok)} results, {len(busy)} refused with 429, {len(other)} lost, "
+        f"{len(server_errors)} server errors (5xx)",
+    ]
+    passed = not other and len(ok) + len(busy) == len(all_s) == args.requests
+    lines.append(f"- verdict: {'every request got a result or a 429; nothing lost' if passed else 'FAILED'}")
+    for o in other[:5]:
+        lines.append(f"  - {o.status}: {o.detail}")
+    return "\n".join(lines), passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (default: start one in this process)")
+    parser.add_argument("--requests", type=int, default=50, help="concurrent requests")
+    parser.add_argument("--method", default="gatys")
+    parser.add_argument("--size", type=int, default=64, help="output size of each job")
+    parser.add_argument("--steps", type=int, default=4, help="steps of each job (iterative methods)")
+    parser.add_argument("--image", type=int, default=96, help="longest side of the uploaded images")
+    parser.add_argument("--queue-size", type=int, default=8, help="the in-process server's queue size")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a request may take in all")
+    parser.add_argument("--doc", type=Path, help="also write the figures into this Markdown file (serve-load section)")
+    args = parser.parse_args()
+    args.loadavg = os.getloadavg()[0]
+
+    files = [
+        ("content", ("photo.png", small_png(EXAMPLES / "chelsea.png", args.image), "image/png")),
+        ("styles", ("painting.png", small_png(EXAMPLES / "swirls.png", args.image), "image/png")),
+    ]
+    data = {"method": args.method, "size": str(args.size), "steps": str(args.steps), "seed": "0"}
+    if args.url:
+        server = contextlib.nullcontext(args.url.rstrip("/"))
+        settings_line = f"{args.url} (as it runs)"
+    else:
+        settings = ServeSettings(port=0, queue_size=args.queue_size, job_defaults={"device": "cpu", "precision": "fp32"})
+        server = background(settings)
+        settings_line = (f"in-process uvicorn, one worker thread, queue {settings.queue_size}, "
+                         f"wait limit {settings.wait_timeout:g} s, device cpu, fp32")
+    with server as url:
+        print(f"{args.requests} concurrent requests against {url} ...", file=sys.stderr)
+        report = asyncio.run(load(url, args.requests, files, data, args.timeout))
+        info = httpx.get(f"{url}/api/info").json()
+    text, passed = summary(report, args, settings_line)
+    if info["queue"] != {"waiting": 0, "running": 0}:
+        text += f"\n- FAILED: the queue is not empty afterwards: {json.dumps(info['queue'])}"
+        passed = False
+    print(text)
+    if args.doc:
+        write_section(args.doc, "serve-load", "## `impasto serve` under load: `benchmarks/serve_load.py`\n\n" + text)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
