@@ -64,8 +64,11 @@ def serve(settings: ServeSettings, open_browser: bool = False) -> int:
         threading.Timer(1.0, webbrowser.open, args=(url + "/",)).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl-C, then re-raises it: that is a normal stop
+        pass
     finally:
         sock.close()
+    print("impasto: server stopped", file=sys.stderr)
     return 0
 
 

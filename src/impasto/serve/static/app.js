@@ -154,8 +154,13 @@ function addStyles(files) {
     card.querySelector("img").src = item.url;
     card.querySelector("img").alt = `Style: ${file.name}`;
     card.title = file.name;
-    const range = card.querySelector("input");
-    const out = card.querySelector("output");
+    const row = $("blend-row").content.firstElementChild.cloneNode(true);
+    row.querySelector("img").src = item.url;
+    row.title = file.name;
+    const range = row.querySelector("input");
+    range.setAttribute("aria-label", `Blend weight of ${file.name}`);
+    const out = row.querySelector("output");
+    const badge = card.querySelector("figcaption");
     range.addEventListener("input", () => {
       item.weight = Number(range.value);
       setFill(range);
@@ -165,21 +170,25 @@ function addStyles(files) {
       state.styles = state.styles.filter((s) => s !== item);
       URL.revokeObjectURL(item.url);
       card.remove();
-      refresh();
+      row.remove();
+      updateWeights();
     });
     item.card = card;
     item.range = range;
     item.out = out;
+    item.badge = badge;
     setFill(range);
     $("styles").insertBefore(card, $("style-drop"));
+    $("blend-rows").append(row);
   }
-  refresh();
+  updateWeights();
 }
 
 function updateWeights() {
   const total = state.styles.reduce((a, s) => a + s.weight, 0);
   for (const s of state.styles) {
     s.out.textContent = total > 0 ? `${Math.round((100 * s.weight) / total)}%` : "0%";
+    s.badge.textContent = s.out.textContent;
   }
   refresh();
 }
@@ -300,7 +309,7 @@ function setKeepColors(on) {
 function refresh() {
   const single = state.styles.length <= 1 || !option("style_weights");
   $("styles").classList.toggle("single", single);
-  $("blend-hint").hidden = single;
+  $("blend").hidden = single;
   $("styles-count").textContent = state.styles.length ? `${state.styles.length} selected` : "";
   $("strength-out").textContent = `${Math.round(Number($("strength").value) * 100)}%`;
   $("steps-out").textContent = $("steps").value;
