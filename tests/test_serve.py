@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import pytest
-import torch
 from PIL import Image
 
 from impasto import api, cli
