@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-size", type=_int, default=2048, help="refuse --size above this (raise it to go bigger)"
     )
     g.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="BYTES",
+        help="memory budget: bytes or a size like 6G, 800M; a scale estimated above it runs tile by tile "
+        "(same result, slower); default: min(8 GiB, 60%% of RAM), 60%% of the GPU's memory on CUDA",
+    )
+    g.add_argument(
         "--steps", type=_int, default=300, help="total step budget over all scales (one VGG pass each)"
     )
     g.add_argument(
@@ -252,6 +259,7 @@ def _stylize(args: argparse.Namespace) -> int:
     settings = dict(
         size=args.size,
         max_size=args.max_size,
+        max_memory=args.max_memory,
         steps=args.steps,
         scales=args.scales,
         min_size=args.min_size,
@@ -306,7 +314,9 @@ def _stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         h, w = result.image.shape[-2:]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
-        print(f"impasto: {w}x{h}, {result.steps} steps ({result.stopped}) in {elapsed:.1f} s; {losses}", file=sys.stderr)
+        tiles = getattr(result, "tiles", None) or []
+        tiled = f", tiles per scale {'/'.join(map(str, tiles))}" if max(tiles, default=1) > 1 else ""
+        print(f"impasto: {w}x{h}, {result.steps} steps ({result.stopped}){tiled} in {elapsed:.1f} s; {losses}", file=sys.stderr)
     print(output)
     return 0
 

@@ -21,6 +21,7 @@ from .device import PRECISIONS, resolve_device, resolve_precision
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
 from .losses import ContentLoss, GramStyleLoss, MeanCovStyleLoss, TVLoss
+from .tiles import TiledObjective, parse_size, plan_scale, resolve_max_memory
 from .vgg import POOLING, VGGFeatures, check_layers, min_input_side
 from .weights import load_weights
 
@@ -63,6 +64,7 @@ class Options:
     weights_normalization: str | None = None
     tol: float = 1e-4  # stop when the loss improves by less than this fraction per step (over 10 steps); 0: never
     max_size: int = DEFAULT_MAX_SIZE  # --size above this is refused unless raised explicitly
+    max_memory: int | str | None = None  # scales estimated above this run tile by tile; bytes or "6G"; None: auto
 
     def validate(self, n_styles: int) -> None:
         """Raise ImpastoError naming the first bad setting."""
@@ -114,6 +116,8 @@ class Options:
         _check_weights("--style-weights", self.style_weights, n_styles, "style images")
         if self.masks is not None and len(self.masks) != n_styles:
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {n_styles} style images (one per style)")
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
         if n_styles < 1:
             raise ImpastoError("at least one style image is needed")
 
@@ -146,6 +150,7 @@ class Result:
     losses: dict = field(default_factory=dict)  # last step's loss terms
     history: list = field(default_factory=list)  # total loss per step
     scales: list = field(default_factory=list)  # longest side of each scale, coarsest first
+    tiles: list = field(default_factory=list)  # tiles each scale ran in (1 = the whole image at once)
 
 
 class _Objective(torch.nn.Module):
@@ -335,6 +340,7 @@ def run(
     opts.validate(len(styles))
     device = resolve_device(opts.device)
     dtype = resolve_precision(opts.precision, device)
+    memory = resolve_max_memory(opts.max_memory, device)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     generator = torch.Generator().manual_seed(seed)
 
@@ -355,6 +361,7 @@ def run(
     history: list[float] = []
     last: dict = {}
     stopped, x, done = "budget", None, 0
+    tiles: list[int] = []
     try:
         for size, budget in zip(sizes, budgets):
             content_t, style_ts = prepare_images(content_pil, style_pils, size, opts.style_scale, opts.max_size, min_side)
@@ -364,7 +371,9 @@ def run(
             else:
                 start = resize_image(x, content_t.shape[-2:])
             masks = _region_masks(opts, content_t.shape[-2:], len(style_ts))
-            objective = _Objective(
+            # Above the memory budget, the same objective is evaluated tile by tile (see impasto.tiles).
+            plan = plan_scale(content_t.shape[-2:], [s.shape[-2:] for s in style_ts], budget, opts, dtype, memory)
+            inputs = (
                 net,
                 content_t.to(device),
                 [s.to(device) for s in style_ts],
@@ -372,8 +381,10 @@ def run(
                 dtype,
                 None if masks is None else [m.to(device) for m in masks],
             )
+            objective = TiledObjective(*inputs, plan.tiles) if plan.tiles else _Objective(*inputs)
+            tiles.append(plan.count)
             x, steps, stopped = _optimize(
-                objective, start.to(device), budget, opts, history, last, bar, callback, done
+                objective, start.to(device), budget, opts, history, last, bar, callback, done, plan.history
             )
             done += steps
             if stopped == "interrupted":
@@ -392,7 +403,9 @@ def run(
     if opts.content_mask is not None:
         keep = load_mask(opts.content_mask, final.shape[-2:])
         image = keep * final + (1 - keep) * image
-    return Result(image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes)
+    return Result(
+        image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes, tiles=tiles
+    )
 
 
 def _optimize(
@@ -405,12 +418,13 @@ def _optimize(
     bar,
     callback: Callback | None,
     offset: int,
+    history_size: int = 100,
 ) -> tuple[torch.Tensor, int, str]:
     """Optimize the pixels at one scale; returns (image, steps taken, why it stopped)."""
     x = start.detach().clone().requires_grad_(True)
     if opts.optimizer == "lbfgs":
         # One function evaluation per step; the curvature history carries over between step() calls.
-        optimizer = torch.optim.LBFGS([x], lr=opts.learning_rate or 1.0, max_iter=1, history_size=100)
+        optimizer = torch.optim.LBFGS([x], lr=opts.learning_rate or 1.0, max_iter=1, history_size=history_size)
     else:
         optimizer = torch.optim.Adam([x], lr=opts.learning_rate or 0.02)
 

@@ -73,7 +73,11 @@ class GramStyleLoss(nn.Module):
         return cls(blend_grams([gram_matrix(f) for f in features], weights))
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return (gram_matrix(features, mask) - self.target).pow(2).sum() * self.inv_norm
+        return self.distance(gram_matrix(features, mask))
+
+    def distance(self, gram: torch.Tensor) -> torch.Tensor:
+        """The loss of a given Gram matrix (tiles sum their Gram matrices before taking it)."""
+        return (gram - self.target).pow(2).sum() * self.inv_norm
 
 
 class TVLoss(nn.Module):
@@ -132,15 +136,24 @@ class MeanCovStyleLoss(nn.Module):
     def from_features(
         cls, features: Sequence[torch.Tensor], weights: Sequence[float] | None = None
     ) -> "MeanCovStyleLoss":
-        weights = [1.0] * len(features) if weights is None else list(weights)
+        return cls.from_moments([mean_cov(f) for f in features], weights)
+
+    @classmethod
+    def from_moments(
+        cls, stats: Sequence[tuple[torch.Tensor, torch.Tensor]], weights: Sequence[float] | None = None
+    ) -> "MeanCovStyleLoss":
+        """Target = the moment-matched Gaussian of the mixture of several (mean, covariance) pairs."""
+        weights = [1.0] * len(stats) if weights is None else list(weights)
         total = float(sum(weights))
-        stats = [mean_cov(f) for f in features]
         mu = sum(m * (w / total) for (m, _), w in zip(stats, weights))
         second = sum((c + torch.outer(m, m)) * (w / total) for (m, c), w in zip(stats, weights))
         return cls(mu, second - torch.outer(mu, mu))
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        mu, cov = mean_cov(features, mask)
+        return self.distance(*mean_cov(features, mask))
+
+    def distance(self, mu: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        """The loss of a given mean and covariance (tiles sum their moments before taking it)."""
         middle = self.cov_sqrt @ cov @ self.cov_sqrt
         # Eigenvalues of a PSD matrix: clamp the tiny negative ones rounding makes, and keep sqrt's gradient finite.
         root_trace = torch.linalg.eigvalsh(middle).clamp_min(1e-8).sqrt().sum()
