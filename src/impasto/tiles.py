@@ -39,18 +39,22 @@ MiB = 1 << 20
 _UNITS = {"": 1, "k": 1 << 10, "m": MiB, "g": GiB, "t": 1 << 40}
 
 # Memory model, calibrated on the project's machine (2-core Xeon with AMX, torch 2.13 CPU, default layers up to
-# relu5_1: 610 activation values per pixel) from peak RSS:
+# relu5_1: 610 activation values per pixel) from peak RSS (ru_maxrss):
 # - one whole-image forward+backward, above the 341 MB of torch plus the VGG weights: 512x384 +438 MB (bf16),
 #   +584 MB (fp32); 1024x768 +1154 MB (bf16), +1930 MB (fp32). That is 1273 B/px in bf16 (1.04 x the activations'
 #   2 bytes each) and 2393 B/px in fp32 (0.98 x 4 bytes), plus 114-188 MB (autocast's weight copies, oneDNN
-#   scratch). FIXED_BYTES covers the runtime and that intercept; EVAL_FACTOR is the ratio times about 1.2.
+#   scratch). A tiled evaluation costs the same per window pixel: 1307 B/px (bf16) and 2530 B/px (fp32), fitted
+#   over 1x2, 2x2 and 1x7 grids of a 1024x768 image. EVAL_FACTOR is 1.25: those ratios (1.04-1.07 in bf16,
+#   0.98-1.04 in fp32) times a safety factor of about 1.2.
+# - the command line's own runtime (imports, decoded inputs, a 64 px run): 481 MB peak; with the intercept above,
+#   FIXED_BYTES = 768 MiB.
 # - the optimizer's side at 2048x1536 (L-BFGS with 5 pairs, the tiled gradient, total variation): 16.2 image-sized
 #   fp32 vectors above the images already held, i.e. 6.2 besides the history; STATE_VECTORS adds the content image,
 #   the start, the final-size image and resizing temporaries, with some room.
-# - end to end (`impasto stylize`, Tübingen 1024x768, 3 steps, bf16): whole image 1.68 GiB measured against 1.94 GiB
-#   estimated; tiled with --max-memory 1200M (8 tiles, 5 pairs): 1022 MiB measured against 1157 MiB estimated,
-#   with the same losses to 4 digits.
-FIXED_BYTES = 600 * MiB
+# - end to end (`impasto stylize`, Tübingen 1024x768, --scales 1, 3 steps, bf16): whole image 1.68 GiB measured
+#   against 2.07 GiB estimated (55 s); with --max-memory 1500M, 4 tiles and 5 L-BFGS pairs: 1173 MiB measured
+#   against 1473 MiB estimated (77 s), with the same losses to 4 digits.
+FIXED_BYTES = 768 * MiB
 EVAL_FACTOR = 1.25
 STATE_VECTORS = 12
 DEFAULT_HISTORY = 100  # L-BFGS curvature pairs kept when memory allows
@@ -351,30 +355,25 @@ class TiledObjective(nn.Module):
         self.tv = TVLoss()
 
         # Content targets: every content layer's features of the whole content image, assembled from tile cores.
-        targets = {n: None for n in opts.content_layers}
-        with torch.no_grad():
-            for t, feats in self._passes(content, self.tiles):
-                for n in opts.content_layers:
-                    f = feats[n]
-                    if targets[n] is None:
-                        targets[n] = f.new_zeros((1, f.shape[1], *self.layer_shapes[n]), dtype=torch.float32)
-                    rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
-                    targets[n][:, :, rows, cols] = f[:, :, lrows, lcols].float()
-        self.targets = targets
-        self.inv_norm = {n: 1.0 / (float(p.pow(2).mean()) + 1e-8) for n, p in targets.items()}
+        self.targets: dict[str, torch.Tensor] = {}
+        for t in self.tiles:
+            for n, (rows, cols, core) in self._tile_content(content, t, opts.content_layers).items():
+                if n not in self.targets:
+                    self.targets[n] = core.new_zeros((1, core.shape[1], *self.layer_shapes[n]))
+                self.targets[n][:, :, rows, cols] = core
+        self.inv_norm = {n: 1.0 / (float(p.pow(2).mean()) + 1e-8) for n, p in self.targets.items()}
 
         # Style targets: each style image's statistics summed over its own tiles (no grad).
         per_style = []
         for s in styles:
-            s_tiles = tiles_like(*s.shape[-2:], self.tiles, margin, align)
             shapes = {n: (s.shape[-2] // self.strides[n], s.shape[-1] // self.strides[n]) for n in opts.style_layers}
-            sums: dict[str, list[torch.Tensor]] = {}
-            with torch.no_grad():
-                for t, feats in self._passes(s, s_tiles):
-                    for n in opts.style_layers:
-                        _, _, lrows, lcols = _core(t, self.strides[n], shapes[n])
-                        _accumulate(sums, n, _sums(self.kind, feats[n][:, :, lrows, lcols], None))
-            per_style.append({n: _statistic(self.kind, sums[n], shapes[n][0] * shapes[n][1]) for n in opts.style_layers})
+            sums: dict = {}
+            for t in tiles_like(*s.shape[-2:], self.tiles, margin, align):
+                for key, part in self._tile_sums(s, t, shapes, lambda n: [(0, None)]).items():
+                    _accumulate(sums, key, part)
+            per_style.append(
+                {n: _statistic(self.kind, sums[(n, 0)], shapes[n][0] * shapes[n][1]) for n in opts.style_layers}
+            )
         # Losses per layer (and per style when masked), built exactly as the whole-image objective builds them.
         self.masks: dict[str, list[torch.Tensor]] = {}
         self.region_w: list[float] = [1.0]
@@ -398,18 +397,52 @@ class TiledObjective(nn.Module):
         ):
             return self.net(x)
 
-    def _passes(self, image: torch.Tensor, tiles: Sequence[Tile]):
-        """(tile, features of its window) for each tile, without grad."""
-        for t in tiles:
-            top, bottom, left, right = t.window
-            yield t, self.features(image.detach()[:, :, top:bottom, left:right], grad=False)
+    # One tile at a time, each in its own method so that its activations are freed before the next tile's pass.
 
-    def _grad_passes(self, image: torch.Tensor, tiles: Sequence[Tile]):
-        """(tile, its window as a leaf whose .grad a backward fills, the window's features) for each tile."""
-        for t in tiles:
-            top, bottom, left, right = t.window
-            window = image.detach()[:, :, top:bottom, left:right].clone().requires_grad_(True)
-            yield t, window, self.features(window, grad=True)
+    @staticmethod
+    def _window(image: torch.Tensor, t: Tile) -> torch.Tensor:
+        top, bottom, left, right = t.window
+        return image.detach()[:, :, top:bottom, left:right]
+
+    def _tile_content(self, image: torch.Tensor, t: Tile, layers: Sequence[str]) -> dict:
+        """layer -> (rows, cols of the core in the whole layer, the core's features in fp32)."""
+        feats = self.features(self._window(image, t), grad=False)
+        out = {}
+        for n in layers:
+            rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
+            out[n] = (rows, cols, feats[n][:, :, lrows, lcols].float())
+        return out
+
+    def _tile_sums(self, image: torch.Tensor, t: Tile, shapes: dict, regions) -> dict:
+        """(layer, region) -> the statistics' sums over the tile's core (no grad)."""
+        feats = self.features(self._window(image, t), grad=False)
+        out = {}
+        for n in shapes:
+            rows, cols, lrows, lcols = _core(t, self.strides[n], shapes[n])
+            f = feats[n][:, :, lrows, lcols]
+            for i, m in regions(n):
+                out[(n, i)] = _sums(self.kind, f, None if m is None else m[:, :, rows, cols])
+        return out
+
+    def _tile_gradient(self, x: torch.Tensor, t: Tile, slopes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradient over the tile's window of its share of the loss, and its share of the content loss."""
+        cw, sw, _ = self.weights
+        window = self._window(x, t).clone().requires_grad_(True)
+        feats = self.features(window, grad=True)
+        surrogate = window.new_zeros((), dtype=torch.float32)
+        for n in self.losses:
+            rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
+            f = feats[n][:, :, lrows, lcols]
+            for i, _, m, _ in self._regions(n):
+                part = _sums(self.kind, f, None if m is None else m[:, :, rows, cols])
+                surrogate = surrogate + sum((p * r).sum() for p, r in zip(part, slopes[(n, i)]))
+        share = window.new_zeros((), dtype=torch.float32)
+        for n, target in self.targets.items():
+            rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
+            diff = feats[n][:, :, lrows, lcols].float() - target[:, :, rows, cols]
+            share = share + self.content_w[n] * diff.pow(2).sum() * (self.inv_norm[n] / target.numel())
+        (cw * share + sw * surrogate).backward()
+        return window.grad, share.detach()
 
     def _regions(self, layer: str):
         """(index, weight, mask at the layer's resolution or None, weighted count of positions) per style region."""
@@ -425,13 +458,11 @@ class TiledObjective(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         cw, sw, tw = self.weights
         # Pass 1: the image's style statistics, summed over the tiles' cores.
-        sums: dict[tuple[str, int], list[torch.Tensor]] = {}
-        for t, feats in self._passes(x, self.tiles):
-            for n in self.losses:
-                rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
-                f = feats[n][:, :, lrows, lcols]
-                for i, _, m, _ in self._regions(n):
-                    _accumulate(sums, (n, i), _sums(self.kind, f, None if m is None else m[:, :, rows, cols]))
+        sums: dict = {}
+        regions = lambda n: [(i, m) for i, _, m, _ in self._regions(n)]  # noqa: E731
+        for t in self.tiles:
+            for key, part in self._tile_sums(x, t, {n: self.layer_shapes[n] for n in self.losses}, regions).items():
+                _accumulate(sums, key, part)
         # The style loss from the totals, and its gradient with respect to each sum (weights folded in).
         style = x.new_zeros((), dtype=torch.float32)
         slopes: dict[tuple[str, int], list[torch.Tensor]] = {}
@@ -444,26 +475,15 @@ class TiledObjective(nn.Module):
                     scale = self.style_w[n] * w
                     slopes[(n, i)] = [(g * scale).float() for g in grads]
                     style = style + scale * value.detach()
-        # Pass 2: each tile's share of the gradient.
+        # Pass 2: each tile's share of the gradient, over its whole window (a core's features see its margin).
         grad = torch.zeros_like(x, dtype=torch.float32)
         content = x.new_zeros((), dtype=torch.float32)
-        for t, window, feats in self._grad_passes(x, self.tiles):
-            surrogate = window.new_zeros((), dtype=torch.float32)
-            for n in self.losses:
-                rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
-                f = feats[n][:, :, lrows, lcols]
-                for i, _, m, _ in self._regions(n):
-                    part = _sums(self.kind, f, None if m is None else m[:, :, rows, cols])
-                    surrogate = surrogate + sum((p * r).sum() for p, r in zip(part, slopes[(n, i)]))
-            share = window.new_zeros((), dtype=torch.float32)
-            for n, target in self.targets.items():
-                rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
-                diff = feats[n][:, :, lrows, lcols].float() - target[:, :, rows, cols]
-                share = share + self.content_w[n] * diff.pow(2).sum() * (self.inv_norm[n] / target.numel())
-            (cw * share + sw * surrogate).backward()
+        for t in self.tiles:
+            window_grad, share = self._tile_gradient(x, t, slopes)
             top, bottom, left, right = t.window
-            grad[:, :, top:bottom, left:right] += window.grad
-            content = content + share.detach()
+            grad[:, :, top:bottom, left:right] += window_grad
+            content = content + share
+            del window_grad
         tv = self.tv(x)
         # A scalar whose value is the exact loss and whose gradient is the tiles' gradient plus total variation's.
         dot = (x * grad).sum()
