@@ -194,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="override the input normalization a weights file implies",
     )
+    ad = st.add_argument_group("adain (--method adain)")
+    ad.add_argument(
+        "--strength", type=_number, default=1.0, help="style strength alpha from 0 (the photo) to 1 (full style)"
+    )
+    ad.add_argument(
+        "--style-size", type=_int, default=512, help="longest side each style image is resized to (0 = as is)"
+    )
+    ad.add_argument("--decoder", default=None, help="AdaIN decoder file (default: the one shipped with impasto)")
     out = st.add_argument_group("output")
     out.add_argument(
         "--save-every", type=_int, default=0, metavar="N", help="also save OUTPUT_stepNNNNN every N steps"
@@ -237,6 +245,38 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="precision of network passes"
     )
+
+    tr = sub.add_parser("train", help="train a model", formatter_class=fmt, description="Train a model.")
+    trs = tr.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
+    trs.required = True
+    ta = trs.add_parser(
+        "adain",
+        help="train an AdaIN decoder",
+        formatter_class=fmt,
+        description="Train an AdaIN decoder on a folder of photos and a folder of paintings. Checkpoints every "
+        "--checkpoint-every steps (decoder, optimizer, step); --resume continues from the exact step.",
+    )
+    ta.add_argument("--content-dir", required=True, help="folder of content photos")
+    ta.add_argument("--style-dir", required=True, help="folder of style images")
+    ta.add_argument("-o", "--output", required=True, help="decoder file to write (.safetensors, fp16)")
+    ta.add_argument("--size", type=_int, default=256, help="training crop size in pixels (multiple of 8)")
+    ta.add_argument("--batch", type=_int, default=8, help="images per step")
+    ta.add_argument("--steps", type=_int, default=20000, help="total steps (a resumed run continues up to this)")
+    ta.add_argument("--lr", type=_number, default=1e-4, help="Adam learning rate")
+    ta.add_argument("--lr-decay", type=_number, default=5e-5, help="learning rate = lr / (1 + lr-decay * step)")
+    ta.add_argument("--content-weight", type=_number, default=1.0, help="weight of the content loss")
+    ta.add_argument("--style-weight", type=_number, default=10.0, help="weight of the style loss")
+    ta.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUTPUT.ckpt)")
+    ta.add_argument("--checkpoint-every", type=_int, default=500, help="steps between checkpoints")
+    ta.add_argument("--preview-every", type=_int, default=1000, help="steps between preview grids (0 = never)")
+    ta.add_argument("--preview-dir", default=None, help="folder for preview grids (default: OUTPUT_previews/)")
+    ta.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    ta.add_argument("--seed", type=_int, default=0, help="random seed of the crops and augmentations")
+    ta.add_argument("--max-images", type=_int, default=None, help="use only the first N images of each folder")
+    ta.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="compute device")
+    ta.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision")
+    ta.add_argument("--log-every", type=_int, default=0, metavar="N", help="also print the losses every N steps")
+    ta.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -287,6 +327,9 @@ def _stylize(args: argparse.Namespace) -> int:
         device=args.device,
         weights=args.weights,
         weights_normalization=args.weights_normalization,
+        strength=args.strength,
+        style_size=args.style_size or None,
+        decoder=args.decoder,
     )
     # Each method takes the settings its Options knows; the rest do not apply to it.
     known = {f.name for f in fields(get_method(args.method).Options)}
@@ -314,9 +357,11 @@ def _stylize(args: argparse.Namespace) -> int:
     if not args.quiet:
         h, w = result.image.shape[-2:]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        steps = f", {result.steps} steps ({result.stopped})" if args.method == "gatys" else f" ({args.method})"
         tiles = getattr(result, "tiles", None) or []
-        tiled = f", tiles per scale {'/'.join(map(str, tiles))}" if max(tiles, default=1) > 1 else ""
-        print(f"impasto: {w}x{h}, {result.steps} steps ({result.stopped}){tiled} in {elapsed:.1f} s; {losses}", file=sys.stderr)
+        if max(tiles, default=1) > 1:
+            steps += f", tiles per scale {'/'.join(map(str, tiles))}"
+        print(f"impasto: {w}x{h}{steps} in {elapsed:.1f} s{'; ' + losses if losses else ''}", file=sys.stderr)
     print(output)
     return 0
 
@@ -370,6 +415,51 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(settings, open_browser=args.open)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train_adain import TrainConfig, train
+
+    if not args.output.endswith(".safetensors"):
+        raise ImpastoError(f"--output {args.output}: the decoder is written as .safetensors")
+    cfg = TrainConfig(
+        content_dir=args.content_dir,
+        style_dir=args.style_dir,
+        output=args.output,
+        size=args.size,
+        batch=args.batch,
+        steps=args.steps,
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        preview_every=args.preview_every,
+        preview_dir=args.preview_dir,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        max_images=args.max_images,
+    )
+    started = time.perf_counter()
+
+    def log(step: int, terms: dict) -> None:
+        if args.log_every and step % args.log_every == 0:
+            rate = (time.perf_counter() - started) / max(1, step - log.first + 1)
+            print(f"step {step}: content {terms['content']:.4f} style {terms['style']:.4f} ({rate:.2f} s/step)",
+                  file=sys.stderr, flush=True)
+        log.first = min(log.first, step)
+
+    log.first = 1 << 62
+    summary = train(cfg, resume=args.resume, progress=not args.quiet, on_step=log)
+    if not args.quiet:
+        print(
+            f"impasto: step {summary['step']} ({summary['steps_this_run']} this run, {summary['seconds']:.0f} s); "
+            f"content {summary['content']:.4g}, style {summary['style']:.4g}; checkpoint {summary['checkpoint']}",
+            file=sys.stderr,
+        )
+    print(summary["output"])
+    return 0
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -381,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stylize(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "train":
+            return _train(args)
         return _eval(args)
     except ImpastoError as e:
         if os.environ.get("IMPASTO_DEBUG"):
