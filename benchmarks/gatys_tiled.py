@@ -17,37 +17,19 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from impasto import __version__, gatys, tiles  # noqa: E402
-from impasto.device import resolve_device, resolve_precision  # noqa: E402
-from impasto.image import load_image  # noqa: E402
-from impasto.vgg import min_input_side  # noqa: E402
+from _common import DATA, ROOT, machine, write_section
+from impasto import __version__, gatys, tiles
+from impasto.device import resolve_device, resolve_precision
+from impasto.image import load_image
+from impasto.vgg import min_input_side
 
 SECTION = "gatys-tiled"
-
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = tiles.physical_memory() / tiles.GiB
-    return f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def _max_size(size: int) -> int:
@@ -83,7 +65,7 @@ def estimate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--content", default="tubingen", help="photo name in DATA/content")
     parser.add_argument("--style", default="starry_night", help="painting name in DATA/style")
     parser.add_argument("--max-memory", default=None, help="impasto's --max-memory (default: impasto's own)")
@@ -159,7 +141,7 @@ def write_doc(doc: Path, sizes: dict, settings: dict, command: str) -> None:
     lines = [
         f"## Gatys at print sizes: `{SECTION}`, `benchmarks/gatys_tiled.py`",
         "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
+        f"- date: {dt.date.today().isoformat()}; machine: {machine()}, {tiles.physical_memory() / tiles.GiB:.0f} GiB RAM",
         f"- command: `{command.strip()}`",
         f"- pair: {settings['pair']}; `impasto stylize` at its defaults{' with ' + ' '.join(settings['extra']) if settings['extra'] else ''}, "
         f"--max-size twice the size; default --max-memory here: {budget}",
@@ -175,17 +157,7 @@ def write_doc(doc: Path, sizes: dict, settings: dict, command: str) -> None:
             f"{tiles.format_size(r['peak_rss'])} | {tiles.format_size(r['estimate'])} | "
             f"{' / '.join(map(str, r['tiles']))} | {' / '.join(map(str, r['history']))} |"
         )
-    body = "\n".join(lines)
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-    print(f"wrote {doc}")
+    write_section(doc, SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":
