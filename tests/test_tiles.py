@@ -233,3 +233,18 @@ def test_cli_tiled_run_reports_tiles_and_writes_the_right_size(images, tmp_path,
     assert "128x85, 2 steps (budget), tiles per scale 2 in" in capsys.readouterr().err
     assert stylize("whole.png", "8G") == 0
     assert "tiles" not in capsys.readouterr().err
+
+
+def test_help_documents_max_memory_and_its_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["stylize", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-memory BYTES" in text and "default: min(8 GiB, 60% of RAM)" in text
+
+
+def test_each_scale_decides_on_its_own(images):
+    """Coarse scales small enough to run whole do; only the final one is split (64 px cores)."""
+    options = gatys.Options(size=128, scale_steps=[1, 1], max_memory="1M", device="cpu", precision="fp32", **SHALLOW)
+    result = gatys.run(images["content"], [images["style"]], options)
+    assert result.scales == [64, 128] and result.tiles == [1, 2]
+    assert result.image.shape[-2:] == (85, 128)

@@ -267,16 +267,22 @@ def plan_scale(
         history = max(MIN_HISTORY, min(history, int(free / 2 // pair)))
     base = FIXED_BYTES + state_bytes(h, w, history, opts.optimizer, extra)
     free = budget - base
-    # The largest window of each grid decides its memory; windows grow with the largest core.
-    spans = lambda n, parts: min(n, max(b - a for a, b in zip(_cuts(n, parts, align), _cuts(n, parts, align)[1:])) + 2 * margin)  # noqa: E731
-    heights = {r: spans(h, r) for r in range(1, max(1, h // MIN_CORE) + 1)}
-    widths = {c: spans(w, c) for c in range(1, max(1, w // MIN_CORE) + 1)}
+    # The largest window of a grid decides its memory: the largest core plus its margins.
+    def largest_window(n: int, parts: int) -> int:
+        cuts = _cuts(n, parts, align)
+        return min(n, max(b - a for a, b in zip(cuts, cuts[1:])) + 2 * margin)
+
+    heights = {r: largest_window(h, r) for r in range(1, max(1, h // MIN_CORE) + 1)}
+    widths = {c: largest_window(w, c) for c in range(1, max(1, w // MIN_CORE) + 1)}
     grids = sorted((r * c, evaluation_bytes(heights[r], widths[c], layers, dtype), r, c) for r in heights for c in widths)
     fitting = [g for g in grids if g[1] <= free]
-    count, need, rows, cols = fitting[0] if fitting else (0, *max(grids, key=lambda g: g[0])[1:])
-    if rows * cols == 1:  # too small an image to split: the whole image, with the shrunk history
+    # The fewest tiles that fit, or else the most there can be.
+    _, need, rows, cols = fitting[0] if fitting else max(grids)
+    tiles = split_tiles(h, w, rows, cols, margin, align)
+    if len(tiles) == 1 and style_eval <= evaluation_bytes(h, w, layers, dtype):
+        # Too small an image to split, and not a style image too big to take whole: the plain objective.
         return ScalePlan(history=history, estimate=base + passes)
-    return ScalePlan(tiles=split_tiles(h, w, rows, cols, margin, align), history=history, estimate=base + need)
+    return ScalePlan(tiles=tiles, history=history, estimate=base + need)
 
 
 def _conv_of(layer: str) -> str:
