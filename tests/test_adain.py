@@ -282,3 +282,17 @@ def test_cli_train_bad_input(tmp_path, train_dirs, capsys):
     code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]),
                  "-o", str(tmp_path / "d.safetensors"), "--size", "30", "-q"])
     assert code == 2 and "multiple of 8" in capsys.readouterr().err
+
+
+def test_bundled_decoder_or_a_clear_error(images, tmp_path, capsys):
+    """Without --decoder the shipped decoder is used; where none ships, one line says so (exit 2, no output)."""
+    out = tmp_path / "bundled.png"
+    code = main(["stylize", str(images["content"]), str(images["style"]), "--method", "adain", "--size", "64",
+                 "-o", str(out), "-q"])
+    if adain.bundled_decoder_path().is_file():
+        assert code == 0 and out.exists()
+        assert adain.bundled_decoder_path().stat().st_size <= 16 * 2**20
+    else:
+        err = capsys.readouterr().err
+        assert code == 2 and "--decoder" in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()

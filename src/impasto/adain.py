@@ -176,7 +176,10 @@ def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
     p = Path(path) if path is not None else bundled_decoder_path()
     if not p.is_file():
         if path is None:
-            raise ImpastoError(f"the bundled AdaIN decoder is missing ({p}); reinstall impasto or pass --decoder")
+            raise ImpastoError(
+                f"no trained AdaIN decoder at {p}: this version ships none yet (see docs/MODELS.md); "
+                "pass --decoder FILE, made by 'impasto train adain'"
+            )
         raise ImpastoError(f"--decoder {p}: no such file")
     try:
         state = load_file(str(p))
