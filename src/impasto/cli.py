@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import fields
@@ -450,7 +451,17 @@ def _train(args: argparse.Namespace) -> int:
         log.first = min(log.first, step)
 
     log.first = 1 << 62
-    summary = train(cfg, resume=args.resume, progress=not args.quiet, on_step=log)
+
+    def stop(signum, frame) -> None:
+        # A background run is ended with SIGTERM (and ignores SIGINT): checkpoint first, as Ctrl-C does.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        summary = train(cfg, resume=args.resume, progress=not args.quiet, on_step=log)
+    except KeyboardInterrupt:
+        print(f"impasto: interrupted; checkpoint saved to {cfg.checkpoint_path}, --resume continues", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not args.quiet:
         print(
             f"impasto: step {summary['step']} ({summary['steps_this_run']} this run, {summary['seconds']:.0f} s); "
