@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from PIL import Image
 
@@ -207,6 +208,20 @@ def test_batches_depend_only_on_seed_and_step(train_dirs):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
     assert a[0].shape == (2, 3, 32, 32) and 0 <= float(a[1].min()) and float(a[1].max()) <= 1
+
+
+def test_image_size_sets_the_scale_of_the_crops(tmp_path):
+    # A horizontal ramp: the spread of values in a crop tells how much of the picture's width it covers.
+    ramp = np.tile(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (64, 1, 3))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    images = ImageSet(tmp_path, 64)
+    def spread(image_size):
+        crops = sample_batch(images, images, 32, 8, 0, 1, image_size=image_size)[0]
+        return float((crops.amax(dim=(1, 2, 3)) - crops.amin(dim=(1, 2, 3))).mean())
+    # Images scaled to a shorter side of 48-64 px: a 32 px crop is a piece of the picture; at 32 px, the whole height.
+    assert spread(64) < 0.5 < spread(32)
+    with pytest.raises(ImpastoError, match="--image-size"):
+        TrainConfig(content_dir="c", style_dir="s", output=str(tmp_path / "d.safetensors"), size=64, image_size=32).validate()
 
 
 def test_training_runs_and_resume_continues_exactly(train_dirs, tmp_path):

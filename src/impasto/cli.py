@@ -261,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--style-dir", required=True, help="folder of style images")
     ta.add_argument("-o", "--output", required=True, help="decoder file to write (.safetensors, fp16)")
     ta.add_argument("--size", type=_int, default=256, help="training crop size in pixels (multiple of 8)")
+    ta.add_argument(
+        "--image-size", type=_int, default=512,
+        help="shorter side the images are scaled to (jittered down to 3/4) before cropping: the size of the "
+        "pictures the decoder is meant for",
+    )
     ta.add_argument("--batch", type=_int, default=8, help="images per step")
     ta.add_argument("--steps", type=_int, default=20000, help="total steps (a resumed run continues up to this)")
     ta.add_argument("--lr", type=_number, default=1e-4, help="Adam learning rate")
@@ -426,6 +431,7 @@ def _train(args: argparse.Namespace) -> int:
         style_dir=args.style_dir,
         output=args.output,
         size=args.size,
+        image_size=args.image_size,
         batch=args.batch,
         steps=args.steps,
         lr=args.lr,

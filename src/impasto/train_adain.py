@@ -41,6 +41,9 @@ class TrainConfig:
     style_dir: str
     output: str  # the decoder file written at the end (and at every checkpoint)
     size: int = 256  # crop size
+    # Shorter side the images are scaled to (with jitter down to 3/4) before cropping: the scale of the pictures the
+    # decoder will see (512 px), so a small crop is a piece of a 512 px picture, not a shrunken whole scene.
+    image_size: int = 512
     batch: int = 8
     steps: int = 20000  # total steps of the run (a resumed run continues up to this)
     lr: float = 1e-4
@@ -64,6 +67,8 @@ class TrainConfig:
                 raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
         if self.size < 32 or self.size % 8:
             raise ImpastoError(f"--size must be a multiple of 8 and at least 32, got {self.size}")
+        if not isinstance(self.image_size, int) or self.image_size < self.size:
+            raise ImpastoError(f"--image-size must be a whole number >= --size ({self.size}), got {self.image_size}")
         for name in ("lr", "lr_decay", "content_weight", "style_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -151,14 +156,25 @@ def augment_style(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def sample_batch(
-    contents: ImageSet, styles: ImageSet, size: int, batch: int, seed: int, step: int
+    contents: ImageSet,
+    styles: ImageSet,
+    size: int,
+    batch: int,
+    seed: int,
+    step: int,
+    image_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch of step `step`: a pure function of (seed, step), so a resumed run sees the same data."""
+    """The batch of step `step`: a pure function of (seed, step), so a resumed run sees the same data.
+
+    Crops come from the images rescaled to a shorter side of 3/4 to 1 x `image_size` (default 2 x `size`).
+    """
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     ci = torch.randint(0, len(contents), (batch,), generator=g).tolist()
     si = torch.randint(0, len(styles), (batch,), generator=g).tolist()
-    c = torch.stack([random_crop(contents.images[i], size, g) for i in ci])
-    s = torch.stack([augment_style(random_crop(styles.images[i], size, g), g) for i in si])
+    top = (image_size or 2 * size) / size
+    scale = (max(1.0, 0.75 * top), top)
+    c = torch.stack([random_crop(contents.images[i], size, g, scale) for i in ci])
+    s = torch.stack([augment_style(random_crop(styles.images[i], size, g, scale), g) for i in si])
     return c, s
 
 
@@ -282,8 +298,8 @@ def train(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
-    contents = ImageSet(cfg.content_dir, 2 * cfg.size, cfg.max_images, "content")
-    styles = ImageSet(cfg.style_dir, 2 * cfg.size, cfg.max_images, "style")
+    contents = ImageSet(cfg.content_dir, cfg.image_size, cfg.max_images, "content")
+    styles = ImageSet(cfg.style_dir, cfg.image_size, cfg.max_images, "style")
     out = Path(cfg.output)
     if not out.parent.is_dir():
         raise ImpastoError(f"output folder {out.parent} does not exist")
@@ -306,11 +322,11 @@ def train(
         start_step = int(state["step"])
         log = list(state.get("log", []))
     else:
-        c, s = sample_batch(contents, styles, cfg.size, cfg.batch, cfg.seed, 10**9 + 1)
+        c, s = sample_batch(contents, styles, cfg.size, cfg.batch, cfg.seed, 10**9 + 1, cfg.image_size)
         model.calibrate(c.to(device), s.to(device))
 
     # Fixed preview pairs, independent of the training batches.
-    pc, ps = sample_batch(contents, styles, cfg.size, 4, cfg.seed, 10**9 + 2)
+    pc, ps = sample_batch(contents, styles, cfg.size, 4, cfg.seed, 10**9 + 2, cfg.image_size)
     bar = tqdm(
         total=cfg.steps, initial=start_step, disable=True if not progress else None, unit="step", dynamic_ncols=True
     )
@@ -318,7 +334,7 @@ def train(
     step = start_step
     try:
         while step < cfg.steps:
-            c, s = sample_batch(contents, styles, cfg.size, cfg.batch, cfg.seed, step)
+            c, s = sample_batch(contents, styles, cfg.size, cfg.batch, cfg.seed, step, cfg.image_size)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step)
             content_loss, style_loss = model(c.to(device), s.to(device))
