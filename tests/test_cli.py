@@ -143,7 +143,7 @@ def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):
         "--scales", "--min-size", "--scale-steps", "--precision", "--style-loss", "--preserve-color", "--mask", "--content-mask",
     ):
         assert flag in text, flag
-    assert "(default: 512)" in text and "(default: 300)" in text and "(default: lbfgs)" in text
+    assert "(default: 512)" in text and "(default: 70)" in text and "(default: lbfgs)" in text
     assert "(default: None)" not in text
 
 

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(same result, slower); default: min(8 GiB, 60%% of RAM), 60%% of the GPU's memory on CUDA",
     )
     g.add_argument(
-        "--steps", type=_int, default=300, help="total step budget over all scales (one VGG pass each)"
+        "--steps", type=_int, default=70, help="total step budget over all scales (one VGG pass each)"
     )
     g.add_argument(
         "--scales",
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="N",
         help="steps per scale, coarsest first ('150 80 40'); default: --steps split, halving at each finer scale",
+    )
+    g.add_argument(
+        "--upsample",
+        default="detail",
+        choices=("detail", "bicubic"),
+        help="how each scale's result becomes the next scale's start: bicubic plus the photo's finer detail "
+        "(sharp from the first step), or plain bicubic",
     )
     g.add_argument(
         "--precision",
@@ -310,6 +317,7 @@ def _stylize(args: argparse.Namespace) -> int:
         scales=args.scales,
         min_size=args.min_size,
         scale_steps=_ints(args.scale_steps),
+        upsample=args.upsample,
         precision=args.precision,
         preserve_color=args.preserve_color,
         style_loss=args.style_loss,

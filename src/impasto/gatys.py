@@ -20,12 +20,14 @@ from .color import PRESERVE_COLOR, color_inputs, combine_luminance
 from .device import PRECISIONS, resolve_device, resolve_precision
 from .errors import ImpastoError
 from .image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
+from .lbfgs import LBFGS
 from .losses import ContentLoss, GramStyleLoss, MeanCovStyleLoss, TVLoss
 from .tiles import TiledObjective, parse_size, plan_scale, resolve_max_memory
 from .vgg import POOLING, VGGFeatures, check_layers, min_input_side
 from .weights import load_weights
 
 OPTIMIZERS = ("lbfgs", "adam")
+UPSAMPLE = ("detail", "bicubic")
 STYLE_LOSSES = {"gram": GramStyleLoss, "mean-cov": MeanCovStyleLoss}
 DEFAULT_MAX_SIZE = 2048
 Callback = Callable[[int, torch.Tensor, dict], None]
@@ -36,7 +38,7 @@ class Options:
     """Settings of a Gatys run; the command line's flags map one to one onto these fields."""
 
     size: int | None = 512  # longest side of the output; None keeps the content image's size
-    steps: int = 300  # total step budget over all scales (one VGG forward+backward per step)
+    steps: int = 70  # total step budget over all scales (one VGG forward+backward per step): 40/20/10 at 3 scales
     scales: int | None = None  # number of scales, each twice the previous; None: halve from size down to min_size
     min_size: int = 128  # smallest scale when scales is None
     scale_steps: Sequence[int] | None = None  # steps per scale, coarsest first; default: steps split, halving
@@ -62,6 +64,7 @@ class Options:
     device: str = "auto"
     weights: str | None = None  # "caffe" (default), "torchvision" or a path
     weights_normalization: str | None = None
+    upsample: str = "detail"  # between scales: "detail" (bicubic plus the content's finer detail) or "bicubic"
     tol: float = 1e-4  # stop when the loss improves by less than this fraction per step (over 10 steps); 0: never
     max_size: int = DEFAULT_MAX_SIZE  # --size above this is refused unless raised explicitly
     max_memory: int | str | None = None  # scales estimated above this run tile by tile; bytes or "6G"; None: auto
@@ -105,6 +108,8 @@ class Options:
                 raise ImpastoError(f"--scale-steps must be whole numbers >= 1, got {list(self.scale_steps)}")
             if self.scales is not None and len(self.scale_steps) != self.scales:
                 raise ImpastoError(f"--scale-steps: got {len(self.scale_steps)} values for {self.scales} scales")
+        if self.upsample not in UPSAMPLE:
+            raise ImpastoError(f"unknown --upsample {self.upsample!r}; choose from {', '.join(UPSAMPLE)}")
         if self.optimizer not in OPTIMIZERS:
             raise ImpastoError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.pooling not in POOLING:
@@ -308,6 +313,21 @@ def resize_image(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return y.clamp(0, 1)
 
 
+def upsample(x: torch.Tensor, content: torch.Tensor, mode: str = "detail") -> torch.Tensor:
+    """The previous scale's result at the content's size: bicubic, plus (mode "detail") the content's own detail.
+
+    Bicubic enlargement leaves the picture blurred, and a few L-BFGS steps at full size cannot re-sharpen it. "detail"
+    adds what the content has at this size and not at the previous one (content minus content's down-and-up
+    round trip), so the last scale starts sharp and its steps go to style instead.
+    """
+    size = content.shape[-2:]
+    y = resize_image(x, size)
+    if mode == "detail" and x.shape[-2] < size[0]:
+        low = resize_image(resize_image(content, x.shape[-2:]), size)
+        y = (y + (content.to(y.device) - low.to(y.device))).clamp(0, 1)
+    return y
+
+
 def _initial_image(init: str, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if init == "content":
         return content.clone()
@@ -356,12 +376,18 @@ def run(
     net = VGGFeatures(weights, layers, opts.pooling).to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        # Weights stored in the autocast dtype: autocast then stops re-casting them on every pass (7-13 % a step).
+        # The input normalization stays fp32.
+        net.net.to(dtype)
 
     bar = tqdm(total=sum(budgets), disable=True if not progress else None, unit="step", dynamic_ncols=True, leave=False)
     history: list[float] = []
     last: dict = {}
     stopped, x, done = "budget", None, 0
     tiles: list[int] = []
+    h0: float | None = None  # L-BFGS curvature scale carried from one scale to the next
+    prev_pixels = 1
     try:
         for size, budget in zip(sizes, budgets):
             content_t, style_ts = prepare_images(content_pil, style_pils, size, opts.style_scale, opts.max_size, min_side)
@@ -369,7 +395,7 @@ def run(
             if x is None:
                 start = _initial_image(opts.init, content_t, generator)
             else:
-                start = resize_image(x, content_t.shape[-2:])
+                start = upsample(x, content_t, opts.upsample)
             masks = _region_masks(opts, content_t.shape[-2:], len(style_ts))
             # Above the memory budget, the same objective is evaluated tile by tile (see impasto.tiles).
             plan = plan_scale(content_t.shape[-2:], [s.shape[-2:] for s in style_ts], budget, opts, dtype, memory)
@@ -383,9 +409,13 @@ def run(
             )
             objective = TiledObjective(*inputs, plan.tiles) if plan.tiles else _Objective(*inputs)
             tiles.append(plan.count)
-            x, steps, stopped = _optimize(
-                objective, start.to(device), budget, opts, history, last, bar, callback, done, plan.history
+            if h0 is not None:
+                # The losses are means over positions, so curvature falls as 1 / pixels: rescale the carried h0.
+                h0 *= content_t.shape[-2] * content_t.shape[-1] / prev_pixels
+            x, steps, stopped, h0 = _optimize(
+                objective, start.to(device), budget, opts, history, last, bar, callback, done, plan.history, h0
             )
+            prev_pixels = content_t.shape[-2] * content_t.shape[-1]
             done += steps
             if stopped == "interrupted":
                 break
@@ -419,17 +449,17 @@ def _optimize(
     callback: Callback | None,
     offset: int,
     history_size: int = 100,
-) -> tuple[torch.Tensor, int, str]:
-    """Optimize the pixels at one scale; returns (image, steps taken, why it stopped)."""
+    h0: float | None = None,
+) -> tuple[torch.Tensor, int, str, float | None]:
+    """Optimize the pixels at one scale; returns (image, steps taken, why it stopped, L-BFGS curvature scale)."""
     x = start.detach().clone().requires_grad_(True)
     if opts.optimizer == "lbfgs":
-        # One function evaluation per step; the curvature history carries over between step() calls.
-        optimizer = torch.optim.LBFGS([x], lr=opts.learning_rate or 1.0, max_iter=1, history_size=history_size)
+        optimizer = LBFGS(x, lr=opts.learning_rate or 1.0, history_size=history_size, h0=h0)
     else:
         optimizer = torch.optim.Adam([x], lr=opts.learning_rate or 0.02)
 
     def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
+        x.grad = None
         total, terms = objective(x)
         total.backward()
         last.update(terms)
@@ -453,10 +483,14 @@ def _optimize(
             if callback is not None:
                 callback(offset + step, x.detach(), dict(last))
             if _converged(scale_history, opts.tol):
-                return x.detach(), step, "converged"
+                return x.detach(), step, "converged", _h0(optimizer)
     except KeyboardInterrupt:
-        return x.detach(), step, "interrupted"
-    return x.detach(), step, "budget"
+        return x.detach(), step, "interrupted", _h0(optimizer)
+    return x.detach(), step, "budget", _h0(optimizer)
+
+
+def _h0(optimizer) -> float | None:
+    return optimizer.h0 if isinstance(optimizer, LBFGS) else None
 
 
 def _converged(history: list[float], tol: float, window: int = 10) -> bool:
