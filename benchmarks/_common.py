@@ -36,6 +36,17 @@ def pair_paths(data: Path, key: str) -> tuple[Path, Path]:
     return data / "content" / f"{content_name}.jpg", data / "style" / f"{style_name}.jpg"
 
 
+def code_fingerprint() -> str:
+    """A hash of impasto's source: saved results from other code are stale even when the version number is not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "src" / "impasto").rglob("*.py")):
+        h.update(f.relative_to(ROOT).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def machine() -> str:
     cpu = platform.processor() or "cpu"
     try:

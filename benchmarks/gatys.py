@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from _common import DATA, PAIRS, ROOT, machine, write_section
+from _common import code_fingerprint, DATA, PAIRS, ROOT, machine, write_section
 from impasto import __version__, gatys
 from impasto.image import fit_longest_side, load_image, save_image, tensor_to_pil
 from impasto.metrics import evaluate
@@ -56,6 +56,7 @@ def main() -> None:
         "style_loss": args.style_loss,
         "upsample": args.upsample,
         "version": __version__,
+        "code": code_fingerprint(),
     }
     done: dict = {}
     if results_file.exists() and not args.fresh:

@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
+from _common import code_fingerprint, DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
 from impasto import __version__
 from impasto.image import load_image
 from impasto.metrics import evaluate
@@ -274,6 +274,7 @@ def main() -> None:
         "impasto_args": args.impasto_args,
         "impasto_save_every": args.impasto_save_every,
         "version": __version__,
+        "code": code_fingerprint(),
     }
     saved = json.loads(results_file.read_text()) if results_file.exists() else {}
     if args.fresh or saved.get("settings") != settings:

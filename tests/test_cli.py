@@ -37,7 +37,7 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
         "stylize", str(images["content"]), str(images["style"]), str(images["style2"]), "-o", str(out),
         "--method", "gatys", "--size", "48", "--max-size", "100", "--steps", "4", "--tol", "0",
         "--scales", "2", "--min-size", "16", "--scale-steps", "2,2", "--precision", "fp32",
-        "--style-loss", "mean-cov", "--preserve-color", "histogram",
+        "--upsample", "bicubic", "--style-loss", "mean-cov", "--preserve-color", "histogram",
         "--mask", str(init), str(init), "--content-mask", str(init),
         "--content-weight", "2", "--style-weight", "5", "--tv-weight", "0.5", "--style-weights", "3,1",
         "--style-scale", "0.8", "--content-layers", "relu4_2", "--style-layers", "relu1_1,relu2_1,relu3_1",
@@ -54,7 +54,7 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     o = seen["options"]
     assert (o.size, o.max_size, o.steps, o.tol) == (48, 100, 4, 0)
     assert (o.scales, o.min_size, o.scale_steps, o.precision) == (2, 16, [2, 2], "fp32")
-    assert (o.style_loss, o.preserve_color) == ("mean-cov", "histogram")
+    assert (o.style_loss, o.preserve_color, o.upsample) == ("mean-cov", "histogram", "bicubic")
     assert len(o.masks) == 2 and o.content_mask is not None
     assert (o.content_weight, o.style_weight, o.tv_weight, o.style_scale) == (2, 5, 0.5, 0.8)
     assert o.style_weights == [3, 1] and o.style_layer_weights == [1, 2, 1] and o.content_layer_weights == [1]
@@ -141,6 +141,7 @@ def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):
         "--style-weights", "--style-scale", "--pooling", "--device", "--weights", "--save-every", "--quiet",
         "--method", "--tol", "--max-size", "--content-layers", "--style-layers", "--learning-rate",
         "--scales", "--min-size", "--scale-steps", "--precision", "--style-loss", "--preserve-color", "--mask", "--content-mask",
+        "--upsample",
     ):
         assert flag in text, flag
     assert "(default: 512)" in text and "(default: 70)" in text and "(default: lbfgs)" in text
