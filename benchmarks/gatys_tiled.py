@@ -7,7 +7,7 @@ estimate (impasto.tiles) for the same plan. Results go to benchmarks/out/gatys-t
 finished size is kept, so an interrupted run resumes; --fresh starts over) and to the `gatys-tiled` section of
 docs/BENCHMARKS.md; the outputs to benchmarks/out/gatys-tiled_SIZE.png.
 
-    .venv/bin/python benchmarks/gatys_tiled.py                          # 1024, 2048, 4096 px (about two hours here)
+    .venv/bin/python benchmarks/gatys_tiled.py                          # 1024, 2048, 4096 px (about 8 minutes here)
     .venv/bin/python benchmarks/gatys_tiled.py --sizes 256 --steps 6 --doc /tmp/BENCH.md   # smoke check
 """
 
