@@ -311,3 +311,27 @@ def test_bundled_decoder_or_a_clear_error(images, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and "--decoder" in err and len(err.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_identity_loss_is_the_reconstruction_error_and_trains_it_down(train_dirs, tmp_path):
+    from impasto.train_adain import AdaINTrainer
+
+    torch.manual_seed(0)
+    model = AdaINTrainer(Decoder())
+    contents = ImageSet(train_dirs[0], 64)
+    c, s = sample_batch(contents, ImageSet(train_dirs[1], 64), 32, 2, 0, 0)
+    model.calibrate(c, s)
+    content_loss, style_loss, identity = model(c, s, identity=True)
+    with torch.no_grad():
+        rebuilt = model.decoder(model.encode(c)[-1].float())
+    assert float(identity.detach()) == pytest.approx(float(torch.nn.functional.mse_loss(rebuilt, c)), rel=1e-4)
+    assert float(model(c, s)[2]) == 0  # off unless asked for
+    assert torch.allclose(model(c, s)[0], content_loss) and torch.allclose(model(c, s)[1], style_loss)
+
+    cfg = _cfg(train_dirs, tmp_path / "d.safetensors", 6)
+    cfg.identity_weight, cfg.style_weight, cfg.content_weight, cfg.checkpoint_every = 1.0, 0.0, 0.0, 6
+    seen = []
+    train(cfg, on_step=lambda step, terms: seen.append(terms["identity"]))
+    assert len(seen) == 6 and seen[-1] < seen[0]
+    with pytest.raises(ImpastoError, match="--identity-weight"):
+        TrainConfig(content_dir="c", style_dir="s", output="d.safetensors", identity_weight=-1).validate()

@@ -279,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--lr-decay", type=_number, default=5e-5, help="learning rate = lr / (1 + lr-decay * step)")
     ta.add_argument("--content-weight", type=_number, default=1.0, help="weight of the content loss")
     ta.add_argument("--style-weight", type=_number, default=10.0, help="weight of the style loss")
+    ta.add_argument(
+        "--identity-weight", type=_number, default=0.0,
+        help="weight of an identity loss: the pixel MSE between each photo and the decoder's reconstruction of it "
+        "(0 = off, the paper's recipe); sharpens the decoder early in training",
+    )
     ta.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUTPUT.ckpt)")
     ta.add_argument("--checkpoint-every", type=_int, default=500, help="steps between checkpoints")
     ta.add_argument("--preview-every", type=_int, default=1000, help="steps between preview grids (0 = never)")
@@ -446,6 +451,7 @@ def _train(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay,
         content_weight=args.content_weight,
         style_weight=args.style_weight,
+        identity_weight=args.identity_weight,
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         preview_every=args.preview_every,
@@ -460,7 +466,8 @@ def _train(args: argparse.Namespace) -> int:
     def log(step: int, terms: dict) -> None:
         if args.log_every and step % args.log_every == 0:
             rate = (time.perf_counter() - started) / max(1, step - log.first + 1)
-            print(f"step {step}: content {terms['content']:.4f} style {terms['style']:.4f} ({rate:.2f} s/step)",
+            extra = f" identity {terms['identity']:.4f}" if "identity" in terms else ""
+            print(f"step {step}: content {terms['content']:.4f} style {terms['style']:.4f}{extra} ({rate:.2f} s/step)",
                   file=sys.stderr, flush=True)
         log.first = min(log.first, step)
 
