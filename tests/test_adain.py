@@ -335,3 +335,26 @@ def test_identity_loss_is_the_reconstruction_error_and_trains_it_down(train_dirs
     assert len(seen) == 6 and seen[-1] < seen[0]
     with pytest.raises(ImpastoError, match="--identity-weight"):
         TrainConfig(content_dir="c", style_dir="s", output="d.safetensors", identity_weight=-1).validate()
+
+
+def test_cli_train_every_flag_reaches_the_config(tmp_path, train_dirs, monkeypatch, capsys):
+    import impasto.train_adain as T
+
+    seen = {}
+    real = T.train
+    monkeypatch.setattr(T, "train", lambda cfg, **kw: seen.setdefault("cfg", cfg) and real(cfg, **kw))
+    out = tmp_path / "d.safetensors"
+    code = main([
+        "train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o", str(out),
+        "--size", "32", "--image-size", "48", "--batch", "2", "--steps", "2", "--lr", "1e-3", "--lr-decay", "1e-4",
+        "--content-weight", "2", "--style-weight", "5", "--identity-weight", "10", "--checkpoint",
+        str(tmp_path / "c.ckpt"), "--checkpoint-every", "1", "--preview-every", "2", "--preview-dir",
+        str(tmp_path / "p"), "--seed", "3", "--max-images", "1", "--device", "cpu", "--precision", "fp32",
+        "--log-every", "1", "-q",
+    ])
+    assert code == 0 and out.exists() and (tmp_path / "c.ckpt").exists() and any((tmp_path / "p").iterdir())
+    c = seen["cfg"]
+    assert (c.size, c.image_size, c.batch, c.steps, c.lr, c.lr_decay) == (32, 48, 2, 2, 1e-3, 1e-4)
+    assert (c.content_weight, c.style_weight, c.identity_weight, c.seed, c.max_images) == (2, 5, 10, 3, 1)
+    assert (c.device, c.precision, c.checkpoint_every, c.preview_every) == ("cpu", "fp32", 1, 2)
+    assert "identity" in capsys.readouterr().err  # --log-every prints the identity term when it is on
