@@ -289,6 +289,12 @@ class Stylizer:
             # Measured on a 2-core AMX CPU: channels_last convolutions run faster under bf16 autocast.
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
             self.decoder = self.decoder.to(memory_format=torch.channels_last)
+        if self.dtype is not None:
+            # Weights stored in the autocast dtype once, so autocast stops re-casting them on every call (bit-identical
+            # results); the input normalization and the decoder's input scale stay fp32.
+            self.encoder.net.to(self.dtype)
+            for p in self.decoder.parameters():
+                p.data = p.data.to(self.dtype)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, StyleCode] = OrderedDict()
 
