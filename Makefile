@@ -32,6 +32,8 @@ demo: install
 	mkdir -p out
 	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png src/impasto/examples/swirls.png \
 		-o out/demo.png --size 256 --steps 100
+	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png src/impasto/examples/swirls.png \
+		-o out/demo_adain.png --size 256 --method adain
 
 test: dev
 	$(PY) -m pytest -q

@@ -33,6 +33,7 @@ from .weights import load_weights
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 BOTTLENECK = "relu4_1"
 STRIDE = 8  # three poolings before relu4_1
+MARGIN = 16  # px of reflected picture around the content while stylizing (see _pad_margin); a multiple of STRIDE
 DECODER_FILE = "adain_decoder.safetensors"
 DEFAULT_MAX_SIZE = 4096
 _EPS = 1e-5
@@ -177,8 +178,8 @@ def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
     if not p.is_file():
         if path is None:
             raise ImpastoError(
-                f"no trained AdaIN decoder at {p}: this version ships none yet (see docs/MODELS.md); "
-                "pass --decoder FILE, made by 'impasto train adain'"
+                f"the bundled AdaIN decoder is missing ({p}): reinstall impasto, "
+                "or pass --decoder FILE, made by 'impasto train adain'"
             )
         raise ImpastoError(f"--decoder {p}: no such file")
     try:
@@ -347,12 +348,15 @@ class Stylizer:
         one, the photo's own features show through. `strength` mixes the target with the photo's features.
         """
         h, w = content.shape[-2:]
-        fc = self.encode(_pad_to_stride(content))
+        fc = self.encode(_pad_to_stride(_pad_margin(content)))
         small = None
         if masks is not None:
-            small = [F.adaptive_avg_pool2d(_pad_to_stride(m.float()), fc.shape[-2:]).to(fc.device) for m in masks]
+            small = [
+                F.adaptive_avg_pool2d(_pad_to_stride(_pad_margin(m.float())), fc.shape[-2:]).to(fc.device)
+                for m in masks
+            ]
         target = target_features(fc, codes, strength=strength, style_weights=style_weights, masks=small)
-        return self.decode(target)[..., :h, :w]
+        return self.decode(target)[..., MARGIN : MARGIN + h, MARGIN : MARGIN + w]
 
     def stylize(
         self,
@@ -431,6 +435,16 @@ def run(
     if callback is not None:
         callback(1, image, {})
     return Result(image=image)
+
+
+def _pad_margin(x: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad every edge by MARGIN px, cropped off after decoding.
+
+    The encoder's zero padding makes edge features unlike any inside a picture, and the decoder answers them with a
+    frame a dozen pixels wide; with the picture continued past its edges, that frame falls outside the crop.
+    """
+    h, w = x.shape[-2:]
+    return F.pad(x, (MARGIN,) * 4, mode="reflect" if MARGIN < min(h, w) else "replicate")
 
 
 def _pad_to_stride(x: torch.Tensor) -> torch.Tensor:
