@@ -391,3 +391,135 @@ def test_cli_train_every_flag_reaches_the_config(tmp_path, train_dirs, monkeypat
     assert (c.content_weight, c.style_weight, c.identity_weight, c.seed, c.max_images) == (2, 5, 10, 3, 1)
     assert (c.device, c.precision, c.checkpoint_every, c.preview_every) == ("cpu", "fp32", 1, 2)
     assert "identity" in capsys.readouterr().err  # --log-every prints the identity term when it is on
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training safety, encoder checks, batch API
+
+
+def test_a_fresh_run_does_not_replace_a_checkpoint_and_resume_keeps_the_data_settings(train_dirs, tmp_path, capsys):
+    out = tmp_path / "d.safetensors"
+    train(_cfg(train_dirs, out, 1))
+    before = load_checkpoint(str(out) + ".ckpt")
+    args = ["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o", str(out),
+            "--size", "32", "--batch", "2", "--steps", "2", "--preview-every", "0", "--device", "cpu",
+            "--precision", "fp32", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert torch.equal(load_checkpoint(str(out) + ".ckpt")["decoder"]["net.1.weight"], before["decoder"]["net.1.weight"])
+    # A resumed run must keep the seed (its batches) and the crop size...
+    assert main(args + ["--resume", "--seed", "7"]) == 2
+    assert "--seed 0 (now 7)" in capsys.readouterr().err
+    # ...but may change the loss weights (schedules).
+    assert main(args + ["--resume", "--style-weight", "3"]) == 0
+    assert load_checkpoint(str(out) + ".ckpt")["step"] == 2
+    # A finished run resumed to the same step does nothing and says so.
+    summary = train(_cfg(train_dirs, out, 2), resume=True)
+    assert summary["steps_this_run"] == 0 and summary["step"] == 2
+    assert main(args + ["--overwrite", "--steps", "1"]) == 0
+    assert load_checkpoint(str(out) + ".ckpt")["step"] == 1
+
+
+def test_bad_output_paths_fail_before_any_image_is_read(tmp_path, capsys):
+    # The image folders do not exist: an error about them would mean the paths were checked too late.
+    base = ["train", "adain", "--content-dir", str(tmp_path / "none"), "--style-dir", str(tmp_path / "none"), "-q"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    cases = [
+        (["-o", str(tmp_path / "missing" / "d.safetensors")], "does not exist"),
+        (["-o", str(tmp_path / "d.safetensors"), "--checkpoint", str(tmp_path / "missing" / "c.ckpt")], "--checkpoint"),
+        (["-o", str(tmp_path / "d.safetensors"), "--preview-dir", str(a_file / "p")], "not a folder"),
+        (["-o", str(tmp_path / "d.safetensors"), "--max-images", "0"], "--max-images"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "not a directory" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_an_interrupted_run_saves_what_it_did(train_dirs, tmp_path):
+    from impasto.train_adain import TrainingInterrupted
+
+    def stop_after_two(step, terms):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "d.safetensors"
+    cfg = _cfg(train_dirs, out, 5)
+    cfg.checkpoint_every = 100
+    with pytest.raises(TrainingInterrupted) as e:
+        train(cfg, on_step=stop_after_two)
+    assert e.value.saved and e.value.step == 2
+    assert load_checkpoint(str(out) + ".ckpt")["step"] == 2
+    assert load_decoder(out).vgg == "caffe"  # the encoder it was trained with is recorded
+
+
+def test_the_cli_says_when_an_interruption_saved_nothing(train_dirs, tmp_path, monkeypatch, capsys):
+    import impasto.train_adain as T
+
+    monkeypatch.setattr(T.AdaINTrainer, "forward", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    out = tmp_path / "d.safetensors"
+    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o",
+                 str(out), "--size", "32", "--batch", "2", "--steps", "2", "--device", "cpu", "--precision", "fp32", "-q"])
+    assert code == 130
+    assert "no checkpoint written" in capsys.readouterr().err
+    assert not out.exists() and not Path(str(out) + ".ckpt").exists()
+
+
+def test_a_decoder_refuses_an_encoder_it_was_not_trained_with(tmp_path, images):
+    path = tmp_path / "d.safetensors"
+    save_decoder(Decoder(), path, metadata={"vgg": "caffe"})
+    # Refused before any weights are fetched (torchvision's would need the network).
+    with pytest.raises(ImpastoError, match="trained with the caffe VGG-19 weights"):
+        Stylizer(path, device="cpu", weights="torchvision")
+    Stylizer(path, device="cpu", weights="caffe")
+
+
+def test_the_stylizer_leaves_a_passed_decoder_alone():
+    dec = Decoder()
+    before = {k: v.clone() for k, v in dec.state_dict().items()}
+    s = Stylizer(dec, device="cpu", precision="bf16")
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in dec.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in dec.state_dict().items())
+    assert next(s.decoder.parameters()).dtype == torch.bfloat16
+
+
+def test_bf16_inference_is_close_to_fp32(decoder_file, images):
+    outs = [
+        Stylizer(decoder_file, device="cpu", precision=p).stylize(images["content"], images["style"], Options(size=96))
+        for p in ("fp32", "bf16")
+    ]
+    assert outs[0].shape == outs[1].shape
+    diff = (outs[0] - outs[1]).abs()
+    assert float(diff.mean()) < 0.02 and float(diff.max()) < 0.25
+
+
+def test_style_weights_share_overlapping_regions():
+    torch.manual_seed(3)
+    content = torch.randn(1, 8, 6, 6)
+    codes = [StyleCode(*mean_std(torch.randn(1, 8, 4, 4) * s + m)) for s, m in ((2, 5), (0.5, -1))]
+    ones = torch.ones(1, 1, 6, 6)
+    blended = target_features(content, codes, style_weights=[3, 1])
+    masked = target_features(content, codes, style_weights=[3, 1], masks=[ones, ones])
+    assert torch.allclose(blended, masked, atol=1e-4)
+    # A style of weight 0 claims no pixels: its region keeps the photo's features.
+    left = torch.zeros(1, 1, 6, 6)
+    left[..., :3] = 1
+    out = target_features(content, codes, style_weights=[0, 1], masks=[left, 1 - left])
+    assert torch.allclose(out[..., :3], content[..., :3], atol=1e-5)
+
+
+def test_stylize_batch_in_the_python_api(decoder_file, images):
+    import impasto
+
+    outs = impasto.stylize_batch([images["content"], images["style2"]], images["style"], method="adain",
+                                 decoder=str(decoder_file), size=64, precision="fp32", device="cpu")
+    one = impasto.stylize(images["style2"], images["style"], method="adain", decoder=str(decoder_file), size=64,
+                          precision="fp32", device="cpu")
+    assert len(outs) == 2 and all(isinstance(o, Image.Image) for o in outs)
+    assert outs[1].tobytes() == one.tobytes()
+    gatys_outs = impasto.stylize_batch([images["content"]], images["style"], method="gatys", size=32, steps=2,
+                                       scales=1, device="cpu")
+    assert len(gatys_outs) == 1 and max(gatys_outs[0].size) == 32

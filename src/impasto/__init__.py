@@ -9,8 +9,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
-from .api import available_methods, stylize
+from .api import available_methods, stylize, stylize_batch
 from .errors import ImpastoError
 from .metrics import evaluate
 
-__all__ = ["stylize", "evaluate", "available_methods", "ImpastoError", "__version__"]
+__all__ = ["stylize", "stylize_batch", "evaluate", "available_methods", "ImpastoError", "__version__"]

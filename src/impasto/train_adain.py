@@ -60,8 +60,10 @@ class TrainConfig:
     precision: str = "auto"
     max_images: int | None = None  # use only the first N images of each folder (tests, quick trials)
     threads: int | None = None
+    weights: str | None = None  # VGG-19 weights of the encoder (None: the default Caffe weights); stored in the file
 
     def validate(self) -> None:
+        """Raise ImpastoError naming the first bad setting."""
         for name in ("size", "batch", "steps", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -78,13 +80,19 @@ class TrainConfig:
             raise ImpastoError(f"--lr must be positive, got {self.lr}")
         if self.preview_every < 0:
             raise ImpastoError(f"--preview-every must be >= 0, got {self.preview_every}")
+        for name in ("max_images", "threads"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
 
     @property
     def checkpoint_path(self) -> Path:
+        """The checkpoint file: --checkpoint, else OUTPUT.ckpt."""
         return Path(self.checkpoint) if self.checkpoint else Path(self.output + ".ckpt")
 
     @property
     def preview_path(self) -> Path:
+        """The folder of preview grids: --preview-dir, else OUTPUT_previews/ next to the output."""
         return Path(self.preview_dir) if self.preview_dir else Path(self.output).with_suffix("").with_name(
             Path(self.output).stem + "_previews"
         )
@@ -105,6 +113,7 @@ class ImageSet:
         if limit is not None:
             files = files[:limit]
         self.images: list[torch.Tensor] = []
+        self.names: list[str] = []  # the file of each loaded image (unreadable files are skipped)
         for f in files:
             try:
                 with Image.open(f) as im:
@@ -113,11 +122,11 @@ class ImageSet:
                     if scale < 1:
                         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
                     self.images.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous())
+                    self.names.append(f.name)
             except (OSError, ValueError):
                 continue  # an unreadable file is skipped, not fatal: these are large scraped folders
         if not self.images:
             raise ImpastoError(f"{what} folder {p}: no readable images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        self.names = [f.name for f in files]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -269,6 +278,7 @@ def _save_checkpoint(path: Path, model: AdaINTrainer, optimizer, step: int, cfg:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A training checkpoint (decoder, optimizer, step, config, log), or a one-line ImpastoError."""
     p = Path(path)
     if not p.is_file():
         raise ImpastoError(f"--resume: no checkpoint at {p}")
@@ -296,37 +306,110 @@ def preview_grid(model: AdaINTrainer, contents: torch.Tensor, styles: torch.Tens
     return tensor_to_pil(grid)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; `saved` says whether a checkpoint of `step` was written."""
+
+    def __init__(self, step: int, saved: bool, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.saved, self.checkpoint = step, saved, checkpoint
+
+
+# Settings a resumed run must keep: they decide which encoder the decoder inverts and the stream of batches, so changing
+# them silently continues a different experiment. Loss weights, lr and --image-size may change (schedules, curricula).
+RESUME_KEYS = ("seed", "size", "batch", "max_images", "weights")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    # The nearest existing ancestor must be writable (folders below it are created).
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ImpastoError(f"{what} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise ImpastoError(f"{what} {folder}: {existing} is not writable")
+
+
+def _check_paths(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Fail in the first second, not hours later at the first checkpoint."""
+    out = Path(cfg.output)
+    if not out.parent.is_dir():
+        raise ImpastoError(f"output folder {out.parent} does not exist")
+    _check_writable(out.parent, "output folder")
+    ckpt = cfg.checkpoint_path
+    if not ckpt.parent.is_dir():
+        raise ImpastoError(f"--checkpoint {ckpt}: folder {ckpt.parent} does not exist")
+    _check_writable(ckpt.parent, "--checkpoint folder")
+    if cfg.preview_every:
+        _check_writable(cfg.preview_path, "--preview-dir")
+    if not resume and ckpt.exists() and not overwrite:
+        raise ImpastoError(
+            f"checkpoint {ckpt} exists: --resume continues it, --overwrite starts a new run over it"
+        )
+
+
+def _check_resumable(state: dict, cfg: TrainConfig, where: Path) -> None:
+    stored = state.get("config") or {}
+    changed = [
+        f"--{k.replace('_', '-')} {stored[k]} (now {getattr(cfg, k)})"
+        for k in RESUME_KEYS
+        if k in stored and stored[k] != getattr(cfg, k)
+    ]
+    if changed:
+        raise ImpastoError(f"--resume: {where} was trained with " + ", ".join(changed) + "; use the same settings")
+
+
+def _decoder_metadata(cfg: TrainConfig, step: int) -> dict[str, str]:
+    """What a decoder file records of its making (safetensors metadata is str -> str)."""
+    keys = (
+        "size", "image_size", "batch", "lr", "lr_decay", "content_weight", "style_weight", "identity_weight", "seed",
+        "max_images",
+    )
+    meta = {"steps": str(step), "vgg": cfg.weights or "caffe", "data": f"{cfg.content_dir} | {cfg.style_dir}"}
+    meta.update({k: str(getattr(cfg, k)) for k in keys if getattr(cfg, k) is not None})
+    return meta
+
+
 def train(
     cfg: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Train (or continue training) a decoder; returns a summary with the final losses and timings."""
+    """Train (or continue training) a decoder; returns a summary with the final losses and timings.
+
+    A fresh run refuses to replace an existing checkpoint unless `overwrite`; `resume` continues it. Ctrl-C (and SIGTERM
+    in the command line) raises :class:`TrainingInterrupted` after saving a checkpoint of the steps done this run.
+    """
     cfg.validate()
+    _check_paths(cfg, resume, overwrite)
+    ckpt_path = cfg.checkpoint_path
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        _check_resumable(state, cfg, ckpt_path)
+        if int(state["step"]) >= cfg.steps:  # nothing to do (e.g. a finished phase of a scripted schedule)
+            return _summary(int(state["step"]), 0.0, 0, list(state.get("log", [])), cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
+    weights = load_weights(cfg.weights)
     contents = ImageSet(cfg.content_dir, cfg.image_size, cfg.max_images, "content")
     styles = ImageSet(cfg.style_dir, cfg.image_size, cfg.max_images, "style")
     out = Path(cfg.output)
-    if not out.parent.is_dir():
-        raise ImpastoError(f"output folder {out.parent} does not exist")
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same seed starts from the same decoder
         decoder = Decoder()
-    model = AdaINTrainer(decoder, dtype=dtype).to(device)
+    model = AdaINTrainer(decoder, weights=weights, dtype=dtype).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     log: list[dict] = []
     start_step = 0
-    ckpt_path = cfg.checkpoint_path
-    if resume:
-        state = load_checkpoint(ckpt_path)
+    if state is not None:
         decoder.load_state_dict(state["decoder"])
         model.layer_scale.copy_(state["layer_scale"])
         optimizer.load_state_dict(state["optimizer"])
@@ -335,6 +418,10 @@ def train(
     else:
         c, s = sample_batch(contents, styles, cfg.size, cfg.batch, cfg.seed, 10**9 + 1, cfg.image_size)
         model.calibrate(c.to(device), s.to(device))
+
+    def save(step: int) -> None:
+        _save_checkpoint(ckpt_path, model, optimizer, step, cfg, log)
+        save_decoder(decoder, out, metadata=_decoder_metadata(cfg, step))
 
     # Fixed preview pairs, independent of the training batches.
     pc, ps = sample_batch(contents, styles, cfg.size, 4, cfg.seed, 10**9 + 2, cfg.image_size)
@@ -363,32 +450,36 @@ def train(
                 terms["identity"] = identity_loss.item()
             log.append(terms)
             bar.update(1)
-            bar.set_postfix(content=f"{terms['content']:.3f}", style=f"{terms['style']:.3f}")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k in ("content", "style", "identity")})
             if on_step is not None:
                 on_step(step, terms)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _save_checkpoint(ckpt_path, model, optimizer, step, cfg, log)
-                save_decoder(decoder, out, metadata={"steps": str(step), "size": str(cfg.size)})
+                save(step)
             if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
                 cfg.preview_path.mkdir(parents=True, exist_ok=True)
                 model.eval()
                 preview_grid(model, pc, ps[:2]).save(cfg.preview_path / f"step{step:06d}.jpg", quality=90)
                 model.train()
     except KeyboardInterrupt:
-        _save_checkpoint(ckpt_path, model, optimizer, step, cfg, log)
-        save_decoder(decoder, out, metadata={"steps": str(step), "size": str(cfg.size)})
-        raise
+        # Nothing new to save when interrupted before the first step of this run: the old checkpoint stands.
+        if step > start_step:
+            save(step)
+        raise TrainingInterrupted(step, step > start_step or ckpt_path.exists(), ckpt_path) from None
     finally:
         bar.close()
+    return _summary(step, time.perf_counter() - t0, step - start_step, log, cfg)
+
+
+def _summary(step: int, seconds: float, steps_this_run: int, log: list[dict], cfg: TrainConfig) -> dict:
     recent = log[-min(len(log), 100) :] if log else []
     return {
         "step": step,
-        "seconds": time.perf_counter() - t0,
-        "steps_this_run": step - start_step,
+        "seconds": seconds,
+        "steps_this_run": steps_this_run,
         "content": float(np.mean([r["content"] for r in recent])) if recent else None,
         "style": float(np.mean([r["style"] for r in recent])) if recent else None,
-        "output": str(out),
-        "checkpoint": str(ckpt_path),
+        "output": str(cfg.output),
+        "checkpoint": str(cfg.checkpoint_path),
     }
 
 
