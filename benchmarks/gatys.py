@@ -87,12 +87,14 @@ def main() -> None:
         seconds = time.perf_counter() - start
         out = tensor_to_pil(result.image)
         save_image(out, args.out / f"{args.section}_{key}.png")
-        done[key] = {"seconds": seconds, "steps": result.steps, "stopped": result.stopped}
+        done[key] = {
+            "seconds": seconds, "steps": result.steps, "stopped": result.stopped, "date": dt.date.today().isoformat()
+        }
         results_file.write_text(json.dumps({"settings": settings, "pairs": done}, indent=2))
         print(f"{key}: {seconds:.0f} s, {result.steps} steps ({result.stopped})", flush=True)
-        write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs)
+        write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs, _latest(done))
 
-    write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs)
+    write_doc(args.doc, args.section, score(done, args), settings, command, args.pairs, _latest(done))
 
 
 def score(done: dict, args: argparse.Namespace) -> dict:
@@ -118,11 +120,16 @@ def _distances(image: Image.Image, content: Image.Image, style: Image.Image) -> 
     return {"content": e["content"], "style": e["style"]}
 
 
-def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str, planned: int) -> None:
+def _latest(done: dict) -> str:
+    """The date of the newest result (so --report does not stamp old figures with today's date)."""
+    return max((r.get("date", "") for r in done.values()), default="") or "unknown"
+
+
+def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str, planned: int, date: str) -> None:
     lines = [
         f"## Gatys (optimization): `{section}`, `benchmarks/gatys.py`",
         "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
+        f"- date: {date}; machine: {machine()}",
         f"- command: `{command.strip()}`",
         f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']} over "
         f"{settings['scales'] or 'the default'} scale(s), convergence tol {settings['tol']}, precision "

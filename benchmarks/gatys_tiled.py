@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DATA, ROOT, machine, write_section
+from _common import DATA, ROOT, code_fingerprint, machine, write_section
 from impasto import __version__, gatys, tiles
 from impasto.device import resolve_device, resolve_precision
 from impasto.image import load_image
@@ -54,7 +54,7 @@ def estimate(
     layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
     c, s = load_image(content), load_image(style)
     final = gatys.prepare_images(c, [s], opts.size, opts.style_scale, opts.max_size, min_input_side(layers))[0]
-    sizes = gatys.plan_scales(max(final.shape[-2:]), opts)
+    sizes = gatys.plan_scales(max(final.shape[-2:]), opts, min(final.shape[-2:]), min_input_side(layers))
     plans = []
     for side, steps in zip(sizes, gatys.plan_steps(len(sizes), opts)):
         ct, sts = gatys.prepare_images(c, [s], side, opts.style_scale, opts.max_size, min_input_side(layers))
@@ -87,7 +87,7 @@ def main() -> None:
         extra += ["--max-memory", args.max_memory]
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / f"{SECTION}.json"
-    settings = {"pair": f"{args.content}+{args.style}", "extra": extra, "version": __version__}
+    settings = {"pair": f"{args.content}+{args.style}", "extra": extra, "version": __version__, "code": code_fingerprint()}
     done: dict = {}
     if results_file.exists() and not args.fresh:
         saved = json.loads(results_file.read_text())
@@ -128,6 +128,7 @@ def main() -> None:
             "history": [p.history for p in plans],
             "estimate": max(p.estimate for p in plans),
             "summary": summary[-1],
+            "date": dt.date.today().isoformat(),
         }
         results_file.write_text(json.dumps({"settings": settings, "sizes": done}, indent=2))
         r = done[str(size)]
@@ -141,7 +142,7 @@ def write_doc(doc: Path, sizes: dict, settings: dict, command: str) -> None:
     lines = [
         f"## Gatys at print sizes: `{SECTION}`, `benchmarks/gatys_tiled.py`",
         "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}, {tiles.physical_memory() / tiles.GiB:.0f} GiB RAM",
+        f"- date: {max((r.get('date', '') for r in sizes.values()), default='') or dt.date.today().isoformat()}; machine: {machine()}, {tiles.physical_memory() / tiles.GiB:.0f} GiB RAM",
         f"- command: `{command.strip()}`",
         f"- pair: {settings['pair']}; `impasto stylize` at its defaults{' with ' + ' '.join(settings['extra']) if settings['extra'] else ''}, "
         f"--max-size twice the size; default --max-memory here: {budget}",

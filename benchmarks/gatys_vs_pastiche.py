@@ -264,6 +264,8 @@ def main() -> None:
         "machine, where impasto's own timings would not be fair",
     )
     args = parser.parse_args()
+    if args.curve_points < 2:
+        parser.error(f"--curve-points must be at least 2, got {args.curve_points}")
 
     run_id = dt.datetime.now().isoformat(timespec="seconds")
     keys = [pair_key(c, s) for c, s in PAIRS[: args.pairs]]
@@ -400,7 +402,7 @@ def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
     lines = [
         f"## impasto against pastiche 1.6.0: `{SECTION}`, `benchmarks/gatys_vs_pastiche.py`",
         "",
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}",
+        f"- date: {str(saved.get('run_id', ''))[:10] or 'unknown'}; machine: {machine()}",
         f"- command: `{saved.get('command', '').strip()}`",
         f"- pastiche: `python -m pastiche --device cpu --size {args.size} --seed 0 --num-steps {n_steps}`, all else "
         f"at its defaults; its {n_steps}-step runs are cached locally, rescaled by a {args.drift_steps}-step run "

@@ -215,6 +215,43 @@ def test_scale_plans():
     assert gatys.plan_steps(3, o(steps=270)) == [154, 77, 39]
     assert sum(gatys.plan_steps(4, o(steps=301))) == 301
     assert gatys.plan_steps(2, o(scale_steps=[7, 3])) == [7, 3]
+    # The budgets add up to --steps exactly; fewer steps than scales keeps the finest scales.
+    for steps in range(1, 12):
+        sizes = gatys.plan_scales(512, o(steps=steps))
+        budgets = gatys.plan_steps(len(sizes), o(steps=steps))
+        assert sum(budgets) == steps and min(budgets) >= 1 and sizes[-1] == 512, steps
+    assert gatys.plan_scales(512, o(steps=2)) == [256, 512]
+    # No scale may take the shorter side below what VGG's deepest layer needs (16 px for relu5_1).
+    assert gatys.plan_scales(512, o(), short=40) == [256, 512]
+    with pytest.raises(ImpastoError, match="at most 6 fit"):
+        gatys.plan_scales(512, o(scales=8, steps=100))
+    with pytest.raises(ImpastoError, match="--scale-steps"):
+        gatys.plan_scales(512, o(scale_steps=[1] * 4), short=64)
+    with pytest.raises(ImpastoError, match="fewer than --scales"):
+        gatys.plan_scales(512, o(scales=3, steps=2))
+
+
+def test_a_picture_too_thin_for_vgg_is_a_one_line_error(tmp_path):
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (400, 10), "gray").save(thin)
+    with pytest.raises(ImpastoError, match="shorter side must be at least 16 px"):
+        gatys.run(thin, [thin], gatys.Options(size=400, device="cpu"))
+
+
+def test_a_content_mask_does_not_change_how_styles_blend(images):
+    from impasto.weights import load_weights
+
+    opts = gatys.Options(style_weights=[3, 1])
+    layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+    net = VGGFeatures(load_weights(), layers)
+    content = gatys.prepare_images(images["content"], [], 64, 1.0)[0]
+    styles = [gatys.prepare_images(s, [], 64, 1.0)[0] for s in (images["style"], images["style2"])]
+    x = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    plain = gatys._Objective(net, content, styles, opts)(x)[1]
+    # A content mask that keeps nothing: the same objective as no mask at all.
+    masked = gatys._Objective(net, content, styles, opts, None, [torch.ones(1, 1, *content.shape[-2:])])(x)[1]
+    for k in ("content", "style", "total"):
+        assert masked[k] == pytest.approx(plain[k], rel=1e-4), k
 
 
 def test_coarse_to_fine_runs_each_scale_with_its_own_targets(images, monkeypatch):

@@ -124,7 +124,8 @@ def _objectives(weights, size, grid, masked, **options):
     if masked:
         left = torch.zeros(1, 1, h, w)
         left[..., : w // 3] = 1
-        masks = [left, 1 - left]
+        # "content": a --content-mask alone, one region where the blend of both styles applies
+        masks = [1 - left] if masked == "content" else [left, 1 - left]
     margin, align = tiles.receptive_margin(layers), tiles._alignment(layers)
     split = tiles.split_tiles(h, w, *grid, margin, align)
     whole = gatys._Objective(net, content, styles, opts, None, masks)
@@ -139,8 +140,9 @@ def _objectives(weights, size, grid, masked, **options):
         ((64, 96), (1, 2), False, {}),  # impasto's default layers and Gram loss
         ((128, 192), (2, 3), True, SHALLOW),  # windows much smaller than the image
         ((96, 128), (2, 2), True, {"style_loss": "mean-cov", **SHALLOW}),
+        ((96, 128), (2, 2), "content", {"style_weights": [3, 1], **SHALLOW}),
     ],
-    ids=["gram", "gram-masks-small-windows", "mean-cov-masks"],
+    ids=["gram", "gram-masks-small-windows", "mean-cov-masks", "content-mask-blended-styles"],
 )
 def test_tiled_objective_equals_the_whole_image(weights, size, grid, masked, options):
     whole, tiled, x, split = _objectives(weights, size, grid, masked, **options)

@@ -183,14 +183,17 @@ class _Objective(torch.nn.Module):
         )
         loss_cls = STYLE_LOSSES[opts.style_loss]
         self.masks: dict[str, list[torch.Tensor]] = {}
-        if masks is None:
-            # One loss per layer against the blend of all styles' statistics.
-            self.style = torch.nn.ModuleDict(
-                {
-                    layer: loss_cls.from_features([f[layer] for f in style_feats], opts.style_weights)
-                    for layer in opts.style_layers
-                }
-            )
+        if masks is None or len(masks) == 1:
+            # One loss per layer against the blend of all styles' statistics (over one region: a --content-mask).
+            blended = {
+                layer: loss_cls.from_features([f[layer] for f in style_feats], opts.style_weights)
+                for layer in opts.style_layers
+            }
+            if masks is None:
+                self.style = torch.nn.ModuleDict(blended)
+            else:
+                self.style = torch.nn.ModuleDict({k: torch.nn.ModuleList([v]) for k, v in blended.items()})
+                self.style_w = [1.0]
         else:
             # One loss per layer and style, each over its own region (the mask at the layer's resolution).
             self.style = torch.nn.ModuleDict(
@@ -200,6 +203,7 @@ class _Objective(torch.nn.Module):
                 }
             )
             self.style_w = _normalized(opts.style_weights, len(styles))
+        if masks is not None:
             for layer in opts.style_layers:
                 shape = content_feats[layer].shape[-2:]
                 self.masks[layer] = [F.adaptive_avg_pool2d(m, shape) for m in masks]
@@ -272,37 +276,62 @@ def prepare_images(
 
 
 def _region_masks(opts: Options, size: Sequence[int], n_styles: int) -> list[torch.Tensor] | None:
-    """Per-style masks at `size`; the content mask, if any, is cut out of every style's region."""
+    """Style regions at `size`: one mask per style, or with only a --content-mask a single region where the blend of
+    all styles applies (so adding a content mask never changes how several styles combine). The content mask, if
+    any, is cut out of every region."""
     if opts.masks is None and opts.content_mask is None:
         return None
-    masks = [load_mask(m, size) for m in opts.masks] if opts.masks is not None else [torch.ones(1, 1, *size)] * n_styles
+    masks = [load_mask(m, size) for m in opts.masks] if opts.masks is not None else [torch.ones(1, 1, *size)]
     if opts.content_mask is not None:
         free = 1 - load_mask(opts.content_mask, size)
         masks = [m * free for m in masks]
     return masks
 
 
-def plan_scales(final: int, opts: Options) -> list[int]:
-    """Longest side of each scale, coarsest first, ending at `final`."""
-    if opts.scales is not None:
-        return [max(1, round(final / 2 ** (opts.scales - 1 - i))) for i in range(opts.scales)]
+def plan_scales(final: int, opts: Options, short: int | None = None, min_side: int = 16) -> list[int]:
+    """Longest side of each scale, coarsest first, ending at `final`.
+
+    `short` is the final shorter side: no scale may bring it below `min_side` (what the deepest VGG layer needs), so
+    an automatic plan stops halving there and an explicit --scales / --scale-steps that cannot be met is an error.
+    A total --steps below the number of scales keeps only the finest scales (one step each).
+    """
+    short = final if short is None else short
+
+    def fits(size: int) -> bool:
+        return round(short * size / final) >= min_side
+
+    if opts.scales is not None or opts.scale_steps is not None:
+        n = opts.scales if opts.scales is not None else len(opts.scale_steps)
+        flag = "--scales" if opts.scales is not None else "--scale-steps"
+        sizes = [max(1, round(final / 2 ** (n - 1 - i))) for i in range(n)]
+        if not fits(sizes[0]):
+            fitting = sum(1 for size in sizes if fits(size))
+            raise ImpastoError(
+                f"{flag}: {n} scales would start at {sizes[0]} px, where the picture's shorter side is below "
+                f"{min_side} px; at most {max(1, fitting)} fit at this size"
+            )
+        if opts.scale_steps is None and opts.steps < n:
+            raise ImpastoError(f"--steps {opts.steps} is fewer than --scales {n}: each scale needs at least one step")
+        return sizes
     sizes = [final]
-    while round(sizes[0] / 2) >= opts.min_size:
+    while round(sizes[0] / 2) >= opts.min_size and fits(round(sizes[0] / 2)):
         sizes.insert(0, round(sizes[0] / 2))
-    if opts.scale_steps is not None and len(opts.scale_steps) != len(sizes):
-        # Explicit budgets decide the number of scales.
-        n = len(opts.scale_steps)
-        return [max(1, round(final / 2 ** (n - 1 - i))) for i in range(n)]
-    return sizes
+    # A total budget below the number of scales keeps the finest scales, one step each.
+    return sizes[max(0, len(sizes) - opts.steps) :]
 
 
 def plan_steps(n_scales: int, opts: Options) -> list[int]:
-    """Steps per scale: explicit, or the total budget split so that each finer scale gets half the steps."""
+    """Steps per scale: explicit, or the total budget split so that each finer scale gets half the steps.
+
+    The budgets add up to --steps exactly (at least one step per scale; see plan_scales).
+    """
     if opts.scale_steps is not None:
         return list(opts.scale_steps)
     shares = [0.5**i for i in range(n_scales)]
     budgets = [max(1, round(opts.steps * s / sum(shares))) for s in shares]
-    budgets[0] += opts.steps - sum(budgets) if sum(budgets) < opts.steps else 0
+    while sum(budgets) > opts.steps and max(budgets) > 1:  # rounding overshot: take from the largest
+        budgets[budgets.index(max(budgets))] -= 1
+    budgets[0] += max(0, opts.steps - sum(budgets))
     return budgets
 
 
@@ -370,7 +399,12 @@ def run(
     style_pils = [as_pil(s) for s in styles]
     # At the final size: checks every style's size up front, not after the coarse scales have run.
     final = prepare_images(content_pil, style_pils, opts.size, opts.style_scale, opts.max_size, min_side)[0]
-    sizes = plan_scales(max(final.shape[-2:]), opts)
+    if min(final.shape[-2:]) < min_side:
+        raise ImpastoError(
+            f"the content image is {final.shape[-1]}x{final.shape[-2]} px at this --size: its shorter side must be at "
+            f"least {min_side} px for the layers used"
+        )
+    sizes = plan_scales(max(final.shape[-2:]), opts, min(final.shape[-2:]), min_side)
     budgets = plan_steps(len(sizes), opts)
     weights = load_weights(opts.weights, opts.weights_normalization)
     net = VGGFeatures(weights, layers, opts.pooling).to(device)

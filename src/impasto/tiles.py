@@ -383,11 +383,12 @@ class TiledObjective(nn.Module):
         # Losses per layer (and per style when masked), built exactly as the whole-image objective builds them.
         self.masks: dict[str, list[torch.Tensor]] = {}
         self.region_w: list[float] = [1.0]
-        if masks is None:
+        if masks is None or len(masks) == 1:  # one region (a --content-mask): the blend of all styles
             groups = [(per_style, opts.style_weights)]
         else:
             groups = [([stats], None) for stats in per_style]
             self.region_w = _normalized(opts.style_weights, len(styles))
+        if masks is not None:
             for n in opts.style_layers:
                 self.masks[n] = [F.adaptive_avg_pool2d(m, self.layer_shapes[n]) for m in masks]
         self.losses = nn.ModuleDict(
