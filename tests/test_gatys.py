@@ -162,6 +162,23 @@ def test_callback_and_interrupt_keep_the_last_iterate(images):
     assert result.image.shape == (1, 3, 43, 64)
 
 
+def test_fp16_gradients_do_not_underflow():
+    # At 256 px half of an unscaled fp16 gradient underflows (cosine 0.5 to fp32's); loss scaling keeps it whole.
+    from impasto.image import load_image
+
+    photo = load_image(gatys.__file__.replace("gatys.py", "examples/chelsea.png"))
+    painting = load_image(gatys.__file__.replace("gatys.py", "examples/swirls.png"))
+    steps = {}
+    for precision in ("fp32", "fp16"):
+        opts = gatys.Options(size=256, steps=1, scales=1, tol=0, device="cpu", precision=precision)
+        out = gatys.run(photo, [painting], opts)
+        assert torch.isfinite(out.image).all() and out.losses["total"] > 0
+        start = gatys.prepare_images(photo, [], 256, 1.0)[0]
+        steps[precision] = (out.image - start).flatten()
+    a, b = steps["fp32"], steps["fp16"]
+    assert float(a @ b / (a.norm() * b.norm())) > 0.98
+
+
 @pytest.mark.parametrize(
     "options, message",
     [

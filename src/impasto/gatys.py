@@ -492,12 +492,24 @@ def _optimize(
     else:
         optimizer = torch.optim.Adam([x], lr=opts.learning_rate or 0.02)
 
+    # fp16 gradients of the early, large layers underflow (half the gradient is lost at 256 px): scale the loss
+    # before backward and the gradient back after, halving the scale whenever it overflows (torch's GradScaler,
+    # without growth). bf16 has fp32's range and needs none.
+    scale = [2.0**16 if getattr(objective, "dtype", None) == torch.float16 else 1.0]
+
     def closure() -> torch.Tensor:
-        x.grad = None
-        total, terms = objective(x)
-        total.backward()
-        last.update(terms)
-        return total
+        while True:
+            x.grad = None
+            objective.loss_scale = scale[0]  # the tiled objective runs its own backward passes
+            total, terms = objective(x)
+            (total * scale[0]).backward()
+            if scale[0] > 1 and not bool(torch.isfinite(x.grad).all()):
+                scale[0] /= 2
+                continue
+            if scale[0] != 1:
+                x.grad.div_(scale[0])
+            last.update(terms)
+            return total
 
     scale_history: list[float] = []
     step = 0

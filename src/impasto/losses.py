@@ -28,6 +28,10 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     # Positions-by-channels is a free view of a channels_last map, so the gradient flowing back has the conv
     # path's layout too; mixing layouts makes autograd's gradient sums several times slower.
     f = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    if f.dtype == torch.float16:
+        # fp16 cannot hold the sums: Caffe VGG activations reach 1e4, so their products overflow 65504 (bf16 has
+        # fp32's range and stays in its own precision, which is what makes it fast).
+        f = f.float()
     if mask is None:
         return torch.bmm(f.transpose(1, 2), f).float() / (h * w)
     f = f.float()

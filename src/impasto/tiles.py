@@ -313,6 +313,8 @@ def _sums(kind: str, f: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.
     """
     c = f.shape[1]
     rows = f.permute(0, 2, 3, 1).reshape(-1, c)
+    if rows.dtype == torch.float16:
+        rows = rows.float()  # fp16 would overflow, as in losses.gram_matrix
     if kind == "gram" and mask is None:
         return ((rows.T @ rows).float(),)
     rows = rows.float()
@@ -351,6 +353,7 @@ class TiledObjective(nn.Module):
         layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
         self.net, self.dtype, self.kind = net, dtype, opts.style_loss
         self.tiles = list(tiles)
+        self.loss_scale = 1.0
         margin, align = receptive_margin(layers), _alignment(layers)
         h, w = content.shape[-2:]
         self.strides = {n: layer_stride(n) for n in layers}
@@ -448,8 +451,8 @@ class TiledObjective(nn.Module):
             rows, cols, lrows, lcols = _core(t, self.strides[n], self.layer_shapes[n])
             diff = feats[n][:, :, lrows, lcols].float() - target[:, :, rows, cols]
             share = share + self.content_w[n] * diff.pow(2).sum() * (self.inv_norm[n] / target.numel())
-        (cw * share + sw * surrogate).backward()
-        return window.grad, share.detach()
+        ((cw * share + sw * surrogate) * self.loss_scale).backward()  # loss_scale: fp16 (see gatys._optimize)
+        return window.grad / self.loss_scale, share.detach()
 
     def _regions(self, layer: str):
         """(index, weight, mask at the layer's resolution or None, weighted count of positions) per style region."""
