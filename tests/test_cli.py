@@ -202,3 +202,20 @@ def test_summary_unless_quiet_and_progress_bar_shows_losses(images, tmp_path, ca
     gatys.run(images["content"], [images["style"]], gatys.Options(size=64, steps=2, tol=0), progress=True)
     assert bars[0].kw["disable"] is None and bars[0].kw["total"] == 2  # shown on a terminal
     assert set(bars[0].postfix[-1]) == {"content", "style", "tv"}
+
+
+def test_bad_masks_are_one_line_errors_before_any_work(images, tmp_path, capsys):
+    wide = tmp_path / "wide.png"
+    Image.new("L", (300, 40), 255).save(wide)
+    out = tmp_path / "out.png"
+    base = ["stylize", str(images["content"]), str(images["style"]), "-o", str(out), "--size", "64", "-q"]
+    for method in ("gatys", "adain"):
+        for extra, message in (
+            (["--mask", str(tmp_path / "missing.png")], "missing.png"),
+            (["--mask", str(wide)], "another shape than the picture"),
+            (["--content-mask", str(wide)], "another shape than the picture"),
+        ):
+            assert cli.main(base + ["--method", method] + extra) == 2, (method, extra)
+            err = capsys.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1, err
+            assert not out.exists()

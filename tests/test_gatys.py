@@ -384,6 +384,21 @@ def test_masks_put_each_style_in_its_region(images, tmp_path):
     assert blueness(swapped[:, :, half:]) > blueness(swapped[:, :, :half]) + 0.05
 
 
+def test_soft_masks_blend_the_styles_across_the_ramp(images, tmp_path):
+    import numpy as np
+
+    ramp = np.tile(np.linspace(255, 0, 96).astype(np.uint8)[None, :], (64, 1))  # white (style) left, black right
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    Image.fromarray(255 - ramp).save(tmp_path / "inverse.png")
+    masks = [tmp_path / "ramp.png", tmp_path / "inverse.png"]
+    out = run(images, [images["style"], images["style2"]], size=96, steps=25, masks=masks).image[0]
+    swapped = run(images, [images["style2"], images["style"]], size=96, steps=25, masks=masks).image[0]
+    # Blueness of out minus swapped: the photo's own colours cancel, what is left is where the blue painting went.
+    d = [float((out[2] - out[0] - swapped[2] + swapped[0])[:, i * 32 : (i + 1) * 32].mean()) for i in range(3)]
+    # It fades from left to right: the middle third is a mixture of both paintings.
+    assert d[0] > d[1] + 0.03 and d[1] > d[2] + 0.03, d
+
+
 def test_content_mask_keeps_the_photo(images, tmp_path):
     left, _ = _half_masks(tmp_path)
     out = run(images, size=96, steps=10, content_mask=left).image[0]

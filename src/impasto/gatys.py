@@ -406,6 +406,7 @@ def run(
         )
     sizes = plan_scales(max(final.shape[-2:]), opts, min(final.shape[-2:]), min_side)
     budgets = plan_steps(len(sizes), opts)
+    _region_masks(opts, final.shape[-2:], len(styles))  # unreadable or misshapen masks fail before any work
     weights = load_weights(opts.weights, opts.weights_normalization)
     net = VGGFeatures(weights, layers, opts.pooling).to(device)
     if device.type == "cpu":

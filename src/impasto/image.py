@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import tempfile
@@ -131,8 +132,20 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 
 def load_mask(mask: ImageLike, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` = (H, W); white = 1, soft edges kept."""
-    im = as_pil(mask).convert("L").resize((size[1], size[0]), resample=Image.BILINEAR)
+    """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` = (H, W); white = 1, soft edges kept.
+
+    Any resolution works, but not another shape: a mask whose aspect ratio differs from the picture's by more than
+    2 % would land in the wrong place, so it is an error rather than a silent stretch.
+    """
+    im = as_pil(mask)
+    mask_ratio, ratio = im.width / im.height, size[1] / size[0]
+    if abs(math.log(mask_ratio / ratio)) > math.log(1.02) + 1 / min(size):  # + one pixel of rounding
+        name = f"mask {mask}" if isinstance(mask, (str, os.PathLike)) else "a mask"
+        raise ImpastoError(
+            f"{name} is {im.width}x{im.height}, another shape than the picture ({size[1]}x{size[0]}); "
+            "draw it at the picture's aspect ratio"
+        )
+    im = im.convert("L").resize((size[1], size[0]), resample=Image.BILINEAR)
     a = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(a.copy())[None, None]
 
