@@ -22,10 +22,12 @@ def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> YIQ (Y: luminance; I, Q: chroma), the space luminance-only transfer works in."""
     return _apply(_RGB_TO_YIQ, image)
 
 
 def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) YIQ -> RGB, the inverse of :func:`rgb_to_yiq` (not clamped)."""
     return _apply(_YIQ_TO_RGB, image)
 
 

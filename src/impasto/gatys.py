@@ -220,6 +220,7 @@ class _Objective(torch.nn.Module):
             return self.net(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(total loss, its terms as floats: content, style, tv, total) of a (1, 3, H, W) image."""
         feats = self.features(x)
         content = sum(self.content_layer_w[k] * m(feats[k]) for k, m in self.content.items())
         style = sum(self.style_layer_w[k] * self._style_term(k, m, feats[k]) for k, m in self.style.items())

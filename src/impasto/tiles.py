@@ -23,7 +23,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from .errors import ImpastoError
 from .losses import GramStyleLoss, MeanCovStyleLoss, TVLoss, blend_grams
 from .vgg import LAYER_NAMES, VGGFeatures
 from .weights import CONV_SHAPES
+
+if TYPE_CHECKING:  # gatys imports this module; the Options type is only for annotations
+    from .gatys import Options
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -105,10 +108,12 @@ def default_max_memory(device: torch.device | None = None) -> int:
 
 
 def resolve_max_memory(value: int | float | str | None, device: torch.device | None = None) -> int:
+    """--max-memory in bytes: the value given (bytes or "6G"-style text), else the device's default budget."""
     return default_max_memory(device) if value is None else parse_size(value)
 
 
 def format_size(n: int) -> str:
+    """Bytes as "1.5 GiB" or "300 MiB", for messages and docs."""
     return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
 
 
@@ -230,7 +235,7 @@ def plan_scale(
     shape: Sequence[int],
     style_shapes: Sequence[Sequence[int]],
     steps: int,
-    opts,
+    opts: "Options",
     dtype: torch.dtype | None,
     budget: int,
 ) -> ScalePlan:
@@ -344,7 +349,7 @@ class TiledObjective(nn.Module):
         net: VGGFeatures,
         content: torch.Tensor,
         styles: list[torch.Tensor],
-        opts,
+        opts: "Options",
         dtype: torch.dtype | None,
         masks: list[torch.Tensor] | None,
         tiles: Sequence[Tile],
@@ -466,6 +471,7 @@ class TiledObjective(nn.Module):
                 yield i, w, m, total + 1e-8
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(total, terms) as gatys._Objective returns them; total's gradient is the tiles' gradient, computed here."""
         cw, sw, tw = self.weights
         # Pass 1: the image's style statistics, summed over the tiles' cores.
         sums: dict = {}
