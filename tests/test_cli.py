@@ -32,7 +32,8 @@ def test_stylize_writes_output_and_prints_its_path(images, tmp_path, capsys):
 def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     out = tmp_path / "all.png"
     init = tmp_path / "init.png"
-    Image.open(images["style"]).save(init)
+    # The content's own aspect ratio: masks must match the picture's shape.
+    Image.open(images["style"]).resize(Image.open(images["content"]).size).save(init)
     args = [
         "stylize", str(images["content"]), str(images["style"]), str(images["style2"]), "-o", str(out),
         "--method", "gatys", "--size", "48", "--max-size", "100", "--steps", "4", "--tol", "0",

@@ -402,8 +402,8 @@ def run(
     final = prepare_images(content_pil, style_pils, opts.size, opts.style_scale, opts.max_size, min_side)[0]
     if min(final.shape[-2:]) < min_side:
         raise ImpastoError(
-            f"the content image is {final.shape[-1]}x{final.shape[-2]} px at this --size: its shorter side must be at "
-            f"least {min_side} px for the layers used"
+            f"the content image is too small: {final.shape[-1]}x{final.shape[-2]} px at this --size; its shorter side must "
+            f"be at least {min_side} px for the layers used"
         )
     sizes = plan_scales(max(final.shape[-2:]), opts, min(final.shape[-2:]), min_side)
     budgets = plan_steps(len(sizes), opts)
