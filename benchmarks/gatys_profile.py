@@ -6,8 +6,8 @@ warm-up, in this process with the configured threads:
 1. Step cost per scale (the longest side of each default scale: 128, 256, 512 px) for fp32 and bf16 autocast, with
    channels_last and with contiguous tensors: one objective evaluation (VGG forward + backward, content, style and TV
    losses) and, separately, the L-BFGS update itself (the optimizer's own overhead).
-2. Where a 512 px step goes, by VGG block: forward + backward through the network cut after each default layer,
-   bf16, so each block's share is the difference between two consecutive cuts.
+2. Where a 512 px evaluation goes, by operation (torch.profiler self time, bf16, channels_last): convolutions
+   forward and backward, the Gram products, ReLU and pooling, autograd's gradient sums, the rest.
 3. Fixed costs, each in a fresh interpreter: importing torch, importing impasto's Gatys method, constructing a
    `torch.optim.LBFGS` (it imports torch._dynamo) against impasto's own L-BFGS.
 4. torch.compile of the objective at 128 px (inductor, the default mode): the time of the first, compiling call
@@ -106,24 +106,45 @@ def step_costs(content: Path, style: Path, sizes: list[int], reps: int) -> list[
     return rows
 
 
-def layer_costs(content: Path, size: int, reps: int) -> list[dict]:
-    content_t = gatys.prepare_images(content, [], size, 1.0)[0]
-    rows, previous = [], 0.0
-    for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"):
-        net = VGGFeatures(load_weights(), [layer]).to(memory_format=torch.channels_last)
-        net.net.to(torch.bfloat16)
-        x = content_t.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+# Operator names grouped into what a reader can act on.
+_GROUPS = {
+    "aten::mkldnn_convolution": "convolutions, forward",
+    "aten::convolution_backward": "convolutions, backward (input gradient)",
+    "aten::bmm": "Gram products and their gradients",
+    "aten::mm": "Gram products and their gradients",
+    "aten::clamp_min": "ReLU and max-pooling, forward and backward",
+    "aten::threshold_backward": "ReLU and max-pooling, forward and backward",
+    "aten::max_pool2d_with_indices": "ReLU and max-pooling, forward and backward",
+    "aten::max_pool2d_with_indices_backward": "ReLU and max-pooling, forward and backward",
+    "aten::add_": "gradient sums (autograd accumulating two paths)",
+}
 
-        def once() -> None:
-            x.grad = None
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = net(x)[layer]
-            out.float().square().mean().backward()
 
-        total = _median_time(once, reps)
-        rows.append({"up_to": layer, "seconds": total, "block": total - previous})
-        previous = total
-        print(f"up to {layer}: {total:.3f} s (+{rows[-1]['block']:.3f})", flush=True)
+def op_costs(content: Path, style: Path, size: int, reps: int) -> list[dict]:
+    """Self time per operator group of one default evaluation (bf16, channels_last), from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    objective, x0 = _setup(content, style, size, "bf16", True)
+    x = x0.clone().requires_grad_(True)
+
+    def evaluate() -> None:
+        x.grad = None
+        total, _ = objective(x)
+        total.backward()
+
+    for _ in range(2):
+        evaluate()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            evaluate()
+    seconds: dict[str, float] = {}
+    for event in prof.key_averages():
+        group = _GROUPS.get(event.key, "everything else (losses, casts, copies, fills)")
+        seconds[group] = seconds.get(group, 0.0) + event.self_cpu_time_total / 1e6 / reps
+    total = sum(seconds.values())
+    rows = [{"group": g, "seconds": t, "share": t / total} for g, t in sorted(seconds.items(), key=lambda kv: -kv[1])]
+    for r in rows:
+        print(f"{r['group']}: {r['seconds']:.3f} s ({r['share']:.0%})", flush=True)
     return rows
 
 
@@ -204,16 +225,14 @@ def render(results: dict) -> str:
             speedups.append(f"{size}: bf16 {fp32 / bf16:.2f}x faster than fp32, channels_last {cont / bf16:.2f}x "
                             "faster than contiguous (bf16)")
     lines += ["", "Ratios: " + "; ".join(speedups) + ".", ""]
-    layers = results["layers"]
     lines += [
-        f"A {results['layer_size']} px step by VGG block (bf16, channels_last; forward + backward through the network "
-        "cut after each layer):",
+        f"One {results['ops_size']} px evaluation by operation (bf16, channels_last; torch.profiler self time, "
+        "which the profiler itself inflates a little):",
         "",
-        "| cut after | seconds | this block |",
+        "| operations | seconds | share |",
         "| --- | ---: | ---: |",
     ]
-    for r in layers:
-        lines.append(f"| {r['up_to']} | {r['seconds']:.3f} | {r['block']:.3f} |")
+    lines += [f"| {r['group']} | {r['seconds']:.3f} | {r['share']:.0%} |" for r in results["ops"]]
     lines += ["", "Fixed costs (fresh interpreters, seconds):", "", "| what | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.2f} |" for k, v in results["fixed"].items()]
     c = results.get("compile")
@@ -253,8 +272,8 @@ def main() -> None:
         "code": code_fingerprint(),
         "fixed": fixed_costs(),
         "steps": step_costs(content, style, args.sizes, args.reps),
-        "layer_size": max(args.sizes),
-        "layers": layer_costs(content, max(args.sizes), max(2, args.reps // 2)),
+        "ops_size": max(args.sizes),
+        "ops": op_costs(content, style, max(args.sizes), max(2, args.reps // 2)),
     }
     if not args.no_compile:
         results["compile"] = compile_cost(content, style, args.compile_size, args.reps)

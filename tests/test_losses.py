@@ -115,3 +115,33 @@ def test_mean_cov_matches_a_direct_computation_in_any_memory_layout():
     mu, cov = mean_cov(features)
     (mu.sum() + cov.pow(2).sum()).backward()
     assert layouts == [True]
+
+
+def test_gram_and_covariance_gradients_match_plain_autograd():
+    """The one-product backward of x^T x gives autograd's gradient, with and without masks, in any layout."""
+    from impasto.losses import mean_cov, transposed_product
+
+    torch.manual_seed(0)
+    assert torch.autograd.gradcheck(transposed_product, (torch.randn(2, 7, 5, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(transposed_product, (torch.randn(9, 4, dtype=torch.float64, requires_grad=True),))
+    base = torch.randn(1, 6, 5, 4, dtype=torch.float64)
+    mask = torch.rand(1, 1, 5, 4, dtype=torch.float64)
+    weight = torch.randn(6, 6, dtype=torch.float64)
+
+    def reference(f, m):
+        flat = f.reshape(6, 20)
+        m = torch.ones(20, dtype=f.dtype) if m is None else m.reshape(20)
+        mu = flat @ m / m.sum()
+        centred = flat - mu[:, None]
+        return (flat * m) @ flat.T / m.sum(), mu, (centred * m) @ centred.T / m.sum()
+
+    for m in (None, mask):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            f = base.clone().contiguous(memory_format=layout).requires_grad_(True)
+            gram = gram_matrix(f, m)[0].double()
+            mu, cov = mean_cov(f, m)
+            ours = torch.autograd.grad(((gram + cov.double()) * weight).sum() + mu.double().sum(), f)[0]
+            g_ref, mu_ref, cov_ref = reference(f, m)
+            theirs = torch.autograd.grad(((g_ref + cov_ref) * weight).sum() + mu_ref.sum(), f)[0]
+            assert torch.allclose(gram, g_ref, atol=1e-5) and torch.allclose(cov.double(), cov_ref, atol=1e-5)
+            assert torch.allclose(ours, theirs, atol=1e-5)

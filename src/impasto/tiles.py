@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ImpastoError
-from .losses import GramStyleLoss, MeanCovStyleLoss, TVLoss, blend_grams
+from .losses import GramStyleLoss, MeanCovStyleLoss, TVLoss, blend_grams, transposed_product
 from .vgg import LAYER_NAMES, VGGFeatures
 from .weights import CONV_SHAPES
 
@@ -321,12 +321,13 @@ def _sums(kind: str, f: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.
     if rows.dtype == torch.float16:
         rows = rows.float()  # fp16 would overflow, as in losses.gram_matrix
     if kind == "gram" and mask is None:
-        return ((rows.T @ rows).float(),)
+        return (transposed_product(rows).float(),)
     rows = rows.float()
-    weighted = rows if mask is None else rows * mask.float().reshape(-1, 1)
-    if kind == "gram":
-        return (rows.T @ weighted,)
-    return (weighted.sum(0), rows.T @ weighted)
+    if mask is None:
+        return (transposed_product(rows),) if kind == "gram" else (rows.sum(0), transposed_product(rows))
+    weights = mask.float().reshape(-1, 1)
+    product = transposed_product(rows * weights.sqrt())  # rows^T diag(m) rows, as in losses.gram_matrix
+    return (product,) if kind == "gram" else ((rows * weights).sum(0), product)
 
 
 def _statistic(kind: str, sums: Sequence[torch.Tensor], count: float) -> tuple[torch.Tensor, ...]:
