@@ -148,28 +148,33 @@ def op_costs(content: Path, style: Path, size: int, reps: int) -> list[dict]:
     return rows
 
 
-def _fresh(code: str, reps: int = 3) -> float:
-    """Median wall time of a fresh interpreter running `code`."""
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")})
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _run_fresh(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")})
+    return time.perf_counter() - start
 
 
-def fixed_costs() -> dict:
-    base = _fresh("import torch")
-    rows = {
-        "python + import torch": base,
-        "+ import impasto.gatys": _fresh("import torch, impasto.gatys") - base,
-        "+ torch.optim.LBFGS(...)": _fresh(
-            "import torch; torch.optim.LBFGS([torch.zeros(1, requires_grad=True)], max_iter=1)"
-        ) - base,
-        "+ impasto.lbfgs.LBFGS(...)": _fresh(
+def fixed_costs(reps: int = 7) -> dict:
+    """Start-up costs in fresh interpreters, as medians of differences within each round.
+
+    The variants run round-robin after one untimed round (cold file caches), so drift of the shared machine hits
+    every variant alike; a difference is taken within a round, where the baseline ran seconds before.
+    """
+    codes = {
+        "python + import torch": "import torch",
+        "+ import impasto.gatys": "import torch, impasto.gatys",
+        "+ torch.optim.LBFGS(...)": "import torch; torch.optim.LBFGS([torch.zeros(1, requires_grad=True)], max_iter=1)",
+        "+ impasto.lbfgs.LBFGS(...)": (
             "import torch; from impasto.lbfgs import LBFGS; LBFGS(torch.zeros(1, requires_grad=True))"
-        ) - base,
+        ),
     }
+    for code in codes.values():
+        _run_fresh(code)
+    rounds = [{name: _run_fresh(code) for name, code in codes.items()} for _ in range(reps)]
+    base = "python + import torch"
+    rows = {base: statistics.median(r[base] for r in rounds)}
+    for name in list(codes)[1:]:
+        rows[name] = statistics.median(r[name] - r[base] for r in rounds)
     for k, v in rows.items():
         print(f"{k}: {v:.2f} s", flush=True)
     return rows
@@ -203,7 +208,9 @@ def render(results: dict) -> str:
         "",
         f"- date: {results['date']}; machine: {results['machine']}",
         f"- command: `{results['command']}`",
-        f"- pair: {results['pair']}; medians of repeated runs after a warm-up, in one process",
+        f"- pair: {results['pair']}; medians of repeated runs after a warm-up, in one process; the machine is "
+        "shared, so a single figure can be an outlier (an evaluation slower than the step that contains it): "
+        "compare within a row and across scales",
         "",
         "Step cost per scale (seconds; evaluation = VGG forward + backward and the losses, optimizer = the L-BFGS "
         "update on top of it):",
