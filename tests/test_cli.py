@@ -64,6 +64,19 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     assert (o.weights, o.weights_normalization) == ("caffe", "caffe")
 
 
+
+def test_stylize_defaults_are_the_library_defaults():
+    """The command line and the Python API must paint the same picture when given no options."""
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png"])
+    library = gatys.Options()
+    checked = 0
+    for name in ("size", "steps", "min_size", "upsample", "precision", "preserve_color", "style_loss", "tol",
+                 "content_weight", "style_weight", "tv_weight", "style_scale", "optimizer", "init", "pooling"):
+        if hasattr(args, name) and hasattr(library, name):
+            assert getattr(args, name) == getattr(library, name), name
+            checked += 1
+    assert checked >= 12 and args.style_weight == library.style_weight == 8.0
+
 def _bad_inputs(images, tmp: Path):
     (tmp / "adir").mkdir()
     (tmp / "text.png").write_text("not a picture")

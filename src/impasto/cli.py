@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w = st.add_argument_group("loss weights and layers")
     w.add_argument("--content-weight", type=_number, default=1.0, help="weight of the content loss")
-    w.add_argument("--style-weight", type=_number, default=10.0, help="weight of the style loss")
+    w.add_argument("--style-weight", type=_number, default=8.0, help="weight of the style loss")
     w.add_argument("--tv-weight", type=_number, default=1.0, help="weight of the total-variation (smoothness) loss")
     w.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights, one per style image (default equal)")
     w.add_argument("--style-scale", type=_number, default=1.0, help="style image scale relative to the output")
