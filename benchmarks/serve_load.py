@@ -23,16 +23,15 @@ import re
 import signal
 import statistics
 import subprocess
-import threading
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2 as httpx
 from _common import ROOT, machine, write_section
 from PIL import Image
-
-import httpx2 as httpx
 
 EXAMPLES = ROOT / "src" / "impasto" / "examples"
 
@@ -113,8 +112,20 @@ async def load(url: str, n: int, files: list, data: dict, timeout: float) -> Rep
 @contextlib.contextmanager
 def server_process(queue_size: int):
     """`impasto serve` in a child process (its own interpreter, as in real use); yields its URL."""
-    cmd = [sys.executable, "-m", "impasto", "serve", "--port", "0", "--queue-size", str(queue_size),
-           "--device", "cpu", "--precision", "fp32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "impasto",
+        "serve",
+        "--port",
+        "0",
+        "--queue-size",
+        str(queue_size),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -152,21 +163,25 @@ def summary(report: Report, args, settings_line: str) -> tuple[str, bool]:
     other = [o for o in report.outcomes if o.status not in ("ok", "429")]
     server_errors = [o for o in other if o.status.startswith("HTTP 5")]
     lines = [
-        f"- date: {dt.date.today().isoformat()}; machine: {machine()}; load average {args.loadavg:.1f} "
-        "before the run",
+        f"- date: {dt.date.today().isoformat()}; machine: {machine()}; load average {args.loadavg:.1f} before the run",
         f"- command: `{' '.join(['python', 'benchmarks/serve_load.py', *sys.argv[1:]])}`",
         f"- server: {settings_line}",
         f"- load: {args.requests} concurrent POST /api/jobs?wait=true, each a {args.image} px photo and painting, "
-        f"method {args.method}" + (f", size {args.size}, steps {args.steps}" if args.method == "gatys" else f", size {args.size}"),
+        f"method {args.method}"
+        + (f", size {args.size}, steps {args.steps}" if args.method == "gatys" else f", size {args.size}"),
         "",
         "| outcome | requests | p50 latency (s) | p95 latency (s) | max (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, group in (("result (PNG)", ok), ("429 queue full", busy), ("anything else (lost)", other),
-                        ("all", report.outcomes)):
+    for name, group in (
+        ("result (PNG)", ok),
+        ("429 queue full", busy),
+        ("anything else (lost)", other),
+        ("all", report.outcomes),
+    ):
         s = [o.seconds for o in group]
         row = f"| {name} | {len(group)} |"
-        row += (f" {percentile(s, 50):.2f} | {percentile(s, 95):.2f} | {max(s):.2f} |" if s else " – | – | – |")
+        row += f" {percentile(s, 50):.2f} | {percentile(s, 95):.2f} | {max(s):.2f} |" if s else " – | – | – |"
         lines.append(row)
     lines += [
         "",
@@ -213,8 +228,10 @@ def main() -> int:
         settings_line = f"{args.url} (as it runs)"
     else:
         server = server_process(args.queue_size)
-        settings_line = (f"`impasto serve --queue-size {args.queue_size} --device cpu --precision fp32` in its own "
-                         "process (uvicorn, one worker thread, wait limit 60 s)")
+        settings_line = (
+            f"`impasto serve --queue-size {args.queue_size} --device cpu --precision fp32` in its own "
+            "process (uvicorn, one worker thread, wait limit 60 s)"
+        )
     with server as url:
         print(f"{args.requests} concurrent requests against {url} ...", file=sys.stderr)
         report = asyncio.run(load(url, args.requests, files, data, args.timeout))

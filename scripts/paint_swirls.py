@@ -63,7 +63,7 @@ def paint(width: int = 512, height: int = 384, seed: int = 7) -> Image.Image:
     ]
     img = Image.new("RGB", (width, height), (25, 45, 95))
     draw = ImageDraw.Draw(img)
-    for layer, (count, length, brush) in enumerate(((2500, 26, 7), (5000, 16, 4), (4000, 9, 3))):
+    for count, length, brush in ((2500, 26, 7), (5000, 16, 4), (4000, 9, 3)):
         for _ in range(count):
             x, y = rng.uniform(0, width), rng.uniform(0, height)
             colour = colour_at(x, y, width, height, vortices, rng)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from impasto import adain
-from impasto.adain import Decoder, Options, StyleCode, Stylizer, load_decoder, mean_std, save_decoder, target_features
 from impasto.cli import main
-from impasto.color import rgb_to_yiq
+from impasto.core.color import rgb_to_yiq
+from impasto.core.image import pil_to_tensor
 from impasto.errors import ImpastoError
-from impasto.image import pil_to_tensor
-from impasto.train_adain import TrainConfig, load_checkpoint, sample_batch, ImageSet, train
+from impasto.losses.stats import mean_std
+from impasto.methods.adain import Options
+from impasto.methods.adain import engine as adain
+from impasto.methods.adain.engine import AdaINEngine, load_decoder, save_decoder
+from impasto.nets import adain as nets
+from impasto.nets.adain import Decoder, target_features
+from impasto.train.adain import Config as TrainConfig
+from impasto.train.adain import train
+from impasto.train.data import ImageFolder as ImageSet
+from impasto.train.data import sample_pairs as sample_batch
+from impasto.train.loop import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +41,21 @@ def decoder_file(tmp_path_factory) -> Path:
     return path
 
 
+def _engine(decoder=None, **load) -> AdaINEngine:
+    load.setdefault("device", "cpu")
+    load.setdefault("precision", "fp32")
+    return AdaINEngine(Options(decoder=None if decoder is None else str(decoder), **load))
+
+
+def _run(engine: AdaINEngine, content, styles, **options) -> torch.Tensor:
+    """One picture through a loaded engine, with run options on top of the ones it was loaded with."""
+    styles = styles if isinstance(styles, list) else [styles]
+    return engine.run(content, styles, replace(engine.options, **options)).image
+
+
 @pytest.fixture(scope="module")
-def stylizer(decoder_file) -> Stylizer:
-    return Stylizer(decoder_file, device="cpu", precision="fp32")
+def stylizer(decoder_file) -> AdaINEngine:
+    return _engine(decoder_file)
 
 
 def _t(path) -> torch.Tensor:
@@ -45,7 +66,7 @@ def test_adain_gives_the_style_statistics():
     torch.manual_seed(1)
     content = torch.randn(2, 16, 9, 7) * 3 + 1
     style = torch.randn(2, 16, 5, 11) * 0.5 - 2
-    out = adain.adain(content, *mean_std(style))
+    out = nets.adain(content, *mean_std(style))
     m_out, s_out = mean_std(out)
     m_s, s_s = mean_std(style)
     assert torch.allclose(m_out, m_s, atol=1e-4)
@@ -58,7 +79,7 @@ def test_masked_adain_restyles_only_the_region_statistics():
     mask = torch.zeros(1, 1, 6, 6)
     mask[..., :3] = 1
     style = torch.randn(1, 8, 4, 4) * 2 + 5
-    out = adain.adain(content, *mean_std(style), mask)
+    out = nets.adain(content, *mean_std(style), mask)
     m, s = mean_std(out, mask)
     assert torch.allclose(m, mean_std(style)[0], atol=1e-4)
     assert torch.allclose(s, mean_std(style)[1], atol=1e-3)
@@ -67,8 +88,8 @@ def test_masked_adain_restyles_only_the_region_statistics():
 def test_target_features_strength_weights_and_masks():
     torch.manual_seed(3)
     fc = torch.randn(1, 8, 4, 6)
-    a = StyleCode(*mean_std(torch.randn(1, 8, 3, 3) + 2))
-    b = StyleCode(*mean_std(torch.randn(1, 8, 3, 3) * 3 - 1))
+    a = mean_std(torch.randn(1, 8, 3, 3) + 2)
+    b = mean_std(torch.randn(1, 8, 3, 3) * 3 - 1)
     ta, tb = target_features(fc, [a]), target_features(fc, [b])
     # strength 0: the photo's features; 1: the AdaIN target; in between: linear.
     assert torch.allclose(target_features(fc, [a], strength=0.0), fc)
@@ -80,8 +101,8 @@ def test_target_features_strength_weights_and_masks():
     left = torch.zeros(1, 1, 4, 6)
     left[..., :3] = 1
     out = target_features(fc, [a, b], masks=[left, 1 - left])
-    assert torch.allclose(out[..., :3], adain.adain(fc, a.mean, a.std, left)[..., :3], atol=1e-5)
-    assert torch.allclose(out[..., 3:], adain.adain(fc, b.mean, b.std, 1 - left)[..., 3:], atol=1e-5)
+    assert torch.allclose(out[..., :3], nets.adain(fc, *a, left)[..., :3], atol=1e-5)
+    assert torch.allclose(out[..., 3:], nets.adain(fc, *b, 1 - left)[..., 3:], atol=1e-5)
     # where no mask covers, the photo's features stay.
     out = target_features(fc, [a], masks=[left])
     assert torch.allclose(out[..., 3:], fc[..., 3:])
@@ -112,36 +133,40 @@ def test_load_decoder_rejects_bad_files(tmp_path):
 
 def test_strength_zero_is_the_decoders_reconstruction(stylizer, images):
     content = _t(images["content"])
-    out = stylizer.stylize(content, images["style"], Options(size=None, strength=0.0))
-    m, (h, w) = adain.MARGIN, content.shape[-2:]
-    padded = adain._pad_to_stride(torch.nn.functional.pad(content, (m,) * 4, mode="reflect"))
-    recon = stylizer.decode(stylizer.encode(padded))[..., m : m + h, m : m + w]
+    out = _run(stylizer, content, images["style"], size=None, strength=0.0)
+    m, (h, w) = nets.MARGIN, content.shape[-2:]
+    padded = nets.pad_to_stride(torch.nn.functional.pad(content, (m,) * 4, mode="reflect"))
+    with torch.no_grad():  # the network's own pieces: reflected margin, stride padding, encoder, decoder, crop
+        recon = stylizer.net.decoder(stylizer.net.encoder(padded)["relu4_1"]).clamp(0, 1)[..., m : m + h, m : m + w]
     assert torch.allclose(out, recon, atol=1e-5)
-    full = stylizer.stylize(content, images["style"], Options(size=None, strength=1.0))
+    full = _run(stylizer, content, images["style"], size=None, strength=1.0)
     assert (full - recon).abs().mean() > 1e-3
 
 
 def test_any_size_and_aspect_is_kept(stylizer, images):
     content = _t(images["content"])[..., :61, :45]  # neither side a multiple of 8
-    out = stylizer.stylize(content, images["style"], Options(size=None))
+    out = _run(stylizer, content, images["style"], size=None)
     assert out.shape == (1, 3, 61, 45)
     tiny = _t(images["content"])[..., :5, :7]  # smaller than the margin reflected around it
-    assert stylizer.stylize(tiny, images["style"], Options(size=None)).shape == (1, 3, 5, 7)
-    out = stylizer.stylize(images["content"], images["style"], Options(size=50))
+    assert _run(stylizer, tiny, images["style"], size=None).shape == (1, 3, 5, 7)
+    out = _run(stylizer, images["content"], images["style"], size=50)
     assert max(out.shape[-2:]) == 50 and out.shape[-1] > out.shape[-2]  # landscape stays landscape
 
 
 def test_batch_matches_single_and_caches_the_style(decoder_file, images):
-    s = Stylizer(decoder_file, device="cpu", precision="fp32")
-    outs = s.stylize_batch([images["content"], images["style2"]], images["style"], Options(size=64))
+    s = _engine(decoder_file)
+    outs = [
+        r.image
+        for r in s.run_many([images["content"], images["style2"]], [images["style"]], replace(s.options, size=64))
+    ]
     assert len(outs) == 2 and len(s._cache) == 1  # one style code, computed once
-    single = s.stylize(images["style2"], images["style"], Options(size=64))
+    single = _run(s, images["style2"], images["style"], size=64)
     assert torch.allclose(outs[1], single)
 
 
 def test_preserve_color_luminance_keeps_the_photos_chroma(stylizer, images):
     content = _t(images["content"])
-    out = stylizer.stylize(content, images["style2"], Options(size=None, preserve_color="luminance"))
+    out = _run(stylizer, content, images["style2"], size=None, preserve_color="luminance")
     yiq_out, yiq_c = rgb_to_yiq(out), rgb_to_yiq(content)
     # Chroma equal up to clamping to the RGB cube.
     assert (yiq_out[:, 1:] - yiq_c[:, 1:]).abs().mean() < 0.02
@@ -152,10 +177,10 @@ def test_masks_and_content_mask(stylizer, images, tmp_path):
     h, w = content.shape[-2:]
     white = Image.new("L", (w, h), 255)
     black = Image.new("L", (w, h), 0)
-    only_a = stylizer.stylize(content, images["style"], Options(size=None))
-    masked = stylizer.stylize(content, [images["style"], images["style2"]], Options(size=None, masks=[white, black]))
+    only_a = _run(stylizer, content, images["style"], size=None)
+    masked = _run(stylizer, content, [images["style"], images["style2"]], size=None, masks=[white, black])
     assert torch.allclose(masked, only_a, atol=1e-5)
-    keep = stylizer.stylize(content, images["style"], Options(size=None, content_mask=white))
+    keep = _run(stylizer, content, images["style"], size=None, content_mask=white)
     assert torch.allclose(keep, content, atol=1e-6)
 
 
@@ -200,6 +225,7 @@ def _cfg(dirs, out: Path, steps: int) -> TrainConfig:
         preview_every=2,
         device="cpu",
         precision="fp32",
+        workers=0,
     )
 
 
@@ -219,18 +245,24 @@ def test_image_size_sets_the_scale_of_the_crops(tmp_path):
     ramp = np.tile(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (64, 1, 3))
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
     images = ImageSet(tmp_path, 64)
+
     def spread(image_size):
         crops = sample_batch(images, images, 32, 8, 0, 1, image_size=image_size)[0]
         return float((crops.amax(dim=(1, 2, 3)) - crops.amin(dim=(1, 2, 3))).mean())
+
     # Images scaled to a shorter side of 48-64 px: a 32 px crop is a piece of the picture; at 32 px, the whole height.
     assert spread(64) < 0.5 < spread(32)
     with pytest.raises(ImpastoError, match="--image-size"):
-        TrainConfig(content_dir="c", style_dir="s", output=str(tmp_path / "d.safetensors"), size=64, image_size=32).validate()
+        TrainConfig(
+            content_dir="c", style_dir="s", output=str(tmp_path / "d.safetensors"), size=64, image_size=32
+        ).validate()
 
 
 def test_training_runs_and_resume_continues_exactly(train_dirs, tmp_path):
     straight = tmp_path / "straight.safetensors"
-    summary = train(_cfg(train_dirs, straight, 3))
+    cfg = _cfg(train_dirs, straight, 3)
+    cfg.workers = 1  # batches made in a worker process; the resumed run below makes them inline: the same batches
+    summary = train(cfg)
     assert summary["step"] == 3 and straight.exists()
     assert (tmp_path / "straight_previews" / "step000002.jpg").exists()
 
@@ -251,7 +283,7 @@ def test_training_runs_and_resume_continues_exactly(train_dirs, tmp_path):
     assert torch.allclose(sa[0]["exp_avg_sq"], sb[0]["exp_avg_sq"], atol=1e-9)
     assert [r["step"] for r in b["log"]] == [1, 2, 3]
     # The written decoder is a working one.
-    out = Stylizer(resumed, device="cpu", precision="fp32").stylize(train_dirs[0] / "c0.png", train_dirs[1] / "s0.png")
+    out = _engine(resumed).run(train_dirs[0] / "c0.png", [train_dirs[1] / "s0.png"]).image
     assert out.shape[1] == 3 and torch.isfinite(out).all()
 
 
@@ -263,9 +295,26 @@ def test_cli_adain(images, tmp_path, decoder_file, capsys):
     out = tmp_path / "out.png"
     code = main(
         [
-            "stylize", str(images["content"]), str(images["style"]), str(images["style2"]),
-            "--method", "adain", "--decoder", str(decoder_file), "--strength", "0.7",
-            "--style-weights", "2", "1", "--size", "80", "--precision", "fp32", "-o", str(out), "-q",
+            "stylize",
+            str(images["content"]),
+            str(images["style"]),
+            str(images["style2"]),
+            "--method",
+            "adain",
+            "--decoder",
+            str(decoder_file),
+            "--strength",
+            "0.7",
+            "--style-weights",
+            "2",
+            "1",
+            "--size",
+            "80",
+            "--precision",
+            "fp32",
+            "-o",
+            str(out),
+            "-q",
         ]
     )
     assert code == 0 and out.exists()
@@ -291,23 +340,61 @@ def test_cli_adain_bad_input(images, tmp_path, decoder_file, capsys, extra, mess
 
 
 def test_cli_train_bad_input(tmp_path, train_dirs, capsys):
-    code = main(["train", "adain", "--content-dir", str(tmp_path / "nope"), "--style-dir", str(train_dirs[1]),
-                 "-o", str(tmp_path / "d.safetensors"), "-q"])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(tmp_path / "nope"),
+            "--style-dir",
+            str(train_dirs[1]),
+            "-o",
+            str(tmp_path / "d.safetensors"),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "not a directory" in err
-    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]),
-                 "-o", str(tmp_path / "d.safetensors"), "--resume", "-q"])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(train_dirs[0]),
+            "--style-dir",
+            str(train_dirs[1]),
+            "-o",
+            str(tmp_path / "d.safetensors"),
+            "--resume",
+            "-q",
+        ]
+    )
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
-    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]),
-                 "-o", str(tmp_path / "d.safetensors"), "--size", "30", "-q"])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(train_dirs[0]),
+            "--style-dir",
+            str(train_dirs[1]),
+            "-o",
+            str(tmp_path / "d.safetensors"),
+            "--size",
+            "30",
+            "-q",
+        ]
+    )
     assert code == 2 and "multiple of 8" in capsys.readouterr().err
 
 
 def test_the_bundled_decoder_ships_and_is_trained(images, tmp_path):
     """The shipped decoder: fp16, at most 16 MB, used without --decoder, and trained (an untrained one fails here)."""
     from importlib import resources
+
     from safetensors import safe_open
-    from impasto.image import fit_longest_side, load_image, tensor_to_pil
+
+    from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
     from impasto.metrics import evaluate
 
     path = adain.bundled_decoder_path()
@@ -316,16 +403,28 @@ def test_the_bundled_decoder_ships_and_is_trained(images, tmp_path):
         assert f.metadata()["format"] == "impasto-adain-decoder"
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if k != "in_scale")
     out = tmp_path / "bundled.png"
-    code = main(["stylize", str(images["content"]), str(images["style"]), "--method", "adain", "--size", "64",
-                 "-o", str(out), "-q"])
+    code = main(
+        [
+            "stylize",
+            str(images["content"]),
+            str(images["style"]),
+            "--method",
+            "adain",
+            "--size",
+            "64",
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 0 and Image.open(out).size == (64, 43)
 
     examples = resources.files("impasto") / "examples"
     photo = fit_longest_side(load_image(str(examples / "chelsea.png")), 128)
     painting = load_image(str(examples / "swirls.png"))
-    stylizer = Stylizer()
-    styled = tensor_to_pil(stylizer.stylize(photo, painting, Options(size=None)))
-    recon = tensor_to_pil(stylizer.stylize(photo, painting, Options(size=None, strength=0.0)))
+    stylizer = AdaINEngine(Options())
+    styled = tensor_to_pil(_run(stylizer, photo, painting, size=None))
+    recon = tensor_to_pil(_run(stylizer, photo, painting, size=None, strength=0.0))
     before, after, back = (evaluate(x, photo, [painting]) for x in (photo, styled, recon))
     # Measured: styled 0.88 / 0.35 against the photo's own style distance 0.78; reconstruction content 0.40.
     # A random decoder gives about 1.3 / 0.63 and 1.3.
@@ -334,20 +433,29 @@ def test_the_bundled_decoder_ships_and_is_trained(images, tmp_path):
 
 
 def test_a_missing_bundled_decoder_is_a_one_line_error(images, tmp_path, capsys, monkeypatch):
-    from collections import OrderedDict
-
     monkeypatch.setattr(adain, "bundled_decoder_path", lambda: tmp_path / "gone.safetensors")
-    monkeypatch.setattr(adain, "_STYLIZERS", OrderedDict())  # no stylizer kept from an earlier test
     out = tmp_path / "bundled.png"
-    code = main(["stylize", str(images["content"]), str(images["style"]), "--method", "adain", "--size", "64",
-                 "-o", str(out), "-q"])
+    code = main(
+        [
+            "stylize",
+            str(images["content"]),
+            str(images["style"]),
+            "--method",
+            "adain",
+            "--size",
+            "64",
+            "-o",
+            str(out),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "bundled AdaIN decoder is missing" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
 def test_identity_loss_is_the_reconstruction_error_and_trains_it_down(train_dirs, tmp_path):
-    from impasto.train_adain import AdaINTrainer
+    from impasto.train.adain.trainer import AdaINTrainer
 
     torch.manual_seed(0)
     model = AdaINTrainer(Decoder())
@@ -371,20 +479,61 @@ def test_identity_loss_is_the_reconstruction_error_and_trains_it_down(train_dirs
 
 
 def test_cli_train_every_flag_reaches_the_config(tmp_path, train_dirs, monkeypatch, capsys):
-    import impasto.train_adain as T
+    import impasto.train.adain as T
 
     seen = {}
     real = T.train
     monkeypatch.setattr(T, "train", lambda cfg, **kw: seen.setdefault("cfg", cfg) and real(cfg, **kw))
     out = tmp_path / "d.safetensors"
-    code = main([
-        "train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o", str(out),
-        "--size", "32", "--image-size", "48", "--batch", "2", "--steps", "2", "--lr", "1e-3", "--lr-decay", "1e-4",
-        "--content-weight", "2", "--style-weight", "5", "--identity-weight", "10", "--checkpoint",
-        str(tmp_path / "c.ckpt"), "--checkpoint-every", "1", "--preview-every", "2", "--preview-dir",
-        str(tmp_path / "p"), "--seed", "3", "--max-images", "1", "--device", "cpu", "--precision", "fp32",
-        "--log-every", "1", "-q",
-    ])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(train_dirs[0]),
+            "--style-dir",
+            str(train_dirs[1]),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--image-size",
+            "48",
+            "--batch",
+            "2",
+            "--steps",
+            "2",
+            "--lr",
+            "1e-3",
+            "--lr-decay",
+            "1e-4",
+            "--content-weight",
+            "2",
+            "--style-weight",
+            "5",
+            "--identity-weight",
+            "10",
+            "--checkpoint",
+            str(tmp_path / "c.ckpt"),
+            "--checkpoint-every",
+            "1",
+            "--preview-every",
+            "2",
+            "--preview-dir",
+            str(tmp_path / "p"),
+            "--seed",
+            "3",
+            "--max-images",
+            "1",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--log-every",
+            "1",
+            "-q",
+        ]
+    )
     assert code == 0 and out.exists() and (tmp_path / "c.ckpt").exists() and any((tmp_path / "p").iterdir())
     c = seen["cfg"]
     assert (c.size, c.image_size, c.batch, c.steps, c.lr, c.lr_decay) == (32, 48, 2, 2, 1e-3, 1e-4)
@@ -401,13 +550,35 @@ def test_a_fresh_run_does_not_replace_a_checkpoint_and_resume_keeps_the_data_set
     out = tmp_path / "d.safetensors"
     train(_cfg(train_dirs, out, 1))
     before = load_checkpoint(str(out) + ".ckpt")
-    args = ["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o", str(out),
-            "--size", "32", "--batch", "2", "--steps", "2", "--preview-every", "0", "--device", "cpu",
-            "--precision", "fp32", "-q"]
+    args = [
+        "train",
+        "adain",
+        "--content-dir",
+        str(train_dirs[0]),
+        "--style-dir",
+        str(train_dirs[1]),
+        "-o",
+        str(out),
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--preview-every",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "-q",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
-    assert torch.equal(load_checkpoint(str(out) + ".ckpt")["decoder"]["net.1.weight"], before["decoder"]["net.1.weight"])
+    assert torch.equal(
+        load_checkpoint(str(out) + ".ckpt")["decoder"]["net.1.weight"], before["decoder"]["net.1.weight"]
+    )
     # A resumed run must keep the seed (its batches) and the crop size...
     assert main(args + ["--resume", "--seed", "7"]) == 2
     assert "--seed 0 (now 7)" in capsys.readouterr().err
@@ -440,7 +611,7 @@ def test_bad_output_paths_fail_before_any_image_is_read(tmp_path, capsys):
 
 
 def test_an_interrupted_run_saves_what_it_did(train_dirs, tmp_path):
-    from impasto.train_adain import TrainingInterrupted
+    from impasto.train.loop import TrainingInterrupted
 
     def stop_after_two(step, terms):
         if step == 2:
@@ -457,12 +628,33 @@ def test_an_interrupted_run_saves_what_it_did(train_dirs, tmp_path):
 
 
 def test_the_cli_says_when_an_interruption_saved_nothing(train_dirs, tmp_path, monkeypatch, capsys):
-    import impasto.train_adain as T
+    import impasto.train.adain.trainer as T
 
     monkeypatch.setattr(T.AdaINTrainer, "forward", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     out = tmp_path / "d.safetensors"
-    code = main(["train", "adain", "--content-dir", str(train_dirs[0]), "--style-dir", str(train_dirs[1]), "-o",
-                 str(out), "--size", "32", "--batch", "2", "--steps", "2", "--device", "cpu", "--precision", "fp32", "-q"])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(train_dirs[0]),
+            "--style-dir",
+            str(train_dirs[1]),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "-q",
+        ]
+    )
     assert code == 130
     assert "no checkpoint written" in capsys.readouterr().err
     assert not out.exists() and not Path(str(out) + ".ckpt").exists()
@@ -473,23 +665,22 @@ def test_a_decoder_refuses_an_encoder_it_was_not_trained_with(tmp_path, images):
     save_decoder(Decoder(), path, metadata={"vgg": "caffe"})
     # Refused before any weights are fetched (torchvision's would need the network).
     with pytest.raises(ImpastoError, match="trained with the caffe VGG-19 weights"):
-        Stylizer(path, device="cpu", weights="torchvision")
-    Stylizer(path, device="cpu", weights="caffe")
+        _engine(path, weights="torchvision")
+    _engine(path, weights="caffe")
 
 
 def test_the_stylizer_leaves_a_passed_decoder_alone():
     dec = Decoder()
     before = {k: v.clone() for k, v in dec.state_dict().items()}
-    s = Stylizer(dec, device="cpu", precision="bf16")
+    s = AdaINEngine(Options(device="cpu", precision="bf16"), decoder=dec)
     assert all(p.dtype == torch.float32 and p.requires_grad for p in dec.parameters())
     assert all(torch.equal(v, before[k]) for k, v in dec.state_dict().items())
-    assert next(s.decoder.parameters()).dtype == torch.bfloat16
+    assert next(s.net.decoder.parameters()).dtype == torch.bfloat16
 
 
 def test_bf16_inference_is_close_to_fp32(decoder_file, images):
     outs = [
-        Stylizer(decoder_file, device="cpu", precision=p).stylize(images["content"], images["style"], Options(size=96))
-        for p in ("fp32", "bf16")
+        _run(_engine(decoder_file, precision=p), images["content"], images["style"], size=96) for p in ("fp32", "bf16")
     ]
     assert outs[0].shape == outs[1].shape
     diff = (outs[0] - outs[1]).abs()
@@ -499,7 +690,7 @@ def test_bf16_inference_is_close_to_fp32(decoder_file, images):
 def test_style_weights_share_overlapping_regions():
     torch.manual_seed(3)
     content = torch.randn(1, 8, 6, 6)
-    codes = [StyleCode(*mean_std(torch.randn(1, 8, 4, 4) * s + m)) for s, m in ((2, 5), (0.5, -1))]
+    codes = [mean_std(torch.randn(1, 8, 4, 4) * s + m) for s, m in ((2, 5), (0.5, -1))]
     ones = torch.ones(1, 1, 6, 6)
     blended = target_features(content, codes, style_weights=[3, 1])
     masked = target_features(content, codes, style_weights=[3, 1], masks=[ones, ones])
@@ -514,12 +705,27 @@ def test_style_weights_share_overlapping_regions():
 def test_stylize_batch_in_the_python_api(decoder_file, images):
     import impasto
 
-    outs = impasto.stylize_batch([images["content"], images["style2"]], images["style"], method="adain",
-                                 decoder=str(decoder_file), size=64, precision="fp32", device="cpu")
-    one = impasto.stylize(images["style2"], images["style"], method="adain", decoder=str(decoder_file), size=64,
-                          precision="fp32", device="cpu")
+    outs = impasto.stylize_batch(
+        [images["content"], images["style2"]],
+        images["style"],
+        method="adain",
+        decoder=str(decoder_file),
+        size=64,
+        precision="fp32",
+        device="cpu",
+    )
+    one = impasto.stylize(
+        images["style2"],
+        images["style"],
+        method="adain",
+        decoder=str(decoder_file),
+        size=64,
+        precision="fp32",
+        device="cpu",
+    )
     assert len(outs) == 2 and all(isinstance(o, Image.Image) for o in outs)
     assert outs[1].tobytes() == one.tobytes()
-    gatys_outs = impasto.stylize_batch([images["content"]], images["style"], method="gatys", size=32, steps=2,
-                                       scales=1, device="cpu")
+    gatys_outs = impasto.stylize_batch(
+        [images["content"]], images["style"], method="gatys", size=32, steps=2, scales=1, device="cpu"
+    )
     assert len(gatys_outs) == 1 and max(gatys_outs[0].size) == 32

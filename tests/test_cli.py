@@ -4,12 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
 import impasto
-from impasto import cli, gatys
+from impasto import cli
+from impasto.methods.gatys import engine as gatys
 
 FAST = ["--size", "64", "--steps", "3", "--device", "cpu", "--quiet"]
 
@@ -35,22 +35,95 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     # The content's own aspect ratio: masks must match the picture's shape.
     Image.open(images["style"]).resize(Image.open(images["content"]).size).save(init)
     args = [
-        "stylize", str(images["content"]), str(images["style"]), str(images["style2"]), "-o", str(out),
-        "--method", "gatys", "--size", "48", "--max-size", "100", "--steps", "4", "--tol", "0",
-        "--scales", "2", "--min-size", "16", "--scale-steps", "2,2", "--precision", "fp32",
-        "--upsample", "bicubic", "--style-loss", "mean-cov", "--preserve-color", "histogram",
-        "--mask", str(init), str(init), "--content-mask", str(init),
-        "--content-weight", "2", "--style-weight", "5", "--tv-weight", "0.5", "--style-weights", "3,1",
-        "--style-scale", "0.8", "--content-layers", "relu4_2", "--style-layers", "relu1_1,relu2_1,relu3_1",
-        "--content-layer-weights", "1", "--style-layer-weights", "1", "2", "1", "--optimizer", "adam",
-        "--learning-rate", "0.05", "--init", str(init), "--seed", "1", "--pooling", "avg", "--device", "cpu",
-        "--weights", "caffe", "--weights-normalization", "caffe", "--save-every", "2", "--quiet",
+        "stylize",
+        str(images["content"]),
+        str(images["style"]),
+        str(images["style2"]),
+        "-o",
+        str(out),
+        "--method",
+        "gatys",
+        "--size",
+        "48",
+        "--max-size",
+        "100",
+        "--steps",
+        "4",
+        "--tol",
+        "0",
+        "--scales",
+        "2",
+        "--min-size",
+        "16",
+        "--scale-steps",
+        "2,2",
+        "--precision",
+        "fp32",
+        "--upsample",
+        "bicubic",
+        "--style-loss",
+        "mean-cov",
+        "--preserve-color",
+        "histogram",
+        "--mask",
+        str(init),
+        str(init),
+        "--content-mask",
+        str(init),
+        "--content-weight",
+        "2",
+        "--style-weight",
+        "5",
+        "--tv-weight",
+        "0.5",
+        "--style-weights",
+        "3,1",
+        "--style-scale",
+        "0.8",
+        "--content-layers",
+        "relu4_2",
+        "--style-layers",
+        "relu1_1,relu2_1,relu3_1",
+        "--content-layer-weights",
+        "1",
+        "--style-layer-weights",
+        "1",
+        "2",
+        "1",
+        "--optimizer",
+        "adam",
+        "--learning-rate",
+        "0.05",
+        "--init",
+        str(init),
+        "--seed",
+        "1",
+        "--pooling",
+        "avg",
+        "--device",
+        "cpu",
+        "--weights",
+        "caffe",
+        "--weights-normalization",
+        "caffe",
+        "--save-every",
+        "2",
+        "--quiet",
     ]
     seen = {}
-    real_run = gatys.run
-    monkeypatch.setattr(gatys, "run", lambda c, s, o, **kw: seen.setdefault("options", o) and real_run(c, s, o, **kw))
+    real_run = gatys.GatysEngine.run
+    monkeypatch.setattr(
+        gatys.GatysEngine,
+        "run",
+        lambda self, c, s, o, **kw: seen.setdefault("options", o) and real_run(self, c, s, o, **kw),
+    )
     assert cli.main(args) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.png", "all_step00002.png", "all_step00004.png", "init.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "all.png",
+        "all_step00002.png",
+        "all_step00004.png",
+        "init.png",
+    ]
     assert Image.open(out).size == (48, 32)
     o = seen["options"]
     assert (o.size, o.max_size, o.steps, o.tol) == (48, 100, 4, 0)
@@ -60,22 +133,33 @@ def test_every_flag_is_accepted(images, tmp_path, monkeypatch):
     assert (o.content_weight, o.style_weight, o.tv_weight, o.style_scale) == (2, 5, 0.5, 0.8)
     assert o.style_weights == [3, 1] and o.style_layer_weights == [1, 2, 1] and o.content_layer_weights == [1]
     assert o.content_layers == ["relu4_2"] and o.style_layers == ["relu1_1", "relu2_1", "relu3_1"]
-    assert (o.optimizer, o.learning_rate, o.init, o.seed, o.pooling, o.device) == ("adam", 0.05, str(init), 1, "avg", "cpu")
+    assert (o.optimizer, o.learning_rate, o.init, o.seed, o.pooling, o.device) == (
+        "adam",
+        0.05,
+        str(init),
+        1,
+        "avg",
+        "cpu",
+    )
     assert (o.weights, o.weights_normalization) == ("caffe", "caffe")
 
 
+def test_stylize_defaults_are_the_library_defaults(capsys, monkeypatch):
+    """The command line and the Python API must paint the same picture when given no options: an absent flag
+    leaves the method's own default, and --help shows that default (per method where they differ)."""
+    from impasto.cli.flags import values
+    from impasto.methods import adain
 
-def test_stylize_defaults_are_the_library_defaults():
-    """The command line and the Python API must paint the same picture when given no options."""
     args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png"])
-    library = gatys.Options()
-    checked = 0
-    for name in ("size", "steps", "min_size", "upsample", "precision", "preserve_color", "style_loss", "tol",
-                 "content_weight", "style_weight", "tv_weight", "style_scale", "optimizer", "init", "pooling"):
-        if hasattr(args, name) and hasattr(library, name):
-            assert getattr(args, name) == getattr(library, name), name
-            checked += 1
-    assert checked >= 12 and args.style_weight == library.style_weight == 8.0
+    assert values(args, gatys.Options) == {} and values(args, adain.Options) == {}
+    args = cli.build_parser().parse_args(["stylize", "c.png", "s.png", "-o", "o.png", "--style-weight", "3"])
+    assert values(args, gatys.Options) == {"style_weight": 3.0}
+    monkeypatch.setenv("COLUMNS", "300")
+    assert cli.main(["stylize", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"(default: {gatys.Options().style_weight})" in text and gatys.Options().style_weight == 8.0
+    assert "(default: 2048 for gatys, 4096 for adain)" in text  # --max-size no longer caps AdaIN at Gatys' value
+
 
 def _bad_inputs(images, tmp: Path):
     (tmp / "adir").mkdir()
@@ -106,7 +190,10 @@ def _bad_inputs(images, tmp: Path):
         "unknown method": ([c, s, "-o", out, "--method", "magic"], "invalid choice"),
         "negative save-every": ([c, s, "-o", out, "--save-every", "-2"], "--save-every"),
         "huge seed": ([c, s, "-o", out, "--seed", str(2**70)], "--seed"),
-        "init is the output": ([c, s, "-o", str(tmp / "init.png"), "--init", str(tmp / "init.png")], "overwrite an input"),
+        "init is the output": (
+            [c, s, "-o", str(tmp / "init.png"), "--init", str(tmp / "init.png")],
+            "overwrite an input",
+        ),
         "style scale too big": ([c, s, "-o", out, "--style-scale", "200"], "--style-scale 200"),
     }
 
@@ -114,7 +201,9 @@ def _bad_inputs(images, tmp: Path):
 def test_bad_input_one_line_exit_2_no_output(images, tmp_path, capsys):
     for name, (args, message) in _bad_inputs(images, tmp_path).items():
         before = set(tmp_path.rglob("*"))
-        code = cli.main(["stylize", *args, "--steps", "2", "--size", "32"] if "--size" not in args else ["stylize", *args])
+        code = cli.main(
+            ["stylize", *args, "--steps", "2", "--size", "32"] if "--size" not in args else ["stylize", *args]
+        )
         err = capsys.readouterr().err
         assert code == 2, name
         assert err.count("\n") == 1 and err.startswith("impasto: error:"), (name, err)
@@ -126,8 +215,19 @@ def test_bad_input_one_line_exit_2_no_output(images, tmp_path, capsys):
 def test_real_process_bad_input_and_success(images, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(impasto.__file__).parents[1]))
     bad = subprocess.run(
-        [sys.executable, "-m", "impasto", "stylize", str(tmp_path / "nope.jpg"), str(images["style"]), "-o", str(tmp_path / "o.png")],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "impasto",
+            "stylize",
+            str(tmp_path / "nope.jpg"),
+            str(images["style"]),
+            "-o",
+            str(tmp_path / "o.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr
@@ -140,7 +240,7 @@ def test_write_failure_is_one_line(images, tmp_path, capsys, monkeypatch):
     def disk_full(image, path):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(cli, "save_image", disk_full)
+    monkeypatch.setattr(cli.stylize, "save_image", disk_full)
     code = cli.main(["stylize", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), *FAST])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "No space left on device" in err
@@ -151,10 +251,35 @@ def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):
     assert cli.main(["stylize", "--help"]) == 0
     text = capsys.readouterr().out
     for flag in (
-        "--size", "--steps", "--content-weight", "--style-weight", "--tv-weight", "--optimizer", "--init", "--seed",
-        "--style-weights", "--style-scale", "--pooling", "--device", "--weights", "--save-every", "--quiet",
-        "--method", "--tol", "--max-size", "--content-layers", "--style-layers", "--learning-rate",
-        "--scales", "--min-size", "--scale-steps", "--precision", "--style-loss", "--preserve-color", "--mask", "--content-mask",
+        "--size",
+        "--steps",
+        "--content-weight",
+        "--style-weight",
+        "--tv-weight",
+        "--optimizer",
+        "--init",
+        "--seed",
+        "--style-weights",
+        "--style-scale",
+        "--pooling",
+        "--device",
+        "--weights",
+        "--save-every",
+        "--quiet",
+        "--method",
+        "--tol",
+        "--max-size",
+        "--content-layers",
+        "--style-layers",
+        "--learning-rate",
+        "--scales",
+        "--min-size",
+        "--scale-steps",
+        "--precision",
+        "--style-loss",
+        "--preserve-color",
+        "--mask",
+        "--content-mask",
         "--upsample",
     ):
         assert flag in text, flag
@@ -170,16 +295,27 @@ def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, cap
 
     monkeypatch.setattr(gatys, "_converged", interrupt_at_step_3)
     iterates = []
-    real_save = cli.save_image
-    monkeypatch.setattr(cli, "save_image", lambda im, p: iterates.append(im.clone()) or real_save(im, p))
+    real_save = cli.stylize.save_image
+    monkeypatch.setattr(cli.stylize, "save_image", lambda im, p: iterates.append(im.clone()) or real_save(im, p))
     out = tmp_path / "kept.png"
-    args = ["stylize", str(images["content"]), str(images["style"]), "--size", "64", "--steps", "10", "--device", "cpu", "-q"]
+    args = [
+        "stylize",
+        str(images["content"]),
+        str(images["style"]),
+        "--size",
+        "64",
+        "--steps",
+        "10",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     assert cli.main([*args, "-o", str(out), "--save-every", "2"]) == 130
     assert "interrupted at step 3" in capsys.readouterr().err
     assert out.exists() and (tmp_path / "kept_step00002.png").exists()
     assert len(iterates) == 2  # step 2, then the iterate after step 3 (not step 2's again)
     assert not torch.equal(iterates[0], iterates[1])
-    from impasto.image import tensor_to_pil
+    from impasto.core.image import tensor_to_pil
 
     assert Image.open(out).tobytes() == tensor_to_pil(iterates[1]).tobytes()
     lost = tmp_path / "lost.png"

@@ -1,13 +1,17 @@
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
 
 import impasto
-from impasto import gatys
+from impasto.core.image import pil_to_tensor, tensor_to_pil
 from impasto.errors import ImpastoError
-from impasto.image import pil_to_tensor, tensor_to_pil
+from impasto.methods.gatys import engine as gatys
 from impasto.metrics import content_distance, style_distance
-from impasto.vgg import VGGFeatures
+from impasto.nets.vgg import VGGFeatures
+
+EXAMPLES = Path(impasto.__file__).parent / "examples"
 
 
 def run(images, styles=None, **kw):
@@ -151,9 +155,9 @@ def test_small_images(images, tmp_path):
 def test_callback_and_interrupt_keep_the_last_iterate(images):
     seen = []
 
-    def callback(step, image, losses):
-        seen.append((step, set(losses)))
-        if step == 3:
+    def callback(p):
+        seen.append((p.step, set(p.losses)))
+        if p.step == 3:
             raise KeyboardInterrupt
 
     result = gatys.run(images["content"], [images["style"]], gatys.Options(size=64, steps=10), callback=callback)
@@ -164,10 +168,10 @@ def test_callback_and_interrupt_keep_the_last_iterate(images):
 
 def test_fp16_gradients_do_not_underflow():
     # At 256 px half of an unscaled fp16 gradient underflows (cosine 0.5 to fp32's); loss scaling keeps it whole.
-    from impasto.image import load_image
+    from impasto.core.image import load_image
 
-    photo = load_image(gatys.__file__.replace("gatys.py", "examples/chelsea.png"))
-    painting = load_image(gatys.__file__.replace("gatys.py", "examples/swirls.png"))
+    photo = load_image(str(EXAMPLES / "chelsea.png"))
+    painting = load_image(str(EXAMPLES / "swirls.png"))
     steps = {}
     for precision in ("fp32", "fp16"):
         opts = gatys.Options(size=256, steps=1, scales=1, tol=0, device="cpu", precision=precision)
@@ -256,7 +260,7 @@ def test_a_picture_too_thin_for_vgg_is_a_one_line_error(tmp_path):
 
 
 def test_a_content_mask_does_not_change_how_styles_blend(images):
-    from impasto.weights import load_weights
+    from impasto.core.weights import load_weights
 
     opts = gatys.Options(style_weights=[3, 1])
     layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
@@ -264,9 +268,10 @@ def test_a_content_mask_does_not_change_how_styles_blend(images):
     content = gatys.prepare_images(images["content"], [], 64, 1.0)[0]
     styles = [gatys.prepare_images(s, [], 64, 1.0)[0] for s in (images["style"], images["style2"])]
     x = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    plain = gatys._Objective(net, content, styles, opts)(x)[1]
+    plain = gatys.perceptual_loss(net, opts).set_targets(content, styles, opts.style_weights)(x)[1]
     # A content mask that keeps nothing: the same objective as no mask at all.
-    masked = gatys._Objective(net, content, styles, opts, None, [torch.ones(1, 1, *content.shape[-2:])])(x)[1]
+    ones = [torch.ones(1, 1, *content.shape[-2:])]
+    masked = gatys.perceptual_loss(net, opts).set_targets(content, styles, opts.style_weights, ones)(x)[1]
     for k in ("content", "style", "total"):
         assert masked[k] == pytest.approx(plain[k], rel=1e-4), k
 
@@ -286,8 +291,8 @@ def test_coarse_to_fine_runs_each_scale_with_its_own_targets(images, monkeypatch
 
 
 def test_interrupt_at_a_coarse_scale_returns_the_final_size(images):
-    def stop(step, image, losses):
-        if step == 2:
+    def stop(p):
+        if p.step == 2:
             raise KeyboardInterrupt
 
     options = gatys.Options(size=96, min_size=32, scale_steps=[5, 5], device="cpu")
@@ -297,7 +302,7 @@ def test_interrupt_at_a_coarse_scale_returns_the_final_size(images):
 
 
 def test_bf16_precision_stays_close_to_fp32(images, monkeypatch):
-    from impasto import device as D
+    from impasto.core import device as D
 
     monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
     assert D.resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
@@ -329,7 +334,7 @@ def test_bad_scale_and_precision_options(images, options, message):
 
 
 def test_preserve_color_luminance_keeps_the_photos_chroma(images):
-    from impasto.color import rgb_to_yiq
+    from impasto.core.color import rgb_to_yiq
 
     content = pil_to_tensor(Image.open(images["content"]).resize((64, 43), Image.LANCZOS))
     plain = run(images, steps=8).image
@@ -342,7 +347,7 @@ def test_preserve_color_luminance_keeps_the_photos_chroma(images):
 
 
 def test_preserve_color_histogram_recolours_the_style(images):
-    from impasto.color import match_histogram
+    from impasto.core.color import match_histogram
 
     content = pil_to_tensor(Image.open(images["content"]))
     style = pil_to_tensor(Image.open(images["style"]))
@@ -412,8 +417,10 @@ def test_content_mask_keeps_the_photo(images, tmp_path):
 def test_detail_upsampling_starts_the_next_scale_sharp(images):
     content = gatys.prepare_images(images["content"], [], 96, 1.0)[0]
     coarse = gatys.resize_image(content, (32, 48))
+
     def error(x):
         return float((x - content).abs().mean())
+
     # The photo's own detail comes back: from the photo's coarse version, "detail" rebuilds the photo.
     assert error(gatys.upsample(coarse, content, "detail")) < 0.2 * error(gatys.upsample(coarse, content, "bicubic"))
     # A stylized coarse result keeps its own colours (only the finer band is the photo's).

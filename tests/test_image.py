@@ -1,14 +1,13 @@
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from impasto import image as I
+from impasto.core import image as I
 from impasto.errors import ImpastoError
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from impasto.lbfgs import LBFGS
+from impasto.methods.gatys.lbfgs import LBFGS
 
 
 def _problem(seed: int = 0):

@@ -122,7 +122,9 @@ def test_gram_and_covariance_gradients_match_plain_autograd():
     from impasto.losses import mean_cov, transposed_product
 
     torch.manual_seed(0)
-    assert torch.autograd.gradcheck(transposed_product, (torch.randn(2, 7, 5, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        transposed_product, (torch.randn(2, 7, 5, dtype=torch.float64, requires_grad=True),)
+    )
     assert torch.autograd.gradcheck(transposed_product, (torch.randn(9, 4, dtype=torch.float64, requires_grad=True),))
     base = torch.randn(1, 6, 5, 4, dtype=torch.float64)
     mask = torch.rand(1, 1, 5, 4, dtype=torch.float64)

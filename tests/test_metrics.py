@@ -55,7 +55,9 @@ def test_blended_styles(images):
 
 
 def test_eval_command_json(images, capsys):
-    code = cli.main(["eval", str(images["style"]), "--content", str(images["content"]), "--style", str(images["style"]), "--json"])
+    code = cli.main(
+        ["eval", str(images["style"]), "--content", str(images["content"]), "--style", str(images["style"]), "--json"]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data["content"] > 1.0 and data["style"] < 1e-6

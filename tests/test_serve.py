@@ -1,7 +1,8 @@
 """The HTTP API of ``impasto serve``: jobs, progress events, cancel, limits and every rejection.
 
 Most tests use fake methods registered in ``impasto.api.METHODS`` (fast, and controllable from the test through
-events and an injected clock); one runs a real, tiny Gatys job.
+events and an injected clock); one runs a real, tiny Gatys job. ``toy_method`` (next to this file) is a whole method
+in one module: registering it is the only edit the command line, the API and the page need to offer it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import types
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from impasto import api, cli
+from impasto.core.image import as_pil, fit_longest_side, pil_to_tensor
+from impasto.engine import BaseEngine, Progress, Result
 from impasto.errors import ImpastoError
-from impasto.image import as_pil, fit_longest_side, pil_to_tensor
+from impasto.options import PRESERVE_COLOR, check_declared, option
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 from impasto.serve import ServeSettings, create_app  # noqa: E402
@@ -50,15 +54,14 @@ class FakeClock:
 class QuickOptions:
     """A single-pass method's options (like AdaIN's)."""
 
-    size: int | None = 512
-    strength: float = 1.0
-    style_weights: Sequence[float] | None = None
-    preserve_color: str = "none"
-    device: str = "auto"
+    size: int | None = option(512, "longest side of the output", "int", http=True, minimum=1)
+    strength: float = option(1.0, "how much style", "float", http=True, minimum=0, maximum=1, step=0.05)
+    style_weights: Sequence[float] | None = option(None, "blend weights, one per style", "floats", http=True)
+    preserve_color: str = option("none", "keep the photo's colours", "str", http=True, choices=PRESERVE_COLOR)
+    device: str = option("auto", "compute device", "str", load=True)
 
     def validate(self, n_styles: int) -> None:
-        if not 0 <= self.strength <= 1:
-            raise ImpastoError(f"--strength must be between 0 and 1, got {self.strength}")
+        check_declared(self)
         if self.style_weights is not None and len(self.style_weights) != n_styles:
             raise ImpastoError(f"--style-weights: got {len(self.style_weights)} values for {n_styles} style images")
 
@@ -67,12 +70,24 @@ class QuickOptions:
 class SlowOptions:
     """An iterative method's options (like Gatys's)."""
 
-    size: int | None = 512
-    steps: int = 100
-    seed: int | None = None
+    size: int | None = option(512, "longest side of the output", "int", http=True, minimum=1)
+    steps: int = option(100, "steps", "int", http=True, minimum=1)
+    seed: int | None = option(None, "random seed", "int", http=True, minimum=0)
+    device: str = option("auto", "compute device", "str", load=True)
 
     def validate(self, n_styles: int) -> None:
-        pass
+        check_declared(self)
+
+
+class FakeEngine(BaseEngine):
+    """An engine whose run is one of the Fakes' methods; each load is recorded."""
+
+    def __init__(self, options, run) -> None:
+        super().__init__(options)
+        self._run = run
+
+    def run(self, content, styles, options=None, *, callback=None, progress=False):
+        return self._run(content, styles, self.resolve(options, len(styles)), callback=callback)
 
 
 class Fakes:
@@ -81,6 +96,7 @@ class Fakes:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.calls: list = []
+        self.loads: list = []  # the options of every engine loaded
         self.started = threading.Event()  # set when 'slow' starts
         self.release = threading.Event()  # 'slow' with block=True waits for this before its first step
         self.block = False
@@ -90,22 +106,26 @@ class Fakes:
 
         quick = types.ModuleType("impasto_test_quick", "A quick fake method.\n\nOne pass, for tests.")
         quick.Options = QuickOptions
-        quick.run = self._quick
+        quick.load = lambda options: self._load(options, self._quick)
         slow = types.ModuleType("impasto_test_slow", "A slow fake method.\n\nSteps, for tests.")
         slow.Options = SlowOptions
-        slow.run = self._slow
+        slow.load = lambda options: self._load(options, self._slow)
         self.modules = {"quick": quick, "slow": slow}
 
-    def _quick(self, content, styles, options, *, callback=None, progress=False):
+    def _load(self, options, run) -> FakeEngine:
+        self.loads.append(options)
+        return FakeEngine(options, run)
+
+    def _quick(self, content, styles, options, *, callback=None):
         self.calls.append(options)
         photo = pil_to_tensor(fit_longest_side(as_pil(content), options.size))
         colour = pil_to_tensor(as_pil(styles[0])).mean(dim=(2, 3), keepdim=True)
         image = (1 - options.strength) * photo + options.strength * colour.expand_as(photo)
         if callback is not None:
-            callback(1, image, {})
-        return types.SimpleNamespace(image=image, stopped="done")
+            callback(Progress(step=1, total=1, image=image))
+        return Result(image=image)
 
-    def _slow(self, content, styles, options, *, callback=None, progress=False):
+    def _slow(self, content, styles, options, *, callback=None):
         self.calls.append(options)
         self.started.set()
         if self.block:
@@ -115,8 +135,8 @@ class Fakes:
         while (self.endless or step < options.steps) and not self.abort.is_set():
             step += 1
             self.clock.advance(self.tick)
-            callback(step, image, {"total": 1.0})
-        return types.SimpleNamespace(image=image, stopped="budget")
+            callback(Progress(step=step, total=options.steps, image=image, losses={"total": 1.0}))
+        return Result(image=image, steps=step, stopped="budget")
 
 
 @pytest.fixture
@@ -167,9 +187,9 @@ def events(client: TestClient, job_id: str) -> list[tuple[str, dict]]:
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
             if line.startswith("event: "):
-                event = line[len("event: "):]
+                event = line[len("event: ") :]
             elif line.startswith("data: "):
-                out.append((event, json.loads(line[len("data: "):])))
+                out.append((event, json.loads(line[len("data: ") :])))
     return out
 
 
@@ -195,12 +215,26 @@ def test_methods_are_listed_with_the_options_their_dataclass_has(fakes):
     assert [o["name"] for o in quick["options"]] == ["size", "strength", "style_weights", "preserve_color"]
     size = quick["options"][0]
     assert (size["default"], size["minimum"], size["maximum"]) == (512, 16, 768)
+    strength = quick["options"][1]
+    assert (strength["minimum"], strength["maximum"], strength["step"], strength["default"]) == (0, 1, 0.05, 1.0)
+    assert strength["label"] == "Strength" and strength["description"] == "how much style"
     assert [o["name"] for o in methods["slow"]["options"]] == ["size", "steps", "seed"]
     assert methods["slow"]["iterative"] is True
     gatys = {o["name"]: o for o in methods["gatys"]["options"]}
     assert set(gatys) == {"size", "steps", "style_weights", "preserve_color", "seed"}
-    assert gatys["steps"]["maximum"] == 500
+    assert (gatys["steps"]["default"], gatys["steps"]["minimum"], gatys["steps"]["maximum"]) == (70, 1, 500)
+    assert gatys["steps"]["label"] == "Steps" and gatys["steps"]["type"] == "integer"
     assert gatys["preserve_color"]["choices"] == ["none", "luminance", "histogram"]
+    adain = {o["name"]: o for o in methods["adain"]["options"]}
+    assert set(adain) == {"size", "strength", "style_weights", "preserve_color"}
+
+
+def test_steps_default_to_the_method_s_within_the_server_s_cap(fakes):
+    with make_client(max_steps=40) as c:
+        gatys = {o["name"]: o for o in next(m for m in c.get("/api/methods").json() if m["name"] == "gatys")["options"]}
+        slow = {o["name"]: o for o in next(m for m in c.get("/api/methods").json() if m["name"] == "slow")["options"]}
+    assert (gatys["steps"]["default"], gatys["steps"]["maximum"]) == (40, 40)
+    assert slow["steps"]["default"] == 40
 
 
 def test_info_reports_limits_and_queue():
@@ -217,8 +251,14 @@ def test_openapi_schema_documents_every_field():
         schema = c.get("/api/openapi.json").json()
         assert c.get("/api/docs").status_code == 200
     paths = schema["paths"]
-    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/result",
-            "/api/methods", "/api/info"} <= set(paths)
+    assert {
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/events",
+        "/api/jobs/{job_id}/result",
+        "/api/methods",
+        "/api/info",
+    } <= set(paths)
     assert {"get", "delete"} <= set(paths["/api/jobs/{job_id}"])
     undocumented = []
     for path, ops in paths.items():
@@ -233,9 +273,25 @@ def test_openapi_schema_documents_every_field():
             if not spec.get("description"):
                 undocumented.append(f"{name}.{field}")
     assert not undocumented, undocumented
-    body = schema["components"]["schemas"]["Body_create_job_api_jobs_post"]["properties"]
-    assert set(body) == {"content", "styles", "method", "size", "steps", "strength", "style_weights",
-                         "preserve_color", "seed"}
+    form = paths["/api/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    body = form["properties"]
+    assert set(body) == {
+        "content",
+        "styles",
+        "method",
+        "size",
+        "steps",
+        "strength",
+        "style_weights",
+        "preserve_color",
+        "seed",
+    }
+    assert set(form["required"]) == {"content", "styles"}
+    assert [name for name, spec in body.items() if not spec.get("description")] == []
+    assert (body["strength"]["type"], body["strength"]["minimum"], body["strength"]["maximum"]) == ("number", 0, 1)
+    assert body["preserve_color"]["enum"] == ["none", "luminance", "histogram"]
+    assert body["content"]["format"] == "binary" and body["styles"]["items"]["format"] == "binary"
+    assert (body["size"]["minimum"], body["size"]["maximum"]) == (16, 1024)
 
 
 def test_the_page_and_its_assets_are_served_with_a_strict_policy():
@@ -290,8 +346,15 @@ def test_wait_answers_the_png_at_once_and_only_known_options_reach_the_method(fa
         r = c.post(
             "/api/jobs?wait=true",
             files=files(uploads, n_styles=2),
-            data={"method": "quick", "size": "48", "strength": "0.5", "style_weights": "3, 1", "steps": "7",
-                  "seed": "2", "preserve_color": "histogram"},
+            data={
+                "method": "quick",
+                "size": "48",
+                "strength": "0.5",
+                "style_weights": "3, 1",
+                "steps": "7",
+                "seed": "2",
+                "preserve_color": "histogram",
+            },
         )
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "image/png"
@@ -299,8 +362,12 @@ def test_wait_answers_the_png_at_once_and_only_known_options_reach_the_method(fa
         job = c.get(f"/api/jobs/{r.headers['x-job-id']}").json()
     (options,) = fakes.calls
     assert isinstance(options, QuickOptions)
-    assert (options.size, options.strength, options.style_weights, options.preserve_color) == (48, 0.5, [3, 1],
-                                                                                              "histogram")
+    assert (options.size, options.strength, options.style_weights, options.preserve_color) == (
+        48,
+        0.5,
+        [3, 1],
+        "histogram",
+    )
     assert options.device == "auto"  # set by the server, not the client
     assert job["status"] == "done" and job["ignored_options"] == ["seed", "steps"]
     assert job["options"] == {"size": 48, "strength": 0.5, "style_weights": [3, 1], "preserve_color": "histogram"}
@@ -308,8 +375,11 @@ def test_wait_answers_the_png_at_once_and_only_known_options_reach_the_method(fa
 
 def test_client_file_names_never_become_paths(fakes, uploads):
     with make_client() as c:
-        r = c.post("/api/jobs?wait=true", files=files(uploads, name="../../../tmp/evil.png"),
-                   data={"method": "quick", "size": "32"})
+        r = c.post(
+            "/api/jobs?wait=true",
+            files=files(uploads, name="../../../tmp/evil.png"),
+            data={"method": "quick", "size": "32"},
+        )
         assert r.status_code == 200
         job_id = r.headers["x-job-id"]
         results = c.app.state.jobs.results_dir
@@ -403,11 +473,110 @@ def test_a_failing_job_reports_its_error(fakes, uploads):
     def broken(*args, **kwargs):
         raise ImpastoError("the style image is too small")
 
-    fakes.modules["quick"].run = broken
+    fakes._quick = broken
     with make_client() as c:
         r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick"})
         assert_error(r, 422, "too small")
         assert c.get(f"/api/jobs/{r.json()['job_id']}").json()["error"] == "the style image is too small"
+
+
+def test_an_engine_that_cannot_load_fails_the_job(fakes, uploads):
+    def broken(options):
+        raise ImpastoError("the decoder file is missing")
+
+    fakes.modules["quick"].load = broken
+    with make_client() as c:
+        assert_error(c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick"}), 422, "decoder")
+
+
+def test_engines_are_loaded_once_and_shared_by_later_jobs(fakes, uploads):
+    with make_client() as c:
+        for strength in ("0.2", "0.8", "1"):
+            r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "quick", "strength": strength})
+            assert r.status_code == 200, r.text
+        manager = c.app.state.jobs
+        assert len(fakes.loads) == 1 and len(fakes.calls) == 3  # options that change no load key share one engine
+        assert [o.strength for o in fakes.calls] == [0.2, 0.8, 1.0]
+        # A few engines are kept, the least recently used dropped first; each manager has its own.
+        first = manager.engine("quick", QuickOptions(device="a"))
+        assert manager.engine("quick", QuickOptions(device="a")) is first
+        manager.engine("slow", SlowOptions(device="b"))
+        manager.engine("quick", QuickOptions(device="a"))
+        manager.engine("quick", QuickOptions(device="c"))
+        assert [key[0] for key in manager._engines] == ["quick", "quick"]
+        assert len(manager._engines) == manager.engines_kept == 2
+        assert manager.engine("quick", QuickOptions(device="a")) is first
+        assert len(fakes.loads) == 4
+    with make_client() as c:
+        assert not c.app.state.jobs._engines
+
+
+# ---------------------------------------------------------------------------------------------- a new method
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The one line that adds a method: its name and module in the registry (toy_method.py is next to this file)."""
+    monkeypatch.setitem(api.METHODS, "toy", "toy_method")
+
+
+def test_a_registered_method_is_listed_with_its_declared_options(toy):
+    with make_client() as c:
+        methods = {m["name"]: m for m in c.get("/api/methods").json()}
+        assert "toy" in c.get("/api/info").json()["methods"]
+        body = c.get("/api/openapi.json").json()["paths"]["/api/jobs"]["post"]["requestBody"]
+    toy = methods["toy"]
+    assert toy["title"] == "A toy method: the photo made brighter or darker" and toy["iterative"] is False
+    assert [o["name"] for o in toy["options"]] == ["size", "brightness"]
+    brightness = toy["options"][1]
+    assert brightness == {
+        "name": "brightness",
+        "type": "number",
+        "label": "Brightness",
+        "description": "how bright the picture is: 0 black, 1 the photo, 2 twice as bright",
+        "default": 1.0,
+        "minimum": 0,
+        "maximum": 2,
+        "step": 0.1,
+        "choices": None,
+    }
+    properties = body["content"]["multipart/form-data"]["schema"]["properties"]
+    assert properties["brightness"]["maximum"] == 2 and "toy" in properties["brightness"]["description"]
+    assert "toy" in properties["method"]["enum"]
+
+
+def test_a_registered_method_runs_through_the_api(toy, uploads):
+    content = np.asarray(Image.open(io.BytesIO(uploads["content"])).convert("RGB"), dtype=np.float64)
+    with make_client() as c:
+        r = c.post(
+            "/api/jobs?wait=true",
+            files=files(uploads),
+            data={"method": "toy", "brightness": "0.5", "size": "96", "strength": "0.3"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png"
+        job = c.get(f"/api/jobs/{r.headers['x-job-id']}").json()
+        result = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"), dtype=np.float64)
+        assert result.shape == content.shape
+        assert np.abs(result - content * 0.5).max() <= 1.0  # half as bright, to the rounding
+        assert job["options"] == {"size": 96, "brightness": 0.5} and job["ignored_options"] == ["strength"]
+        assert (job["width"], job["height"]) == (96, 64)
+        # Its bounds are its declaration's.
+        assert_error(
+            c.post("/api/jobs", files=files(uploads), data={"method": "toy", "brightness": "3"}),
+            400,
+            "brightness",
+            "between 0 and 2",
+        )
+        r = c.post("/api/jobs", files=files(uploads), data={"method": "toy", "brightnesss": "1"})
+        assert_error(r, 400, "unknown field 'brightnesss'", "did you mean 'brightness'")
+        assert "--" not in r.json()["error"]
+
+
+def test_a_registered_method_is_offered_on_the_command_line(toy, capsys):
+    assert cli.main(["stylize", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--brightness" in out and "twice as bright" in out and "toy" in out
 
 
 # ---------------------------------------------------------------------------------------------- rejections
@@ -446,13 +615,17 @@ def test_bodies_above_the_upload_cap_answer_413(uploads):
         # The same body streamed without a Content-Length is cut off too.
         boundary = "impastotestboundary"
         body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode() + noise + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + noise
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
 
         def chunks():
             for i in range(0, len(body), 4096):
-                yield body[i:i + 4096]
+                yield body[i : i + 4096]
 
         r = c.post("/api/jobs", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
         assert "content-length" not in r.request.headers
@@ -465,16 +638,19 @@ def test_bodies_above_the_upload_cap_answer_413(uploads):
         ({"method": "nope"}, 1, ("unknown method", "gatys")),
         ({"size": "5000"}, 1, ("size", "1024")),
         ({"size": "8"}, 1, ("size",)),
-        ({"size": "big"}, 1, ("size", "integer")),
+        ({"size": "big"}, 1, ("size", "whole number")),
         ({"steps": "0"}, 1, ("steps",)),
         ({"steps": "100000"}, 1, ("steps", "1000")),
         ({"style_weights": "1,2"}, 1, ("style_weights", "2 values for 1")),
-        ({"style_weights": "1,x"}, 2, ("style_weights", "numbers")),
+        ({"style_weights": "1,x"}, 2, ("style_weights", "number")),
         ({"style_weights": "1,-2"}, 2, ("style_weights",)),
         ({"style_weights": "0,0"}, 2, ("style_weights", "positive")),
         ({"preserve_color": "sepia"}, 1, ("preserve_color",)),
         ({"seed": "-1"}, 1, ("seed",)),
-        ({"strength": "1.5"}, 1, ("strength",)),
+        ({"method": "adain", "strength": "1.5"}, 1, ("strength", "between 0 and 1")),
+        ({"method": "adain", "strength": "much"}, 1, ("strength", "number")),
+        ({"stepz": "10"}, 1, ("unknown field", "'steps'")),
+        ({"device": "cuda"}, 1, ("unknown field", "device")),
         ({}, 9, ("at most 8",)),
         ({}, 0, ("styles",)),
     ],
@@ -489,7 +665,14 @@ def test_bad_fields_answer_400_with_one_line(uploads, data, n_styles, words):
 def test_a_missing_photo_is_a_400(uploads):
     with make_client() as c:
         r = c.post("/api/jobs", files=[("styles", ("s.png", uploads["style"], "image/png"))])
-        assert_error(r, 400, "content")
+        assert_error(r, 400, "content", "required")
+        r = c.post("/api/jobs", files=files(uploads), data={"content": "a photo"})
+        assert_error(r, 400, "content", "file")
+        r = c.post("/api/jobs", files=[*files(uploads), ("size", ("s.txt", b"64", "text/plain"))])
+        assert_error(r, 400, "size", "text field")
+        r = c.post("/api/jobs", files=files(uploads), data={"seed": ["1", "2"]})
+        assert_error(r, 400, "seed", "more than once")
+        assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
 
 
 def test_unknown_jobs_and_endpoints_are_json_404s():
@@ -556,6 +739,9 @@ def test_serve_rejects_bad_limits(capsys):
 def test_the_core_never_imports_the_server():
     import subprocess
 
-    code = "import impasto, impasto.api, impasto.cli, sys; print(any(m.startswith(('impasto.serve', 'fastapi')) for m in sys.modules))"
+    code = (
+        "import impasto, impasto.api, impasto.cli, sys; "
+        "print(any(m.startswith(('impasto.serve', 'fastapi')) for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

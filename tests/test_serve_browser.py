@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from impasto import api
 from impasto.serve import ServeSettings
 from impasto.serve.server import background
 
@@ -43,7 +44,11 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
     else:
         # A tiny job: the server's caps make 64 px and 4 steps the page's only choices.
         settings = ServeSettings(
-            port=0, max_size=64, default_size=64, max_steps=4, preview_interval=0,
+            port=0,
+            max_size=64,
+            default_size=64,
+            max_steps=4,
+            preview_interval=0,
             job_defaults={"device": "cpu", "precision": "fp32", "tol": 0},
         )
         content, style, size, steps = images["content"], images["style"], "64", "4"
@@ -66,12 +71,14 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
             page.wait_for_selector(".style-card img")
             page.click("#methods button[data-method='gatys']")
             page.click(f"#sizes button[data-value='{size}']")
-            page.locator("#steps").fill(steps)
+            assert page.locator("#opt-steps").get_attribute("type") == "range"  # made from gatys's declaration
+            page.locator("#opt-steps").fill(steps)
             # Record what the badge over the picture says, to see the previews go by.
             page.evaluate(
                 """() => { window.__badges = [];
                    new MutationObserver(() => window.__badges.push(document.getElementById('badge').textContent))
-                     .observe(document.getElementById('badge'), {childList: true, characterData: true, subtree: true}); }"""
+                     .observe(document.getElementById('badge'),
+                              {childList: true, characterData: true, subtree: true}); }"""
             )
             assert page.locator("#go").is_enabled()
             page.click("#go")
@@ -101,3 +108,57 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
             browser.close()
     with Image.open(shot) as im:
         assert im.size == (1440, 900)
+
+
+def test_a_registered_method_gets_a_button_and_controls_from_its_declaration(images, monkeypatch):
+    """toy_method.py (next to this file) and one registry line: the page offers it, with a slider made from its
+    declared 'brightness', and runs it."""
+    monkeypatch.setitem(api.METHODS, "toy", "toy_method")
+    settings = ServeSettings(port=0, max_size=64, default_size=64)
+    with background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.goto(url + "/")
+            page.wait_for_selector("#methods button[data-method='toy']")
+
+            # Gatys: its steps get a slider through its default (70), within the server's cap.
+            page.click("#methods button[data-method='gatys']")
+            steps = page.locator("#opt-steps")
+            assert (steps.get_attribute("max"), steps.input_value()) == ("1000", "70")
+            assert page.locator("#opt-brightness").count() == 0
+
+            page.click("#methods button[data-method='toy']")
+            assert page.locator("#methods button[data-method='toy']").get_attribute("aria-checked") == "true"
+            slider = page.locator("#opt-brightness")
+            assert [slider.get_attribute(a) for a in ("type", "min", "max", "step")] == ["range", "0", "2", "0.1"]
+            assert slider.input_value() == "1"
+            label = page.locator("label[for='opt-brightness']").inner_text()
+            assert "Brightness" in label and "1.0" in label
+            assert "twice as bright" in page.locator("[data-generated='brightness']").get_attribute("title")
+            assert page.locator("#opt-steps").count() == 0 and page.locator("#opt-strength").count() == 0
+            assert page.locator("[data-option='size']").is_visible()
+            assert not page.locator("[data-option='seed']").is_visible()  # toy declares no seed
+
+            slider.fill("0.5")
+            assert "0.5" in page.locator("label[for='opt-brightness']").inner_text()
+            page.set_input_files("#content-input", str(images["content"]))
+            page.set_input_files("#style-input", str(images["style"]))
+            page.wait_for_selector(".style-card img")
+            page.click("#go")
+            page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+            assert page.locator("#view").evaluate("img => img.naturalWidth") == 64
+            job_id = page.locator("#gallery button").first.get_attribute("data-id")
+            job = page.request.get(f"{url}/api/jobs/{job_id}").json()
+            assert (job["method"], job["options"]) == ("toy", {"size": 64, "brightness": 0.5})
+
+            # The page remembers the method and its values.
+            page.reload()
+            page.wait_for_selector("#opt-brightness")
+            assert page.locator("#opt-brightness").input_value() == "0.5"
+            assert not problems, problems
+        finally:
+            browser.close()

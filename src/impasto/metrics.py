@@ -4,74 +4,88 @@
   output's size, divided by the mean square of the content features (0 = the photo itself);
 - style distance: mean over relu1_1..relu5_1 of ||G(out) - G(style)||^2 / ||G(style)||^2, Gram matrices divided
   by the number of positions, each style image resized to the output's pixel count (several styles: blended Grams).
+
+Both come from :class:`impasto.losses.PerceptualLoss`. :class:`Evaluator` keeps its network for many pictures.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Sequence
 
 import torch
 from PIL import Image
 
+from .core.image import ImageLike, as_pil, fit_area, pil_to_tensor
+from .core.weights import load_weights
 from .errors import ImpastoError
-from .image import ImageLike, as_pil, fit_area, pil_to_tensor
-from .losses import ContentLoss, GramStyleLoss
-from .vgg import VGGFeatures
-from .weights import load_weights
+from .losses import PerceptualLoss
+from .nets.vgg import VGGFeatures
 
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-@lru_cache(maxsize=1)
-def _model() -> VGGFeatures:
-    # channels_last: oneDNN's fast path on CPUs (several times faster than NCHW for small images).
-    net = VGGFeatures(load_weights("caffe"), (CONTENT_LAYER, *STYLE_LAYERS), pooling="max")
-    return net.to(memory_format=torch.channels_last)
+class Evaluator:
+    """fp32 Caffe VGG-19 with max pooling, loaded once, measuring many outputs."""
+
+    def __init__(self) -> None:
+        net = VGGFeatures(load_weights("caffe"), (CONTENT_LAYER, *STYLE_LAYERS), pooling="max")
+        # channels_last: oneDNN's fast path on CPUs (several times faster than NCHW for small images).
+        self.net = net.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        output: ImageLike,
+        content: ImageLike | None = None,
+        styles: ImageLike | Sequence[ImageLike] = (),
+        style_weights: Sequence[float] | None = None,
+    ) -> dict:
+        """Return {"content": float|None, "style": float|None, "style_layers": {layer: float}}."""
+        out_pil = as_pil(output)
+        if not isinstance(styles, (list, tuple)):
+            styles = [styles]
+        if style_weights is not None:
+            if len(style_weights) != len(styles):
+                raise ImpastoError(f"style weights: got {len(style_weights)} values for {len(styles)} style images")
+            if any(not math.isfinite(w) or w < 0 for w in style_weights) or sum(style_weights) <= 0:
+                raise ImpastoError("style weights must be finite numbers >= 0, at least one positive")
+        content_t = None
+        if content is not None:
+            c = as_pil(content)
+            if c.size != out_pil.size:
+                c = c.resize(
+                    out_pil.size, Image.Resampling.BICUBIC
+                )  # as in reference.md's figures (2.35 for the painting)
+            content_t = pil_to_tensor(c)
+        area = out_pil.width * out_pil.height
+        # A very narrow painting is enlarged so it still has one position at relu5_1.
+        style_ts = [pil_to_tensor(fit_area(as_pil(s), area, self.net.min_side)) for s in styles]
+        loss = PerceptualLoss(
+            self.net,
+            content_layers=[CONTENT_LAYER] if content is not None else [],
+            style_layers=STYLE_LAYERS if styles else [],
+        ).set_targets(content_t, style_ts, style_weights)
+        _, terms = loss(pil_to_tensor(out_pil), per_layer=True)
+        result: dict = {"content": None, "style": None, "style_layers": {}}
+        if content is not None:
+            result["content"] = terms["content_layers"][CONTENT_LAYER]
+        if styles:
+            per_layer = terms["style_layers"]
+            result["style_layers"] = per_layer
+            result["style"] = sum(per_layer.values()) / len(per_layer)
+        return result
 
 
-def _tensor(im) -> torch.Tensor:
-    return pil_to_tensor(im).contiguous(memory_format=torch.channels_last)
-
-
-@torch.no_grad()
 def evaluate(
     output: ImageLike,
     content: ImageLike | None = None,
     styles: ImageLike | Sequence[ImageLike] = (),
     style_weights: Sequence[float] | None = None,
 ) -> dict:
-    """Return {"content": float|None, "style": float|None, "style_layers": {layer: float}}."""
-    net = _model()
-    out_pil = as_pil(output)
-    out_feats = net(_tensor(out_pil))
-    result: dict = {"content": None, "style": None, "style_layers": {}}
-    if content is not None:
-        c = as_pil(content)
-        if c.size != out_pil.size:
-            c = c.resize(out_pil.size, Image.Resampling.BICUBIC)  # as in reference.md's figures (2.35 for the painting)
-        target = net(_tensor(c))[CONTENT_LAYER]
-        result["content"] = float(ContentLoss(target)(out_feats[CONTENT_LAYER]))
-    if not isinstance(styles, (list, tuple)):
-        styles = [styles]
-    if style_weights is not None:
-        if len(style_weights) != len(styles):
-            raise ImpastoError(f"style weights: got {len(style_weights)} values for {len(styles)} style images")
-        if any(not math.isfinite(w) or w < 0 for w in style_weights) or sum(style_weights) <= 0:
-            raise ImpastoError("style weights must be finite numbers >= 0, at least one positive")
-    if styles:
-        area = out_pil.width * out_pil.height
-        # A very narrow painting is enlarged so it still has one position at relu5_1.
-        style_feats = [net(_tensor(fit_area(as_pil(s), area, net.min_side))) for s in styles]
-        per_layer = {}
-        for layer in STYLE_LAYERS:
-            loss = GramStyleLoss.from_features([f[layer] for f in style_feats], style_weights)
-            per_layer[layer] = float(loss(out_feats[layer]))
-        result["style_layers"] = per_layer
-        result["style"] = sum(per_layer.values()) / len(per_layer)
-    return result
+    """Measure one output (loads the network for this call; for many, use :class:`Evaluator`)."""
+    return Evaluator().evaluate(output, content, styles, style_weights)
 
 
 def content_distance(output: ImageLike, content: ImageLike) -> float:

@@ -8,21 +8,22 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..api import available_methods, get_method
-from ..color import PRESERVE_COLOR
 from ..errors import ImpastoError
-from .inputs import FORMATS, HTTP_OPTIONS, build_options, decode_image, method_info
+from .inputs import build_options, decode_image, form_schema, method_info
 from .jobs import Job, JobManager, QueueFull
 from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut
 from .settings import ServeSettings
@@ -34,15 +35,16 @@ DEFAULT_METHOD = "gatys"
 KEEPALIVE_S = 15.0
 # The page loads nothing from elsewhere; previews are data: URLs and results blob: URLs.
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
 
-HTTP_DOC = {k: v["description"] for k, v in HTTP_OPTIONS.items()}
 JobId = Annotated[str, PathParam(description="The job's id, as POST /api/jobs answered it.")]
 ERRORS = {
     400: {"model": ErrorOut, "description": "Bad input: not an image, too many pixels, a bad option."},
@@ -204,51 +206,75 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         status_code=202,
         response_model=JobOut,
         responses={
-            200: {"content": {"image/png": {}}, "description": "With ?wait=true, when the job finished in time: the PNG."},
+            200: {
+                "content": {"image/png": {}},
+                "description": "With ?wait=true, when the job finished in time: the result (a PNG).",
+            },
             202: {"description": "The job is queued (or, with ?wait=true, still running): its state."},
             422: {"model": ErrorOut, "description": "With ?wait=true: the job failed (the error says why)."},
             **{k: v for k, v in ERRORS.items() if k != 404},
         },
+        # The body is read by hand (each method declares its own fields); its schema is the union of them all.
+        openapi_extra={"requestBody": form_schema(settings, DEFAULT_METHOD)},
     )
     async def create_job(
-        content: Annotated[UploadFile, File(description=f"The photo to repaint ({', '.join(FORMATS)}).")],
-        styles: Annotated[
-            list[UploadFile],
-            File(description="One or more style images (paintings), as repeated 'styles' fields; blended."),
-        ],
-        method: Annotated[str, Form(description="The method; GET /api/methods lists them.")] = DEFAULT_METHOD,
-        size: Annotated[Optional[int], Form(description=HTTP_DOC["size"])] = None,
-        steps: Annotated[Optional[int], Form(description=HTTP_DOC["steps"])] = None,
-        strength: Annotated[Optional[float], Form(ge=0, le=1, description=HTTP_DOC["strength"])] = None,
-        style_weights: Annotated[Optional[str], Form(description=HTTP_DOC["style_weights"])] = None,
-        preserve_color: Annotated[
-            Optional[Literal[PRESERVE_COLOR]],  # type: ignore[valid-type]
-            Form(description=HTTP_DOC["preserve_color"]),
-        ] = None,
-        seed: Annotated[Optional[int], Form(ge=0, lt=2**63, description=HTTP_DOC["seed"])] = None,
+        request: Request,
         wait: Annotated[
             bool,
             Query(
                 description="Hold the request until the job finishes (at most the server's wait limit) and answer "
-                "the PNG itself; meant for fast, single-pass methods. A job still running then answers 202."
+                "the result itself; meant for fast, single-pass methods. A job still running then answers 202."
             ),
         ] = False,
     ):
-        """Submit a job: a photo, one or more style images, a method and its options.
+        """Submit a job: a photo, one or more style images, a method and its options (multipart form fields).
 
-        Answers 202 with the job's state (follow `events_url`, then fetch `result_url`). Fields a method does not
-        accept are ignored and listed in `ignored_options`.
+        Answers 202 with the job's state (follow `events_url`, then fetch `result_url`). Each method takes the
+        options GET /api/methods lists for it; fields of other methods are ignored and listed in
+        `ignored_options`, and any other field is refused.
         """
+        form = await request.form()
+        try:
+            return await submit(form, wait)
+        finally:
+            await form.close()
+
+    async def submit(form, wait: bool) -> Response:
+        files: dict[str, list[UploadFile]] = {}
+        texts: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files.setdefault(key, []).append(value)
+            else:
+                texts.setdefault(key, []).append(value)
+        for key in ("content", "styles"):
+            if key in texts:
+                raise ImpastoError(f"{key}: expected an uploaded file, got a text field")
+            if key not in files:
+                what = "the photo to repaint" if key == "content" else "one or more style images"
+                raise ImpastoError(f"{key}: field required (upload {what})")
+        if len(files["content"]) > 1:
+            raise ImpastoError("content: one photo per job, got several")
+        extra_files = sorted(set(files) - {"content", "styles"})
+        if extra_files:
+            raise ImpastoError(f"{extra_files[0]}: expected a text field, got a file")
+        repeated = sorted(k for k, v in texts.items() if len(v) > 1)
+        if repeated:
+            raise ImpastoError(f"{repeated[0]}: sent more than once")
+        fields = {k: v[0] for k, v in texts.items()}
+        method = fields.pop("method", None) or DEFAULT_METHOD
+        content, styles = files["content"][0], files["styles"]
         get_method(method)  # an unknown method is a 400 before any decoding
         if len(styles) > settings.max_styles:
             raise ImpastoError(f"styles: at most {settings.max_styles} style images per job, got {len(styles)}")
-        given = dict(size=size, steps=steps, strength=strength, style_weights=style_weights,
-                     preserve_color=preserve_color, seed=seed)
         # Validate the options before decoding, so a bad field costs nothing.
-        opts, used, ignored = build_options(method, given, len(styles), settings)
+        opts, used, ignored = build_options(method, fields, len(styles), settings)
         if manager.counts()["waiting"] >= settings.queue_size:  # don't decode images for a full queue (rechecked)
-            return _error(429, f"the queue is full ({settings.queue_size} jobs waiting); try again shortly",
-                          headers={"Retry-After": "10"})
+            return _error(
+                429,
+                f"the queue is full ({settings.queue_size} jobs waiting); try again shortly",
+                headers={"Retry-After": "10"},
+            )
         out_size = used.get("size", settings.max_size)
         content_im = await run_in_threadpool(
             decode_image, await content.read(), "content", settings.max_pixels, out_size
@@ -271,8 +297,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             while not job.terminal and time.monotonic() < deadline:
                 await manager.wait_change(job, job.version, max(0.01, deadline - time.monotonic()))
             if job.status == "done":
-                return FileResponse(job.result_path, media_type="image/png",
-                                    headers={**location, "X-Job-Id": job.id})
+                return FileResponse(
+                    job.result_path, media_type=job.media_type, headers={**location, "X-Job-Id": job.id}
+                )
             if job.status == "failed":
                 return _error(422, job.error or "the job failed", job.id)
             if job.status == "cancelled":
@@ -331,11 +358,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         "/api/jobs/{job_id}/result",
         tags=["jobs"],
         response_class=FileResponse,
-        responses={200: {"content": {"image/png": {}}, "description": "The stylized picture."},
-                   404: ERRORS[404], 409: ERRORS[409]},
+        responses={
+            200: {"content": {"image/png": {}}, "description": "The stylized picture."},
+            404: ERRORS[404],
+            409: ERRORS[409],
+        },
     )
     def job_result(job_id: JobId) -> FileResponse:
-        """The result as a PNG, once the job is done."""
+        """The result, once the job is done: a PNG for every method today (see its Content-Type)."""
         job = find(job_id)
         if job.status != "done" or job.result_path is None:
             detail = {
@@ -347,8 +377,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise HTTPException(409, detail)
         return FileResponse(
             job.result_path,
-            media_type="image/png",
-            filename=f"impasto-{job.method}-{job.id[:8]}.png",
+            media_type=job.media_type,
+            filename=f"impasto-{job.method}-{job.id[:8]}{job.suffix}",
             content_disposition_type="inline",
             headers={"Cache-Control": "private, max-age=3600"},
         )
@@ -393,8 +423,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 def _openapi(app: FastAPI) -> dict:
     """FastAPI's schema without its 422 validation-error answers: this API answers those 400 with ErrorOut."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                             description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+        )
         for ops in schema.get("paths", {}).values():
             for op in ops.values():
                 response = op.get("responses", {}).get("422", {})
@@ -408,4 +439,3 @@ def _openapi(app: FastAPI) -> dict:
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-

@@ -1,62 +1,35 @@
 """From an HTTP request's uploads and form fields to a job's images and method Options.
 
 Uploads are identified by their bytes (never the file name or the client's content type), their pixel count is read
-from the header before anything is decoded, and only a few raster formats are accepted. Form fields are offered to a
-method only where its Options dataclass has a field of that name.
+from the header before anything is decoded, and only a few raster formats are accepted. Form fields are the options
+each method declares with ``http=True`` (see :mod:`impasto.options`): their types, bounds, defaults and help come
+from that declaration, and this server adds its own limits on size and steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import io
-import math
 import re
 import struct
-from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, Iterable
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..api import get_method, make_options
-from ..color import PRESERVE_COLOR
+from .. import options as declared_options
+from ..api import available_methods, get_method, make_options, method_title
+from ..core.image import fit_longest_side, to_rgb
 from ..errors import ImpastoError
-from ..image import fit_longest_side, to_rgb
 from .settings import ServeSettings
 
 # Formats Pillow decodes itself; anything else (EPS via Ghostscript, PDF, SVG...) is refused on purpose.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone cameras)
 FORMAT_NAMES = "PNG, JPEG, WebP, BMP, TIFF or GIF"
-
-# The options a client may set over HTTP, with their documentation; everything else is the server's business.
-HTTP_OPTIONS: dict[str, dict[str, Any]] = {
-    "size": {
-        "type": "integer",
-        "description": "Longest side of the output in pixels (the photo is scaled to it); capped by the server.",
-    },
-    "steps": {
-        "type": "integer",
-        "description": "Optimization steps (iterative methods): more is slower and more thoroughly painted.",
-    },
-    "strength": {
-        "type": "number",
-        "description": "How much style: 0 keeps the photo, 1 is full style.",
-        "minimum": 0.0,
-        "maximum": 1.0,
-    },
-    "style_weights": {
-        "type": "array",
-        "description": "Blend weights, one per style image, as comma-separated numbers ('2,1'); default: equal.",
-    },
-    "preserve_color": {
-        "type": "string",
-        "description": "Keep the photo's colours: 'luminance' stylizes brightness only, 'histogram' recolours the "
-        "styles to the photo's palette first; 'none' takes the paintings' colours.",
-        "choices": list(PRESERVE_COLOR),
-    },
-    "seed": {
-        "type": "integer",
-        "description": "Random seed: the same seed and inputs give the same picture on the same machine.",
-    },
-}
+# The fields of POST /api/jobs that are not a method's options.
+RESERVED_FIELDS = ("content", "styles", "method")
+MIN_SIZE = 16  # the server's smallest output size (px)
+_FLAG = re.compile(r"--([a-z][a-z-]*)")
 
 
 def decode_image(data: bytes, what: str, max_pixels: int, longest: int | None = None) -> Image.Image:
@@ -70,8 +43,7 @@ def decode_image(data: bytes, what: str, max_pixels: int, longest: int | None = 
                 raise ImpastoError(f"{what}: image has zero size ({w}x{h})")
             if w * h > max_pixels:
                 raise ImpastoError(
-                    f"{what}: {w}x{h} is {w * h / 1e6:.1f} megapixels, above this server's cap of "
-                    f"{max_pixels / 1e6:g}"
+                    f"{what}: {w}x{h} is {w * h / 1e6:.1f} megapixels, above this server's cap of {max_pixels / 1e6:g}"
                 )
             if longest is not None and im.format == "JPEG":
                 # Decode big JPEGs at a reduced scale (never below `longest`): much faster and lighter.
@@ -91,92 +63,147 @@ def decode_image(data: bytes, what: str, max_pixels: int, longest: int | None = 
     return rgb
 
 
-def parse_numbers(text: str, name: str) -> list[float]:
-    """'2, 1' -> [2.0, 1.0]; ImpastoError for anything that is not a finite number >= 0."""
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = float(part)
-        except ValueError:
-            raise ImpastoError(f"{name}: expected comma-separated numbers, got {part[:40]!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise ImpastoError(f"{name}: weights must be finite numbers >= 0, got {part[:40]!r}")
-        values.append(value)
-    if not values:
-        raise ImpastoError(f"{name}: expected comma-separated numbers, got nothing")
-    return values
+# ---------------------------------------------------------------------------------------------- options
 
 
-def _default(f) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
+def _http(method: str) -> dict[str, declared_options.Declared]:
+    """The options method `method` offers over HTTP, by name, in declaration order."""
+    return {d.name: d for d in declared_options.iter_http(get_method(method).Options)}
+
+
+def http_fields(methods: Iterable[str] | None = None) -> dict[str, list[tuple[str, declared_options.Declared]]]:
+    """Every HTTP option of the registered methods: name -> [(method, declaration), ...], first declared first."""
+    out: dict[str, list[tuple[str, declared_options.Declared]]] = {}
+    for method in available_methods() if methods is None else methods:
+        for name, d in _http(method).items():
+            out.setdefault(name, []).append((method, d))
+    return out
+
+
+def _default_steps(default: Any, settings: ServeSettings) -> Any:
+    return min(default, settings.max_steps) if isinstance(default, int) and not isinstance(default, bool) else default
+
+
+def describe_option(d: declared_options.Declared, settings: ServeSettings) -> dict[str, Any]:
+    """One option as GET /api/methods lists it: its declaration, then this server's own limits on size and steps."""
+    item = declared_options.describe(d)
+    item["description"] = item["description"].replace("%%", "%")  # help texts are written for argparse
+    if d.name == "size":
+        item.update(default=settings.default_size, minimum=MIN_SIZE, maximum=settings.max_size)
+    elif d.name == "steps":
+        item.update(default=_default_steps(d.default, settings), minimum=1, maximum=settings.max_steps)
+    return item
 
 
 def method_info(name: str, settings: ServeSettings) -> dict[str, Any]:
-    """A method's name, description and the HTTP options it accepts, from its Options dataclass."""
+    """A method's name, title, description and the HTTP options it accepts, from its module and Options."""
     module = get_method(name)
-    doc = (module.__doc__ or name).strip()
-    title, _, rest = doc.partition("\n")
-    known = {f.name: f for f in fields(module.Options)}
-    options = []
-    for key, spec in HTTP_OPTIONS.items():
-        if key not in known:
-            continue
-        default = _default(known[key])
-        item = {"name": key, **spec, "default": default}
-        if key == "size":
-            item.update(default=settings.default_size, minimum=16, maximum=settings.max_size)
-        elif key == "steps":
-            item.update(default=min(default, settings.max_steps) if default else default, minimum=1,
-                        maximum=settings.max_steps)
-        elif key == "seed":
-            item.update(minimum=0)
-        if isinstance(item["default"], tuple):
-            item["default"] = list(item["default"])
-        options.append(item)
+    title, description = method_title(module)
     return {
         "name": name,
-        "title": title.strip().rstrip("."),
-        "description": " ".join(rest.split()),
-        "iterative": "steps" in known,
-        "options": options,
+        "title": title,
+        "description": description,
+        "iterative": "steps" in declared_options.field_names(module.Options),
+        "options": [describe_option(d, settings) for d in _http(name).values()],
     }
 
 
-def build_options(method: str, given: dict[str, Any], n_styles: int, settings: ServeSettings):
-    """The method's validated Options from the client's fields; returns (options, used, ignored).
+def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
+    """The JSON schema of POST /api/jobs's multipart body: the uploads, the method and every method's options."""
+    properties: dict[str, Any] = {
+        "content": {
+            "type": "string",
+            "format": "binary",
+            "description": f"The photo to repaint ({', '.join(FORMATS)}).",
+        },
+        "styles": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "One or more style images (paintings), as repeated 'styles' fields; blended.",
+        },
+        "method": {
+            "type": "string",
+            "enum": available_methods(),
+            "default": default_method,
+            "description": "The method; GET /api/methods lists them with the options each accepts.",
+        },
+    }
+    for name, owners in http_fields().items():
+        items = [describe_option(d, settings) for _, d in owners]
+        first = items[0]
+        prop: dict[str, Any] = {"type": first["type"]}
+        description = first["description"].rstrip(".")
+        description = description[:1].upper() + description[1:] + "."
+        if first["type"] == "array":
+            prop["type"] = "string"
+            description += " Sent as comma-separated values, e.g. '2,1'."
+        if len(owners) < len(available_methods()):
+            description += f" Methods: {', '.join(m for m, _ in owners)}; the others ignore it."
+        prop["description"] = description
+        for key in ("minimum", "maximum"):
+            if key in first and all(item.get(key) == first[key] for item in items):
+                prop[key] = first[key]
+        if "choices" in first:
+            prop["enum"] = first["choices"]
+        defaults = [item["default"] for item in items]
+        if all(v == defaults[0] for v in defaults) and defaults[0] is not None and not isinstance(defaults[0], list):
+            prop["default"] = defaults[0]
+        properties[name] = prop
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "title": "Job",
+                    "required": ["content", "styles"],
+                    "properties": properties,
+                },
+            },
+        },
+    }
 
-    `given` holds the fields the client sent (None = not sent). Fields the method has no use for are ignored and
-    reported, like the command line's flags that do not apply to a method.
+
+def _unknown_field(name: str, known: list[str]) -> ImpastoError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
+    return ImpastoError(f"unknown field {name[:40]!r}{hint}")
+
+
+def build_options(method: str, form_fields: dict[str, str | None], n_styles: int, settings: ServeSettings):
+    """The method's validated Options from the client's text fields; returns (options, used, ignored).
+
+    `form_fields` holds the text fields the client sent besides content, styles and method (None or '' = not
+    sent). Each is read as its declaration says; fields that another method offers but this one does not are
+    ignored and reported, like the command line's flags that do not apply to a method; any other name is refused.
     """
     module = get_method(method)
-    known = {f.name for f in fields(module.Options)}
-    sent = {k: v for k, v in given.items() if v is not None}
-    if "size" in sent and not 16 <= sent["size"] <= settings.max_size:
-        raise ImpastoError(f"size must be from 16 to {settings.max_size} px on this server, got {sent['size']}")
-    if "steps" in sent and not 1 <= sent["steps"] <= settings.max_steps:
-        raise ImpastoError(f"steps must be from 1 to {settings.max_steps} on this server, got {sent['steps']}")
-    if "style_weights" in sent:
-        sent["style_weights"] = parse_numbers(sent["style_weights"], "style_weights")
-    used = {k: v for k, v in sent.items() if k in known}
-    ignored = sorted(set(sent) - known)
-    if "size" in known:
-        used.setdefault("size", settings.default_size)
-    if "steps" in known and "steps" not in used:
-        default = _default(next(f for f in fields(module.Options) if f.name == "steps"))
-        used["steps"] = min(default, settings.max_steps)
-    # The size cap is this server's (checked above), so the methods' own caps are left as they are.
-    server = {k: v for k, v in settings.job_defaults.items() if k in known}
-    options = make_options(method, **{**server, **used})
+    own = _http(method)
+    elsewhere = http_fields()
+    for name in form_fields:
+        if name not in own and name not in elsewhere:
+            raise _unknown_field(name, [*RESERVED_FIELDS, *elsewhere])
+    sent = {k: v for k, v in form_fields.items() if v is not None and v != ""}
+    ignored = sorted(k for k in sent if k not in own)
+    fields = declared_options.field_names(module.Options)
+    defaults = {f.name: declared_options.default_of(f) for f in dataclasses.fields(module.Options)}
     try:
+        used = {name: declared_options.parse_text(own[name], text) for name, text in sent.items() if name in own}
+        # This server's limits and defaults, for every method that has these fields (shown with the job's options).
+        if "size" in fields:
+            size = used.setdefault("size", settings.default_size)
+            if not isinstance(size, int) or not MIN_SIZE <= size <= settings.max_size:
+                raise ImpastoError(f"size must be from {MIN_SIZE} to {settings.max_size} px on this server, got {size}")
+        if "steps" in fields:
+            steps = used.setdefault("steps", _default_steps(defaults.get("steps", settings.max_steps), settings))
+            if not isinstance(steps, int) or not 1 <= steps <= settings.max_steps:
+                raise ImpastoError(f"steps must be from 1 to {settings.max_steps} on this server, got {steps}")
+        server = {k: v for k, v in settings.job_defaults.items() if k in fields}
+        options = make_options(method, **{**server, **used})
         options.validate(n_styles)
     except ImpastoError as e:
         # The methods word their errors for the command line; name the form fields instead.
-        raise ImpastoError(re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(e))) from None
+        flags = {d.flag: d.name for d in declared_options.declared(module.Options)}
+        message = _FLAG.sub(lambda m: flags.get(m.group(0), m.group(1).replace("-", "_")), str(e))
+        raise ImpastoError(message) from None
     return options, used, ignored

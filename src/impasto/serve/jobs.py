@@ -1,9 +1,11 @@
 """The job queue: one worker thread runs style-transfer jobs one at a time while the server keeps answering.
 
 Jobs wait in a bounded queue (a full queue is refused, never grown). The worker learns about cancellation and
-timeouts through the method's per-step callback, where it raises a private exception that unwinds the method.
-Watchers (server-sent events, ``?wait=true``) are woken on every change through their own event loop. Results are
-PNG files in a private temporary directory, named by job id; a janitor forgets finished jobs after a while.
+timeouts through the engine's progress callback (see :mod:`impasto.engine`), where it raises a private exception that
+unwinds the run. Engines are loaded once and kept for the next jobs (a few, most recently used first), per manager.
+Watchers (server-sent events, ``?wait=true``) are woken on every change through their own event loop. Each job's
+result is written by its output writer (a PNG today) into a private temporary directory, named by job id; a janitor
+forgets finished jobs after a while.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import torch
 from PIL import Image
 
 from ..api import get_method
+from ..core.image import save_image, tensor_to_pil
+from ..engine import Progress, Result
 from ..errors import ImpastoError
-from ..image import save_image, tensor_to_pil
+from ..options import load_key
 from .settings import ServeSettings
 
 log = logging.getLogger("impasto.serve")
@@ -37,6 +40,24 @@ TERMINAL = ("done", "failed", "cancelled")
 
 class QueueFull(Exception):
     """The queue holds as many waiting jobs as it may."""
+
+
+@dataclass(frozen=True)
+class OutputWriter:
+    """How a finished run becomes the job's result file: its media type, its file-name suffix and the writing."""
+
+    media_type: str
+    suffix: str  # with the dot; the file is named <job id><suffix>
+    write: Callable[[Result, Path], "tuple[int, int] | None"]  # -> (width, height) of the picture, where it is one
+
+
+def _write_png(result: Result, path: Path) -> tuple[int, int]:
+    image = tensor_to_pil(result.image)
+    save_image(image, path)
+    return image.size
+
+
+PNG = OutputWriter(media_type="image/png", suffix=".png", write=_write_png)
 
 
 class _Stop(Exception):
@@ -67,6 +88,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     cancel_requested: bool = False
+    output: OutputWriter = PNG  # how the result is written, and what it is
     result_path: Path | None = None
     result_size: tuple[int, int] | None = None
     preview: str | None = None  # data URL of the latest preview thumbnail
@@ -79,9 +101,21 @@ class Job:
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def media_type(self) -> str:
+        """The result's media type (image/png today)."""
+        return self.output.media_type
+
+    @property
+    def suffix(self) -> str:
+        """The result file's suffix ('.png' today)."""
+        return self.output.suffix
+
 
 class JobManager:
     """The queue, the worker thread and the janitor, plus what the HTTP layer needs to look at jobs."""
+
+    engines_kept = 2  # loaded engines kept for later jobs, most recently used first
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
@@ -94,6 +128,8 @@ class JobManager:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.results_dir: Path | None = None
+        # (method, load key) -> engine; only the worker thread touches it while it runs.
+        self._engines: OrderedDict[tuple, Any] = OrderedDict()
 
     # -- life cycle
 
@@ -121,14 +157,22 @@ class JobManager:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        self._engines.clear()
         if self.results_dir is not None:
             shutil.rmtree(self.results_dir, ignore_errors=True)
             self.results_dir = None
 
     # -- what the HTTP layer calls
 
-    def submit(self, method: str, options: Any, public_options: dict, ignored: list, content: Image.Image,
-               styles: list[Image.Image]) -> Job:
+    def submit(
+        self,
+        method: str,
+        options: Any,
+        public_options: dict,
+        ignored: list,
+        content: Image.Image,
+        styles: list[Image.Image],
+    ) -> Job:
         """Queue a job; raises QueueFull when `queue_size` jobs are already waiting."""
         self.cleanup()
         iterative = hasattr(options, "steps")
@@ -148,11 +192,30 @@ class JobManager:
                 created=self.clock(),
                 created_wall=time.time(),
                 inputs=(content, styles),
+                output=self.output_for(method, options),
             )
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._cond.notify_all()
         return job
+
+    def output_for(self, method: str, options: Any) -> OutputWriter:
+        """How a job's result is written. Every method makes one picture today (a PNG); a method that makes something
+        else (a video, several pictures) gets its own writer here, and the HTTP layer serves its media type."""
+        return PNG
+
+    def engine(self, method: str, options: Any) -> Any:
+        """The engine for `options` of `method`: loaded once, kept for the next jobs that can share it."""
+        key = (method, load_key(options))
+        engine = self._engines.get(key)
+        if engine is not None:
+            self._engines.move_to_end(key)
+            return engine
+        engine = get_method(method).load(options)
+        self._engines[key] = engine
+        while len(self._engines) > self.engines_kept:
+            self._engines.popitem(last=False)
+        return engine
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -195,7 +258,9 @@ class JobManager:
         with self._cond:
             finished = sorted((j for j in self._jobs.values() if j.terminal), key=lambda j: j.finished or 0)
             excess = max(0, len(finished) - self.settings.max_jobs_kept)
-            old = [j for i, j in enumerate(finished) if i < excess or now - (j.finished or now) >= self.settings.result_ttl]
+            old = [
+                j for i, j in enumerate(finished) if i < excess or now - (j.finished or now) >= self.settings.result_ttl
+            ]
         for job in old:
             self.forget(job)
         return len(old)
@@ -267,17 +332,18 @@ class JobManager:
         settings = self.settings
         last_preview: list[float | None] = [None]
 
-        def callback(step: int, image: torch.Tensor, losses: dict) -> None:
+        def callback(p: Progress) -> None:
             if job.cancel_requested:
                 raise _Stop("cancelled")
             now = self.clock()
             if now - job.started >= settings.job_timeout:
                 raise _Stop("timeout")
-            job.step = step
-            job.total = max(job.total, step)  # a method may plan a step or two more than asked
-            if job.iterative and (last_preview[0] is None or now - last_preview[0] >= settings.preview_interval):
-                job.preview = _thumbnail(image, settings.preview_size)
-                job.preview_step = step
+            job.step = p.step
+            job.total = max(job.total, p.total, p.step)  # a method may plan a step or two more than asked
+            due = last_preview[0] is None or now - last_preview[0] >= settings.preview_interval
+            if job.iterative and p.image is not None and due:
+                job.preview = _thumbnail(p.image, settings.preview_size)
+                job.preview_step = p.step
                 job.preview_version += 1
                 last_preview[0] = now
             self._changed(job)
@@ -286,16 +352,21 @@ class JobManager:
             if job.cancel_requested:
                 raise _Stop("cancelled")
             content, styles = job.inputs
-            result = get_method(job.method).run(content, styles, job.options, callback=callback, progress=False)
+            engine = self.engine(job.method, job.options)
+            if job.cancel_requested:  # cancelled while the engine loaded
+                raise _Stop("cancelled")
+            result = engine.run(content, styles, job.options, callback=callback)
             if job.cancel_requested:  # a method that never called back
                 raise _Stop("cancelled")
             if getattr(result, "stopped", None) == "interrupted":
                 raise _Stop("cancelled")
-            image = tensor_to_pil(result.image)
-            path = self.results_dir / f"{job.id}.png"  # the id is ours (hex), never a client's string
-            save_image(image, path)
+            path = self.results_dir / f"{job.id}{job.output.suffix}"  # the id is ours (hex), never a client's string
+            try:
+                job.result_size = job.output.write(result, path)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
             job.result_path = path
-            job.result_size = image.size
             job.step = max(job.step, job.total) if job.iterative else job.total
             self._finish(job, "done")
         except _Stop as e:
@@ -315,7 +386,7 @@ class JobManager:
                 self._finish(job, "failed", error=f"internal error ({type(e).__name__}); see the server's log")
 
 
-def _thumbnail(image: torch.Tensor, size: int) -> str:
+def _thumbnail(image: Any, size: int) -> str:
     """A JPEG data URL of the image with its longest side at most `size`."""
     im = tensor_to_pil(image.detach().float().cpu())
     im.thumbnail((size, size), Image.Resampling.BILINEAR)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, Field
 
@@ -42,7 +42,7 @@ class JobOut(BaseModel):
     height: Optional[int] = Field(None, description="Height of the result in pixels, once done.")
     status_url: str = Field(description="GET: this state.")
     events_url: str = Field(description="GET: server-sent events with progress (and previews for iterative methods).")
-    result_url: Optional[str] = Field(None, description="GET: the PNG, once done.")
+    result_url: Optional[str] = Field(None, description="GET: the result (a PNG for every method today), once done.")
 
     @classmethod
     def of(cls, job: Job, queue_position: Optional[int], now: float) -> "JobOut":
@@ -75,16 +75,18 @@ class JobOut(BaseModel):
 
 
 class OptionOut(BaseModel):
-    """One option a method accepts over HTTP (a form field of POST /api/jobs)."""
+    """One option a method accepts over HTTP (a form field of POST /api/jobs), as the method declares it."""
 
     name: str = Field(description="The form field's name.")
-    type: Literal["integer", "number", "string", "array"] = Field(
-        description="Its JSON type; 'array' fields are sent as comma-separated numbers."
+    type: Literal["integer", "number", "boolean", "string", "array"] = Field(
+        description="Its JSON type; 'array' fields are sent as comma-separated values, 'boolean' ones as true or false."
     )
+    label: str = Field(description="A short name for a control on a page.")
     description: str = Field(description="What it does.")
     default: Any = Field(None, description="The value used when the field is not sent (null: the method decides).")
-    minimum: Optional[float] = Field(None, description="Smallest value accepted.")
-    maximum: Optional[float] = Field(None, description="Largest value accepted.")
+    minimum: Optional[Union[int, float]] = Field(None, description="Smallest value accepted.")
+    maximum: Optional[Union[int, float]] = Field(None, description="Largest value accepted.")
+    step: Optional[Union[int, float]] = Field(None, description="A sensible increment for a slider, where declared.")
     choices: Optional[list[str]] = Field(None, description="The values accepted, for string options.")
 
 

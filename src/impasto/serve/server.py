@@ -56,8 +56,10 @@ def serve(settings: ServeSettings, open_browser: bool = False) -> int:
             "authentication, so anyone who can reach it can upload images and run jobs",
             file=sys.stderr,
         )
-    print(f"impasto: serving the web app on {url}/ and the API on {url}/api (docs: {url}/api/docs); Ctrl-C stops",
-          file=sys.stderr)
+    print(
+        f"impasto: serving the web app on {url}/ and the API on {url}/api (docs: {url}/api/docs); Ctrl-C stops",
+        file=sys.stderr,
+    )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     if open_browser:

@@ -5,6 +5,8 @@
 const $ = (id) => document.getElementById(id);
 const PREFS_KEY = "impasto.prefs.v1";
 const SIZE_CHOICES = [256, 384, 512, 768, 1024, 1536, 2048];
+// Options this page shows with widgets of its own; every other option a method declares gets a generated control.
+const BESPOKE = new Set(["size", "style_weights", "preserve_color", "seed"]);
 
 const state = {
   info: null, // GET /api/info
@@ -15,6 +17,8 @@ const state = {
   size: 512,
   keepColors: false,
   keepMode: "luminance",
+  controls: [], // the chosen method's generated controls: [{name, field, input, read}]
+  values: {}, // per method, the values last set in its generated controls: {method: {option: value}}
   job: null, // the running job: {id, events, started, timer, method}
   view: null, // what the canvas shows: {kind: "result"|"preview"|"placeholder", item}
   gallery: [], // [{id, url, name, method, width, height, seconds, when}]
@@ -59,7 +63,7 @@ function fmtBytes(n) {
 
 function setFill(range) {
   const min = Number(range.min || 0), max = Number(range.max || 100);
-  const pct = ((Number(range.value) - min) / (max - min)) * 100;
+  const pct = max > min ? ((Number(range.value) - min) / (max - min)) * 100 : 100;
   range.style.setProperty("--fill", `${pct}%`);
 }
 
@@ -69,8 +73,7 @@ function savePrefs() {
     size: state.size,
     keepColors: state.keepColors,
     keepMode: state.keepMode,
-    strength: $("strength").value,
-    steps: $("steps").value,
+    values: state.values,
   };
   try { localStorage.setItem(PREFS_KEY, JSON.stringify(prefs)); } catch (_) { /* private mode */ }
 }
@@ -253,26 +256,163 @@ function chooseMethod(name, save = true) {
   const about = state.method.iterative
     ? "Optimizes the picture step by step; you watch it form. Best quality, takes a while."
     : "Paints the picture in one pass of a trained network: seconds.";
-  $("method-about").textContent = about;
-  for (const el of document.querySelectorAll("[data-option]")) el.hidden = !option(el.dataset.option);
-  const steps = option("steps");
-  if (steps) {
-    $("steps").max = String(steps.maximum || 1000);
-    $("steps").min = String(Math.min(20, steps.maximum || 20));
-    setFill($("steps"));
+  $("method-about").textContent = ["gatys", "adain"].includes(name) ? about : state.method.title || about;
+  $("method-about").title = state.method.description || "";
+  for (const el of document.querySelectorAll("[data-option]")) {
+    const o = option(el.dataset.option);
+    el.hidden = !o;
+    if (o) el.title = o.description || "";
   }
+  buildControls();
   const size = option("size");
   if (size) buildSizes(size);
+  const seed = option("seed");
+  if (seed) {
+    for (const key of ["min", "max"]) {
+      const bound = seed[key === "min" ? "minimum" : "maximum"];
+      if (bound != null) $("seed").setAttribute(key, String(bound));
+      else $("seed").removeAttribute(key);
+    }
+    $("seed").title = seed.description || "";
+  }
+  const weights = option("style_weights");
+  if (weights) $("blend-label").textContent = weights.label || "Blend";
+  const keep = option("preserve_color");
+  if (keep && keep.choices) {
+    const modes = keep.choices.filter((c) => c !== "none");
+    for (const b of $("keep-mode").children) b.hidden = !modes.includes(b.dataset.value);
+    if (modes.length && !modes.includes(state.keepMode)) state.keepMode = modes[0];
+    $("keep-colors").disabled = !modes.length;
+  }
+  if (keep) setKeepColors(state.keepColors);
   if (state.view && state.view.kind === "placeholder") showPlaceholder();
   $("keep-mode-field").hidden = !(option("preserve_color") && state.keepColors);
   if (save) savePrefs();
   refresh();
 }
 
+// ---- generated controls: one per option of the chosen method that has no widget of its own above
+
+function decimals(x) {
+  const text = String(x);
+  return text.includes("e-") ? Number(text.split("e-")[1]) : (text.split(".")[1] || "").length;
+}
+
+// The slider's grid: `step` apart and through the default (a range input snaps to min + k * step).
+function sliderMin(o, step) {
+  const anchor = o.default;
+  if (typeof anchor !== "number" || anchor < o.minimum || anchor > o.maximum) return o.minimum;
+  const k = Math.floor((anchor - o.minimum) / step + 1e-9);
+  return Number((anchor - k * step).toFixed(decimals(step) + 3));
+}
+
+function remembered(o) {
+  const saved = (state.values[state.method.name] || {})[o.name];
+  return saved === undefined ? o.default : saved;
+}
+
+function remember(name, value) {
+  const mine = state.values[state.method.name] || (state.values[state.method.name] = {});
+  mine[name] = value;
+  savePrefs();
+}
+
+function makeControl(o) {
+  const id = `opt-${o.name}`;
+  const field = document.createElement("div");
+  field.className = "field";
+  field.dataset.generated = o.name;
+  field.title = o.description || "";
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  const text = document.createElement("span");
+  text.textContent = o.label || o.name;
+  label.append(text);
+  const initial = remembered(o);
+  const numeric = o.type === "integer" || o.type === "number";
+  let input;
+  let read;
+  let show = () => {};
+  if (Array.isArray(o.choices) && o.choices.length) {
+    input = document.createElement("select");
+    for (const choice of o.choices) {
+      const item = document.createElement("option");
+      item.value = choice;
+      item.textContent = choice;
+      input.append(item);
+    }
+    input.value = o.choices.includes(initial) ? initial : o.choices.includes(o.default) ? o.default : o.choices[0];
+    read = () => input.value;
+  } else if (o.type === "boolean") {
+    field.classList.add("field-row");
+    label.classList.add("label");
+    input = document.createElement("input");
+    input.type = "checkbox";
+    input.checked = initial === true || initial === "true";
+    read = () => input.checked;
+  } else if (numeric && o.minimum != null && o.maximum != null) {
+    input = document.createElement("input");
+    input.type = "range";
+    const step = o.step || (o.type === "integer" ? 1 : (o.maximum - o.minimum) / 100);
+    input.min = String(sliderMin(o, step));
+    input.max = String(o.maximum);
+    input.step = String(step);
+    input.value = String(initial != null ? initial : o.default != null ? o.default : o.minimum);
+    const out = document.createElement("output");
+    out.htmlFor = id;
+    label.append(out);
+    const places = o.type === "integer" ? 0 : decimals(step);
+    show = () => {
+      out.textContent = Number(input.value).toFixed(places);
+      setFill(input);
+    };
+    read = () => Number(input.value);
+  } else {
+    input = document.createElement("input");
+    if (numeric) {
+      input.type = "number";
+      if (o.minimum != null) input.min = String(o.minimum);
+      if (o.maximum != null) input.max = String(o.maximum);
+      input.step = o.step ? String(o.step) : o.type === "integer" ? "1" : "any";
+      input.inputMode = o.type === "integer" ? "numeric" : "decimal";
+    } else {
+      input.type = "text";
+      input.spellcheck = false;
+    }
+    const shown = (v) => (v == null ? "" : Array.isArray(v) ? v.join(",") : String(v));
+    input.value = shown(initial);
+    input.placeholder = shown(o.default) || "default";
+    read = () => input.value.trim();
+  }
+  input.id = id;
+  input.name = o.name;
+  input.title = o.description || "";
+  input.addEventListener("input", () => { show(); refresh(); });
+  input.addEventListener("change", () => remember(o.name, read()));
+  field.append(label, input);
+  return { name: o.name, field, input, read, show };
+}
+
+function buildControls() {
+  const box = $("method-options");
+  box.textContent = "";
+  state.controls = state.method.options.filter((o) => !BESPOKE.has(o.name)).map(makeControl);
+  for (const c of state.controls) {
+    box.append(c.field);
+    c.show();
+  }
+  box.hidden = !state.controls.length;
+}
+
 function buildSizes(opt) {
   const max = opt.maximum || 1024;
-  const choices = SIZE_CHOICES.filter((s) => s <= max);
+  const min = opt.minimum || 1;
+  const choices = SIZE_CHOICES.filter((s) => s <= max && s >= min);
   if (!choices.includes(max) && max < SIZE_CHOICES[SIZE_CHOICES.length - 1]) choices.push(max);
+  if (opt.default && opt.default <= max && opt.default >= min && !choices.includes(opt.default)) {
+    choices.push(opt.default);
+    choices.sort((a, b) => a - b);
+  }
   if (!choices.includes(state.size)) state.size = choices.includes(opt.default) ? opt.default : choices[0];
   const box = $("sizes");
   box.textContent = "";
@@ -311,8 +451,6 @@ function refresh() {
   $("styles").classList.toggle("single", single);
   $("blend").hidden = single;
   $("styles-count").textContent = state.styles.length ? `${state.styles.length} selected` : "";
-  $("strength-out").textContent = `${Math.round(Number($("strength").value) * 100)}%`;
-  $("steps-out").textContent = $("steps").value;
   const weightsOk = single || state.styles.some((s) => s.weight > 0);
   const ready = state.content && state.styles.length > 0 && weightsOk;
   $("go").disabled = !ready || !!state.job || !state.method;
@@ -445,8 +583,10 @@ async function stylize() {
   state.styles.forEach((s, i) => form.append("styles", s.file, `style-${i + 1}`));
   form.append("method", m.name);
   if (option("size")) form.append("size", String(state.size));
-  if (option("steps")) form.append("steps", $("steps").value);
-  if (option("strength")) form.append("strength", $("strength").value);
+  for (const c of state.controls) {
+    const value = c.read();
+    if (value !== "" && value != null) form.append(c.name, String(value));
+  }
   if (option("style_weights") && state.styles.length > 1) {
     form.append("style_weights", state.styles.map((s) => s.weight).join(","));
   }
@@ -652,8 +792,7 @@ async function connect() {
   }
   const prefs = loadPrefs();
   if (prefs.size) state.size = Number(prefs.size);
-  if (prefs.strength) $("strength").value = prefs.strength;
-  if (prefs.steps) $("steps").value = prefs.steps;
+  if (prefs.values && typeof prefs.values === "object" && !Array.isArray(prefs.values)) state.values = prefs.values;
   state.keepMode = prefs.keepMode === "histogram" ? "histogram" : "luminance";
   setKeepColors(!!prefs.keepColors);
   buildMethods(prefs);
@@ -688,10 +827,6 @@ function init() {
     const files = [...(e.clipboardData ? e.clipboardData.files : [])];
     if (files.length) takeLoose(files);
   });
-  for (const id of ["strength", "steps"]) {
-    $(id).addEventListener("input", () => { setFill($(id)); refresh(); });
-    $(id).addEventListener("change", savePrefs);
-  }
   $("keep-colors").addEventListener("click", () => { setKeepColors(!state.keepColors); savePrefs(); });
   for (const b of $("keep-mode").children) {
     b.addEventListener("click", () => { state.keepMode = b.dataset.value; setKeepColors(true); savePrefs(); });

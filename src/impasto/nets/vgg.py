@@ -1,4 +1,4 @@
-"""VGG-19 feature extraction by layer name (conv1_1, relu1_1, pool1, ... relu5_4)."""
+"""VGG-19 feature extraction by layer name (conv1_1, relu1_1, pool1, ... relu5_4): a pure, frozen module."""
 
 from __future__ import annotations
 
@@ -8,22 +8,11 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .errors import ImpastoError
-from .weights import CONV_LAYERS, CONV_SHAPES, VGGWeights, load_weights
+from ..core.vgg_layers import CONV_SHAPES, LAYER_NAMES, POOLING, check_layers, min_input_side
+from ..core.weights import VGGWeights
+from ..errors import ImpastoError
 
-
-def _layer_names() -> tuple[str, ...]:
-    names = []
-    for conv in CONV_LAYERS:
-        block, idx = conv[4], conv[6]
-        names += [conv, f"relu{block}_{idx}"]
-        if conv in ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4"):
-            names.append(f"pool{block}")
-    return tuple(names)
-
-
-LAYER_NAMES: tuple[str, ...] = _layer_names()
-POOLING = ("max", "avg")
+__all__ = ["LAYER_NAMES", "POOLING", "Normalize", "VGGFeatures", "check_layers", "min_input_side"]
 
 # Caffe's VGG was trained on BGR images in 0-255 with these per-channel means subtracted.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -56,34 +45,16 @@ class Normalize(nn.Module):
         return y.flip(1) if self.bgr else y
 
 
-def check_layers(layers: Iterable[str]) -> list[str]:
-    """Validate layer names; raises ImpastoError naming the first unknown one."""
-    out = list(layers)
-    if not out:
-        raise ImpastoError("no VGG layers given")
-    for name in out:
-        if name not in LAYER_NAMES:
-            raise ImpastoError(f"unknown VGG-19 layer {name!r}; use names like relu1_1, conv4_2, pool3 (up to relu5_4)")
-    return out
-
-
-def min_input_side(layers: Iterable[str]) -> int:
-    """Smallest image side that still leaves at least one position at the deepest of `layers`."""
-    last = max(LAYER_NAMES.index(n) for n in layers)
-    return 2 ** sum(1 for n in LAYER_NAMES[:last] if n.startswith("pool"))
-
-
 class VGGFeatures(nn.Module):
     """Frozen VGG-19, truncated after the deepest requested layer, returning a dict of named activations.
 
     Input: RGB in [0, 1], shape (B, 3, H, W). The weights' own normalization is applied inside.
     """
 
-    def __init__(self, weights: VGGWeights | None, layers: Iterable[str], pooling: str = "max") -> None:
+    def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: str = "max") -> None:
         super().__init__()
         if pooling not in POOLING:
             raise ImpastoError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLING)}")
-        weights = weights if weights is not None else load_weights()
         self.layers = check_layers(layers)
         self.pooling = pooling
         self.normalization = weights.normalization

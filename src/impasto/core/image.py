@@ -1,21 +1,28 @@
-"""Image I/O and conversions: robust loading, atomic saving, resizing, PIL <-> tensor."""
+"""Image I/O and conversions: robust loading, atomic saving, resizing, PIL <-> tensor.
+
+Importing this module does not import torch (the command line checks its inputs before loading any model);
+the tensor conversions import it when called.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import struct
+import sys
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImpastoError
+from ..errors import ImpastoError
 
-ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+ImageLike = Union[str, os.PathLike, Image.Image, "torch.Tensor"]
 
 # Output formats by file extension.
 OUTPUT_FORMATS = {
@@ -105,20 +112,28 @@ def as_pil(image: ImageLike) -> Image.Image:
     """Accept a path, a PIL image or a tensor ((3,H,W) or (1,3,H,W), values in [0, 1]) and return RGB PIL."""
     if isinstance(image, Image.Image):
         return to_rgb(image)
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
         return tensor_to_pil(image)
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     raise TypeError(f"expected a path, PIL image or tensor, got {type(image).__name__}")
 
 
-def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+def _is_tensor(x: object) -> bool:
+    # Without importing torch: a tensor can only exist if torch is already loaded.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def pil_to_tensor(im: Image.Image) -> "torch.Tensor":
     """RGB PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
+    import torch
+
     a = np.asarray(to_rgb(im), dtype=np.float32) / 255.0
     return torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+def tensor_to_pil(t: "torch.Tensor") -> Image.Image:
     """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB PIL image (values clamped)."""
     t = t.detach()
     if t.dim() == 4:
@@ -131,7 +146,7 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a), "RGB")
 
 
-def load_mask(mask: ImageLike, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+def load_mask(mask: ImageLike, size: tuple[int, int]) -> "torch.Tensor":
     """A mask image as a (1, 1, H, W) tensor in [0, 1] at `size` = (H, W); white = 1, soft edges kept.
 
     Any resolution works, but not another shape: a mask whose aspect ratio differs from the picture's by more than
@@ -147,6 +162,8 @@ def load_mask(mask: ImageLike, size: tuple[int, int] | torch.Size) -> torch.Tens
         )
     im = im.convert("L").resize((size[1], size[0]), resample=Image.BILINEAR)
     a = np.asarray(im, dtype=np.float32) / 255.0
+    import torch
+
     return torch.from_numpy(a.copy())[None, None]
 
 
@@ -188,10 +205,10 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
     return p
 
 
-def save_image(im: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same directory, then a rename."""
     p = check_output_path(path)
-    if isinstance(im, torch.Tensor):
+    if _is_tensor(im):
         im = tensor_to_pil(im)
     fmt = OUTPUT_FORMATS[p.suffix.lower()]
     params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}

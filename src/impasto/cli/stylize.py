@@ -1,0 +1,110 @@
+"""``impasto stylize CONTENT STYLE... -o OUTPUT``: every registered method's options as flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..api import available_methods, get_method, method_title
+from ..core.image import check_output_path, load_image, save_image
+from ..engine import Progress
+from ..errors import ImpastoError
+from ..options import make
+from .flags import HelpFormatter, add_declared, collect, given_flags, values
+
+EXIT_INTERRUPTED = 130
+NO_OUTPUT_INPUTS = ("content", "noise")
+
+
+def add_parser(sub) -> None:
+    methods = {name: get_method(name) for name in available_methods()}
+    about = "; ".join(f"{name}: {method_title(m)[0]}" for name, m in methods.items())
+    st = sub.add_parser(
+        "stylize",
+        help="stylize a content image with one or more style images",
+        formatter_class=HelpFormatter,
+        description=f"Repaint CONTENT in the style of STYLE (several styles are blended). Methods: {about}.",
+    )
+    st.add_argument("content", metavar="CONTENT", help="the photo to repaint")
+    st.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images")
+    st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
+    st.add_argument(
+        "--method", default=available_methods()[0], choices=available_methods(), help="style-transfer method"
+    )
+    flags = collect({name: m.Options for name, m in methods.items()})
+    groups: dict = {"_methods": list(methods)}
+    for flag in flags:
+        spec = flag.declared.spec
+        name = spec.group or ("common" if len(flag.owners) > 1 else next(iter(flag.owners)))
+        if name not in groups:
+            title = f"{name} (--method {name})" if name in methods else name
+            groups[name] = st.add_argument_group(title)
+    groups.setdefault("common", st.add_argument_group("common"))
+    add_declared(st, flags, groups)
+    out = st.add_argument_group("output")
+    out.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also save OUTPUT_stepNNNNN every N steps (iterative methods)",
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    st.set_defaults(_flags=flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    module = get_method(args.method)
+    misplaced = [f for f in given_flags(args, args._flags) if args.method not in f.owners]
+    if misplaced:
+        f = misplaced[0]
+        raise ImpastoError(
+            f"{f.declared.flag} does not apply to --method {args.method} (it is an option of {', '.join(f.owners)})"
+        )
+    init = getattr(args, "init", "content")
+    inputs = (
+        args.content,
+        *args.styles,
+        *([init] if init not in NO_OUTPUT_INPUTS else []),
+        *(getattr(args, "masks", None) or []),
+        *([args.content_mask] if getattr(args, "content_mask", None) else []),
+    )
+    output = check_output_path(args.output, inputs)
+    if args.save_every < 0:
+        raise ImpastoError(f"--save-every must be 0 (off) or a positive number of steps, got {args.save_every}")
+    # Read every input up front so a bad file fails in a second, not after minutes of work.
+    content = load_image(args.content)
+    styles = [load_image(s) for s in args.styles]
+    if init not in NO_OUTPUT_INPUTS:
+        load_image(init)
+    options = make(module.Options, values(args, module.Options, load_image), f"method {args.method!r}")
+    options.validate(len(styles))
+    iterative = hasattr(options, "steps")
+
+    def save_intermediate(p: Progress) -> None:
+        if args.save_every and p.image is not None and p.step % args.save_every == 0:
+            path = check_output_path(output.with_name(f"{output.stem}_step{p.step:05d}{output.suffix}"), inputs)
+            save_image(p.image, path)
+
+    start = time.perf_counter()
+    engine = module.load(options)
+    result = engine.run(content, styles, options, callback=save_intermediate, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    if result.stopped == "interrupted":
+        if args.save_every:
+            save_image(result.image, output)
+            print(f"impasto: interrupted at step {result.steps}; saved the last iterate to {output}", file=sys.stderr)
+        else:
+            print("impasto: interrupted; no output written (use --save-every to keep progress)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    save_image(result.image, output)
+    if not args.quiet:
+        h, w = result.image.shape[-2:]
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        steps = f", {result.steps} steps ({result.stopped})" if iterative else f" ({args.method})"
+        if max(result.tiles, default=1) > 1:
+            steps += f", tiles per scale {'/'.join(map(str, result.tiles))}"
+        print(f"impasto: {w}x{h}{steps} in {elapsed:.1f} s{'; ' + losses if losses else ''}", file=sys.stderr)
+    print(output)
+    return 0

@@ -1,0 +1,61 @@
+"""Model files: safetensors with string metadata, written atomically and read with one-line errors.
+
+Every network impasto saves (VGG weights in its own format, decoders, later networks) goes through here, so the
+format, its metadata and its failure messages are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import ImpastoError
+
+
+def save_tensors(
+    state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write tensors and metadata (str -> str) to a safetensors file: a temporary file, then a rename."""
+    p = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def read_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
+    """A safetensors file's metadata; ImpastoError (starting with `what`) if it is not a readable file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ImpastoError(f"{what}: not a readable safetensors file ({_first_line(e)})") from None
+
+
+def read_tensors(path: str | os.PathLike, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; ImpastoError (starting with `what`) if it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImpastoError(f"{what}: no such file")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ImpastoError(f"{what}: not a readable safetensors file ({_first_line(e)})") from None
+    return state, meta
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

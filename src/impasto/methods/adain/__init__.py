@@ -1,0 +1,134 @@
+"""Arbitrary style in one pass (Huang & Belongie, "Arbitrary Style Transfer in Real-time with Adaptive Instance
+Normalization").
+
+The photo's VGG-19 relu4_1 features take on each channel's mean and spread from the painting's, and a trained
+decoder paints the result: a fraction of a second per picture, any painting, no training per style.
+
+This module declares the method's options and imports no torch; :mod:`.engine` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ...errors import ImpastoError
+from ...options import DEVICES, PRECISIONS, PRESERVE_COLOR, check_declared, option
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+
+DEFAULT_MAX_SIZE = 4096
+
+
+@dataclass
+class Options:
+    """Settings of an AdaIN run: the command line's flags, HTTP fields and web page controls come from here."""
+
+    size: int | None = option(
+        512,
+        "longest side of the output in pixels",
+        "int",
+        http=True,
+        minimum=1,
+        label="Size",
+    )
+    style_size: int | None = option(
+        512,
+        "longest side each style image is resized to (0 = as is)",
+        "int",
+        zero_is_none=True,
+    )
+    strength: float = option(
+        1.0,
+        "style strength alpha from 0 (the photo) to 1 (full style)",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Strength",
+        step=0.05,
+    )
+    style_weights: Sequence[float] | None = option(
+        None,
+        "blend weights, one per style image (default equal): the AdaIN targets are interpolated",
+        "floats",
+        metavar="W",
+        http=True,
+        label="Blend",
+    )
+    masks: Sequence[Any] | None = option(
+        None,
+        "one mask image per style: the style applies where its mask is white; soft masks blend",
+        "images",
+        flag="--mask",
+        metavar="PATH",
+    )
+    content_mask: Any = option(None, "mask image: white where the photo is kept unstylized", "image", metavar="PATH")
+    preserve_color: str = option(
+        "none",
+        "keep the photo's colours: luminance = stylize brightness only and keep the photo's chroma; "
+        "histogram = recolour the style image to the photo's colour statistics first",
+        "str",
+        choices=PRESERVE_COLOR,
+        http=True,
+        label="Keep colours",
+    )
+    precision: str = option(
+        "auto",
+        "precision of the network passes; auto = bf16 on CUDA and on CPUs with bf16 units, else fp32",
+        "str",
+        choices=PRECISIONS,
+        load=True,
+    )
+    device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", load=True)
+    decoder: str | None = option(
+        None,
+        "AdaIN decoder file (default: the one shipped with impasto)",
+        "str",
+        load=True,
+    )
+    weights: str | None = option(
+        None,
+        "VGG-19 weights of the encoder: caffe (default, bundled), torchvision, or a file path; must be the "
+        "ones the decoder was trained with",
+        "str",
+        load=True,
+    )
+    max_size: int = option(DEFAULT_MAX_SIZE, "refuse --size above this (raise it to go bigger)", "int")
+
+    def validate(self, n_styles: int) -> None:
+        """Raise ImpastoError naming the first bad setting."""
+        for name in ("size", "style_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ImpastoError(f"--{name.replace('_', '-')} must be a positive number of pixels, got {value}")
+            if value is not None and value > self.max_size:
+                raise ImpastoError(
+                    f"--{name.replace('_', '-')} {value} is above the cap of {self.max_size} px; "
+                    f"pass --max-size {value} to allow it"
+                )
+        if not isinstance(self.strength, (int, float)) or not (0 <= self.strength <= 1):
+            raise ImpastoError(f"--strength must be between 0 and 1, got {self.strength}")
+        check_declared(self)
+        if n_styles < 1:
+            raise ImpastoError("at least one style image is needed")
+        if self.style_weights is not None:
+            if len(self.style_weights) != n_styles:
+                raise ImpastoError(f"--style-weights: got {len(self.style_weights)} values for {n_styles} style images")
+            if any(not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 for v in self.style_weights):
+                raise ImpastoError(
+                    f"--style-weights: weights must be finite numbers >= 0, got {list(self.style_weights)}"
+                )
+            if sum(self.style_weights) <= 0:
+                raise ImpastoError("--style-weights: at least one weight must be positive")
+        if self.masks is not None and len(self.masks) != n_styles:
+            raise ImpastoError(f"--mask: got {len(self.masks)} masks for {n_styles} style images (one per style)")
+
+
+def load(options: Options | None = None) -> "Engine":
+    """The AdaIN engine: encoder and decoder loaded once, style codes cached, for many pictures."""
+    from .engine import AdaINEngine
+
+    return AdaINEngine(options or Options())

@@ -1,0 +1,223 @@
+"""The one training loop every trainer runs on: checkpoints, exact resume, Ctrl-C and SIGTERM, previews, logs.
+
+A trainer supplies a :class:`Task` (its model, loss and outputs) and its config (declared with
+:func:`impasto.options.option`, with the fields in :data:`LOOP_FIELDS`); :func:`run` does the rest. Every step's
+batch depends only on (seed, step), so a resumed run sees exactly the batches an uninterrupted run would have, and a
+checkpoint holds the step, the optimizer and the task's state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import ImpastoError
+from .data import stream
+
+# Fields a trainer's config must have for the loop.
+LOOP_FIELDS = ("output", "steps", "checkpoint_every", "preview_every", "seed")
+
+
+class Task(Protocol):
+    """What a trainer gives the loop."""
+
+    def parameters(self) -> Sequence[torch.nn.Parameter]: ...  # what the optimizer trains
+
+    def start(self, resumed: bool) -> None: ...  # set-up once the state is known (e.g. calibration)
+
+    def batch(self, step: int) -> Any: ...  # the batch of a step: a pure function of (seed, step)
+
+    def loss(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...  # (loss, terms to log)
+
+    def lr(self, step: int) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...  # saved in the checkpoint beside step, optimizer, config and log
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def save_output(self, step: int) -> None: ...  # write the model file(s)
+
+    def preview(self, step: int) -> Image.Image | None: ...
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; `saved` says whether a checkpoint of `step` was written."""
+
+    def __init__(self, step: int, saved: bool, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.saved, self.checkpoint = step, saved, checkpoint
+
+
+def checkpoint_path(cfg: Any) -> Path:
+    """The checkpoint file: cfg.checkpoint, else OUTPUT.ckpt."""
+    return Path(cfg.checkpoint) if getattr(cfg, "checkpoint", None) else Path(cfg.output + ".ckpt")
+
+
+def preview_path(cfg: Any) -> Path:
+    """The folder of preview grids: cfg.preview_dir, else OUTPUT_previews/ next to the output."""
+    if getattr(cfg, "preview_dir", None):
+        return Path(cfg.preview_dir)
+    out = Path(cfg.output)
+    return out.with_suffix("").with_name(out.stem + "_previews")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A training checkpoint (task state, optimizer, step, config, log), or a one-line ImpastoError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImpastoError(f"--resume: no checkpoint at {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ImpastoError(f"--resume: {p} is not a readable checkpoint ({e.__class__.__name__})") from None
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    # The nearest existing ancestor must be writable (folders below it are created).
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ImpastoError(f"{what} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise ImpastoError(f"{what} {folder}: {existing} is not writable")
+
+
+def check_paths(cfg: Any, resume: bool, overwrite: bool) -> None:
+    """Fail in the first second, not hours later at the first checkpoint."""
+    out = Path(cfg.output)
+    if not out.parent.is_dir():
+        raise ImpastoError(f"output folder {out.parent} does not exist")
+    _check_writable(out.parent, "output folder")
+    ckpt = checkpoint_path(cfg)
+    if not ckpt.parent.is_dir():
+        raise ImpastoError(f"--checkpoint {ckpt}: folder {ckpt.parent} does not exist")
+    _check_writable(ckpt.parent, "--checkpoint folder")
+    if cfg.preview_every:
+        _check_writable(preview_path(cfg), "--preview-dir")
+    if not resume and ckpt.exists() and not overwrite:
+        raise ImpastoError(f"checkpoint {ckpt} exists: --resume continues it, --overwrite starts a new run over it")
+
+
+def check_resumable(state: dict, cfg: Any, keys: Sequence[str], where: Path) -> None:
+    """Refuse to resume with settings that would silently continue a different experiment."""
+    stored = state.get("config") or {}
+    changed = [
+        f"--{k.replace('_', '-')} {stored[k]} (now {getattr(cfg, k)})"
+        for k in keys
+        if k in stored and stored[k] != getattr(cfg, k)
+    ]
+    if changed:
+        raise ImpastoError(f"--resume: {where} was trained with " + ", ".join(changed) + "; use the same settings")
+
+
+def summary(step: int, seconds: float, steps_this_run: int, log: list[dict], cfg: Any) -> dict:
+    """The end of a run: the step reached, time, and the mean losses of the last 100 steps."""
+    recent = log[-min(len(log), 100) :] if log else []
+    out = {
+        "step": step,
+        "seconds": seconds,
+        "steps_this_run": steps_this_run,
+        "output": str(cfg.output),
+        "checkpoint": str(checkpoint_path(cfg)),
+    }
+    keys = dict.fromkeys(k for r in recent for k in r if k not in ("step", "loss"))
+    out["losses"] = {k: float(np.mean([r[k] for r in recent if k in r])) for k in keys}
+    out.update(out["losses"])
+    return out
+
+
+def run(
+    task: Task,
+    cfg: Any,
+    *,
+    resume: bool = False,
+    resume_keys: Sequence[str] = (),
+    workers: int = 0,
+    progress: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+    state: dict | None = None,
+) -> dict:
+    """Train `task` up to ``cfg.steps``; returns :func:`summary`'s dict.
+
+    `state` is the checkpoint when resuming (already loaded and checked by the caller). Ctrl-C (and SIGTERM, which
+    the command line turns into Ctrl-C) raises :class:`TrainingInterrupted` after saving a checkpoint of the steps
+    done this run.
+    """
+    ckpt = checkpoint_path(cfg)
+    optimizer = torch.optim.Adam(task.parameters(), lr=task.lr(0))
+    log: list[dict] = []
+    start_step = 0
+    if state is not None:
+        task.load_state_dict(state)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        log = list(state.get("log", []))
+    task.start(resumed=state is not None)
+
+    def save(step: int) -> None:
+        save_checkpoint(
+            ckpt,
+            {"step": step, **task.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg), "log": log},
+        )
+        task.save_output(step)
+
+    bar = tqdm(
+        total=cfg.steps, initial=start_step, disable=True if not progress else None, unit="step", dynamic_ncols=True
+    )
+    t0 = time.perf_counter()
+    step = start_step
+    batches = stream(task.batch, start_step, cfg.steps, workers)
+    try:
+        for batch in batches:
+            for group in optimizer.param_groups:
+                group["lr"] = task.lr(step)
+            loss, terms = task.loss(batch, step)
+            if not torch.isfinite(loss):
+                raise ImpastoError(f"the loss became NaN or infinite at step {step}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            terms = {"step": step, **terms, "loss": loss.item()}
+            log.append(terms)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k not in ("step", "loss")})
+            if on_step is not None:
+                on_step(step, terms)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save(step)
+            if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+                grid = task.preview(step)
+                if grid is not None:
+                    preview_path(cfg).mkdir(parents=True, exist_ok=True)
+                    grid.save(preview_path(cfg) / f"step{step:06d}.jpg", quality=90)
+    except KeyboardInterrupt:
+        # Nothing new to save when interrupted before the first step of this run: the old checkpoint stands.
+        if step > start_step:
+            save(step)
+        raise TrainingInterrupted(step, step > start_step or ckpt.exists(), ckpt) from None
+    finally:
+        bar.close()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    return summary(step, time.perf_counter() - t0, step - start_step, log, cfg)
