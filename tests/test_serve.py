@@ -573,6 +573,42 @@ def test_a_registered_method_runs_through_the_api(toy, uploads):
         assert "--" not in r.json()["error"]
 
 
+def test_a_method_that_makes_a_file_is_served_with_its_media_type(monkeypatch, uploads, tmp_path):
+    """A job's result need not be a picture: a run that returns a file (a video, one day) is served as that file."""
+
+    @dataclass
+    class Options:
+        size: int | None = option(64, "longest side", "int", http=True, minimum=1)
+
+        def validate(self, n_styles: int) -> None:
+            check_declared(self)
+
+    made = []
+
+    class ReportEngine(BaseEngine):
+        def run(self, content, styles, options=None, *, callback=None, progress=False) -> Result:
+            path = tmp_path / f"report{len(made)}.txt"
+            path.write_text(f"{len(styles)} style(s) at {self.resolve(options, len(styles)).size} px\n")
+            made.append(path)
+            return Result(image=None, path=path, media_type="text/plain")
+
+    module = types.ModuleType("toy_report_method")
+    module.__doc__ = "A report instead of a picture."
+    module.Options = Options
+    module.load = lambda options=None: ReportEngine(options or Options())
+    monkeypatch.setitem(sys.modules, "toy_report_method", module)
+    monkeypatch.setitem(api.METHODS, "report", "toy_report_method")
+    with make_client() as c:
+        r = c.post("/api/jobs?wait=true", files=files(uploads), data={"method": "report", "size": "80"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/plain") and r.text == "1 style(s) at 80 px\n"
+        job = c.get(f"/api/jobs/{r.headers['x-job-id']}").json()
+        assert job["status"] == "done" and job["width"] is None
+        result = c.get(job["result_url"])
+        assert result.text == r.text and result.headers["content-disposition"].endswith('.txt"')
+        assert not made[0].exists()  # moved into the server's results, not copied and left behind
+
+
 def test_a_registered_method_is_offered_on_the_command_line(toy, capsys):
     assert cli.main(["stylize", "--help"]) == 0
     out = capsys.readouterr().out

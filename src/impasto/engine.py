@@ -37,13 +37,17 @@ class Cancelled(Exception):
 class Result:
     """A finished run: the picture and how the run went (methods add what they know)."""
 
-    image: Any  # (1, 3, H, W) fp32 tensor in [0, 1], on the CPU
+    image: Any  # (1, 3, H, W) fp32 tensor in [0, 1], on the CPU; None when the run made a file instead
     steps: int = 1
     stopped: str = "done"  # "done", "budget", "converged" or "interrupted"
     losses: dict = field(default_factory=dict)
     history: list = field(default_factory=list)  # total loss per step (iterative methods)
     scales: list = field(default_factory=list)  # longest side of each scale, coarsest first
     tiles: list = field(default_factory=list)  # tiles each scale ran in (1 = the whole image at once)
+    # A file the run made instead of (or besides) a picture, e.g. a video with its sound, and its media type; the
+    # caller owns it (the server moves it into its results).
+    path: Any = None
+    media_type: str | None = None
 
 
 class Engine(Protocol):

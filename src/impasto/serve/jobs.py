@@ -60,6 +60,12 @@ def _write_png(result: Result, path: Path) -> tuple[int, int]:
 PNG = OutputWriter(media_type="image/png", suffix=".png", write=_write_png)
 
 
+def _move_file(result: Result, path: Path) -> None:
+    # The engine made the file in a place of its choosing; it becomes the job's result (copied across filesystems).
+    shutil.move(str(result.path), path)
+    return None
+
+
 class _Stop(Exception):
     """Raised from the method's callback to end a job early ('cancelled' or 'timeout')."""
 
@@ -192,17 +198,22 @@ class JobManager:
                 created=self.clock(),
                 created_wall=time.time(),
                 inputs=(content, styles),
-                output=self.output_for(method, options),
             )
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._cond.notify_all()
         return job
 
-    def output_for(self, method: str, options: Any) -> OutputWriter:
-        """How a job's result is written. Every method makes one picture today (a PNG); a method that makes something
-        else (a video, several pictures) gets its own writer here, and the HTTP layer serves its media type."""
-        return PNG
+    @staticmethod
+    def output_for(result: Result) -> OutputWriter:
+        """How a finished run becomes the job's result: its picture as a PNG, or the file it made (``result.path``,
+        e.g. a video) under its own media type, which the HTTP layer then serves."""
+        if result.path is None:
+            return PNG
+        suffix = Path(result.path).suffix.lower()
+        if not suffix[1:].isalnum():  # never a client's string, but keep result file names plain anyway
+            suffix = ".bin"
+        return OutputWriter(media_type=result.media_type or "application/octet-stream", suffix=suffix, write=_move_file)
 
     def engine(self, method: str, options: Any) -> Any:
         """The engine for `options` of `method`: loaded once, kept for the next jobs that can share it."""
@@ -360,6 +371,7 @@ class JobManager:
                 raise _Stop("cancelled")
             if getattr(result, "stopped", None) == "interrupted":
                 raise _Stop("cancelled")
+            job.output = self.output_for(result)
             path = self.results_dir / f"{job.id}{job.output.suffix}"  # the id is ours (hex), never a client's string
             try:
                 job.result_size = job.output.write(result, path)

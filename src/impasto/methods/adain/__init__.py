@@ -109,9 +109,7 @@ class Options:
                     f"--{name.replace('_', '-')} {value} is above the cap of {self.max_size} px; "
                     f"pass --max-size {value} to allow it"
                 )
-        if not isinstance(self.strength, (int, float)) or not (0 <= self.strength <= 1):
-            raise ImpastoError(f"--strength must be between 0 and 1, got {self.strength}")
-        check_declared(self)
+        check_declared(self)  # kinds, choices and bounds (--strength from 0 to 1) as declared
         if n_styles < 1:
             raise ImpastoError("at least one style image is needed")
         if self.style_weights is not None:

@@ -216,20 +216,6 @@ class AdaINEngine(BaseEngine):
             yield Result(image=out)
 
 
-def run(
-    content: ImageLike,
-    styles: Sequence[ImageLike],
-    options: Options | None = None,
-    *,
-    callback: Callback | None = None,
-    progress: bool = False,
-) -> Result:
-    """One picture with a freshly loaded engine (for many pictures, load the engine once: ``impasto.load``)."""
-    opts = options or Options()
-    opts.validate(len(list(styles)))
-    return AdaINEngine(opts).run(content, styles, opts, callback=callback, progress=progress)
-
-
 def _region_masks(opts: Options, size: Sequence[int], n_styles: int) -> list[torch.Tensor] | None:
     if opts.masks is None and opts.content_mask is None:
         return None
