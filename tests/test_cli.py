@@ -236,14 +236,17 @@ def test_real_process_bad_input_and_success(images, tmp_path):
     assert version.returncode == 0 and version.stdout.startswith("impasto ")
 
 
-def test_write_failure_is_one_line(images, tmp_path, capsys, monkeypatch):
-    def disk_full(image, path):
-        raise OSError(28, "No space left on device", str(path))
+def test_a_full_disk_is_one_line_naming_the_output_exit_2_and_nothing_written(images, tmp_path, capsys, monkeypatch):
+    def disk_full(self, fp, *args, **kwargs):
+        fp.write(b"partial")  # some bytes made it to the disk before it filled up
+        raise OSError(28, "No space left on device")  # Pillow's own errors carry no file name
 
-    monkeypatch.setattr(cli.stylize, "save_image", disk_full)
-    code = cli.main(["stylize", str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), *FAST])
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    out = tmp_path / "o.png"
+    code = cli.main(["stylize", str(images["content"]), str(images["style"]), "-o", str(out), *FAST])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "No space left on device" in err
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err and str(out) in err, err
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the temporary file
 
 
 def test_help_documents_every_flag_with_its_default(capsys, monkeypatch):

@@ -718,6 +718,15 @@ def test_unknown_jobs_and_endpoints_are_json_404s():
         assert_error(c.delete("/api/jobs/nope"), 404)
         assert_error(c.get("/api/jobs/nope/events"), 404)
         assert_error(c.get("/api/nothing-here"), 404)
+        # Outside /api too, and through the static files: JSON, not the framework's {"detail": ...}.
+        for path in ("/static/..%2f..%2fetc%2fpasswd", "/static/nope.js", "/nothing-here"):
+            r = c.get(path)
+            assert r.status_code == 404 and set(r.json()) == {"error"}, (path, r.text)
+        # An endpoint that exists answers another method with 405 and says which it takes.
+        r = c.put("/api/jobs")
+        assert_error(r, 405, "PUT", "POST")
+        assert r.headers["allow"] == "POST"
+        assert_error(c.patch("/api/info"), 405, "GET")
 
 
 def test_foreign_hosts_and_cross_site_posts_are_refused(uploads):
@@ -727,7 +736,28 @@ def test_foreign_hosts_and_cross_site_posts_are_refused(uploads):
         assert c.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
         r = c.post("/api/jobs", files=files(uploads), headers={"origin": "https://attacker.example"})
         assert_error(r, 403, "cross-origin")
+        # Sandboxed frames and data: pages send "Origin: null"; a browser without an Origin still says where the
+        # request comes from in Sec-Fetch-Site.
+        for headers in ({"origin": "null"}, {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}):
+            assert_error(c.post("/api/jobs", files=files(uploads), headers=headers), 403, "cross-origin")
         assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
+        # The page's own requests, and clients that are not browsers, go through.
+        for headers in (
+            {"origin": "http://localhost:8000", "host": "localhost:8000"},
+            {"sec-fetch-site": "same-origin"},
+            {},
+        ):
+            r = c.post("/api/jobs", files=files(uploads), data={"method": "nope"}, headers=headers)
+            assert_error(r, 400, "unknown method")
+
+
+def test_cross_site_pages_cannot_cancel_jobs(fakes, uploads):
+    with make_client() as c:
+        job = c.post("/api/jobs", files=files(uploads), data={"method": "slow"}).json()
+        for headers in ({"origin": "null"}, {"origin": "https://attacker.example"}, {"sec-fetch-site": "cross-site"}):
+            assert_error(c.delete(f"/api/jobs/{job['id']}", headers=headers), 403, "cross-origin")
+        assert c.get(f"/api/jobs/{job['id']}").json()["status"] in ("queued", "running")
+        assert c.delete(f"/api/jobs/{job['id']}").status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------- the command

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -32,9 +33,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def attach_dashed_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Join a flag that takes one value to a next word that starts with a dash and is no flag (``--max-memory -5G``
+    becomes ``--max-memory=-5G``): argparse would take that word for an unknown flag and say "expected one
+    argument", where the option's own check names the bad value."""
+    takes_value, known = set(), set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:  # argparse has no public listing of its actions
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            known.update(action.option_strings)
+            if action.option_strings and action.nargs is None:
+                takes_value.update(action.option_strings)
+
+    walk(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if word in takes_value and following and following.startswith("-") and following not in known:
+            out.append(f"{word}={following}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit code (2 for bad input)."""
+    if not os.environ.get("IMPASTO_DEBUG"):
+        # Libraries' warnings (Pillow's about damage it worked around, torch's about its internals) are not a
+        # user's business: what matters reaches them as impasto's own one-line messages. IMPASTO_DEBUG shows them.
+        warnings.simplefilter("ignore")
     parser = build_parser()
+    argv = attach_dashed_values(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors (already printed as one line)

@@ -22,8 +22,8 @@ def add_parser(sub) -> None:
         "error over relu1_1..relu5_1 against the style image(s). fp32 Caffe VGG-19, max pooling. Lower is closer.",
     )
     ev.add_argument("output", metavar="OUTPUT", help="the stylized image")
-    ev.add_argument("--content", help="the content image")
-    ev.add_argument("--style", nargs="+", default=[], help="the style image(s)")
+    ev.add_argument("--content", help="the content image (at least one of --content and --style)")
+    ev.add_argument("--style", nargs="+", default=[], help="the style image(s) (at least one of --content and --style)")
     ev.add_argument("--style-weights", nargs="+", metavar="W", help="blend weights for several styles")
     ev.add_argument("--json", action="store_true", help="print JSON")
 
@@ -47,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate
 
     result = evaluate(output, content, styles, weights)
+    # Either half may be left out; say so plainly rather than leave a bare null.
+    missing = {
+        **({"content": "no --content given"} if content is None else {}),
+        **({"style": "no --style given"} if not styles else {}),
+    }
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "not_measured": missing}, indent=2))
     else:
         if result["content"] is not None:
             print(f"content distance: {result['content']:.4f}")
@@ -56,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"style distance:   {result['style']:.4f}")
             for layer, value in result["style_layers"].items():
                 print(f"  {layer}: {value:.4f}")
+        for what, why in missing.items():
+            print(f"{what} distance: not measured ({why})")
     return 0

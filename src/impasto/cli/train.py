@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -65,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train.loop import TrainingInterrupted
 
+    # Trainers report what the user should know (skipped files) through logging: shown here as impasto's lines.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("impasto: %(message)s"))
+    logger = logging.getLogger("impasto")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         summary = module.train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, on_step=log)
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
     if not args.quiet:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["losses"].items()) or "no steps"
         print(

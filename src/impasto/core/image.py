@@ -6,13 +6,15 @@ the tensor conversions import it when called.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
 import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,6 +41,15 @@ OUTPUT_FORMATS = {
 Image.MAX_IMAGE_PIXELS = 150_000_000
 
 
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Silence warnings inside: Pillow warns about damage it works around (a corrupt EXIF block) on pictures that
+    are fine, and a command line or a server should not pass that on as a second, foreign line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as an 8-bit RGB PIL image, honouring EXIF orientation.
 
@@ -51,7 +62,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     if p.is_dir():
         raise ImpastoError(f"{p}: is a directory, not an image file")
     try:
-        with Image.open(p) as im:
+        with quiet_warnings(), Image.open(p) as im:
             im.load()
             if im.width == 0 or im.height == 0:
                 raise ImpastoError(f"{p}: image has zero size ({im.width}x{im.height})")
@@ -221,10 +232,12 @@ def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Pat
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):  # a full disk, a quota, a vanished folder: the user's to fix, named
+            raise ImpastoError(f"{p}: cannot write the image ({e.strerror or e}); nothing was written") from None
         raise
     return p

@@ -40,7 +40,7 @@ def read_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
-        raise ImpastoError(f"{what}: not a readable safetensors file ({_first_line(e)})") from None
+        raise ImpastoError(f"{what}: not a readable safetensors file ({first_sentence(e)})") from None
 
 
 def read_tensors(path: str | os.PathLike, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -53,9 +53,14 @@ def read_tensors(path: str | os.PathLike, what: str) -> tuple[dict[str, torch.Te
             meta = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ImpastoError(f"{what}: not a readable safetensors file ({_first_line(e)})") from None
+        raise ImpastoError(f"{what}: not a readable safetensors file ({first_sentence(e)})") from None
     return state, meta
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+def first_sentence(e: Exception, limit: int = 160) -> str:
+    """An exception's message for a one-line error: its first sentence, cut at a word, never mid-word."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    text = text.split(". ")[0].rstrip(".")
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text

@@ -18,9 +18,11 @@ import hashlib
 import http.client
 import importlib.util
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import ImpastoError
-from .modelfile import read_metadata, read_tensors, save_tensors
+from .modelfile import first_sentence, read_metadata, read_tensors, save_tensors
 from .vgg_layers import CONV_LAYERS, CONV_SHAPES
 
 # Index of each convolution inside torchvision's ``vgg19().features``.
@@ -199,10 +201,16 @@ def _read_any(p: Path) -> dict[str, torch.Tensor]:
     try:
         if p.suffix == ".safetensors":
             return load_file(str(p))
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing or succeeding
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ImpastoError(
+            f"{p}: not a readable weights file: a pickle holding more than tensors, refused for safety "
+            "(give a plain state dict or a .safetensors file)"
+        ) from None
     except Exception as e:  # torch.load raises many types for foreign files; all mean "not weights"
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImpastoError(f"{p}: not a readable weights file ({msg[:160]})") from None
+        raise ImpastoError(f"{p}: not a readable weights file ({first_sentence(e)})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -16,9 +16,11 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..api import available_methods, get_method
@@ -91,10 +93,8 @@ class _Guard:
             return await _error(400, "unexpected Host header; this server answers to " + ", ".join(sorted(self.hosts)))(
                 scope, receive, send
             )
-        origin = headers.get("origin")
-        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
-            if urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
-                return await _error(403, "cross-origin requests are refused")(scope, receive, send)
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and _cross_site(headers):
+            return await _error(403, "cross-origin requests are refused")(scope, receive, send)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await _error(413, _TooLarge(self.limit).detail)(scope, receive, send)
@@ -116,6 +116,16 @@ class _Guard:
             await send(message)
 
         await self.app(scope, counted_receive, secured_send)
+
+
+def _cross_site(headers: dict[str, str]) -> bool:
+    """Whether a state-changing request comes from another site: an Origin other than this server (including
+    "null", what sandboxed frames and data: pages send), or, without an Origin, a browser's Sec-Fetch-Site saying
+    so. Clients that are not browsers (curl, scripts) send neither and are let through."""
+    origin = headers.get("origin")
+    if origin is not None:
+        return origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower()
+    return headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
@@ -152,8 +162,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def _impasto_error(request: Request, exc: ImpastoError):
         return _error(400, str(exc))
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
+    # Starlette's own exceptions too (static files, unmatched paths, wrong methods), so every error is JSON.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -412,7 +423,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     # Last, so that it only catches what no route above matched.
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def api_not_found(rest: str) -> Response:
+    def api_not_found(rest: str, request: Request) -> Response:
+        path = request.url.path
+        allowed = sorted(
+            {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.name != "api_not_found" and route.path_regex.match(path)
+                for method in route.methods
+            }
+        )
+        if allowed:  # the endpoint exists, not with this method
+            return _error(
+                405,
+                f"{request.method} is not allowed here; use {', '.join(allowed)}",
+                headers={"Allow": ", ".join(allowed)},
+            )
         return _error(404, "no such endpoint; see /api/docs")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

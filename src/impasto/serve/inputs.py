@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import options as declared_options
 from ..api import available_methods, get_method, make_options, method_title
-from ..core.image import fit_longest_side, to_rgb
+from ..core.image import fit_longest_side, quiet_warnings, to_rgb
 from ..errors import ImpastoError
 from .settings import ServeSettings
 
@@ -37,7 +37,7 @@ def decode_image(data: bytes, what: str, max_pixels: int, longest: int | None = 
     if not data:
         raise ImpastoError(f"{what}: empty file, not an image")
     try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+        with quiet_warnings(), Image.open(io.BytesIO(data), formats=FORMATS) as im:
             w, h = im.size
             if w <= 0 or h <= 0:
                 raise ImpastoError(f"{what}: image has zero size ({w}x{h})")

@@ -8,28 +8,30 @@ would have.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import warnings
+import struct
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..core.color import rgb_to_yiq, yiq_to_rgb
-from ..core.image import to_rgb
+from ..core.image import quiet_warnings, to_rgb
 from ..errors import ImpastoError
 
+log = logging.getLogger("impasto.train")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class ImageFolder:
     """The readable images of a folder, as file names; each is decoded when drawn, its shorter side capped at
-    `max_side`. Files whose header cannot be read are skipped (these are large scraped folders) and listed in
-    ``skipped``."""
+    `max_side`. Files that cannot be decoded are skipped (these are large scraped folders) and listed in ``skipped``
+    as "name (why)"."""
 
     def __init__(
         self, folder: str | os.PathLike, max_side: int, limit: int | None = None, what: str = "images"
@@ -44,15 +46,22 @@ class ImageFolder:
         self.files: list[Path] = []
         self.skipped: list[str] = []
         for f in files:
+            # Decoded once here (JPEGs at a reduced scale, which is cheap) so that a truncated file is caught now,
+            # not in a worker process hours into the run.
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with Image.open(f) as im:
-                        if im.width < 1 or im.height < 1:
-                            raise ValueError("zero size")
+                with quiet_warnings(), Image.open(f) as im:
+                    if im.width < 1 or im.height < 1:
+                        raise ValueError("zero size")
+                    if im.format == "JPEG":
+                        im.draft("RGB", (64, 64))
+                    im.load()
                 self.files.append(f)
-            except (OSError, ValueError, Image.DecompressionBombError):
-                self.skipped.append(f.name)
+            except Image.DecompressionBombError:
+                self.skipped.append(f"{f.name} (too large to decode safely)")
+            except UnidentifiedImageError:
+                self.skipped.append(f"{f.name} (not an image)")
+            except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error):
+                self.skipped.append(f"{f.name} (corrupt or truncated)")
         if not self.files:
             raise ImpastoError(f"{what} folder {p}: no readable images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
 
@@ -65,15 +74,21 @@ class ImageFolder:
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Image `index` as a (3, H, W) uint8 tensor, shorter side at most `max_side`."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(self.files[index]) as im:
-                im = to_rgb(im)
-                scale = self.max_side / min(im.size)
-                if scale < 1:
-                    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-                    im = im.resize(size, Image.LANCZOS)
-                return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+        with quiet_warnings(), Image.open(self.files[index]) as im:
+            im = to_rgb(im)
+            scale = self.max_side / min(im.size)
+            if scale < 1:
+                size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                im = im.resize(size, Image.LANCZOS)
+            return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+
+
+def report_skipped(folder: ImageFolder, where: str | os.PathLike) -> None:
+    """Say which files of a training folder were skipped and why (through logging: the command line shows it)."""
+    if folder.skipped:
+        n = len(folder.skipped)
+        shown = ", ".join(folder.skipped[:10]) + (f" and {n - 10} more" if n > 10 else "")
+        log.warning("skipped %d unreadable file(s) in %s: %s", n, where, shown)
 
 
 def random_crop(

@@ -26,7 +26,7 @@ from ...methods.adain.engine import save_decoder
 from ...nets.adain import BOTTLENECK, STYLE_LAYERS, Decoder, adain
 from ...nets.vgg import VGGFeatures
 from .. import loop
-from ..data import ImageFolder, sample_pairs
+from ..data import ImageFolder, report_skipped, sample_pairs
 from . import Config
 
 # Settings a resumed run must keep: they decide which encoder the decoder inverts and the stream of batches, so
@@ -229,6 +229,8 @@ def train(
     weights = load_weights(cfg.weights)
     contents = ImageFolder(cfg.content_dir, cfg.image_size, cfg.max_images, "content")
     styles = ImageFolder(cfg.style_dir, cfg.image_size, cfg.max_images, "style")
+    for folder, what in ((contents, cfg.content_dir), (styles, cfg.style_dir)):
+        report_skipped(folder, what)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same seed starts from the same decoder

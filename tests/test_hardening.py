@@ -1,0 +1,157 @@
+"""Bad input found by a probe of a fresh install: each case answers with one line naming the problem, the documented
+exit code, no traceback, no foreign warning and no partial output."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import impasto
+from impasto import cli
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("impasto: error:") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb's first bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _corrupt_exif_jpeg(path: Path) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    Image.new("RGB", (96, 64), (200, 120, 40)).save(path, exif=exif.tobytes()[:10] + b"\xff" * 30)
+    return path
+
+
+def test_a_pickle_given_as_weights_is_one_complete_line(images, tmp_path, capsys):
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(Counter(a=1), protocol=4))  # not tensors: torch's safe loader refuses it
+    out = tmp_path / "o.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "-o", str(out), "--weights", str(evil)]
+    assert cli.main(args + ["--size", "32"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "refused for safety" in line and line.endswith(")") and "Warning" not in line
+    assert not out.exists()
+
+
+def test_a_corrupt_exif_block_prints_no_foreign_warning(images, tmp_path, capsys):
+    photo = _corrupt_exif_jpeg(tmp_path / "exif.jpg")
+    # A real process: its stderr is only impasto's one line (Pillow warns while reading the photo, first).
+    env = dict(os.environ, PYTHONPATH=str(Path(impasto.__file__).parents[1]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "impasto",
+            "stylize",
+            str(photo),
+            str(tmp_path / "nope.png"),
+            "-o",
+            str(tmp_path / "o.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2 and _one_line(done.stderr).endswith("nope.png: no such file"), done.stderr
+    # A whole run, in process: no warning reaches the user.
+    out = tmp_path / "o.png"
+    args = ["stylize", str(photo), str(images["style"]), "-o", str(out), "--method", "adain", "--size", "32", "-q"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(args) == 0 and out.exists()
+        assert cli.main(["eval", str(out), "--content", str(photo)]) == 0
+    assert capsys.readouterr().err == "" and [str(w.message) for w in caught] == []
+
+
+def test_eval_says_which_half_it_did_not_measure(images, capsys):
+    assert cli.main(["eval", str(images["content"]), "--content", str(images["content"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (
+        result["content"] == 0 and result["style"] is None and result["not_measured"] == {"style": "no --style given"}
+    )
+    assert cli.main(["eval", str(images["content"]), "--style", str(images["style"])]) == 0
+    text = capsys.readouterr().out
+    assert "style distance:" in text and "content distance: not measured (no --content given)" in text
+    assert cli.main(["eval", str(images["content"])]) == 2
+    assert "--content and/or --style" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("value", ["-5G", "-1", "-0.5M"])
+def test_a_negative_size_names_the_bad_value(images, tmp_path, capsys, value):
+    out = tmp_path / "o.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "-o", str(out), "--max-memory", value]
+    assert cli.main(args) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--max-memory" in line and value in line and "expected one argument" not in line
+    assert not out.exists()
+
+
+def test_training_skips_bombs_and_broken_files_and_says_which(tmp_path, images, capsys):
+    content, style = tmp_path / "content", tmp_path / "style"
+    content.mkdir()
+    style.mkdir()
+    for i, name in enumerate(("content", "style2")):
+        Image.open(images[name]).convert("RGB").save(content / f"c{i}.png")
+    Image.open(images["style"]).convert("RGB").save(style / "s0.png")
+    (content / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    (content / "text.jpg").write_text("not a picture")
+    data = (content / "c0.png").read_bytes()
+    (content / "cut.png").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "d.safetensors"
+    code = cli.main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(content),
+            "--style-dir",
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--preview-every",
+            "0",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--workers",
+            "0",
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and out.exists(), err
+    assert "Traceback" not in err and "DecompressionBomb" not in err
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("impasto: skipped 3 unreadable file(s)")
+    for name, why in (("bomb.png", "too large"), ("text.jpg", "not an image"), ("cut.png", "corrupt or truncated")):
+        assert f"{name} ({why}" in skipped[0], skipped[0]
