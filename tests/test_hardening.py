@@ -155,3 +155,25 @@ def test_training_skips_bombs_and_broken_files_and_says_which(tmp_path, images, 
     assert len(skipped) == 1 and skipped[0].startswith("impasto: skipped 3 unreadable file(s)")
     for name, why in (("bomb.png", "too large"), ("text.jpg", "not an image"), ("cut.png", "corrupt or truncated")):
         assert f"{name} ({why}" in skipped[0], skipped[0]
+
+
+def test_sigterm_stops_stylize_like_ctrl_c(images, tmp_path, capsys, monkeypatch):
+    """`kill` (SIGTERM) keeps the last iterate with --save-every and exits with 130, as Ctrl-C does (it used to end
+    the process with 143 and no output)."""
+    import signal
+
+    from impasto.methods.gatys import engine as gatys
+
+    def terminate_at_step_3(history, tol, window=10):
+        if len(history) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return False
+
+    monkeypatch.setattr(gatys, "_converged", terminate_at_step_3)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "kept.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "--size", "48", "--steps", "6", "--tol", "0"]
+    assert cli.main([*args, "--device", "cpu", "-q", "-o", str(out), "--save-every", "2"]) == 130
+    assert "interrupted at step 3" in capsys.readouterr().err
+    assert out.exists() and (tmp_path / "kept_step00002.png").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only while it runs

@@ -155,6 +155,6 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(ImpastoError, match="fail.png: cannot write the image"):  # the user's to fix, named
         I.save_image(torch.rand(1, 3, 8, 8), tmp_path / "fail.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jpg"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import time
+from typing import Iterator
 
 from ..api import available_methods, get_method, method_title
 from ..core.image import check_output_path, load_image, save_image
@@ -15,6 +18,25 @@ from .flags import HelpFormatter, add_declared, collect, given_flags, values
 
 EXIT_INTERRUPTED = 130
 NO_OUTPUT_INPUTS = ("content", "noise")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (how a job runner or `kill` stops a process) does what Ctrl-C does: the run stops at its next step,
+    keeps the last iterate with --save-every, and the process exits with 130."""
+
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_parser(sub) -> None:
@@ -88,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
             save_image(p.image, path)
 
     start = time.perf_counter()
-    engine = module.load(options)
-    result = engine.run(content, styles, options, callback=save_intermediate, progress=not args.quiet)
+    with sigterm_as_interrupt():
+        engine = module.load(options)
+        result = engine.run(content, styles, options, callback=save_intermediate, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     if result.stopped == "interrupted":
         if args.save_every:
