@@ -82,6 +82,13 @@ def test_default_budget_leaves_small_images_whole(images):
     assert result.tiles == [1]
 
 
+def smallest_tiles_budget(content, styles, **options) -> int:
+    """The least memory a run's final scale can run in: as --max-memory, it forces the smallest tiles (64 px cores);
+    any less is refused."""
+    opts = gatys.Options(**options)
+    return gatys.GatysEngine(opts).minimum_memory(content, styles, opts)[0]
+
+
 def _partition_ok(plan_tiles, h, w, margin, align):
     covered = torch.zeros(h, w, dtype=torch.int32)
     for t in plan_tiles:
@@ -236,7 +243,7 @@ def test_tiled_result_has_no_seam_and_independent_tiles_would(monkeypatch):
     made = []
     real_set = PerceptualLoss.set_targets
     monkeypatch.setattr(PerceptualLoss, "set_targets", lambda self, *a: made.append(real_set(self, *a)) or made[-1])
-    tiled = gatys.run(content, [style], gatys.Options(max_memory="1M", **kw))
+    tiled = gatys.run(content, [style], gatys.Options(max_memory=smallest_tiles_budget(content, [style], **kw), **kw))
     assert tiled.tiles == [4] and tiled.image.shape[-2:] == (128, 128)
     cores = [t.core for t in made[0].tiles]
     assert sorted(cores) == [(top, top + 64, left, left + 64) for top in (0, 64) for left in (0, 64)]
@@ -287,11 +294,38 @@ def test_cli_tiled_run_reports_tiles_and_writes_the_right_size(images, tmp_path,
             ]
         )
 
-    assert stylize("tiled.png", "1M") == 0
+    least = smallest_tiles_budget(
+        images["content"],
+        [images["style"]],
+        size=128,
+        scales=1,
+        steps=2,
+        style_layers=("relu1_1", "relu2_1"),
+        content_layers=("relu2_1",),
+        device="cpu",
+        precision="fp32",
+    )
+    assert stylize("tiled.png", str(least)) == 0
     assert Image.open(tmp_path / "tiled.png").size == (128, 85)
     assert "128x85, 2 steps (budget), tiles per scale 2 in" in capsys.readouterr().err
     assert stylize("whole.png", "8G") == 0
     assert "tiles" not in capsys.readouterr().err
+    # Below what even the smallest tiles need: refused before any work, saying what it would take.
+    assert stylize("refused.png", str(least - 1)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs at least" in err and "even tile by tile" in err, err
+    assert not (tmp_path / "refused.png").exists()
+
+
+def test_a_size_that_cannot_fit_even_tiled_is_refused_before_the_picture_is_made(images, tmp_path, monkeypatch):
+    """--size 99999 used to grow past 9 GB (the picture itself at that size) before anything was refused."""
+    made = []
+    real = gatys.prepare_images
+    monkeypatch.setattr(gatys, "prepare_images", lambda *a, **k: made.append(a[2]) or real(*a, **k))
+    out = tmp_path / "huge.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "-o", str(out), "--size", "99999"]
+    assert cli.main([*args, "--max-size", "999999", "--max-memory", "1G", "--device", "cpu"]) == 2
+    assert made == [] and not out.exists()
 
 
 def test_help_documents_max_memory_and_its_default(capsys, monkeypatch):
@@ -303,7 +337,9 @@ def test_help_documents_max_memory_and_its_default(capsys, monkeypatch):
 
 def test_each_scale_decides_on_its_own(images):
     """Coarse scales small enough to run whole do; only the final one is split (64 px cores)."""
-    options = gatys.Options(size=128, scale_steps=[1, 1], max_memory="1M", device="cpu", precision="fp32", **SHALLOW)
+    kw = dict(size=128, scale_steps=[1, 1], device="cpu", precision="fp32", **SHALLOW)
+    budget = smallest_tiles_budget(images["content"], [images["style"]], **kw)
+    options = gatys.Options(max_memory=budget, **kw)
     result = gatys.run(images["content"], [images["style"]], options)
     assert result.scales == [64, 128] and result.tiles == [1, 2]
     assert result.image.shape[-2:] == (85, 128)

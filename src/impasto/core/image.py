@@ -178,19 +178,29 @@ def load_mask(mask: ImageLike, size: tuple[int, int]) -> "torch.Tensor":
     return torch.from_numpy(a.copy())[None, None]
 
 
+def longest_side_size(size_wh: tuple[int, int], size: int) -> tuple[int, int]:
+    """The (width, height) :func:`fit_longest_side` gives a picture of `size_wh`, without making it."""
+    w, h = size_wh
+    scale = size / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def area_size(size_wh: tuple[int, int], area: float, min_side: int = 1) -> tuple[int, int]:
+    """The (width, height) :func:`fit_area` gives a picture of `size_wh`, without making it."""
+    w, h = size_wh
+    scale = max((area / (w * h)) ** 0.5, min_side / min(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def fit_longest_side(im: Image.Image, size: int) -> Image.Image:
     """Resize so the longest side is `size` pixels, keeping the aspect ratio."""
-    w, h = im.size
-    scale = size / max(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = longest_side_size(im.size, size)
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
 def fit_area(im: Image.Image, area: float, min_side: int = 1) -> Image.Image:
     """Resize to about `area` pixels in all, keeping the aspect ratio; never below `min_side` on the short side."""
-    w, h = im.size
-    scale = max((area / (w * h)) ** 0.5, min_side / min(w, h))
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = area_size(im.size, area, min_side)
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
@@ -211,9 +221,17 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
         raise ImpastoError(f"{p}: output directory {parent} is not writable")
     resolved = p.resolve()
     for i in inputs:
-        if isinstance(i, (str, os.PathLike)) and Path(i).resolve() == resolved:
+        if isinstance(i, (str, os.PathLike)) and (Path(i).resolve() == resolved or _same_file(i, p)):
             raise ImpastoError(f"{p}: output would overwrite an input image; choose another name")
     return p
+
+
+def _same_file(a: str | os.PathLike, b: Path) -> bool:
+    """True when two paths name one file (a hard link too)."""
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Path:

@@ -62,4 +62,6 @@ def resolve_max_memory(value: int | float | str | None, device: Any = None) -> i
 
 def format_size(n: int) -> str:
     """Bytes as "1.5 GiB" or "300 MiB", for messages and docs."""
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"

@@ -19,13 +19,13 @@ import torch.nn.functional as F
 
 from ...core.color import color_inputs, combine_luminance
 from ...core.device import resolve_device, resolve_precision
-from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
+from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
 from ...core.modelfile import read_tensors, save_tensors
 from ...core.weights import load_weights
 from ...engine import BaseEngine, Callback, Progress, Result
 from ...errors import ImpastoError
 from ...losses.stats import normalized_weights
-from ...nets.adain import BOTTLENECK, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
+from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
 from ...nets.vgg import VGGFeatures
 from . import Options
 
@@ -192,6 +192,8 @@ class AdaINEngine(BaseEngine):
         style_pils = [as_pil(s) for s in styles]
         if opts.style_size is not None:
             style_pils = [fit_longest_side(s, opts.style_size) for s in style_pils]
+        # A sliver of a painting still needs one relu4_1 position: enlarged to 8 px on its short side, as Gatys does.
+        style_pils = [s if min(s.size) >= STRIDE else fit_area(s, s.width * s.height, STRIDE) for s in style_pils]
         style_ts = [pil_to_tensor(s) for s in style_pils]
         for index, content in enumerate(contents):
             c = as_pil(content)

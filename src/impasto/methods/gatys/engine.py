@@ -17,8 +17,17 @@ from tqdm import tqdm
 
 from ...core.color import color_inputs, combine_luminance
 from ...core.device import resolve_device, resolve_precision
-from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
-from ...core.memory import resolve_max_memory
+from ...core.image import (
+    ImageLike,
+    area_size,
+    as_pil,
+    fit_area,
+    fit_longest_side,
+    load_mask,
+    longest_side_size,
+    pil_to_tensor,
+)
+from ...core.memory import format_size, resolve_max_memory
 from ...core.vgg_layers import min_input_side
 from ...core.weights import load_weights
 from ...engine import BaseEngine, Callback, Progress, Result
@@ -202,13 +211,16 @@ class GatysEngine(BaseEngine):
         min_side = min_input_side(self.layers)
         content_pil = as_pil(content)
         style_pils = [as_pil(s) for s in styles]
+        # The final size's memory need, from the pictures' sizes alone, before any picture of that size is made.
+        need, (fh, fw) = self.minimum_memory(content_pil, style_pils, opts, min_side)
+        if need > memory:
+            raise ImpastoError(
+                f"a {fw}x{fh} px result needs at least {format_size(need)} even tile by tile (the picture, its "
+                f"statistics and the optimizer's state), above the memory budget of {format_size(memory)}; "
+                "lower --size or raise --max-memory"
+            )
         # At the final size: checks every style's size up front, not after the coarse scales have run.
         final = prepare_images(content_pil, style_pils, opts.size, opts.style_scale, opts.max_size, min_side)[0]
-        if min(final.shape[-2:]) < min_side:
-            raise ImpastoError(
-                f"the content image is too small: {final.shape[-1]}x{final.shape[-2]} px at this --size; its shorter "
-                f"side must be at least {min_side} px for the layers used"
-            )
         sizes = plan_scales(max(final.shape[-2:]), opts, min(final.shape[-2:]), min_side)
         budgets = plan_steps(len(sizes), opts)
         _region_masks(opts, final.shape[-2:], len(styles))  # unreadable or misshapen masks fail before any work
@@ -272,6 +284,35 @@ class GatysEngine(BaseEngine):
         return Result(
             image=image, steps=done, stopped=stopped, losses=dict(last), history=history, scales=sizes, tiles=tiles
         )
+
+    def minimum_memory(
+        self,
+        content: ImageLike,
+        styles: Sequence[ImageLike],
+        options: Options | None = None,
+        min_side: int | None = None,
+    ) -> tuple[int, tuple[int, int]]:
+        """(bytes, (height, width)): the least memory the final scale can run in, with the smallest tiles and the
+        shortest L-BFGS history (:func:`.plan.plan_scale` with no budget), computed from the pictures' sizes only.
+
+        A --max-memory of exactly this forces the smallest tiles; below it a run is refused up front.
+        """
+        opts = options or self.options
+        min_side = min_input_side(self.layers) if min_side is None else min_side
+        content_pil = as_pil(content)
+        w, h = content_pil.size if opts.size is None else longest_side_size(content_pil.size, opts.size)
+        if opts.size is None and max(w, h) > opts.max_size:
+            raise ImpastoError(f"the content image is {w}x{h}, above the cap of {opts.max_size} px; set a size")
+        if min(w, h) < min_side:
+            raise ImpastoError(
+                f"the content image is too small: {w}x{h} px at this --size; its shorter side must be at least "
+                f"{min_side} px for the layers used"
+            )
+        area = w * h * opts.style_scale**2
+        style_shapes = [area_size(as_pil(s).size, area, min_side)[::-1] for s in styles]
+        sizes = plan_scales(max(w, h), opts, min(w, h), min_side)
+        steps = plan_steps(len(sizes), opts)[-1]
+        return plan_scale((h, w), style_shapes, steps, opts, self.dtype, 0).estimate, (h, w)
 
     def loss(self, opts: Options) -> PerceptualLoss:
         """The objective of a run with `opts`, before its targets are set."""

@@ -46,7 +46,8 @@ def plan_scale(
 ) -> ScalePlan:
     """Whole image if the estimate fits `budget`, also with an L-BFGS history shrunk to WHOLE_HISTORY pairs; else
     the fewest tiles that fit, the history taking at most half of what the image-sized state leaves. Below what the
-    smallest tiles need, the smallest tiles (MIN_CORE px cores) and MIN_HISTORY are used, over the budget."""
+    smallest tiles need, the smallest tiles (MIN_CORE px cores) and MIN_HISTORY are used, over the budget: with a
+    budget of 0 the estimate is the least memory the scale can run in (the engine refuses sizes above the budget)."""
     h, w = shape
     layers = list(dict.fromkeys([*opts.content_layers, *opts.style_layers]))
     n_masks = 0
@@ -87,14 +88,18 @@ def plan_scale(
         edges = cuts(n, parts, align)
         return min(n, max(b - a for a, b in zip(edges, edges[1:])) + 2 * margin)
 
-    heights = {r: largest_window(h, r) for r in range(1, max(1, h // MIN_CORE) + 1)}
-    widths = {c: largest_window(w, c) for c in range(1, max(1, w // MIN_CORE) + 1)}
-    grids = sorted(
-        (r * c, evaluation_bytes(heights[r], widths[c], layers, dtype), r, c) for r in heights for c in widths
-    )
-    fitting = [g for g in grids if g[1] <= free]
-    # The fewest tiles that fit, or else the most there can be.
-    _, need, rows, cols = fitting[0] if fitting else max(grids)
+    # The most tiles there can be (MIN_CORE px cores): the least memory. When even they do not fit, they are the
+    # plan, found without weighing every grid (a 100,000 px picture has over a million).
+    rows, cols = max(1, h // MIN_CORE), max(1, w // MIN_CORE)
+    need = evaluation_bytes(largest_window(h, rows), largest_window(w, cols), layers, dtype)
+    if need <= free:
+        heights = {r: largest_window(h, r) for r in range(1, rows + 1)}
+        widths = {c: largest_window(w, c) for c in range(1, cols + 1)}
+        grids = sorted(
+            (r * c, evaluation_bytes(heights[r], widths[c], layers, dtype), r, c) for r in heights for c in widths
+        )
+        # The fewest tiles that fit.
+        _, need, rows, cols = next(g for g in grids if g[1] <= free)
     tiles = split_tiles(h, w, rows, cols, margin, align)
     if len(tiles) == 1 and style_eval <= evaluation_bytes(h, w, layers, dtype):
         # Too small an image to split, and not a style image too big to take whole: the plain objective.
