@@ -14,12 +14,14 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
 from .api import available_methods, available_trainers, load, stylize, stylize_batch
+from .batch import batch
 from .engine import Cancelled, Progress, Result
 from .errors import ImpastoError
 
 __all__ = [
     "stylize",
     "stylize_batch",
+    "batch",
     "load",
     "evaluate",
     "available_methods",

@@ -15,11 +15,11 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ImpastoError
-from . import evaluate, serve, stylize, train
+from . import batch, evaluate, serve, stylize, train
 from .flags import EXIT_USAGE, Parser
 
 EXIT_INTERRUPTED = 130
-COMMANDS = {"stylize": stylize, "eval": evaluate, "serve": serve, "train": train}
+COMMANDS = {"stylize": stylize, "batch": batch, "eval": evaluate, "serve": serve, "train": train}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,35 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def add_method_options(parser: argparse.ArgumentParser, methods: dict) -> None:
+    """--method and every registered method's declared options, grouped by method (shared ones under "common")."""
+    parser.add_argument(
+        "--method", default=available_methods()[0], choices=available_methods(), help="style-transfer method"
+    )
+    flags = collect({name: m.Options for name, m in methods.items()})
+    groups: dict = {"_methods": list(methods)}
+    for flag in flags:
+        spec = flag.declared.spec
+        name = spec.group or ("common" if len(flag.owners) > 1 else next(iter(flag.owners)))
+        if name not in groups:
+            title = f"{name} (--method {name})" if name in methods else name
+            groups[name] = parser.add_argument_group(title)
+    groups.setdefault("common", parser.add_argument_group("common"))
+    add_declared(parser, flags, groups)
+    parser.set_defaults(_flags=flags)
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The options given on the command line for --method, converted; a flag of another method is an error."""
+    misplaced = [f for f in given_flags(args, args._flags) if args.method not in f.owners]
+    if misplaced:
+        f = misplaced[0]
+        raise ImpastoError(
+            f"{f.declared.flag} does not apply to --method {args.method} (it is an option of {', '.join(f.owners)})"
+        )
+    return values(args, get_method(args.method).Options, load_image)
+
+
 def add_parser(sub) -> None:
     methods = {name: get_method(name) for name in available_methods()}
     about = "; ".join(f"{name}: {method_title(m)[0]}" for name, m in methods.items())
@@ -51,19 +80,7 @@ def add_parser(sub) -> None:
     st.add_argument("content", metavar="CONTENT", help="the photo to repaint")
     st.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images")
     st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
-    st.add_argument(
-        "--method", default=available_methods()[0], choices=available_methods(), help="style-transfer method"
-    )
-    flags = collect({name: m.Options for name, m in methods.items()})
-    groups: dict = {"_methods": list(methods)}
-    for flag in flags:
-        spec = flag.declared.spec
-        name = spec.group or ("common" if len(flag.owners) > 1 else next(iter(flag.owners)))
-        if name not in groups:
-            title = f"{name} (--method {name})" if name in methods else name
-            groups[name] = st.add_argument_group(title)
-    groups.setdefault("common", st.add_argument_group("common"))
-    add_declared(st, flags, groups)
+    add_method_options(st, methods)
     out = st.add_argument_group("output")
     out.add_argument(
         "--save-every",
@@ -73,17 +90,11 @@ def add_parser(sub) -> None:
         help="also save OUTPUT_stepNNNNN every N steps (iterative methods)",
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    st.set_defaults(_flags=flags)
 
 
 def run(args: argparse.Namespace) -> int:
     module = get_method(args.method)
-    misplaced = [f for f in given_flags(args, args._flags) if args.method not in f.owners]
-    if misplaced:
-        f = misplaced[0]
-        raise ImpastoError(
-            f"{f.declared.flag} does not apply to --method {args.method} (it is an option of {', '.join(f.owners)})"
-        )
+    given = method_options(args)  # image options are read here: a bad file fails before any work
     init = getattr(args, "init", "content")
     inputs = (
         args.content,
@@ -100,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     styles = [load_image(s) for s in args.styles]
     if init not in NO_OUTPUT_INPUTS:
         load_image(init)
-    options = make(module.Options, values(args, module.Options, load_image), f"method {args.method!r}")
+    options = make(module.Options, given, f"method {args.method!r}")
     options.validate(len(styles))
     iterative = hasattr(options, "steps")
 
