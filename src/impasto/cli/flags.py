@@ -77,7 +77,7 @@ def add_declared(parser: argparse.ArgumentParser, flags: Sequence[Flag], groups:
         kwargs: dict[str, Any] = {
             "dest": d.name,
             "default": argparse.SUPPRESS,
-            "help": spec.help.replace("%", "%%").replace("%%%%", "%%") + shown,
+            "help": spec.help.replace("%", "%%").replace("%%%%", "%%") + shown.replace("%", "%%"),
         }
         if spec.metavar:
             kwargs["metavar"] = spec.metavar
@@ -85,10 +85,11 @@ def add_declared(parser: argparse.ArgumentParser, flags: Sequence[Flag], groups:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif spec.kind in ("ints", "floats", "images"):
             kwargs["nargs"] = "+"
-        elif spec.choices is not None:
-            kwargs["choices"] = spec.choices
-        elif spec.kind in ("int", "float", "names"):
-            kwargs["type"] = _type(d)
+        else:
+            if spec.kind in ("int", "float", "names"):
+                kwargs["type"] = _type(d)  # converted first, so that choices compare converted values
+            if spec.choices is not None:
+                kwargs["choices"] = spec.choices
         if spec.required:
             kwargs["required"] = True
         names = [d.flag]

@@ -37,6 +37,12 @@ OUTPUT_FORMATS = {
     ".tiff": "TIFF",
 }
 
+# The mode new files get from open() under this process's umask (read once: changing the umask to read it is not
+# safe while the server's threads create files). mkstemp makes files for their owner only; outputs get this instead.
+_umask = os.umask(0o022)
+os.umask(_umask)
+FILE_MODE = 0o666 & ~_umask
+
 # Guard against decompression bombs while still accepting large photos: Pillow refuses images over twice this.
 Image.MAX_IMAGE_PIXELS = 150_000_000
 
@@ -241,20 +247,18 @@ def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Pat
         im = tensor_to_pil(im)
     fmt = OUTPUT_FORMATS[p.suffix.lower()]
     params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
         with os.fdopen(fd, "wb") as f:
             im.save(f, format=fmt, **params)
         # mkstemp creates files readable by the owner only; give the output the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, p)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         if isinstance(e, OSError):  # a full disk, a quota, a vanished folder: the user's to fix, named
             raise ImpastoError(f"{p}: cannot write the image ({e.strerror or e}); nothing was written") from None
         raise

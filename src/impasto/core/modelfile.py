@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import ImpastoError
+from .image import FILE_MODE
 
 
 def save_tensors(
@@ -27,6 +28,7 @@ def save_tensors(
     os.close(fd)
     try:
         save_file(state, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes files for their owner only; a model is for anyone to read
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -359,6 +359,7 @@ class JobManager:
                 last_preview[0] = now
             self._changed(job)
 
+        made = None
         try:
             if job.cancel_requested:
                 raise _Stop("cancelled")
@@ -367,6 +368,7 @@ class JobManager:
             if job.cancel_requested:  # cancelled while the engine loaded
                 raise _Stop("cancelled")
             result = engine.run(content, styles, job.options, callback=callback)
+            made = result.path  # a file the run made: the job's result, or removed below
             if job.cancel_requested:  # a method that never called back
                 raise _Stop("cancelled")
             if getattr(result, "stopped", None) == "interrupted":
@@ -379,6 +381,7 @@ class JobManager:
                 path.unlink(missing_ok=True)
                 raise
             job.result_path = path
+            made = None
             job.step = max(job.step, job.total) if job.iterative else job.total
             self._finish(job, "done")
         except _Stop as e:
@@ -396,6 +399,9 @@ class JobManager:
             else:
                 log.exception("job %s failed", job.id)
                 self._finish(job, "failed", error=f"internal error ({type(e).__name__}); see the server's log")
+        finally:
+            if made is not None:  # made, but not kept (cancelled, failed to move): nothing left behind
+                Path(made).unlink(missing_ok=True)
 
 
 def _thumbnail(image: Any, size: int) -> str:

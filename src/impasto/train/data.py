@@ -74,13 +74,17 @@ class ImageFolder:
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Image `index` as a (3, H, W) uint8 tensor, shorter side at most `max_side`."""
-        with quiet_warnings(), Image.open(self.files[index]) as im:
-            im = to_rgb(im)
-            scale = self.max_side / min(im.size)
-            if scale < 1:
-                size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-                im = im.resize(size, Image.LANCZOS)
-            return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+        try:
+            with quiet_warnings(), Image.open(self.files[index]) as im:
+                im = to_rgb(im)
+                scale = self.max_side / min(im.size)
+                if scale < 1:
+                    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                    im = im.resize(size, Image.LANCZOS)
+                return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+            # Read fine when the run started: removed or changed since. One line, whichever process reads it.
+            raise ImpastoError(f"{self.files[index]}: unreadable during training ({type(e).__name__})") from None
 
 
 def report_skipped(folder: ImageFolder, where: str | os.PathLike) -> None:

@@ -215,6 +215,14 @@ def run(
         if step > start_step:
             save(step)
         raise TrainingInterrupted(step, step > start_step or ckpt.exists(), ckpt) from None
+    except Exception as e:
+        # Keep what was learned, then report the problem (a worker's error arrives wrapped: unwrap its message).
+        if step > start_step:
+            save(step)
+        message = str(e)
+        if "Original Traceback" in message and "ImpastoError: " in message:
+            raise ImpastoError(message.rsplit("ImpastoError: ", 1)[1].strip().splitlines()[0]) from None
+        raise
     finally:
         bar.close()
         close = getattr(batches, "close", None)

@@ -213,7 +213,9 @@ class GatysEngine(BaseEngine):
         style_pils = [as_pil(s) for s in styles]
         # The final size's memory need, from the pictures' sizes alone, before any picture of that size is made.
         need, (fh, fw) = self.minimum_memory(content_pil, style_pils, opts, min_side)
-        if need > memory:
+        # Only a budget the user set is a promise to keep; the default one (a share of this machine's memory) is a
+        # guess, and on a small machine the smallest tiles run over it, as they always did.
+        if opts.max_memory is not None and need > memory:
             raise ImpastoError(
                 f"a {fw}x{fh} px result needs at least {format_size(need)} even tile by tile (the picture, its "
                 f"statistics and the optimizer's state), above the memory budget of {format_size(memory)}; "
@@ -345,7 +347,8 @@ def run(
 ) -> Result:
     """One picture with a freshly loaded engine (for many pictures, load the engine once: ``impasto.load``)."""
     opts = options or Options()
-    opts.validate(len(list(styles)))
+    styles = list(styles)
+    opts.validate(len(styles))
     return GatysEngine(opts).run(content, styles, opts, callback=callback, progress=progress)
 
 

@@ -8,6 +8,7 @@ are.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -131,9 +132,14 @@ class _Task:
         self.cfg, self.model, self.contents, self.styles, self.device = cfg, model, contents, styles, device
         self._preview = None
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def batch(self) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+        """step -> that step's crops. A partial of module-level code over file lists, so that worker processes get
+        no model when they are started by pickling (spawn, on macOS and Windows)."""
         cfg = self.cfg
-        return sample_pairs(self.contents, self.styles, cfg.size, cfg.batch, cfg.seed, step, cfg.image_size)
+        return functools.partial(
+            sample_pairs, self.contents, self.styles, cfg.size, cfg.batch, cfg.seed, image_size=cfg.image_size
+        )
 
     def parameters(self):
         return self.model.decoder.parameters()
@@ -241,6 +247,8 @@ def train(
     task = _Task(cfg, model, contents, styles, device)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped, "style": styles.skipped}
+    for key in ("content", "style"):  # present, as before the shared loop, even when no step ran
+        result.setdefault(key, None)
     return result
 
 
