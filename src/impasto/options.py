@@ -10,7 +10,7 @@ This module imports no torch: ``impasto --help`` reads the declarations without 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Iterator, Sequence
 
 from .errors import ImpastoError
@@ -102,14 +102,6 @@ def make(cls: type, values: dict[str, Any], what: str) -> Any:
     if unknown:
         raise ImpastoError(f"{what} has no option {unknown[0]!r}; known: {', '.join(sorted(known))}")
     return cls(**values)
-
-
-def updated(options: Any, **changes: Any) -> Any:
-    """A copy of `options` with some fields changed (unknown names refused)."""
-    unknown = sorted(set(changes) - field_names(options))
-    if unknown:
-        raise ImpastoError(f"no option {unknown[0]!r}; known: {', '.join(sorted(field_names(options)))}")
-    return replace(options, **changes)
 
 
 def load_key(options: Any) -> tuple:

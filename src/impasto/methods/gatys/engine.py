@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from ...core.color import color_inputs, combine_luminance
@@ -301,8 +302,10 @@ class GatysEngine(BaseEngine):
         """
         opts = options or self.options
         min_side = min_input_side(self.layers) if min_side is None else min_side
-        content_pil = as_pil(content)
-        w, h = content_pil.size if opts.size is None else longest_side_size(content_pil.size, opts.size)
+        # Sizes only: pictures already decoded are not copied (as_pil would convert a copy of each).
+        size_of = lambda x: x.size if isinstance(x, Image.Image) else as_pil(x).size  # noqa: E731
+        content_size = size_of(content)
+        w, h = content_size if opts.size is None else longest_side_size(content_size, opts.size)
         if opts.size is None and max(w, h) > opts.max_size:
             raise ImpastoError(f"the content image is {w}x{h}, above the cap of {opts.max_size} px; set a size")
         if min(w, h) < min_side:
@@ -311,7 +314,7 @@ class GatysEngine(BaseEngine):
                 f"{min_side} px for the layers used"
             )
         area = w * h * opts.style_scale**2
-        style_shapes = [area_size(as_pil(s).size, area, min_side)[::-1] for s in styles]
+        style_shapes = [area_size(size_of(s), area, min_side)[::-1] for s in styles]
         sizes = plan_scales(max(w, h), opts, min(w, h), min_side)
         steps = plan_steps(len(sizes), opts)[-1]
         return plan_scale((h, w), style_shapes, steps, opts, self.dtype, 0).estimate, (h, w)
