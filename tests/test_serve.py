@@ -258,6 +258,8 @@ def test_openapi_schema_documents_every_field():
         "/api/jobs/{job_id}/result",
         "/api/methods",
         "/api/info",
+        "/api/styles",
+        "/api/styles/{name}.jpg",
     } <= set(paths)
     assert {"get", "delete"} <= set(paths["/api/jobs/{job_id}"])
     undocumented = []
@@ -285,8 +287,13 @@ def test_openapi_schema_documents_every_field():
         "style_weights",
         "preserve_color",
         "seed",
+        "model",
+        "fine",
+        "small",
+        "medium",
+        "coarse",
     }
-    assert set(form["required"]) == {"content", "styles"}
+    assert set(form["required"]) == {"content"}  # the fast method paints trained styles: no upload
     assert [name for name, spec in body.items() if not spec.get("description")] == []
     assert (body["strength"]["type"], body["strength"]["minimum"], body["strength"]["maximum"]) == ("number", 0, 1)
     assert body["preserve_color"]["enum"] == ["none", "luminance", "histogram"]

@@ -60,6 +60,7 @@ def test_page_uploads_a_photo_and_a_painting_runs_a_job_and_shows_the_result(ima
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("response", lambda r: r.status == 404 and problems.append(f"404: {r.url}"))
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
             page.goto(url + "/")
             page.wait_for_selector("#methods button[data-method='gatys']")
@@ -122,6 +123,7 @@ def test_a_registered_method_gets_a_button_and_controls_from_its_declaration(ima
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("response", lambda r: r.status == 404 and problems.append(f"404: {r.url}"))
             page.goto(url + "/")
             page.wait_for_selector("#methods button[data-method='toy']")
 
@@ -159,6 +161,54 @@ def test_a_registered_method_gets_a_button_and_controls_from_its_declaration(ima
             page.reload()
             page.wait_for_selector("#opt-brightness")
             assert page.locator("#opt-brightness").input_value() == "0.5"
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_the_fast_method_offers_the_built_in_styles_as_a_gallery(images):
+    """The gallery replaces the painting uploads for the fast method: thumbnails painted by impasto, a click picks
+    the style, the layer sliders come from the declaration, and the job runs with that style and no upload."""
+    settings = ServeSettings(port=0, max_size=64, default_size=64, job_defaults={"device": "cpu", "precision": "fp32"})
+    with background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("response", lambda r: r.status == 404 and problems.append(f"404: {r.url}"))
+            page.goto(url + "/")
+            page.wait_for_selector("#methods button[data-method='fast']")
+            assert not page.locator("#builtins").is_visible()
+            page.click("#methods button[data-method='fast']")
+            assert page.locator("#builtins").is_visible() and not page.locator("#styles").is_visible()
+            names = [s["name"] for s in page.request.get(f"{url}/api/styles").json()]
+            tiles = page.locator("#builtins button[data-name]")
+            assert tiles.count() == len(names) >= 8
+            # Each thumbnail is a real picture the server painted.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#builtins img')].every(i => i.complete && i.naturalWidth > 0)",
+                timeout=120_000,
+            )
+            assert page.locator("#builtins button.builtin-own").count() == 1
+            assert page.locator("#opt-coarse").get_attribute("type") == "range"
+            assert page.locator("#opt-model").count() == 0  # the gallery is its control
+
+            page.click(f"#builtins button[data-name='{names[2]}']")
+            assert page.locator(f"#builtins button[data-name='{names[2]}']").get_attribute("aria-checked") == "true"
+            page.set_input_files("#content-input", str(images["content"]))
+            page.locator("#opt-coarse").fill("2")
+            page.click("#go")
+            page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+            job_id = page.locator("#gallery button").first.get_attribute("data-id")
+            job = page.request.get(f"{url}/api/jobs/{job_id}").json()
+            assert job["method"] == "fast" and job["options"]["model"] == names[2]
+            assert job["options"]["coarse"] == 2
+
+            # "Your own painting" switches to a method that takes an upload.
+            page.click("#builtins button.builtin-own")
+            assert page.locator("#styles").is_visible() and not page.locator("#builtins").is_visible()
             assert not problems, problems
         finally:
             browser.close()

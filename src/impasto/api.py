@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 METHODS: dict[str, str] = {
     "gatys": "impasto.methods.gatys",
     "adain": "impasto.methods.adain",
+    "fast": "impasto.methods.fast",
 }
 TRAINERS: dict[str, str] = {
     "adain": "impasto.train.adain",
+    "fast": "impasto.train.fast",
 }
 
 
@@ -54,6 +56,12 @@ def get_trainer(name: str) -> ModuleType:
     if name not in TRAINERS:
         raise ImpastoError(f"unknown trainer {name!r}; choose from {', '.join(TRAINERS)}")
     return importlib.import_module(TRAINERS[name])
+
+
+def takes_style_images(module: ModuleType) -> bool:
+    """Whether a method paints from style images (a module sets ``STYLE_IMAGES = False`` when it paints trained
+    styles instead)."""
+    return bool(getattr(module, "STYLE_IMAGES", True))
 
 
 def method_title(module: ModuleType) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .api import get_method
+from .api import get_method, takes_style_images
 from .core.image import OUTPUT_FORMATS, load_image, save_image
 from .errors import ImpastoError
 from .options import field_names, load_key, make
@@ -205,7 +205,7 @@ def run_batch(
     default_styles = [load_image(s) for s in styles]  # a bad painting stops the batch before any work
     base = make(module.Options, options, f"method {method!r}")
     if any(item.styles is None for item in items):
-        if not default_styles:
+        if not default_styles and takes_style_images(module):
             raise ImpastoError("no style images: give --style, or a 'style' column for every manifest row")
         base.validate(len(default_styles))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,20 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ImpastoError
-from . import batch, evaluate, serve, stylize, train
+from . import batch, evaluate, serve, styles, stylize, train, video
 from .flags import EXIT_USAGE, Parser
 
 EXIT_INTERRUPTED = 130
-COMMANDS = {"stylize": stylize, "batch": batch, "eval": evaluate, "serve": serve, "train": train}
+COMMANDS = {
+    "stylize": stylize,
+    "batch": batch,
+    "video": video,
+    "eval-video": video.EVAL,
+    "styles": styles,
+    "eval": evaluate,
+    "serve": serve,
+    "train": train,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,7 +78,9 @@ def add_parser(sub) -> None:
         description=f"Repaint CONTENT in the style of STYLE (several styles are blended). Methods: {about}.",
     )
     st.add_argument("content", metavar="CONTENT", help="the photo to repaint")
-    st.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images")
+    st.add_argument(
+        "styles", metavar="STYLE", nargs="*", help="one or more style images (none for --method fast: see --model)"
+    )
     st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
     add_method_options(st, methods)
     out = st.add_argument_group("output")

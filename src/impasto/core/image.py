@@ -14,7 +14,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -263,3 +263,21 @@ def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Pat
             raise ImpastoError(f"{p}: cannot write the image ({e.strerror or e}); nothing was written") from None
         raise
     return p
+
+
+def contact_sheet(
+    pictures: Sequence[Image.Image], labels: Sequence[str], columns: int = 4, cell: int = 256
+) -> Image.Image:
+    """Pictures in a grid of `columns`, each fitted into a `cell` px square with its label underneath."""
+    from PIL import ImageDraw
+
+    label_h = 20
+    rows = max(1, -(-len(pictures) // columns))
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (pic, label) in enumerate(zip(pictures, labels)):
+        x, y = (i % columns) * cell, (i // columns) * (cell + label_h)
+        thumb = fit_longest_side(to_rgb(pic), cell)
+        sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
+        draw.text((x + 4, y + cell + 4), label, fill="black")
+    return sheet

@@ -23,7 +23,7 @@ from torch import nn
 from ..core.vgg_layers import alignment, layer_stride, receptive_margin
 from ..nets.vgg import VGGFeatures
 from .stats import gram_matrix, mean_cov, normalized_weights
-from .terms import STYLE_LOSSES, ContentLoss, TVLoss, style_loss_from_stats
+from .terms import STYLE_LOSSES, ContentLoss, GramStyleLoss, TVLoss, style_loss_from_stats
 from .tiled import Tile, accumulate, core_slices, statistic_from_sums, tile_sums, tiles_like
 
 _REGION_MIN = 1e-3  # a style whose region vanished at a layer's resolution adds nothing there
@@ -150,9 +150,13 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def set_feature_targets(
-        self, content: dict[str, torch.Tensor] | None = None, style: dict[str, torch.Tensor] | None = None
+        self,
+        content: dict[str, torch.Tensor] | None = None,
+        style: dict[str, torch.Tensor] | None = None,
+        grams: dict[str, torch.Tensor] | None = None,
     ) -> "PerceptualLoss":
-        """Targets given as features: content features per content layer, style features per style layer.
+        """Targets given as features: content features per content layer, style features per style layer, or (for
+        the Gram loss) target Gram matrices per style layer, (C, C) or one (B, C, C) per picture.
 
         Batches match picture by picture where the targets have a batch dimension (training).
         """
@@ -167,6 +171,10 @@ class PerceptualLoss(nn.Module):
                 for n, f in (style or {}).items()
             }
         )
+        if grams:
+            if self.kind != "gram":
+                raise ValueError(f"Gram targets need the gram style loss, not {self.kind!r}")
+            self.style.update({n: nn.ModuleList([GramStyleLoss(g)]) for n, g in grams.items()})
         return self
 
     def _content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -231,6 +239,17 @@ class PerceptualLoss(nn.Module):
         zero = x.new_zeros((), dtype=torch.float32)
         content = sum((self.content_w[n] * loss(feats[n]) for n, loss in self.content.items()), zero)
         style = sum((self.style_w[n] * self._style_term(n, feats[n]) for n in self.style), zero)
+        return content, style
+
+    def sample_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per picture of a batch: the content loss (B,) (layer weights applied) and each style layer's loss (B, L)
+        in ``style_layers`` order, unweighted, so that a trainer can weight every picture's layers differently."""
+        feats = self.features(x)
+        content = sum(
+            (self.content_w[n] * loss.per_sample(feats[n]) for n, loss in self.content.items()),
+            x.new_zeros(x.shape[0], dtype=torch.float32),
+        )
+        style = torch.stack([self.style[n][0].per_sample(feats[n]) for n in self.style_layers], dim=1)
         return content, style
 
     def _style_term(self, layer: str, features: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,13 @@ class ContentLoss(nn.Module):
             return F.mse_loss(features.float(), self.target)
         return (features.float() - self.target).pow(2).mean() * self.inv_norm
 
+    def per_sample(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) losses of a batch whose targets match it picture by picture, each relative to its own target."""
+        err = (features.float() - self.target).pow(2).flatten(1).mean(1)
+        if not self.relative:
+            return err
+        return err / (self.target.pow(2).flatten(1).mean(1) + EPS)
+
 
 class GramStyleLoss(nn.Module):
     """Relative squared Gram error: ||G(F) - G_target||^2 / ||G_target||^2."""
@@ -62,6 +69,12 @@ class GramStyleLoss(nn.Module):
     def distance(self, gram: torch.Tensor) -> torch.Tensor:
         """The loss of a given Gram matrix (tiles sum their Gram matrices before taking it)."""
         return (gram - self.target).pow(2).sum() * self.inv_norm
+
+    def per_sample(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) losses of a batch, each relative to its own target (a (B, C, C) target: one per picture)."""
+        target = self.target if self.target.dim() == 3 else self.target[None]
+        err = (gram_matrix(features) - target).pow(2).sum((-1, -2))
+        return err / (target.pow(2).sum((-1, -2)) + EPS)
 
 
 class TVLoss(nn.Module):

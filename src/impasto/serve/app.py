@@ -23,11 +23,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..api import available_methods, get_method
+from ..api import available_methods, get_method, takes_style_images
 from ..errors import ImpastoError
+from .gallery import Gallery
 from .inputs import build_options, decode_image, form_schema, method_info
 from .jobs import Job, JobManager, QueueFull
-from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut
+from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut, StyleOut
 from .settings import ServeSettings
 
 log = logging.getLogger("impasto.serve")
@@ -211,6 +212,26 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         """Every method and the form fields it accepts (derived from its Options)."""
         return [method_info(name, settings) for name in available_methods()]
 
+    gallery = Gallery()
+
+    @app.get("/api/styles", response_model=list[StyleOut], tags=["server"])
+    def styles() -> list[dict]:
+        """The built-in styles of the fast method (send one as its 'model' field), with thumbnails."""
+        return [{"name": n, "thumbnail_url": f"/api/styles/{n}.jpg"} for n in gallery.names()]
+
+    @app.get(
+        "/api/styles/{name}.jpg",
+        tags=["server"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}, "description": "The thumbnail."}, 404: ERRORS[404]},
+    )
+    async def style_thumbnail(name: Annotated[str, PathParam(description="A built-in style's name.")]) -> Response:
+        """The bundled example photo painted in a built-in style (made by impasto on first request)."""
+        if name not in gallery.names():
+            raise HTTPException(404, f"no built-in style {name!r}; GET /api/styles lists them")
+        data = await run_in_threadpool(gallery.thumbnail, name)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
     @app.post(
         "/api/jobs",
         tags=["jobs"],
@@ -261,9 +282,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         for key in ("content", "styles"):
             if key in texts:
                 raise ImpastoError(f"{key}: expected an uploaded file, got a text field")
-            if key not in files:
-                what = "the photo to repaint" if key == "content" else "one or more style images"
-                raise ImpastoError(f"{key}: field required (upload {what})")
+        if "content" not in files:
+            raise ImpastoError("content: field required (upload the photo to repaint)")
         if len(files["content"]) > 1:
             raise ImpastoError("content: one photo per job, got several")
         extra_files = sorted(set(files) - {"content", "styles"})
@@ -274,8 +294,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ImpastoError(f"{repeated[0]}: sent more than once")
         fields = {k: v[0] for k, v in texts.items()}
         method = fields.pop("method", None) or DEFAULT_METHOD
-        content, styles = files["content"][0], files["styles"]
-        get_method(method)  # an unknown method is a 400 before any decoding
+        content, styles = files["content"][0], files.get("styles", [])
+        module = get_method(method)  # an unknown method is a 400 before any decoding
+        if not styles and takes_style_images(module):
+            raise ImpastoError("styles: field required (upload one or more style images)")
         if len(styles) > settings.max_styles:
             raise ImpastoError(f"styles: at most {settings.max_styles} style images per job, got {len(styles)}")
         # Validate the options before decoding, so a bad field costs nothing.

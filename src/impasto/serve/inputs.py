@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import options as declared_options
-from ..api import available_methods, get_method, make_options, method_title
+from ..api import available_methods, get_method, make_options, method_title, takes_style_images
 from ..core.image import fit_longest_side, quiet_warnings, to_rgb
 from ..errors import ImpastoError
 from .settings import ServeSettings
@@ -104,6 +104,7 @@ def method_info(name: str, settings: ServeSettings) -> dict[str, Any]:
         "title": title,
         "description": description,
         "iterative": "steps" in declared_options.field_names(module.Options),
+        "style_images": takes_style_images(module),
         "options": [describe_option(d, settings) for d in _http(name).values()],
     }
 
@@ -119,7 +120,8 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
         "styles": {
             "type": "array",
             "items": {"type": "string", "format": "binary"},
-            "description": "One or more style images (paintings), as repeated 'styles' fields; blended.",
+            "description": "One or more style images (paintings), as repeated 'styles' fields; blended. Required by "
+            "the methods that paint from a style image (gatys, adain); the fast method paints its trained styles.",
         },
         "method": {
             "type": "string",
@@ -156,7 +158,7 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
                 "schema": {
                     "type": "object",
                     "title": "Job",
-                    "required": ["content", "styles"],
+                    "required": ["content"],
                     "properties": properties,
                 },
             },

@@ -100,7 +100,18 @@ class MethodOut(BaseModel):
         description="True for optimization methods that take steps and stream previews (slow, seconds to minutes); "
         "false for single-pass methods (fast: ?wait=true suits them)."
     )
+    style_images: bool = Field(
+        description="True when a job uploads its paintings as 'styles'; false for methods that paint trained styles "
+        "(the fast method: choose one of GET /api/styles with the 'model' field)."
+    )
     options: list[OptionOut] = Field(description="The form fields it accepts; others are ignored.")
+
+
+class StyleOut(BaseModel):
+    """A built-in style of the fast method."""
+
+    name: str = Field(description="The value of the fast method's 'model' field.")
+    thumbnail_url: str = Field(description="A small JPEG of the bundled example photo painted in this style.")
 
 
 class LimitsOut(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import struct
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -170,6 +171,14 @@ class StepBatches(torch.utils.data.Dataset):
         return self.make(step)
 
 
+def _leave_signals_to_the_trainer(worker_id: int) -> None:
+    """Workers ignore Ctrl-C and SIGTERM: sent to the whole process group (a terminal's Ctrl-C, `timeout`, a job
+    runner), they would kill a worker mid-batch and crash the trainer, which instead saves a checkpoint and stops
+    its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def stream(make: Callable[[int], object], start: int, stop: int, workers: int = 0) -> Iterator[object]:
     """Batches `start`..`stop - 1` in order, prepared by `workers` processes ahead of the training (0: inline)."""
     if workers <= 0:
@@ -183,5 +192,6 @@ def stream(make: Callable[[int], object], start: int, stop: int, workers: int = 
         num_workers=workers,
         prefetch_factor=2,
         persistent_workers=False,
+        worker_init_fn=_leave_signals_to_the_trainer,
     )
     yield from loader

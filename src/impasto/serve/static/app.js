@@ -6,11 +6,13 @@ const $ = (id) => document.getElementById(id);
 const PREFS_KEY = "impasto.prefs.v1";
 const SIZE_CHOICES = [256, 384, 512, 768, 1024, 1536, 2048];
 // Options this page shows with widgets of its own; every other option a method declares gets a generated control.
-const BESPOKE = new Set(["size", "style_weights", "preserve_color", "seed"]);
+const BESPOKE = new Set(["size", "style_weights", "preserve_color", "seed", "model"]);
 
 const state = {
   info: null, // GET /api/info
   methods: [], // GET /api/methods
+  builtins: [], // GET /api/styles: the fast method's built-in styles
+  builtin: null, // the chosen built-in style's name
   method: null, // the chosen method's description
   content: null, // {file, url, width, height}
   styles: [], // [{file, url, weight}]
@@ -74,6 +76,7 @@ function savePrefs() {
     keepColors: state.keepColors,
     keepMode: state.keepMode,
     values: state.values,
+    builtin: state.builtin,
   };
   try { localStorage.setItem(PREFS_KEY, JSON.stringify(prefs)); } catch (_) { /* private mode */ }
 }
@@ -250,8 +253,68 @@ function buildMethods(prefs) {
   chooseMethod(state.methods.find((m) => m.name === wanted) ? wanted : state.methods[0].name, false);
 }
 
+// Methods that paint trained styles (style_images false) choose from the built-in gallery instead of uploads.
+function usesGallery() {
+  return !!state.method && state.method.style_images === false;
+}
+
+function buildBuiltins() {
+  const box = $("builtins");
+  box.textContent = "";
+  for (const s of state.builtins) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "builtin";
+    b.setAttribute("role", "radio");
+    b.dataset.name = s.name;
+    const label = s.name.replace(/_/g, " ");
+    b.title = `${label}: the example photo painted in this style by impasto`;
+    const img = document.createElement("img");
+    img.src = s.thumbnail_url;
+    img.alt = "";
+    img.loading = "lazy";
+    const cap = document.createElement("span");
+    cap.textContent = label;
+    b.append(img, cap);
+    b.addEventListener("click", () => chooseBuiltin(s.name));
+    box.append(b);
+  }
+  // Beside the gallery: a painting of one's own, painted by the arbitrary-style method.
+  const own = state.methods.find((m) => m.style_images !== false && !m.iterative) || state.methods.find((m) => m.style_images !== false);
+  if (own) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "builtin builtin-own";
+    b.title = `Upload a painting of your own (uses ${own.name})`;
+    b.innerHTML = '<span class="plus" aria-hidden="true">+</span><span>your own painting</span>';
+    b.addEventListener("click", () => {
+      chooseMethod(own.name);
+      $("style-drop").focus();
+    });
+    box.append(b);
+  }
+  if (!state.builtins.some((s) => s.name === state.builtin)) state.builtin = state.builtins.length ? state.builtins[0].name : null;
+  markBuiltin();
+}
+
+function chooseBuiltin(name) {
+  state.builtin = name;
+  markBuiltin();
+  savePrefs();
+  refresh();
+}
+
+function markBuiltin() {
+  for (const b of $("builtins").children) {
+    if (b.dataset.name) b.setAttribute("aria-checked", String(b.dataset.name === state.builtin));
+  }
+}
+
 function chooseMethod(name, save = true) {
   state.method = state.methods.find((m) => m.name === name);
+  const gallery = usesGallery();
+  $("styles").hidden = gallery;
+  $("builtins").hidden = !gallery;
   for (const b of $("methods").children) b.setAttribute("aria-checked", String(b.dataset.method === name));
   const about = state.method.iterative
     ? "Optimizes the picture step by step; you watch it form. Best quality, takes a while."
@@ -447,15 +510,21 @@ function setKeepColors(on) {
 }
 
 function refresh() {
+  const gallery = usesGallery();
   const single = state.styles.length <= 1 || !option("style_weights");
   $("styles").classList.toggle("single", single);
-  $("blend").hidden = single;
-  $("styles-count").textContent = state.styles.length ? `${state.styles.length} selected` : "";
+  $("blend").hidden = single || gallery;
+  $("styles-count").textContent = gallery
+    ? (state.builtin ? state.builtin.replace(/_/g, " ") : "")
+    : state.styles.length ? `${state.styles.length} selected` : "";
   const weightsOk = single || state.styles.some((s) => s.weight > 0);
-  const ready = state.content && state.styles.length > 0 && weightsOk;
+  const ready = state.content && (gallery ? !!state.builtin : state.styles.length > 0 && weightsOk);
   $("go").disabled = !ready || !!state.job || !state.method;
   let hint = "";
   if (!state.method) hint = "Connecting to the server…";
+  else if (gallery && !state.builtins.length) hint = "No built-in styles are installed on the server.";
+  else if (gallery && !state.content) hint = "Add the photo to repaint.";
+  else if (gallery) hint = "Takes a second or two.";
   else if (!state.content && !state.styles.length) hint = "Add a photo and a painting to begin.";
   else if (!state.content) hint = "Add the photo to repaint.";
   else if (!state.styles.length) hint = "Add at least one painting.";
@@ -580,14 +649,15 @@ async function stylize() {
   const m = state.method;
   const form = new FormData();
   form.append("content", state.content.file, "content");
-  state.styles.forEach((s, i) => form.append("styles", s.file, `style-${i + 1}`));
+  if (usesGallery()) form.append("model", state.builtin);
+  else state.styles.forEach((s, i) => form.append("styles", s.file, `style-${i + 1}`));
   form.append("method", m.name);
   if (option("size")) form.append("size", String(state.size));
   for (const c of state.controls) {
     const value = c.read();
     if (value !== "" && value != null) form.append(c.name, String(value));
   }
-  if (option("style_weights") && state.styles.length > 1) {
+  if (option("style_weights") && state.styles.length > 1 && !usesGallery()) {
     form.append("style_weights", state.styles.map((s) => s.weight).join(","));
   }
   if (option("preserve_color")) form.append("preserve_color", state.keepColors ? state.keepMode : "none");
@@ -784,6 +854,8 @@ async function connect() {
     ]);
     state.info = info;
     state.methods = methods;
+    // The gallery is optional: a server without built-in styles (or an older one) lists none.
+    state.builtins = await fetch("/api/styles").then((r) => (r.ok ? r.json() : []), () => []);
   } catch (_) {
     $("server-status").textContent = "server unreachable";
     $("server-status").className = "pill down";
@@ -795,6 +867,8 @@ async function connect() {
   if (prefs.values && typeof prefs.values === "object" && !Array.isArray(prefs.values)) state.values = prefs.values;
   state.keepMode = prefs.keepMode === "histogram" ? "histogram" : "luminance";
   setKeepColors(!!prefs.keepColors);
+  if (typeof prefs.builtin === "string") state.builtin = prefs.builtin;
+  buildBuiltins();
   buildMethods(prefs);
   for (const r of document.querySelectorAll('input[type="range"]')) setFill(r);
   pollStatus();

@@ -1,0 +1,112 @@
+"""``impasto video INPUT -o OUTPUT [STYLE...]``: a video stylized frame by frame, steady, with its sound; and
+``impasto eval-video``: how steady a stylized video is."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..api import available_methods, get_method
+from .flags import HelpFormatter
+from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
+
+
+def add_parser(sub) -> None:
+    methods = {name: get_method(name) for name in available_methods()}
+    v = sub.add_parser(
+        "video",
+        help="stylize a video (temporal consistency, sound kept)",
+        formatter_class=HelpFormatter,
+        description="Stylize every frame of INPUT (any format FFmpeg reads) into OUTPUT (.mp4 H.264 or .webm VP9) with "
+        "the method loaded once. Frame rate, timestamps and the sound are kept (the audio is copied as it is); "
+        "--temporal blends each frame with the previous result carried along the optical flow where the flow is "
+        "reliable, so strokes follow the motion instead of flickering. The output appears only when complete.",
+    )
+    v.add_argument("input", metavar="INPUT", help="the video to stylize")
+    v.add_argument("styles", metavar="STYLE", nargs="*", help="style images (none for --method fast: see --model)")
+    v.add_argument("-o", "--output", required=True, help="output video (.mp4, .m4v, .mov or .webm)")
+    v.add_argument(
+        "--temporal",
+        type=float,
+        default=0.6,
+        metavar="S",
+        help="temporal consistency from 0 (each frame on its own) to 1 (default: 0.6)",
+    )
+    v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
+    v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
+    add_method_options(v, methods)
+    v.set_defaults(method="fast")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    e = sub.add_parser(
+        "eval-video",
+        help="measure how steady a stylized video is",
+        formatter_class=HelpFormatter,
+        description="The temporal warping error of OUTPUT: the mean squared difference between each frame and the "
+        "previous one warped by SOURCE's optical flow, over the pixels where the flow is reliable (lower is "
+        "steadier).",
+    )
+    e.add_argument("output", metavar="OUTPUT", help="the stylized video")
+    e.add_argument("--source", required=True, help="the video it was made from")
+    e.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..video import check_output, stylize_video
+
+    check_output(args.output, args.input)
+    options = method_options(args)
+    size = options.pop("size", 512)
+    with sigterm_as_interrupt():
+        try:
+            report = stylize_video(
+                args.input,
+                args.output,
+                args.styles,
+                args.method,
+                temporal=args.temporal,
+                size=size,
+                start=args.start,
+                duration=args.duration,
+                progress=not args.quiet,
+                **options,
+            )
+        except KeyboardInterrupt:
+            print("impasto: interrupted; no output written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(
+            f"impasto: {report.frames} frames ({report.seconds:.1f} s of video) in {report.elapsed:.1f} s, "
+            f"{report.fps:.1f} frames/s; sound {report.audio}; {report.cuts} scene cut(s)",
+            file=sys.stderr,
+        )
+    print(report.output)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..video import temporal_error
+
+    result = temporal_error(args.output, args.source)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"warping error {result['warping_error']:.6f} over {result['frames']} frames "
+            f"({result['reliable']:.0%} of pixels reliable)"
+        )
+    return 0
+
+
+class _EvalCommand:
+    """``eval-video`` as an entry of the command table (its parser is added with ``video``'s)."""
+
+    @staticmethod
+    def add_parser(sub) -> None:
+        pass
+
+    run = staticmethod(run_eval)
+
+
+EVAL = _EvalCommand()

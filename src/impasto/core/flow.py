@@ -1,0 +1,70 @@
+"""Dense optical flow between video frames (OpenCV's DIS: offline, no weights), warping, and where flow is reliable.
+
+Conventions: a flow field is (H, W, 2) float32 in pixels, (dx, dy). ``flow(a, b)`` gives for each pixel of `a` where
+it moved to in `b`. To bring picture `prev` into the current frame, sample it along the current frame's flow to the
+previous one: ``warp(prev, flow(current, prev))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ImpastoError
+
+_DIS = None
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - a dependency of impasto's video extra
+        raise ImpastoError("video needs OpenCV: pip install 'impasto[video]'") from None
+    return cv2
+
+
+def gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 luminance, what the flow is computed on."""
+    cv2 = _cv2()
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dense flow from grey frame `a` to grey frame `b` (DIS, medium preset), (H, W, 2) float32."""
+    global _DIS
+    cv2 = _cv2()
+    if _DIS is None:
+        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return _DIS.calc(a, b, None)
+
+
+def warp(image: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Sample `image` (H, W, C) at each pixel plus its flow: bilinear, borders replicated."""
+    cv2 = _cv2()
+    h, w = f.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Where the current frame's flow to the previous one can be trusted, (H, W) float32 in {0, 1}.
+
+    Ruder et al. 2016: the backward flow (current -> previous) and the forward flow (previous -> current), followed
+    there, should cancel out (occlusions break that), and motion boundaries, where the forward flow's gradient is
+    large, are left out too.
+    """
+    fwd_here = warp(forward, backward)  # the forward flow at the point each pixel came from
+    total = backward + fwd_here
+    occluded = (total**2).sum(-1) > 0.01 * ((backward**2).sum(-1) + (fwd_here**2).sum(-1)) + 0.5
+    gy_u, gx_u = np.gradient(fwd_here[..., 0])
+    gy_v, gx_v = np.gradient(fwd_here[..., 1])
+    boundary = gx_u**2 + gy_u**2 + gx_v**2 + gy_v**2 > 0.01 * (fwd_here**2).sum(-1) + 0.002
+    return (~occluded & ~boundary).astype(np.float32)
+
+
+def warping_error(previous_out: np.ndarray, current_out: np.ndarray, backward: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared difference (RGB in [0, 1]) between a frame and the previous one warped by the flow, over the
+    pixels `mask` keeps: the temporal consistency measure (lower is steadier)."""
+    warped = warp(previous_out.astype(np.float32) / 255, backward)
+    diff = ((current_out.astype(np.float32) / 255 - warped) ** 2).mean(-1)
+    kept = float(mask.sum())
+    return float((diff * mask).sum() / kept) if kept else 0.0

@@ -1,0 +1,274 @@
+"""Reading and writing video with PyAV: frames out as RGB arrays, frames back in, the sound copied as it is.
+
+:func:`transcode` decodes the input's video stream, hands each frame to a function and encodes what it returns (H.264
+in MP4, VP9 in WebM), keeping every frame's timestamp (so variable frame rates stay variable) and copying the audio
+packets without re-encoding (WebM, which cannot hold AAC or MP3, gets the audio re-encoded to Opus). Frames are turned
+upright by their rotation. The output is written to a temporary file and renamed at the end: an interrupted or failed
+run leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ImpastoError
+from .image import FILE_MODE
+
+VIDEO_FORMATS = {
+    ".mp4": ("mp4", "libx264"),
+    ".m4v": ("mp4", "libx264"),
+    ".mov": ("mov", "libx264"),
+    ".webm": ("webm", "libvpx-vp9"),
+}
+_WEBM_AUDIO = {"opus", "vorbis"}
+DEFAULT_MAX_PIXELS = 3840 * 2160
+
+
+def _av():
+    try:
+        import av
+    except ImportError:  # pragma: no cover - a dependency of impasto's video extra
+        raise ImpastoError("video needs PyAV: pip install 'impasto[video]'") from None
+    return av
+
+
+@dataclass
+class VideoInfo:
+    """What a video file holds, as far as stylizing it is concerned."""
+
+    width: int  # upright (after rotation)
+    height: int
+    fps: float  # the average frame rate
+    frames: int | None  # as the container says (None when it does not)
+    duration: float | None  # seconds
+    rotation: int  # degrees, as stored
+    audio: str | None  # the audio codec's name, None without sound
+    codec: str
+
+
+def _open(path: str | os.PathLike):
+    av = _av()
+    p = Path(path)
+    if not p.is_file():
+        raise ImpastoError(f"{p}: no such file")
+    try:
+        container = av.open(str(p))
+    except av.error.InvalidDataError:
+        raise ImpastoError(f"{p}: not a video (FFmpeg cannot read it)") from None
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise ImpastoError(f"{p}: cannot open the video ({type(e).__name__})") from None
+    if not container.streams.video:
+        container.close()
+        raise ImpastoError(f"{p}: has no video stream")
+    return container
+
+
+def _rotation(stream) -> int:
+    # The display matrix (phones' portrait videos): FFmpeg reports it per frame; the stream's metadata in old files.
+    try:
+        return int(float(stream.metadata.get("rotate", 0))) % 360
+    except (TypeError, ValueError):
+        return 0
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """A video's size, rate, length and sound; ImpastoError (one line) when it is not a readable video."""
+    container = _open(path)
+    try:
+        v = container.streams.video[0]
+        rate = v.average_rate or v.guessed_rate or Fraction(25)
+        w, h = v.codec_context.width, v.codec_context.height
+        if not w or not h:
+            raise ImpastoError(f"{path}: the video stream has no picture size")
+        rotation = _rotation(v)
+        if rotation in (90, 270):
+            w, h = h, w
+        duration = (
+            float(v.duration * v.time_base)
+            if v.duration
+            else (container.duration / 1_000_000 if container.duration else None)
+        )
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        return VideoInfo(w, h, float(rate), v.frames or None, duration, rotation, audio, v.codec_context.name)
+    finally:
+        container.close()
+
+
+def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    # A display matrix rotating by +90 degrees means the picture is shown turned counter-clockwise.
+    k = {90: 1, 180: 2, 270: 3}.get(rotation % 360, 0)
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+@dataclass
+class TranscodeStats:
+    frames: int
+    seconds: float  # of video written
+    audio_packets: int
+    audio: str  # "copied", "re-encoded to opus", "none" or "dropped"
+
+
+def transcode(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    fn: Callable[[np.ndarray, int, float], np.ndarray],
+    *,
+    size: int | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    crf: int = 18,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_frame: Callable[[int], None] | None = None,
+) -> TranscodeStats:
+    """Decode `src`, call ``fn(rgb, index, seconds)`` on every frame (upright, longest side `size` when given; rgb is
+    (H, W, 3) uint8) and encode what it returns into `dst`, with `src`'s timestamps and sound.
+
+    `start` and `duration` (seconds) cut a part. Raises ImpastoError (one line) for a file that is not a video, has
+    no frames, is larger than `max_pixels`, or an output that would replace the input; nothing is left at `dst`
+    then.
+    """
+    av = _av()
+    out_path = Path(dst)
+    if out_path.suffix.lower() not in VIDEO_FORMATS:
+        raise ImpastoError(f"{out_path}: unsupported video extension; use one of {', '.join(sorted(VIDEO_FORMATS))}")
+    if out_path.exists() and Path(src).exists() and os.path.samefile(src, out_path):
+        raise ImpastoError(f"{out_path}: output would overwrite the input; choose another name")
+    if not out_path.parent.is_dir():
+        raise ImpastoError(f"{out_path}: output directory {out_path.parent} does not exist")
+    info = probe(src)
+    if info.width * info.height > max_pixels:
+        raise ImpastoError(
+            f"{src}: the video is {info.width}x{info.height}, above the cap of {max_pixels:,} pixels per frame"
+        )
+    fmt, codec = VIDEO_FORMATS[out_path.suffix.lower()]
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
+    os.close(fd)
+    try:
+        stats = _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame)
+        if stats.frames == 0:
+            raise ImpastoError(f"{src}: no video frames" + (" in the part asked for" if start or duration else ""))
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, out_path)
+        return stats
+    except av.error.FFmpegError as e:
+        raise ImpastoError(
+            f"{src}: the video could not be decoded ({type(e).__name__}: truncated or damaged?)"
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _even(x: int) -> int:
+    return max(2, x - x % 2)
+
+
+def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame) -> TranscodeStats:
+    inp = av.open(str(src))
+    out = av.open(tmp, "w", format=fmt)
+    try:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        w, h = info.width, info.height
+        if size is not None and max(w, h) != size:
+            s = size / max(w, h)
+            w, h = max(1, round(w * s)), max(1, round(h * s))
+        vout = out.add_stream(codec, rate=rate)
+        # yuv420p needs even sides: the frames are cropped by at most a pixel.
+        vout.width, vout.height = _even(w), _even(h)
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = vin.time_base
+        vout.options = {"crf": str(crf)} if codec == "libx264" else {"crf": str(crf + 13), "b": "0", "row-mt": "1"}
+        aout, audio_mode = None, "none"
+        if ain is not None:
+            if fmt == "webm" and ain.codec_context.name not in _WEBM_AUDIO:
+                aout = out.add_stream("libopus", rate=48000)
+                audio_mode = "re-encoded to opus"
+            else:
+                aout = out.add_stream_from_template(ain)
+                audio_mode = "copied"
+        t0 = start
+        t1 = None if duration is None else start + duration
+        if start > 0:
+            inp.seek(int(start / vin.time_base), stream=vin, backward=True, any_frame=False)
+        frames, audio_packets, last_t = 0, 0, 0.0
+        video_done = audio_done = False
+        resampler = (
+            av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
+        )
+        streams = [vin] + ([ain] if ain is not None else [])
+        for packet in inp.demux(*streams):
+            if packet.stream is ain:
+                if packet.dts is None or packet.pts is None:
+                    continue
+                t = float(packet.pts * packet.time_base)
+                if t1 is not None and t >= t1:
+                    audio_done = True
+                if (t0 > 0 and t < t0) or audio_done:  # (at 0, keep the encoder's priming packets, pts < 0)
+                    if video_done and audio_done:
+                        break
+                    continue
+                if resampler is None:
+                    shift = int(round(t0 / packet.time_base))
+                    packet.pts -= shift
+                    packet.dts -= shift
+                    packet.stream = aout
+                    out.mux(packet)
+                else:
+                    for frame in packet.decode():
+                        for r in resampler.resample(frame):
+                            r.pts = None
+                            out.mux(aout.encode(r))
+                audio_packets += 1
+                continue
+            if video_done:
+                if audio_done or ain is None:
+                    break
+                continue
+            for frame in packet.decode():
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * frame.time_base)
+                if t0 > 0 and t < t0 - 1e-6:
+                    continue
+                if t1 is not None and t >= t1:
+                    video_done = True
+                    break
+                rgb = _upright(frame.to_ndarray(format="rgb24"), info.rotation)
+                if rgb.shape[1] != w or rgb.shape[0] != h:
+                    from PIL import Image
+
+                    rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.LANCZOS))
+                result = fn(rgb, frames, t)
+                if result.shape[:2] != (h, w):
+                    raise ImpastoError(
+                        f"frame {frames}: the stylized frame is {result.shape[1]}x{result.shape[0]}, not {w}x{h}"
+                    )
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(result[: vout.height, : vout.width]), "rgb24")
+                vf.pts = frame.pts - (int(round(t0 / frame.time_base)) if t0 else 0)
+                vf.time_base = frame.time_base
+                for p in vout.encode(vf):
+                    out.mux(p)
+                frames += 1
+                last_t = t - t0
+                if on_frame is not None:
+                    on_frame(frames)
+        for p in vout.encode():
+            out.mux(p)
+        if resampler is not None:
+            for p in aout.encode(None):
+                out.mux(p)
+        seconds = last_t + (1 / float(rate) if frames else 0.0)
+        return TranscodeStats(frames, seconds if math.isfinite(seconds) else 0.0, audio_packets, audio_mode)
+    finally:
+        out.close()
+        inp.close()

@@ -1,0 +1,221 @@
+"""Fast per-style networks (Johnson et al., "Perceptual Losses for Real-Time Style Transfer", 2016).
+
+A small network trained for a painting repaints a photo in one pass: built-in styles ship with impasto (``impasto
+styles`` lists them) and ``impasto train fast`` makes new ones. Styles of one model blend, and four sliders set the
+weight of fine to coarse style features at run time, without retraining.
+
+This module declares the method's options and imports no torch; :mod:`.engine` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ...errors import ImpastoError
+from ...options import DEVICES, PRECISIONS, PRESERVE_COLOR, check_declared, option
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+
+DEFAULT_MAX_SIZE = 8192
+STYLE_IMAGES = False  # paints trained styles: no style images (see impasto.api.takes_style_images)
+BUILTIN_FILE = "fast_styles.safetensors"
+MAX_LAYER_WEIGHT = 3.0  # as trained (impasto.nets.fast.MAX_LAYER_WEIGHT; this module stays torch-free)
+LAYER_OPTIONS = ("fine", "small", "medium", "coarse")  # relu1_1 .. relu4_1
+
+
+def builtin_path() -> Path:
+    """The model file of the built-in styles, shipped in the package."""
+    return Path(str(resources.files("impasto") / "models" / BUILTIN_FILE))
+
+
+def model_names(path: str | Path) -> list[str]:
+    """The style names a fast-network file holds, read from its header (no torch, no weights)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(f.read(n))
+        return list(json.loads(header["__metadata__"]["names"]))
+    except FileNotFoundError:
+        raise ImpastoError(f"model {p}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        raise ImpastoError(f"model {p}: not an impasto fast-network file") from None
+
+
+def builtin_styles() -> list[str]:
+    """The names of the built-in styles ([] when the package ships none)."""
+    p = builtin_path()
+    return model_names(p) if p.is_file() else []
+
+
+def parse_model(spec: str) -> list[tuple[str, str, float]]:
+    """``--model`` -> [(file, style name, weight)]: a built-in name, a model file (its first style, or
+    FILE#NAME), or several such items as ITEM:WEIGHT,ITEM:WEIGHT (weights default to 1)."""
+    items = [s.strip() for s in str(spec).split(",")]
+    if not spec or not all(items):
+        raise ImpastoError(f"--model {spec!r}: empty style name")
+    out = []
+    builtin = builtin_styles()
+    for item in items:
+        weight = 1.0
+        head, sep, tail = item.rpartition(":")
+        if sep and _is_number(tail):
+            item, weight = head, float(tail)
+            if not math.isfinite(weight) or weight < 0:
+                raise ImpastoError(f"--model {spec!r}: a weight must be a finite number >= 0, got {tail}")
+        if item in builtin:
+            out.append((str(builtin_path()), item, weight))
+            continue
+        path, _, name = item.partition("#")
+        if not Path(path).is_file():
+            known = ", ".join(builtin) or "none installed"
+            raise ImpastoError(f"--model {item!r}: not a built-in style ({known}) nor a model file")
+        names = model_names(path)
+        if name and name not in names:
+            raise ImpastoError(f"--model {item!r}: {path} holds {', '.join(names)}, not {name!r}")
+        out.append((path, name or names[0], weight))
+    if sum(w for _, _, w in out) <= 0:
+        raise ImpastoError(f"--model {spec!r}: at least one weight must be positive")
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _layer_option(label: str, layer: str) -> Any:
+    return option(
+        1.0,
+        f"weight of the {layer} style features ({label.lower()}): 0 = off, 1 = as trained, up to {MAX_LAYER_WEIGHT:g}",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=MAX_LAYER_WEIGHT,
+        label=label,
+        step=0.1,
+        group="style layers",
+    )
+
+
+@dataclass
+class Options:
+    """Settings of a fast-network run: the command line's flags, HTTP fields and web page controls come from here."""
+
+    model: str = option(
+        "starry_night",
+        "a built-in style (impasto styles lists them), a model file from impasto train fast (FILE or FILE#NAME), "
+        "or several blended as STYLE:WEIGHT,STYLE:WEIGHT",
+        "str",
+        http=True,
+        label="Style",
+    )
+    size: int | None = option(
+        512,
+        "longest side of the output in pixels (0 = the photo's own size)",
+        "int",
+        http=True,
+        minimum=0,
+        label="Size",
+        zero_is_none=True,
+    )
+    strength: float = option(
+        1.0,
+        "style strength from 0 (the photo) to 1 (the network's result): a mix of the two",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Strength",
+        step=0.05,
+    )
+    fine: float = _layer_option("Fine detail", "relu1_1")
+    small: float = _layer_option("Small strokes", "relu2_1")
+    medium: float = _layer_option("Medium strokes", "relu3_1")
+    coarse: float = _layer_option("Large shapes", "relu4_1")
+    work_size: int | None = option(
+        None,
+        "shorter side the network paints at; larger pictures are painted at this size, enlarged, and get the photo's "
+        "fine detail back, so strokes keep their size relative to the picture (default: the scale the model was "
+        "trained at; 0 = always at the output size)",
+        "int",
+        minimum=0,
+        zero_is_none=False,
+    )
+    detail: float = option(
+        0.5,
+        "how much of the photo's fine detail returns when a picture is larger than --work-size (0 to 1)",
+        "float",
+        minimum=0,
+        maximum=1,
+    )
+    masks: Sequence[Any] | None = option(
+        None,
+        "one mask image per style of --model: each style paints where its mask is white",
+        "images",
+        flag="--mask",
+        metavar="PATH",
+    )
+    content_mask: Any = option(None, "mask image: white where the photo is kept unstylized", "image", metavar="PATH")
+    preserve_color: str = option(
+        "none",
+        "keep the photo's colours: luminance = keep the photo's chroma; histogram = match the result's colour "
+        "statistics to the photo's",
+        "str",
+        choices=PRESERVE_COLOR,
+        http=True,
+        label="Keep colours",
+    )
+    precision: str = option(
+        "auto",
+        "precision of the network pass; auto = bf16 on CUDA and on CPUs with bf16 units, else fp32",
+        "str",
+        choices=PRECISIONS,
+        load=True,
+    )
+    device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", load=True)
+    max_size: int = option(DEFAULT_MAX_SIZE, "refuse --size above this (raise it to go bigger)", "int")
+
+    @property
+    def layer_weights(self) -> list[float]:
+        """The four per-layer style weights, fine to coarse."""
+        return [float(getattr(self, n)) for n in LAYER_OPTIONS]
+
+    def validate(self, n_styles: int) -> None:
+        """Raise ImpastoError naming the first bad setting."""
+        if n_styles:
+            raise ImpastoError(
+                "the fast method paints with trained styles, not style images: choose one with --model "
+                "(impasto styles lists them; impasto train fast makes new ones)"
+            )
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
+            raise ImpastoError(f"--size must be a positive number of pixels, got {self.size}")
+        if self.size is not None and self.size > self.max_size:
+            raise ImpastoError(
+                f"--size {self.size} is above the cap of {self.max_size} px; pass --max-size {self.size} to allow it"
+            )
+        if self.work_size is not None and (not isinstance(self.work_size, int) or 0 < self.work_size < 16):
+            raise ImpastoError(f"--work-size must be 0 (off) or at least 16 px, got {self.work_size}")
+        check_declared(self)
+        styles = parse_model(self.model)
+        if self.masks is not None and len(self.masks) != len(styles):
+            raise ImpastoError(f"--mask: got {len(self.masks)} masks for {len(styles)} styles in --model (one each)")
+
+
+def load(options: Options | None = None) -> "Engine":
+    """The fast-network engine: models loaded once and kept, for many pictures and frames."""
+    from .engine import FastEngine
+
+    return FastEngine(options or Options())

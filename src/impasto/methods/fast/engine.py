@@ -1,0 +1,173 @@
+"""The fast-network engine: model files loaded once and kept, every picture or frame one pass of the network.
+
+Stroke size: a network paints strokes of a fixed size in pixels, so a 2048 px picture painted directly gets strokes
+a quarter as large, relative to the picture, as a 512 px one. Pictures larger than the model's training scale (the
+``work_size``) are therefore painted at that scale, enlarged, and given back a share of the photo's own fine detail
+(its luminance above the painted scale), so the strokes keep their size relative to the picture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ...core.color import combine_luminance, luminance, match_histogram
+from ...core.device import resolve_device, resolve_precision
+from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
+from ...engine import BaseEngine, Callback, Progress, Result
+from ...errors import ImpastoError
+from . import Options, parse_model
+from .model import FastModel, load_model
+
+
+class FastEngine(BaseEngine):
+    """Fast networks kept in memory for many pictures; each model file is loaded the first time it is used.
+
+    >>> engine = impasto.load("fast", model="starry_night")
+    >>> results = list(engine.run_many(["a.jpg", "b.jpg"], []))
+    """
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_precision(options.precision, self.device)
+        self._models: dict[str, FastModel] = {}
+        parse_model(options.model)  # a bad --model fails at load, not at the first picture
+
+    def model(self, path: str) -> FastModel:
+        """A model file, loaded once and kept on the engine's device."""
+        if path not in self._models:
+            m = load_model(path)
+            m.net.to(self.device)
+            if self.device.type == "cpu":
+                m.net.to(memory_format=torch.channels_last)
+            self._models[path] = m
+        return self._models[path]
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    @torch.no_grad()
+    def paint(
+        self, content: torch.Tensor, model: FastModel, style: torch.Tensor, layers: Sequence[float]
+    ) -> torch.Tensor:
+        """One network pass over a (B, 3, H, W) batch in [0, 1] at its own size; `style` (n_styles,) mixes the
+        model's paintings. Returns fp32 pictures on the CPU."""
+        b = content.shape[0]
+        x = content.to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        s = style.to(self.device, torch.float32)[None].expand(b, -1)
+        lw = torch.tensor([list(layers)], dtype=torch.float32, device=self.device).expand(b, -1)
+        with self._autocast():
+            return model.net(x, s, lw).float().clamp(0, 1).cpu()
+
+    @torch.no_grad()
+    def stylize(
+        self,
+        content: torch.Tensor,
+        model: FastModel,
+        style: torch.Tensor,
+        layers: Sequence[float],
+        work_size: int | None = None,
+        detail: float = 0.5,
+    ) -> torch.Tensor:
+        """Paint a (B, 3, H, W) batch, at `work_size` (shorter side; default the model's training scale, 0 = the
+        picture's own size) when the picture is larger, then enlarged with `detail` of the photo's fine detail."""
+        work = model.image_size if work_size is None else work_size
+        h, w = content.shape[-2:]
+        if not work or min(h, w) <= work:
+            return self.paint(content, model, style, layers)
+        scale = work / min(h, w)
+        small_size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        small = F.interpolate(content, size=small_size, mode="bilinear", antialias=True, align_corners=False)
+        painted = self.paint(small, model, style, layers)
+        out = F.interpolate(painted, size=(h, w), mode="bicubic", align_corners=False)
+        if detail > 0:
+            # The photo's luminance detail finer than the painted scale: what enlarging could not invent.
+            y = luminance(content)
+            y_small = F.interpolate(y, size=small_size, mode="bilinear", antialias=True, align_corners=False)
+            high = y - F.interpolate(y_small, size=(h, w), mode="bicubic", align_corners=False)
+            out = out + detail * high
+        return out.clamp(0, 1)
+
+    def run(
+        self,
+        content: ImageLike,
+        styles: Sequence[ImageLike] = (),
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Result:
+        """One picture; `callback` is called once with the result. See :class:`Options`."""
+        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
+
+    def run_many(
+        self,
+        contents: Iterable[ImageLike],
+        styles: Sequence[ImageLike] = (),
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Iterator[Result]:
+        """Many pictures (or a stream of frames) with the same settings; the model is loaded once."""
+        opts = self.resolve(options, len(list(styles)))
+        items = parse_model(opts.model)
+        files = {path for path, _, _ in items}
+        if len(files) > 1 and opts.masks is None:
+            raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
+        layers = opts.layer_weights
+        for index, content in enumerate(contents):
+            c = as_pil(content)
+            if opts.size is not None:
+                c = fit_longest_side(c, opts.size)
+            elif max(c.size) > opts.max_size:
+                raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
+            photo = pil_to_tensor(c)
+            if opts.masks is None:
+                model = self.model(next(iter(files)))
+                out = self.stylize(photo, model, _mix(model, items), layers, opts.work_size, opts.detail)
+            else:
+                out = self._regions(photo, items, opts)
+            if opts.preserve_color == "luminance":
+                out = combine_luminance(out, photo)
+            elif opts.preserve_color == "histogram":
+                out = match_histogram(out, photo).clamp(0, 1)
+            if opts.strength < 1:
+                out = opts.strength * out + (1 - opts.strength) * photo
+            if opts.content_mask is not None:
+                keep = load_mask(opts.content_mask, photo.shape[-2:])
+                out = keep * photo + (1 - keep) * out
+            if callback is not None:
+                callback(Progress(step=1, total=1, image=out, index=index))
+            yield Result(image=out)
+
+    def _regions(self, photo: torch.Tensor, items: list[tuple[str, str, float]], opts: Options) -> torch.Tensor:
+        """Each style painted over the whole picture, then placed by its mask; the photo shows where none is."""
+        masks = [load_mask(m, photo.shape[-2:]) for m in opts.masks]
+        total = torch.zeros_like(photo[:, :1])
+        out = torch.zeros_like(photo)
+        for (path, name, _), mask in zip(items, masks):
+            model = self.model(path)
+            painted = self.stylize(
+                photo, model, _mix(model, [(path, name, 1.0)]), opts.layer_weights, opts.work_size, opts.detail
+            )
+            out += mask * painted
+            total += mask
+        # Overlapping soft masks share a pixel in proportion; where they sum to less than 1 the photo shows.
+        return (out + photo * (1 - total).clamp_min(0)) / total.clamp_min(1)
+
+
+def _mix(model: FastModel, items: list[tuple[str, str, float]]) -> torch.Tensor:
+    """The network's style input: the items' weights at their paintings' positions."""
+    style = torch.zeros(len(model.names))
+    for path, name, weight in items:
+        if model.path is not None and model.path != Path(path):
+            continue
+        style[model.names.index(name)] += weight
+    return style / style.sum()

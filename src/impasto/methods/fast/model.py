@@ -1,0 +1,66 @@
+"""Fast-network model files: the network's weights (fp16) and its recipe, in one safetensors file.
+
+The metadata names the paintings (in the order of the network's style inputs) and records how the network was made:
+its shape, the training scale, the loss recipe, the VGG weights and the data, so that a file alone says what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ...core.modelfile import read_tensors, save_tensors
+from ...errors import ImpastoError
+from ...nets.fast import TransformerNet
+
+FORMAT = "impasto-fast-1"
+
+
+@dataclass
+class FastModel:
+    """A loaded model file: the network (fp32, eval mode), the paintings' names and the recipe."""
+
+    net: TransformerNet
+    names: list[str]
+    image_size: int = 512  # the shorter side of the pictures the network was trained on
+    recipe: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_model(net: TransformerNet, names: list[str], path: str | os.PathLike, image_size: int, recipe: dict) -> Path:
+    """Write the network in fp16 with its names and recipe (atomically)."""
+    if len(names) != net.n_styles:
+        raise ValueError(f"{len(names)} names for a network of {net.n_styles} styles")
+    state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "names": json.dumps(list(names)),
+        "width": str(net.width),
+        "blocks": str(net.n_blocks),
+        "image_size": str(image_size),
+        "recipe": json.dumps(recipe, sort_keys=True),
+    }
+    return save_tensors(state, path, meta)
+
+
+def load_model(path: str | os.PathLike) -> FastModel:
+    """A model file, or a one-line ImpastoError naming what is wrong with it."""
+    p = Path(path)
+    what = f"model {p}"
+    state, meta = read_tensors(p, what)
+    if meta.get("format") != FORMAT:
+        raise ImpastoError(f"{what}: not an impasto fast-network file (no {FORMAT!r} format tag)")
+    try:
+        names = json.loads(meta["names"])
+        width, blocks, image_size = int(meta["width"]), int(meta["blocks"]), int(meta["image_size"])
+        recipe = json.loads(meta.get("recipe", "{}"))
+        net = TransformerNet(len(names), width, blocks)
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise ImpastoError(f"{what}: damaged fast-network file ({type(e).__name__})") from None
+    net.eval().requires_grad_(False)
+    return FastModel(net, list(names), image_size, recipe, p)

@@ -1,0 +1,125 @@
+"""The fast per-style network (Johnson et al. 2016, instance norm as in Ulyanov et al. 2016), conditioned on the style
+and on the weight of each style layer.
+
+One network holds several paintings: every instance norm takes its scale and shift from a small conditioning network
+fed with the painting's learned embedding and the per-layer style weights (conditional instance norm, Dumoulin et al.
+2017, with the adjustable weights of Babaeizadeh & Ghiasi, ICLR 2020). So one file serves a whole gallery, paintings
+blend by mixing their norm parameters, and the coarse-versus-fine balance of the style is an input at run time, not a
+retraining.
+
+Pure module: no files, no images. :meth:`TransformerNet.forward` is what inference and export run, padding to the
+network's stride and the crop back included.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The style layers whose weights the network takes as inputs (fine to coarse) and the content layer of its training.
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CONTENT_LAYER = "relu2_2"
+STRIDE = 4  # two stride-2 convolutions down, two resize-convolutions up
+MAX_LAYER_WEIGHT = 3.0  # per-layer weights are trained over [0, MAX_LAYER_WEIGHT]; 1 is the painting's recipe
+_EMBED = 32
+_HIDDEN = 128
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection padding, then a convolution (no zero borders, no edge artefacts)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride))
+
+
+class UpConv(nn.Sequential):
+    """Nearest-neighbour doubling, then a convolution: no transposed convolution, so no checkerboard."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(c_in, c_out, 3))
+
+
+class CondNorm(nn.Module):
+    """Instance norm whose per-channel scale and shift come from the conditioning, (B, C) each."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        # One fused multiply-add after the statistics; F.instance_norm would also drop channels_last on the CPU and
+        # make every following convolution convert the layout back (measured: half the network's time).
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
+        k = scale[:, :, None, None] * torch.rsqrt(var + 1e-5)
+        return torch.addcmul(shift[:, :, None, None] - mean * k, x, k)
+
+
+class TransformerNet(nn.Module):
+    """Image -> stylized image, for `n_styles` paintings, with `width` channels in the first layer (Johnson: 32).
+
+    ``forward(x, style, layers)``: `x` is (B, 3, H, W) RGB in [0, 1] of any size; `style` (B, n_styles) mixes the
+    paintings (a one-hot row is one painting; rows are normalized to sum to 1); `layers` (B, len(STYLE_LAYERS)) are
+    the per-layer style weights (1 = the painting's recipe, 0 = that layer's style off). Returns RGB in [0, 1] at the
+    input's size.
+    """
+
+    def __init__(self, n_styles: int, width: int = 32, n_blocks: int = 5) -> None:
+        super().__init__()
+        if n_styles < 1 or width < 4 or n_blocks < 1:
+            raise ValueError(f"bad network shape: styles {n_styles}, width {width}, blocks {n_blocks}")
+        self.n_styles, self.width, self.n_blocks = n_styles, width, n_blocks
+        w1, w2, w3 = width, 2 * width, 4 * width
+        self.conv_in = nn.ModuleList([ConvLayer(3, w1, 9), ConvLayer(w1, w2, 3, 2), ConvLayer(w2, w3, 3, 2)])
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([ConvLayer(w3, w3, 3), ConvLayer(w3, w3, 3)]) for _ in range(n_blocks)
+        )
+        self.up = nn.ModuleList([UpConv(w3, w2), UpConv(w2, w1)])
+        self.conv_out = ConvLayer(w1, 3, 9)
+        self.norm_channels = [w1, w2, w3] + [w3] * (2 * n_blocks) + [w2, w1]
+        self.norm = CondNorm(0)
+        # Conditioning: painting embedding + layer weights -> every norm's scale and shift.
+        self.embedding = nn.Parameter(torch.randn(n_styles, _EMBED) * 0.5)
+        self.cond = nn.Sequential(
+            nn.Linear(_EMBED + len(STYLE_LAYERS), _HIDDEN),
+            nn.ReLU(),
+            nn.Linear(_HIDDEN, _HIDDEN),
+            nn.ReLU(),
+            nn.Linear(_HIDDEN, 2 * sum(self.norm_channels)),
+        )
+        # Start as plain instance norm (scale 1, shift 0): the conditioning learns departures from it.
+        nn.init.zeros_(self.cond[-1].weight)
+        nn.init.zeros_(self.cond[-1].bias)
+
+    def norm_parameters(self, style: torch.Tensor, layers: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) per norm, each (B, C): each painting's parameters, mixed by the style weights."""
+        b, s = style.shape
+        style = style.float() / style.float().sum(1, keepdim=True).clamp_min(1e-8)
+        # Every painting's parameters at these layer weights: (B, S, P), then mixed as Dumoulin et al. blend styles.
+        emb = self.embedding[None].expand(b, s, _EMBED)
+        lw = layers.float()[:, None, :].expand(b, s, layers.shape[1])
+        params = self.cond(torch.cat([emb, lw], dim=2))
+        params = (style[:, :, None] * params).sum(1)
+        out, i = [], 0
+        for c in self.norm_channels:
+            out.append((1 + params[:, i : i + c], params[:, i + c : i + 2 * c]))
+            i += 2 * c
+        return out
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # Reflect up to the stride (and to at least 2 px per side at the bottleneck, which reflection padding needs).
+        ph, pw = max(-h % STRIDE, 2 * STRIDE - h), max(-w % STRIDE, 2 * STRIDE - w)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        params = iter(self.norm_parameters(style, layers))
+        y = (x - 0.5) * 2
+        for conv in self.conv_in:
+            y = F.relu(self.norm(conv(y), *next(params)))
+        for conv_a, conv_b in self.blocks:
+            r = F.relu(self.norm(conv_a(y), *next(params)))
+            y = y + self.norm(conv_b(r), *next(params))
+        for conv in self.up:
+            y = F.relu(self.norm(conv(y), *next(params)))
+        y = torch.sigmoid(self.conv_out(y))
+        return y[..., :h, :w]

@@ -1,0 +1,255 @@
+"""Training a fast per-style network on the shared loop (:mod:`impasto.train.loop`).
+
+Every picture of a batch draws a painting and its per-layer style weights from (seed, step): the recipe's weights
+(all 1) or, for a share of the pictures (--adjustable), independent weights in [0, MAX_LAYER_WEIGHT]. The loss
+weights each picture's style layers by its own weights, so the network learns what every setting of the sliders
+should look like. The paintings' Gram matrices are computed once, at the start.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ...core.device import resolve_device, resolve_precision
+from ...core.image import fit_longest_side, load_image, pil_to_tensor, tensor_to_pil
+from ...core.weights import load_weights
+from ...errors import ImpastoError
+from ...losses import PerceptualLoss, TVLoss, gram_matrix, normalized_weights
+from ...methods.fast.model import save_model
+from ...nets.fast import CONTENT_LAYER, MAX_LAYER_WEIGHT, STYLE_LAYERS, TransformerNet
+from ...nets.vgg import VGGFeatures
+from .. import loop
+from ..data import ImageFolder, random_crop, report_skipped, step_generator
+from . import Config
+
+# Settings a resumed run must keep: they decide the network's shape and the stream of batches. Loss weights and the
+# learning rate may change (schedules).
+RESUME_KEYS = ("seed", "size", "batch", "max_images", "weights", "width", "blocks", "image_size", "style_size")
+PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
+
+
+def sample_batch(
+    contents: Sequence[torch.Tensor] | ImageFolder,
+    n_styles: int,
+    size: int,
+    batch: int,
+    seed: int,
+    adjustable: float,
+    image_size: int,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (photo crops, painting indices, per-layer weights) of step `step`: a pure function of (seed, step)."""
+    g = step_generator(seed, step)
+    ci = torch.randint(0, len(contents), (batch,), generator=g).tolist()
+    top = image_size / size
+    crops = torch.stack([random_crop(contents[i], size, g, (max(1.0, 0.75 * top), top)) for i in ci])
+    styles = torch.randint(0, n_styles, (batch,), generator=g)
+    random_weights = torch.rand(batch, len(STYLE_LAYERS), generator=g) * MAX_LAYER_WEIGHT
+    adjusted = torch.rand(batch, generator=g) < adjustable
+    layers = torch.where(adjusted[:, None], random_weights, torch.ones_like(random_weights))
+    return crops, styles, layers
+
+
+class FastTrainer(torch.nn.Module):
+    """The network, the frozen VGG-19 loss network and the paintings' Gram matrices."""
+
+    def __init__(self, net: TransformerNet, weights, paintings: Sequence[torch.Tensor], dtype=None) -> None:
+        super().__init__()
+        self.net, self.dtype = net, dtype
+        self.loss_net = VGGFeatures(weights, [*STYLE_LAYERS, CONTENT_LAYER])
+        self.content_net = VGGFeatures(weights, [CONTENT_LAYER])  # stops early: the targets need no deeper layer
+        self.tv = TVLoss()
+        loss = self.loss_module([1.0] * len(STYLE_LAYERS))
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in STYLE_LAYERS}
+        for p in paintings:
+            feats = loss.features(p[None], grad=False)
+            for n in STYLE_LAYERS:
+                grams[n].append(gram_matrix(feats[n])[0])
+        for i, n in enumerate(STYLE_LAYERS):
+            self.register_buffer(f"gram{i}", torch.stack(grams[n]))
+
+    def loss_module(self, layer_weights: Sequence[float]) -> PerceptualLoss:
+        return PerceptualLoss(
+            self.loss_net,
+            content_layers=[CONTENT_LAYER],
+            style_layers=STYLE_LAYERS,
+            style_layer_weights=layer_weights,
+            style_loss="gram",
+            dtype=self.dtype,
+        )
+
+    def stylize(self, x: torch.Tensor, style: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            return self.net(x, style, layers).float()
+
+    def forward(
+        self, content: torch.Tensor, styles: torch.Tensor, layers: torch.Tensor, layer_weights: Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation."""
+        loss = self.loss_module(layer_weights)
+        with torch.no_grad():
+            x = content.contiguous(memory_format=torch.channels_last) if content.device.type == "cpu" else content
+            with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                target = self.content_net(x)[CONTENT_LAYER].float()
+            grams = {n: getattr(self, f"gram{i}")[styles] for i, n in enumerate(STYLE_LAYERS)}
+            loss.set_feature_targets(content={CONTENT_LAYER: target}, grams=grams)
+        onehot = F.one_hot(styles, self.net.n_styles).float()
+        out = self.stylize(content, onehot, layers)
+        content_loss, style_layers = loss.sample_terms(out)
+        w = torch.tensor([loss.style_w[n] for n in STYLE_LAYERS], device=out.device)
+        style_loss = (style_layers * layers * w).sum(1)
+        return content_loss, style_loss, self.tv(out)
+
+
+def painting_tensor(path: str, style_size: int) -> torch.Tensor:
+    """A painting as (3, H, W) in [0, 1], its longest side at `style_size`."""
+    return pil_to_tensor(fit_longest_side(load_image(path), style_size))[0]
+
+
+@torch.no_grad()
+def preview_grid(model: FastTrainer, contents: torch.Tensor, paintings: Sequence[torch.Tensor]) -> Image.Image:
+    """One row per painting: the painting, then each photo in its style; a last row varies the layer weights of
+    the first painting (fine layers only, recipe, coarse layers only)."""
+    device = next(model.net.parameters()).device
+    n, size = contents.shape[0], contents.shape[-1]
+    rows = []
+    for i, p in enumerate(paintings):
+        thumb = F.interpolate(p[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        style = F.one_hot(torch.full((n,), i), model.net.n_styles).float().to(device)
+        out = model.stylize(contents.to(device), style, torch.ones(n, len(STYLE_LAYERS), device=device))
+        rows.append(torch.cat([thumb, *out.clamp(0, 1).cpu()], dim=2))
+    style = F.one_hot(torch.zeros(1, dtype=torch.long), model.net.n_styles).float().to(device)
+    cells = [contents[0]]
+    for lw in ((MAX_LAYER_WEIGHT, MAX_LAYER_WEIGHT, 0, 0), (1, 1, 1, 1), (0, 0, MAX_LAYER_WEIGHT, MAX_LAYER_WEIGHT)):
+        layers = torch.tensor([lw], dtype=torch.float32, device=device)
+        cells.append(model.stylize(contents[:1].to(device), style, layers)[0].clamp(0, 1).cpu())
+    cells += [torch.ones(3, size, size)] * (n + 1 - len(cells))
+    rows.append(torch.cat(cells[: n + 1], dim=2))
+    return tensor_to_pil(torch.cat(rows, dim=1))
+
+
+class _Task:
+    """The fast network as a task of the shared loop."""
+
+    def __init__(
+        self, cfg: Config, model: FastTrainer, contents: ImageFolder, paintings: list[torch.Tensor], device
+    ) -> None:
+        self.cfg, self.model, self.contents, self.paintings, self.device = cfg, model, contents, paintings, device
+        self.layer_weights = normalized_weights(cfg.style_layer_weights, len(STYLE_LAYERS))
+        self._preview = None
+
+    @property
+    def batch(self) -> Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """step -> that step's batch; a partial of module-level code over a file list (picklable, no model)."""
+        cfg = self.cfg
+        return functools.partial(
+            sample_batch,
+            self.contents,
+            len(self.paintings),
+            cfg.size,
+            cfg.batch,
+            cfg.seed,
+            cfg.adjustable,
+            cfg.image_size,
+        )
+
+    def parameters(self):
+        return self.model.net.parameters()
+
+    def start(self, resumed: bool) -> None:
+        pass
+
+    def lr(self, step: int) -> float:
+        return self.cfg.lr / (1 + self.cfg.lr_decay * step)
+
+    def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        c, s, layers = (t.to(self.device) for t in batch)
+        content_loss, style_loss, tv = self.model(c, s, layers, self.layer_weights)
+        loss = (cfg.content_weight * content_loss + cfg.style_weight * style_loss).mean() + cfg.tv_weight * tv
+        # The style loss at the recipe's weights is what the previews show; log it apart from the random ones.
+        plain = (layers == 1).all(1)
+        terms = {"content": content_loss.mean().item(), "style": style_loss.mean().item()}
+        if bool(plain.any()):
+            terms["style_recipe"] = style_loss[plain].mean().item()
+        if cfg.tv_weight:
+            terms["tv"] = tv.item()
+        return loss, terms
+
+    def state_dict(self) -> dict:
+        return {"net": self.model.net.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.net.load_state_dict(state["net"])
+
+    def save_output(self, step: int) -> None:
+        cfg = self.cfg
+        recipe = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "preview_dir", "device", "threads")}
+        recipe.update(steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=STYLE_LAYERS)
+        recipe["style"] = [str(p) for p in cfg.style]
+        save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe)
+
+    def preview(self, step: int) -> Image.Image:
+        if self._preview is None:
+            cfg = self.cfg
+            size = min(256, cfg.image_size)
+            self._preview = sample_batch(self.contents, 1, size, 3, cfg.seed, 0.0, cfg.image_size, PREVIEW_STEP)[0]
+        self.model.eval()
+        try:
+            return preview_grid(self.model, self._preview, self.paintings)
+        finally:
+            self.model.train()
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Train (or continue training) a fast network; returns a summary with the final losses and timings.
+
+    A fresh run refuses to replace an existing checkpoint unless `overwrite`; `resume` continues it. Ctrl-C (and SIGTERM
+    in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
+    """
+    cfg.validate()
+    loop.check_paths(cfg, resume, overwrite)
+    ckpt_path = loop.checkpoint_path(cfg)
+    state = loop.load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        loop.check_resumable(state, cfg, RESUME_KEYS, ckpt_path)
+        stored = state.get("config") or {}
+        stored = Config(**{k: stored.get(k) for k in ("style", "names")}).style_names if stored.get("style") else []
+        if stored and stored != cfg.style_names:
+            raise ImpastoError(f"--resume: {ckpt_path} was trained on the paintings {', '.join(stored)}")
+        if int(state["step"]) >= cfg.steps:
+            return loop.summary(int(state["step"]), 0.0, 0, list(state.get("log", [])), cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, device)
+    weights = load_weights(cfg.weights)
+    paintings = [painting_tensor(p, cfg.style_size) for p in cfg.style]
+    contents = ImageFolder(cfg.content_dir, cfg.image_size, cfg.max_images, "content")
+    report_skipped(contents, cfg.content_dir)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the same seed starts from the same network
+        net = TransformerNet(len(paintings), cfg.width, cfg.blocks)
+    model = FastTrainer(net, weights, paintings, dtype).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    task = _Task(cfg, model, contents, paintings, device)
+    result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
+    result["skipped"] = {"content": contents.skipped}
+    return result

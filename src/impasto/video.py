@@ -1,0 +1,217 @@
+"""Stylizing a video: every frame through a method's engine (loaded once), made steady by optical flow, with the sound.
+
+Temporal consistency (``temporal``, a strength from 0 to 1): each new stylized frame is blended with the previous
+result warped into the current frame by the input's optical flow (OpenCV's DIS), only where the forward and backward
+flows agree (Ruder et al. 2016's consistency check, which leaves out occlusions and motion boundaries). Strokes then
+follow the motion instead of flickering; where nothing reliable comes from the previous frame, the new one shows as it
+is. A scene cut (few reliable pixels) starts afresh.
+
+The measure of steadiness is the warping error (:func:`impasto.core.flow.warping_error`): the mean squared difference
+between each output frame and the previous output warped by the input's flow, over the reliable pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .api import get_method, takes_style_images
+from .core import flow as flowlib
+from .core.image import load_image
+from .core.video import DEFAULT_MAX_PIXELS, probe, transcode
+from .errors import ImpastoError
+from .options import make
+
+CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new scene
+
+
+class TemporalBlend:
+    """Blends each stylized frame with the previous result carried along the flow (see the module's notes)."""
+
+    def __init__(self, strength: float) -> None:
+        if not 0 <= strength <= 1:
+            raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
+        self.strength = strength
+        self.prev_gray: np.ndarray | None = None
+        self.prev_out: np.ndarray | None = None
+        self.cuts = 0
+
+    def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+        """The output frame for input `frame` (H, W, 3 uint8) stylized as `stylized`."""
+        g = flowlib.gray(frame)
+        out = stylized
+        if self.strength > 0 and self.prev_gray is not None:
+            back = flowlib.flow(g, self.prev_gray)
+            fwd = flowlib.flow(self.prev_gray, g)
+            mask = flowlib.reliable(back, fwd)
+            if float(mask.mean()) < CUT_RELIABLE:
+                self.cuts += 1
+            else:
+                warped = flowlib.warp(self.prev_out.astype(np.float32), back)
+                a = self.strength * mask[..., None]
+                out = np.clip(a * warped + (1 - a) * stylized.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+        self.prev_gray, self.prev_out = g, out
+        return out
+
+
+@dataclass
+class VideoReport:
+    """What a video run did."""
+
+    output: str
+    frames: int
+    seconds: float  # of video written
+    elapsed: float  # wall-clock seconds
+    audio: str
+    cuts: int
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def stylize_video(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    styles: Sequence[Any] = (),
+    method: str = "fast",
+    *,
+    temporal: float = 0.6,
+    size: int | None = 512,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+    engine: Any = None,
+    **options: Any,
+) -> VideoReport:
+    """Stylize `input` into `output` (.mp4 or .webm) with `method` and its `options`, frame by frame.
+
+    `size` is the longest side of the output (None: the input's). The method is loaded once (or `engine`, already
+    loaded, is used). Raises ImpastoError (one line) on a bad input; no partial output is left behind.
+    """
+    module = get_method(method)
+    if start < 0 or (duration is not None and duration <= 0):
+        raise ImpastoError("--start must be >= 0 and --duration > 0 seconds")
+    if size is not None and size < 16:
+        raise ImpastoError(f"--size must be at least 16 px, got {size}")
+    style_images = [load_image(s) if isinstance(s, (str, os.PathLike)) else s for s in styles]
+    if not style_images and takes_style_images(module):
+        raise ImpastoError(f"--method {method} needs one or more style images")
+    opts = make(module.Options, {**options, "size": None}, f"method {method!r}")
+    opts.validate(len(style_images))
+    blend = TemporalBlend(temporal)
+    info = probe(input)  # a bad file fails here, before the model loads
+    if engine is None:
+        engine = module.load(opts)
+    total = info.frames
+    if total and (start or duration):
+        end = info.duration if duration is None else min(info.duration or start + duration, start + duration)
+        total = max(1, math.ceil(((end or 0) - start) * info.fps - 1e-6)) if end else None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", dynamic_ncols=True)
+
+    def paint(rgb: np.ndarray, index: int, t: float) -> np.ndarray:
+        from PIL import Image
+
+        result = engine.run(Image.fromarray(rgb), style_images, opts)
+        stylized = np.asarray(_to_pil(result.image))
+        return blend(rgb, stylized)
+
+    t0 = time.perf_counter()
+    try:
+        stats = transcode(
+            input,
+            output,
+            paint,
+            size=size,
+            start=start,
+            duration=duration,
+            max_pixels=max_pixels,
+            on_frame=(lambda n: bar.update(1)) if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return VideoReport(
+        str(output),
+        stats.frames,
+        stats.seconds,
+        time.perf_counter() - t0,
+        stats.audio,
+        blend.cuts,
+        method,
+        {k: v for k, v in options.items() if not isinstance(v, (bytes, bytearray))},
+    )
+
+
+def _to_pil(image: Any):
+    from .core.image import tensor_to_pil
+
+    return tensor_to_pil(image)
+
+
+def frames_of(path: str | os.PathLike, size: int | None = None, limit: int | None = None) -> list[np.ndarray]:
+    """The frames of a video as (H, W, 3) uint8 arrays (for measurements and tests)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            if size is not None and max(rgb.shape[:2]) != size:
+                from PIL import Image
+
+                s = size / max(rgb.shape[:2])
+                rgb = np.asarray(
+                    Image.fromarray(rgb).resize((round(rgb.shape[1] * s), round(rgb.shape[0] * s)), Image.LANCZOS)
+                )
+            out.append(rgb)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def temporal_error(output: str | os.PathLike, source: str | os.PathLike) -> dict[str, float]:
+    """The warping error of `output` against the flow of `source` (both videos, same frames): mean over frame pairs,
+    and the mean share of pixels the consistency check keeps."""
+    outs = frames_of(output)
+    if not outs:
+        raise ImpastoError(f"{output}: no frames")
+    h, w = outs[0].shape[:2]
+    srcs = frames_of(source, size=max(h, w))
+    n = min(len(outs), len(srcs))
+    if n < 2:
+        raise ImpastoError("the warping error needs at least two frames")
+    errors, kept = [], []
+    for i in range(1, n):
+        a = flowlib.gray(srcs[i][:h, :w])
+        b = flowlib.gray(srcs[i - 1][:h, :w])
+        back, fwd = flowlib.flow(a, b), flowlib.flow(b, a)
+        mask = flowlib.reliable(back, fwd)
+        errors.append(flowlib.warping_error(outs[i - 1], outs[i], back, mask))
+        kept.append(float(mask.mean()))
+    return {"warping_error": float(np.mean(errors)), "reliable": float(np.mean(kept)), "frames": n}
+
+
+def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
+    """Refuse an output that would replace the input or has no video extension, before any work."""
+    from .core.video import VIDEO_FORMATS
+
+    p = Path(path)
+    if p.suffix.lower() not in VIDEO_FORMATS:
+        raise ImpastoError(f"{p}: unsupported video extension; use one of {', '.join(sorted(VIDEO_FORMATS))}")
+    if Path(input).resolve() == p.resolve() or (p.exists() and os.path.samefile(input, p)):
+        raise ImpastoError(f"{p}: output would overwrite the input; choose another name")
+    return p

@@ -1,0 +1,469 @@
+"""Fast per-style networks: the network, training on the shared loop, model files, the method and its commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import impasto
+from impasto.api import make_options
+from impasto.cli import main
+from impasto.core.image import pil_to_tensor
+from impasto.errors import ImpastoError
+from impasto.methods import fast as fast_method
+from impasto.methods.fast import Options, builtin_path, builtin_styles, model_names, parse_model
+from impasto.methods.fast.engine import FastEngine
+from impasto.methods.fast.model import load_model, save_model
+from impasto.nets.fast import MAX_LAYER_WEIGHT, STYLE_LAYERS, TransformerNet
+from impasto.train.fast import Config
+from impasto.train.fast.trainer import FastTrainer, painting_tensor, sample_batch, train
+from impasto.train.loop import load_checkpoint
+
+
+def _perturbed_net(n_styles: int = 2, width: int = 4, seed: int = 0) -> TransformerNet:
+    """A network whose conditioning is not the identity (a fresh one ignores its style and layer inputs)."""
+    torch.manual_seed(seed)
+    net = TransformerNet(n_styles, width, 1)
+    with torch.no_grad():
+        net.cond[-1].weight.normal_(0, 0.3)
+        net.cond[-1].bias.normal_(0, 0.3)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fast") / "two.safetensors"
+    save_model(_perturbed_net(), ["swirl", "blocks"], path, image_size=48, recipe={"steps": 0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_dirs(tmp_path_factory, images) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("fast_train")
+    content = root / "content"
+    content.mkdir()
+    for i, name in enumerate(["content", "style2"]):
+        Image.open(images[name]).convert("RGB").save(content / f"c{i}.png")
+    (content / "notes.txt").write_text("ignored")
+    return content, [str(images["style"]), str(images["style2"])]
+
+
+def _cfg(dirs, out: Path, steps: int, **kw) -> Config:
+    settings = dict(
+        style=dirs[1],
+        content_dir=str(dirs[0]),
+        output=str(out),
+        width=4,
+        blocks=1,
+        size=32,
+        image_size=48,
+        style_size=64,
+        batch=2,
+        steps=steps,
+        lr=3e-3,
+        checkpoint_every=1,
+        preview_every=2,
+        device="cpu",
+        precision="fp32",
+        workers=0,
+    )
+    settings.update(kw)
+    return Config(**settings)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The network
+
+
+@pytest.mark.parametrize("h,w", [(64, 48), (37, 50), (5, 7), (1, 3)])
+def test_the_network_keeps_any_size(h, w):
+    net = _perturbed_net()
+    y = net(torch.rand(2, 3, h, w), torch.tensor([[1.0, 0.0], [0.3, 0.7]]), torch.ones(2, 4))
+    assert y.shape == (2, 3, h, w) and 0 <= float(y.detach().min()) and float(y.detach().max()) <= 1
+
+
+def test_style_and_layer_inputs_change_the_output_and_styles_blend_linearly_in_the_norms():
+    net = _perturbed_net()
+    x = torch.rand(1, 3, 32, 32)
+    one, two = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    a, b = net(x, one, torch.ones(1, 4)), net(x, two, torch.ones(1, 4))
+    assert float((a - b).abs().mean()) > 1e-3
+    coarse = net(x, one, torch.tensor([[0.0, 0.0, 3.0, 3.0]]))
+    assert float((a - coarse).abs().mean()) > 1e-3
+    # A half-and-half blend mixes each norm's parameters half and half.
+    half = net.norm_parameters(torch.tensor([[0.5, 0.5]]), torch.ones(1, 4))
+    pa, pb = net.norm_parameters(one, torch.ones(1, 4)), net.norm_parameters(two, torch.ones(1, 4))
+    for (s, t), (sa, ta), (sb, tb) in zip(half, pa, pb):
+        assert torch.allclose(s, (sa + sb) / 2, atol=1e-6) and torch.allclose(t, (ta + tb) / 2, atol=1e-6)
+
+
+def test_a_fresh_network_is_plain_instance_norm_and_has_no_transposed_convolution():
+    net = TransformerNet(3, 4, 1)
+    for scale, shift in net.norm_parameters(torch.eye(3)[:1], torch.rand(1, 4)):
+        assert torch.equal(scale, torch.ones_like(scale)) and torch.equal(shift, torch.zeros_like(shift))
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+
+
+def test_the_torch_free_declarations_match_the_network():
+    assert fast_method.MAX_LAYER_WEIGHT == MAX_LAYER_WEIGHT
+    assert len(fast_method.LAYER_OPTIONS) == len(STYLE_LAYERS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model files
+
+
+def test_model_file_round_trip_and_names_without_torch(model_file, tmp_path):
+    m = load_model(model_file)
+    assert m.names == ["swirl", "blocks"] and m.image_size == 48 and m.recipe == {"steps": 0}
+    assert model_names(model_file) == ["swirl", "blocks"]
+    ref = _perturbed_net()
+    x = torch.rand(1, 3, 24, 24)
+    style, layers = torch.tensor([[1.0, 0.0]]), torch.ones(1, 4)
+    # Stored in fp16: the same network up to half precision.
+    assert float((m.net(x, style, layers) - ref(x, style, layers)).abs().max()) < 2e-2
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ImpastoError, match="not a readable safetensors"):
+        load_model(bad)
+    with pytest.raises(ImpastoError, match="not an impasto fast-network file"):
+        model_names(bad)
+    with pytest.raises(ImpastoError, match="no such file"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_model_specs(model_file):
+    assert parse_model(str(model_file)) == [(str(model_file), "swirl", 1.0)]
+    assert parse_model(f"{model_file}#blocks:0.3,{model_file}#swirl:0.7") == [
+        (str(model_file), "blocks", 0.3),
+        (str(model_file), "swirl", 0.7),
+    ]
+    for spec, message in [
+        ("no_such_style", "not a built-in style"),
+        (f"{model_file}#nope", "holds swirl, blocks"),
+        (f"{model_file}:-1", "finite number >= 0"),
+        (f"{model_file}:0", "at least one weight"),
+        ("", "empty style name"),
+    ]:
+        with pytest.raises(ImpastoError, match=message):
+            parse_model(spec)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The method
+
+
+@pytest.fixture(scope="module")
+def engine(model_file) -> FastEngine:
+    return impasto.load("fast", model=str(model_file), device="cpu", precision="fp32")
+
+
+def _run(engine, content, **options) -> torch.Tensor:
+    opts = make_options("fast", device="cpu", precision="fp32", **options)
+    return engine.run(content, [], opts).image
+
+
+def test_strength_zero_gives_the_photo_back(engine, images, model_file):
+    photo = pil_to_tensor(Image.open(images["content"]).convert("RGB"))
+    out = _run(engine, images["content"], model=str(model_file), size=None, strength=0.0)
+    assert torch.allclose(out, photo, atol=1e-6)
+    full = _run(engine, images["content"], model=str(model_file), size=None)
+    half = _run(engine, images["content"], model=str(model_file), size=None, strength=0.5)
+    assert torch.allclose(half, (full + photo) / 2, atol=1e-5)
+
+
+def test_any_size_blends_and_layer_sliders(engine, images, model_file):
+    a = _run(engine, images["content"], model=f"{model_file}#swirl", size=80)
+    assert a.shape == (1, 3, 53, 80)
+    b = _run(engine, images["content"], model=f"{model_file}#blocks", size=80)
+    blend = _run(engine, images["content"], model=f"{model_file}#swirl:1,{model_file}#blocks:1", size=80)
+    assert float((a - b).abs().mean()) > 1e-3
+    assert float((blend - a).abs().mean()) > 1e-4 and float((blend - b).abs().mean()) > 1e-4
+    coarse = _run(engine, images["content"], model=f"{model_file}#swirl", size=80, fine=0.0, coarse=3.0)
+    assert float((coarse - a).abs().mean()) > 1e-3
+
+
+def test_large_pictures_are_painted_at_the_working_scale(engine, images, model_file):
+    """Strokes keep their size relative to the picture: a picture 3x the model's scale, shrunk back, looks like
+    the picture painted at the model's scale; painted at full size (--work-size 0) it does not."""
+    spec = f"{model_file}#swirl"
+    small = _run(engine, images["content"], model=spec, size=72)  # 72x48: the model's scale (shorter side 48)
+    big = _run(engine, images["content"], model=spec, size=216, detail=0.0)
+    direct = _run(engine, images["content"], model=spec, size=216, work_size=0)
+    assert big.shape == direct.shape == (1, 3, 144, 216)
+
+    def shrunk(t):
+        return F.interpolate(t, size=small.shape[-2:], mode="area")
+
+    assert float((shrunk(big) - small).abs().mean()) < 0.5 * float((shrunk(direct) - small).abs().mean())
+    with_detail = _run(engine, images["content"], model=spec, size=216, detail=1.0)
+    assert float((with_detail - big).abs().mean()) > 1e-3  # the photo's fine detail came back
+
+
+def test_preserve_color_masks_and_content_mask(engine, images, model_file, tmp_path):
+    from impasto.core.color import rgb_to_yiq
+
+    photo = pil_to_tensor(Image.open(images["content"]).convert("RGB"))
+    out = _run(engine, images["content"], model=str(model_file), size=None, preserve_color="luminance")
+    assert torch.allclose(rgb_to_yiq(out)[:, 1:], rgb_to_yiq(photo)[:, 1:], atol=0.02)
+    left = np.zeros((64, 96), np.uint8)
+    left[:, :48] = 255
+    Image.fromarray(left).save(tmp_path / "left.png")
+    Image.fromarray(255 - left).save(tmp_path / "right.png")
+    spec = f"{model_file}#swirl,{model_file}#blocks"
+    regions = _run(
+        engine, images["content"], model=spec, size=None, masks=[tmp_path / "left.png", tmp_path / "right.png"]
+    )
+    a = _run(engine, images["content"], model=f"{model_file}#swirl", size=None)
+    b = _run(engine, images["content"], model=f"{model_file}#blocks", size=None)
+    assert torch.allclose(regions[..., :40], a[..., :40], atol=1e-5)
+    assert torch.allclose(regions[..., 56:], b[..., 56:], atol=1e-5)
+    kept = _run(engine, images["content"], model=str(model_file), size=None, content_mask=tmp_path / "left.png")
+    assert torch.allclose(kept[..., :40], photo[..., :40], atol=1e-6)
+
+
+def test_options_validation(model_file):
+    with pytest.raises(ImpastoError, match="not style images"):
+        Options(model=str(model_file)).validate(1)
+    with pytest.raises(ImpastoError, match="--fine"):
+        Options(model=str(model_file), fine=4.0).validate(0)
+    with pytest.raises(ImpastoError, match="--strength"):
+        Options(model=str(model_file), strength=1.5).validate(0)
+    with pytest.raises(ImpastoError, match="--mask: got 1 masks for 2 styles"):
+        Options(model=f"{model_file}#swirl,{model_file}#blocks", masks=["m.png"]).validate(0)
+    with pytest.raises(ImpastoError, match="--work-size"):
+        Options(model=str(model_file), work_size=8).validate(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_batches_depend_only_on_seed_and_step(train_dirs):
+    from impasto.train.data import ImageFolder
+
+    contents = ImageFolder(train_dirs[0], 48)
+    a = sample_batch(contents, 2, 32, 4, 0, 0.5, 48, 5)
+    b = sample_batch(contents, 2, 32, 4, 0, 0.5, 48, 5)
+    c = sample_batch(contents, 2, 32, 4, 0, 0.5, 48, 6)
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and not torch.equal(a[0], c[0])
+    crops, styles, layers = a
+    assert crops.shape == (4, 3, 32, 32) and styles.shape == (4,) and layers.shape == (4, 4)
+    assert set(styles.tolist()) <= {0, 1} and float(layers.min()) >= 0 and float(layers.max()) <= MAX_LAYER_WEIGHT
+    fixed = sample_batch(contents, 2, 32, 4, 0, 0.0, 48, 5)[2]
+    assert torch.equal(fixed, torch.ones(4, 4))
+
+
+def test_training_lowers_the_loss_and_writes_a_working_model(train_dirs, tmp_path):
+    out = tmp_path / "m.safetensors"
+    cfg = _cfg(train_dirs, out, 20)
+    from impasto.core.weights import load_weights
+    from impasto.train.data import ImageFolder
+
+    paintings = [painting_tensor(p, cfg.style_size) for p in cfg.style]
+    batches = [sample_batch(ImageFolder(train_dirs[0], 48), 2, 32, 4, 1, 0.0, 48, 10**6 + i) for i in range(3)]
+
+    def loss_of(net) -> float:
+        model = FastTrainer(net, load_weights(), paintings)
+        with torch.no_grad():
+            total = 0.0
+            for c, s, lw in batches:
+                content, style, _ = model(c, s, lw, [0.25] * 4)
+                total += float((cfg.content_weight * content + cfg.style_weight * style).mean())
+        return total
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the trainer's own starting point
+        start = TransformerNet(2, cfg.width, cfg.blocks)
+    before = loss_of(start)
+    summary = train(cfg)
+    assert summary["step"] == 20
+    after = loss_of(load_model(out).net)
+    assert after < 0.9 * before, (before, after)  # measured: 0.76 x
+    assert (tmp_path / "m_previews" / "step000020.jpg").exists()
+    m = load_model(out)
+    assert m.names == [Path(p).stem for p in train_dirs[1]] and m.recipe["steps"] == 20
+    assert m.recipe["content_layer"] == "relu2_2" and m.recipe["vgg"] == "caffe"
+
+
+def test_resume_continues_exactly(train_dirs, tmp_path):
+    straight = tmp_path / "straight.safetensors"
+    train(_cfg(train_dirs, straight, 3, workers=1))
+    resumed = tmp_path / "resumed.safetensors"
+    train(_cfg(train_dirs, resumed, 2))
+    summary = train(_cfg(train_dirs, resumed, 3), resume=True)
+    assert summary["steps_this_run"] == 1
+    a, b = load_checkpoint(str(straight) + ".ckpt"), load_checkpoint(str(resumed) + ".ckpt")
+    for k in a["net"]:
+        assert torch.allclose(a["net"][k], b["net"][k], atol=1e-6), k
+    with pytest.raises(ImpastoError, match="--width"):
+        train(_cfg(train_dirs, resumed, 4, width=8), resume=True)
+    with pytest.raises(ImpastoError, match="trained on the paintings"):
+        train(_cfg(train_dirs, resumed, 4, names=["x", "y"]), resume=True)
+    with pytest.raises(ImpastoError, match="exists"):
+        train(_cfg(train_dirs, resumed, 4))
+
+
+def test_training_config_errors(train_dirs, tmp_path):
+    out = str(tmp_path / "m.safetensors")
+    for kw, message in [
+        ({"names": ["a"]}, "--names: 1 names for 2 paintings"),
+        ({"names": ["a", "a"]}, "share the name"),
+        ({"names": ["a:b", "c"]}, "cannot be a style name"),
+        ({"size": 30}, "--size"),
+        ({"adjustable": 2.0}, "--adjustable"),
+        ({"style_layer_weights": [1, 1]}, "--style-layer-weights"),
+        ({"output": str(tmp_path / "m.pt")}, ".safetensors"),
+    ]:
+        with pytest.raises(ImpastoError, match=message):
+            _cfg(train_dirs, Path(out), 1, **kw).validate()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_stylize_styles_and_sheet(images, tmp_path, model_file, capsys):
+    out = tmp_path / "out.png"
+    code = main(
+        [
+            "stylize",
+            str(images["content"]),
+            "-o",
+            str(out),
+            "--method",
+            "fast",
+            "--model",
+            f"{model_file}#blocks",
+            "--size",
+            "48",
+            "--coarse",
+            "2",
+            "-q",
+        ]
+    )
+    assert code == 0 and Image.open(out).size == (48, 32)
+    assert main(["styles", "--model", str(model_file)]) == 0
+    assert capsys.readouterr().out.split()[-2:] == ["swirl", "blocks"]
+    sheet = tmp_path / "sheet.png"
+    assert (
+        main(
+            [
+                "styles",
+                "--model",
+                str(model_file),
+                "--sheet",
+                str(images["content"]),
+                "-o",
+                str(sheet),
+                "--size",
+                "40",
+                "--columns",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert Image.open(sheet).size == (120, 60)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "nope"], "not a built-in style"),
+        (["--fine", "5"], "--fine"),
+        (["STYLE"], "not style images"),
+    ],
+)
+def test_cli_stylize_bad_input(images, tmp_path, capsys, argv, message):
+    argv = [str(images["style"]) if a == "STYLE" else a for a in argv]
+    out = tmp_path / "out.png"
+    code = main(
+        [
+            "stylize",
+            str(images["content"]),
+            *[a for a in argv if a.endswith(".png")],
+            "-o",
+            str(out),
+            "--method",
+            "fast",
+            *[a for a in argv if not a.endswith(".png")],
+        ]
+    )
+    assert code == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_train_fast(train_dirs, tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    argv = [
+        "train",
+        "fast",
+        "--style",
+        *train_dirs[1],
+        "--names",
+        "a,b",
+        "--content-dir",
+        str(train_dirs[0]),
+        "-o",
+        str(out),
+        "--steps",
+        "1",
+        "--width",
+        "4",
+        "--blocks",
+        "1",
+        "--size",
+        "32",
+        "--image-size",
+        "48",
+        "--batch",
+        "1",
+        "--workers",
+        "0",
+        "--preview-every",
+        "0",
+        "-q",
+        "--precision",
+        "fp32",
+    ]
+    assert main(argv) == 0
+    assert model_names(out) == ["a", "b"]
+    assert load_model(out).recipe["batch"] == 1
+    assert (
+        main(
+            [
+                "train",
+                "fast",
+                "--style",
+                str(tmp_path / "missing.png"),
+                "--content-dir",
+                str(train_dirs[0]),
+                "-o",
+                str(tmp_path / "x.safetensors"),
+            ]
+        )
+        == 2
+    )
+    assert "missing.png" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Built-in styles
+
+
+def test_builtin_styles_ship_and_run(images, tmp_path, capsys):
+    names = builtin_styles()
+    assert len(names) >= 8 and {"starry_night", "the_scream", "great_wave"} <= set(names)
+    assert builtin_path().stat().st_size <= 40 * 2**20
+    recipe = load_model(builtin_path()).recipe
+    assert recipe["steps"] >= 100 and recipe["vgg"] == "caffe"
+    assert main(["styles"]) == 0 and capsys.readouterr().out.split() == names
+    out = _run(impasto.load("fast", device="cpu", precision="fp32"), images["content"], model="starry_night", size=64)
+    photo = pil_to_tensor(Image.open(images["content"]).convert("RGB").resize((64, 43), Image.LANCZOS))
+    assert out.shape == (1, 3, 43, 64) and float((out - photo).abs().mean()) > 0.03  # painted, not the photo

@@ -1,0 +1,152 @@
+"""Video: tiny clips made here (a pan across a photo, so the motion is known, with a tone for sound)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+av = pytest.importorskip("av", reason="PyAV is not installed (make dev)")
+pytest.importorskip("cv2", reason="OpenCV is not installed (make dev)")
+
+from impasto.cli import main  # noqa: E402
+from impasto.core.video import probe, transcode  # noqa: E402
+from impasto.errors import ImpastoError  # noqa: E402
+from impasto.methods.fast.model import save_model  # noqa: E402
+from impasto.nets.fast import TransformerNet  # noqa: E402
+from impasto.video import frames_of, stylize_video, temporal_error  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "impasto" / "examples"
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 10, audio: bool = True, step: int = 2) -> Path:
+    """A pan: a window sliding `step` px per frame across the example photo, with a 440 Hz tone."""
+    photo = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((160, 120), Image.LANCZOS))
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=16000)
+            a.layout = "mono"
+        for i in range(frames):
+            crop = np.ascontiguousarray(photo[20 : 20 + h, 10 + step * i : 10 + step * i + w])
+            for p in v.encode(av.VideoFrame.from_ndarray(crop, "rgb24")):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            n = int(16000 * frames / fps)
+            t = np.arange(n) / 16000
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)[None]
+            for start in range(0, n, 1024):
+                f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), "s16", "mono")
+                f.sample_rate = 16000
+                f.pts = start
+                f.time_base = Fraction(1, 16000)
+                for p in a.encode(f):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("video") / "pan.mp4")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    net = TransformerNet(1, 4, 1)
+    with torch.no_grad():
+        net.cond[-1].weight.normal_(0, 0.3)
+        net.cond[-1].bias.normal_(0, 0.3)
+        for conv in net.conv_in:
+            conv[1].weight.mul_(3)  # a busy texture that changes with the content: flickers frame to frame
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_model(net, ["x"], path, image_size=48, recipe={})
+    return str(path)
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+
+def test_frames_rate_and_sound_are_kept(clip, model, tmp_path):
+    out = tmp_path / "out.mp4"
+    report = stylize_video(clip, out, method="fast", model=model, size=None, device="cpu", precision="fp32")
+    assert report.frames == 12 and report.audio == "copied"
+    info, source = probe(out), probe(clip)
+    assert (info.width, info.height) == (64, 48) and info.fps == pytest.approx(source.fps)
+    assert len(frames_of(out)) == 12
+    assert info.audio == "aac"
+    assert _audio_packets(out) == _audio_packets(clip)  # the sound copied byte for byte
+
+
+def test_temporal_consistency_lowers_the_warping_error(clip, model, tmp_path):
+    plain, steady = tmp_path / "plain.mp4", tmp_path / "steady.mp4"
+    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32")
+    stylize_video(clip, plain, temporal=0.0, **kw)
+    stylize_video(clip, steady, temporal=0.8, **kw)
+    a, b = temporal_error(plain, clip), temporal_error(steady, clip)
+    assert b["warping_error"] < 0.5 * a["warping_error"], (a, b)
+    assert a["reliable"] > 0.5  # the pan is easy to follow: most pixels are checked
+
+
+def test_a_part_webm_and_a_size(clip, model, tmp_path):
+    out = tmp_path / "part.webm"
+    report = stylize_video(clip, out, method="fast", model=model, size=32, start=0.3, duration=0.5, device="cpu")
+    assert report.frames == 5 and report.audio == "re-encoded to opus"
+    info = probe(out)
+    assert (info.width, info.height) == (32, 24) and info.audio == "opus"
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing(clip, model, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[:600])
+    silent = tmp_path / "sound.m4a"
+    with av.open(str(silent), "w") as c:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), "s16", "mono")
+        f.sample_rate = 16000
+        for p in [*a.encode(f), *a.encode()]:
+            c.mux(p)
+    out = tmp_path / "out.mp4"
+    kw = dict(method="fast", model=model, device="cpu")
+    for src, extra, message in [
+        (text, {}, "not a video"),
+        (truncated, {}, "video"),
+        (silent, {}, "no video stream"),
+        (tmp_path / "missing.mp4", {}, "no such file"),
+        (clip, {"max_pixels": 1000}, "above the cap"),
+        (clip, {"start": 60.0}, "no video frames"),
+    ]:
+        with pytest.raises(ImpastoError, match=message):
+            stylize_video(src, out, **kw, **extra)
+        assert not out.exists()
+        assert not list(tmp_path.glob(".out.mp4*")), "a temporary file was left behind"
+    with pytest.raises(ImpastoError, match="unsupported video extension"):
+        transcode(clip, tmp_path / "out.avi", lambda f, i, t: f)
+
+
+def test_cli_video_and_eval(clip, model, tmp_path, capsys):
+    out = tmp_path / "cli.mp4"
+    code = main(["video", str(clip), "-o", str(out), "--model", model, "--size", "48", "--temporal", "0.5", "-q"])
+    assert code == 0 and probe(out).width == 48
+    assert main(["eval-video", str(out), "--source", str(clip), "--json"]) == 0
+    assert "warping_error" in capsys.readouterr().out
+    assert main(["video", str(clip), "-o", str(clip), "--model", model]) == 2
+    assert "overwrite the input" in capsys.readouterr().err
+    assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--temporal", "2", "--model", model]) == 2
+    assert "--temporal" in capsys.readouterr().err
