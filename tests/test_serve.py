@@ -292,6 +292,7 @@ def test_openapi_schema_documents_every_field():
         "small",
         "medium",
         "coarse",
+        "temporal",
     }
     assert set(form["required"]) == {"content"}  # the fast method paints trained styles: no upload
     assert [name for name, spec in body.items() if not spec.get("description")] == []

@@ -212,3 +212,37 @@ def test_the_fast_method_offers_the_built_in_styles_as_a_gallery(images):
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_the_live_camera_streams_stylized_frames(images):
+    """Chromium's fake camera over the WebSocket: frames come back painted, with the rate and delay shown."""
+    settings = ServeSettings(port=0, max_size=64, default_size=64, job_defaults={"device": "cpu", "precision": "fp32"})
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    with background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.grant_permissions(["camera"])
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.goto(url + "/")
+            page.wait_for_selector("#methods button[data-method='gatys']")
+            page.click("#methods button[data-method='gatys']")
+            page.click("#camera")
+            # The camera switches to the one-pass method with built-in styles, and frames come back.
+            page.wait_for_function(
+                "() => Number(document.getElementById('canvas').dataset.liveFrames || 0) >= 3", timeout=120_000
+            )
+            assert page.locator("#methods button[data-method='fast']").get_attribute("aria-checked") == "true"
+            status = page.locator("#status-text").inner_text()
+            assert "frames/s" in status and "ms behind" in status
+            assert page.locator("#view").evaluate("img => img.naturalWidth") == 64
+            assert page.locator("#go").is_disabled()
+            page.click("#camera")
+            assert "stopped after" in page.locator("#status-text").inner_text()
+            assert page.locator("#camera").get_attribute("aria-pressed") == "false"
+            assert not problems, problems
+        finally:
+            browser.close()

@@ -150,3 +150,35 @@ def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     assert "overwrite the input" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--temporal", "2", "--model", model]) == 2
     assert "--temporal" in capsys.readouterr().err
+
+
+def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from impasto.serve import ServeSettings
+    from impasto.serve.app import create_app
+
+    settings = ServeSettings(max_size=64, default_size=48, job_defaults={"device": "cpu", "precision": "fp32"})
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        files = {"content": ("pan.mp4", clip.read_bytes(), "video/mp4")}
+        r = c.post("/api/jobs?wait=true", files=files, data={"method": "fast", "model": model, "temporal": "0.5"})
+        assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", r.text
+        out = tmp_path / "job.mp4"
+        out.write_bytes(r.content)
+        info = probe(out)
+        assert info.width == 48 and info.audio == "aac" and len(frames_of(out)) == 12
+        job = c.get(f"/api/jobs/{r.headers['X-Job-Id']}").json()
+        assert (job["step"], job["total"], job["status"]) == (12, 12, "done")
+        assert not list(c.app.state.jobs.results_dir.glob("upload-*"))  # the uploaded clip is gone with its job
+        bad = c.post(
+            "/api/jobs",
+            files={"content": ("x.mp4", clip.read_bytes()[:700], "video/mp4")},
+            data={"method": "fast", "model": model},
+        )
+        assert bad.status_code == 400 and bad.json()["error"].startswith("content:"), bad.text
+        photo = c.post(
+            "/api/jobs",
+            files={"content": ("p.png", (EXAMPLES / "chelsea.png").read_bytes(), "image/png")},
+            data={"method": "fast", "model": model, "temporal": "0.5"},
+        )
+        assert photo.status_code == 400 and "only for a video" in photo.json()["error"]

@@ -12,12 +12,13 @@ between each output frame and the previous output warped by the input's flow, ov
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from .api import get_method, takes_style_images
 from .core import flow as flowlib
 from .core.image import load_image
 from .core.video import DEFAULT_MAX_PIXELS, probe, transcode
+from .engine import Progress
 from .errors import ImpastoError
 from .options import make
 
@@ -91,12 +93,16 @@ def stylize_video(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
     engine: Any = None,
+    callback: Callable[[Progress], None] | None = None,
+    method_options: Any = None,
     **options: Any,
 ) -> VideoReport:
     """Stylize `input` into `output` (.mp4 or .webm) with `method` and its `options`, frame by frame.
 
     `size` is the longest side of the output (None: the input's). The method is loaded once (or `engine`, already
-    loaded, is used). Raises ImpastoError (one line) on a bad input; no partial output is left behind.
+    loaded, is used); `method_options` are its Options when already made (the server's). `callback` gets a
+    :class:`impasto.engine.Progress` per frame (raising from it stops the run). Raises ImpastoError (one line) on a bad
+    input; no partial output is left behind.
     """
     module = get_method(method)
     if start < 0 or (duration is not None and duration <= 0):
@@ -106,7 +112,10 @@ def stylize_video(
     style_images = [load_image(s) if isinstance(s, (str, os.PathLike)) else s for s in styles]
     if not style_images and takes_style_images(module):
         raise ImpastoError(f"--method {method} needs one or more style images")
-    opts = make(module.Options, {**options, "size": None}, f"method {method!r}")
+    if method_options is not None:
+        opts = dataclasses.replace(method_options, size=None)
+    else:
+        opts = make(module.Options, {**options, "size": None}, f"method {method!r}")
     opts.validate(len(style_images))
     blend = TemporalBlend(temporal)
     info = probe(input)  # a bad file fails here, before the model loads
@@ -127,7 +136,10 @@ def stylize_video(
 
         result = engine.run(Image.fromarray(rgb), style_images, opts)
         stylized = np.asarray(_to_pil(result.image))
-        return blend(rgb, stylized)
+        out = blend(rgb, stylized)
+        if callback is not None:
+            callback(Progress(step=index + 1, total=max(total or 0, index + 1), image=_to_tensor(out)))
+        return out
 
     t0 = time.perf_counter()
     try:
@@ -154,6 +166,12 @@ def stylize_video(
         method,
         {k: v for k, v in options.items() if not isinstance(v, (bytes, bytearray))},
     )
+
+
+def _to_tensor(rgb: np.ndarray):
+    import torch
+
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
 
 
 def _to_pil(image: Any):
@@ -215,3 +233,20 @@ def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
     if Path(input).resolve() == p.resolve() or (p.exists() and os.path.samefile(input, p)):
         raise ImpastoError(f"{p}: output would overwrite the input; choose another name")
     return p
+
+
+_SIGNATURES = (
+    (4, b"ftyp"),  # MP4, MOV, M4V, 3GP
+    (0, b"\x1aE\xdf\xa3"),  # Matroska, WebM
+    (0, b"OggS"),
+    (0, b"FLV"),
+)
+
+
+def looks_like_video(data: bytes) -> bool:
+    """Whether uploaded bytes start like a video container (the server's choice between a photo and a clip)."""
+    if any(data[i : i + len(sig)] == sig for i, sig in _SIGNATURES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return True
+    return len(data) > 376 and data[0] == 0x47 and data[188] == 0x47 and data[376] == 0x47  # MPEG-TS

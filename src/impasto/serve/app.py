@@ -3,15 +3,17 @@
 ``create_app(settings)`` builds it; the job manager starts with the app and stops (deleting every result) with it.
 """
 
+import asyncio
 import json
 import logging
+import secrets
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -25,9 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..api import available_methods, get_method, takes_style_images
 from ..errors import ImpastoError
+from ..options import field_names as declared_fields
+from ..video import looks_like_video
 from .gallery import Gallery
 from .inputs import build_options, decode_image, form_schema, method_info
 from .jobs import Job, JobManager, QueueFull
+from .live import LatestFrame, make_painter, split_frame
 from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut, StyleOut
 from .settings import ServeSettings
 
@@ -87,6 +92,13 @@ class _Guard:
         return name.lower() in self.hosts
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            # A browser lets any site open a WebSocket to localhost: the same Host and Origin checks, as a refusal
+            # of the handshake.
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            if not self._host_ok(headers.get("host", "")) or _cross_site(headers):
+                return await send({"type": "websocket.close", "code": 1008})
+            return await self.app(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -214,6 +226,83 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     gallery = Gallery()
 
+    def save_video_upload(data: bytes, temporal: float, size: int) -> dict:
+        """Keep an uploaded clip on disk for its job, after checking that it is a video this server takes."""
+        from ..core.video import probe
+
+        path = manager.results_dir / f"upload-{secrets.token_hex(8)}.video"
+        path.write_bytes(data)
+        try:
+            info = probe(path)
+            if info.width * info.height > settings.max_pixels:
+                raise ImpastoError(
+                    f"content: the video is {info.width}x{info.height}, above this server's cap of "
+                    f"{settings.max_pixels / 1e6:g} megapixels per frame"
+                )
+        except ImpastoError as e:
+            path.unlink(missing_ok=True)
+            raise ImpastoError("content: " + str(e).split(": ", 1)[-1]) from None
+        frames = info.frames or max(1, round((info.duration or 1) * info.fps))
+        return {"path": str(path), "temporal": temporal, "size": size, "frames": frames}
+
+    @app.websocket("/api/live")
+    async def live(ws: WebSocket) -> None:
+        """The live camera (see impasto.serve.live): a JSON set-up message, then frames in and stylized frames out,
+        the newest frame first."""
+        await ws.accept()
+        try:
+            config = await ws.receive_json()
+            if not isinstance(config, dict):
+                raise ImpastoError("the first message is a JSON object: the method and its options")
+            method = str(config.pop("method", "fast"))
+            temporal = float(config.pop("temporal", 0.5))
+            if not 0 <= temporal <= 1:
+                raise ImpastoError(f"temporal must be from 0 to 1, got {temporal}")
+            module = get_method(method)
+            if takes_style_images(module) or "steps" in declared_fields(module.Options):
+                raise ImpastoError(f"the live camera needs a one-pass method with trained styles (fast), not {method}")
+            fields = {k: None if v is None else str(v) for k, v in config.items()}
+            opts, used, _ = build_options(method, fields, 0, settings)
+            engine = await run_in_threadpool(manager.engine_for_live, method, opts)
+        except (ImpastoError, ValueError, TypeError) as e:
+            await ws.send_json({"error": str(e)})
+            await ws.close(code=1008)
+            return
+        except WebSocketDisconnect:
+            return
+        paint = make_painter(engine, opts, temporal, settings.max_pixels)
+        await ws.send_json({"ready": True, "method": method, "options": used})
+        mailbox = LatestFrame()
+
+        async def receive() -> None:
+            try:
+                while True:
+                    message = await ws.receive_bytes()
+                    seq, data = split_frame(message)
+                    mailbox.put(seq, data)
+            except (WebSocketDisconnect, ImpastoError, KeyError, RuntimeError):
+                mailbox.close()
+
+        receiver = asyncio.create_task(receive())
+        try:
+            while True:
+                item = await mailbox.take()
+                if item is None:
+                    break
+                seq, data, arrived = item
+                try:
+                    jpeg = await run_in_threadpool(paint, data)
+                except ImpastoError as e:
+                    await ws.send_json({"seq": seq, "error": str(e)})
+                    continue
+                ms = (time.perf_counter() - arrived) * 1000
+                await ws.send_json({"seq": seq, "ms": round(ms, 1), "dropped": mailbox.dropped})
+                await ws.send_bytes(jpeg)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            receiver.cancel()
+
     @app.get("/api/styles", response_model=list[StyleOut], tags=["server"])
     def styles() -> list[dict]:
         """The built-in styles of the fast method (send one as its 'model' field), with thumbnails."""
@@ -294,6 +383,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ImpastoError(f"{repeated[0]}: sent more than once")
         fields = {k: v[0] for k, v in texts.items()}
         method = fields.pop("method", None) or DEFAULT_METHOD
+        temporal_text = fields.pop("temporal", None) or None
+        try:
+            temporal = 0.6 if temporal_text is None else float(temporal_text)
+        except ValueError:
+            raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
+        if not 0 <= temporal <= 1:
+            raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text}")
         content, styles = files["content"][0], files.get("styles", [])
         module = get_method(method)  # an unknown method is a 400 before any decoding
         if not styles and takes_style_images(module):
@@ -309,9 +405,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 headers={"Retry-After": "10"},
             )
         out_size = used.get("size", settings.max_size)
-        content_im = await run_in_threadpool(
-            decode_image, await content.read(), "content", settings.max_pixels, out_size
-        )
+        content_data = await content.read()
+        video = None
+        if looks_like_video(content_data):
+            video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size)
+            content_im = None
+        else:
+            if temporal_text is not None:
+                raise ImpastoError("temporal: only for a video upload")
+            content_im = await run_in_threadpool(decode_image, content_data, "content", settings.max_pixels, out_size)
         style_ims = []
         for i, upload in enumerate(styles, 1):
             what = "style" if len(styles) == 1 else f"style {i}"
@@ -320,8 +422,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 await run_in_threadpool(decode_image, data, what, settings.max_pixels, 2 * settings.max_size)
             )
         try:
-            job = manager.submit(method, opts, used, ignored, content_im, style_ims)
+            job = manager.submit(method, opts, used, ignored, content_im, style_ims, video=video)
         except QueueFull as e:
+            if video is not None:
+                Path(video["path"]).unlink(missing_ok=True)
             return _error(429, str(e), headers={"Retry-After": "10"})
         location = {"Location": f"/api/jobs/{job.id}"}
         if wait:

@@ -27,7 +27,7 @@ from .settings import ServeSettings
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone cameras)
 FORMAT_NAMES = "PNG, JPEG, WebP, BMP, TIFF or GIF"
 # The fields of POST /api/jobs that are not a method's options.
-RESERVED_FIELDS = ("content", "styles", "method")
+RESERVED_FIELDS = ("content", "styles", "method", "temporal")
 MIN_SIZE = 16  # the server's smallest output size (px)
 _FLAG = re.compile(r"--([a-z][a-z-]*)")
 
@@ -115,7 +115,15 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
         "content": {
             "type": "string",
             "format": "binary",
-            "description": f"The photo to repaint ({', '.join(FORMATS)}).",
+            "description": f"The photo to repaint ({', '.join(FORMATS)}), or a video (MP4, MOV, WebM, MKV, AVI, "
+            "...): the result is then an MP4 with the sound kept, and progress counts frames.",
+        },
+        "temporal": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.6,
+            "description": "For a video: temporal consistency from 0 (each frame on its own) to 1.",
         },
         "styles": {
             "type": "array",

@@ -100,6 +100,7 @@ class Job:
     preview: str | None = None  # data URL of the latest preview thumbnail
     preview_step: int = 0
     preview_version: int = 0
+    video: dict | None = None  # a video job: {"path": the upload on disk, "temporal": strength, "size": px}
     version: int = 0  # bumped on every change; watchers compare it
     watchers: set = field(default_factory=set)  # (event loop, asyncio.Event) pairs
 
@@ -134,8 +135,9 @@ class JobManager:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.results_dir: Path | None = None
-        # (method, load key) -> engine; only the worker thread touches it while it runs.
+        # (method, load key) -> engine; the worker thread loads them, the live camera may borrow one (under the lock).
         self._engines: OrderedDict[tuple, Any] = OrderedDict()
+        self._engines_lock = threading.Lock()
 
     # -- life cycle
 
@@ -176,12 +178,14 @@ class JobManager:
         options: Any,
         public_options: dict,
         ignored: list,
-        content: Image.Image,
+        content: Image.Image | None,
         styles: list[Image.Image],
+        video: dict | None = None,
     ) -> Job:
-        """Queue a job; raises QueueFull when `queue_size` jobs are already waiting."""
+        """Queue a job; raises QueueFull when `queue_size` jobs are already waiting. A video job (`video` names the
+        uploaded file, its frame count and settings) counts frames as its steps."""
         self.cleanup()
-        iterative = hasattr(options, "steps")
+        iterative = hasattr(options, "steps") or video is not None
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
@@ -193,8 +197,9 @@ class JobManager:
                 options=options,
                 public_options=public_options,
                 ignored_options=ignored,
-                total=int(options.steps) if iterative else 1,
+                total=int(video["frames"]) if video else int(options.steps) if iterative else 1,
                 iterative=iterative,
+                video=video,
                 created=self.clock(),
                 created_wall=time.time(),
                 inputs=(content, styles),
@@ -218,15 +223,25 @@ class JobManager:
     def engine(self, method: str, options: Any) -> Any:
         """The engine for `options` of `method`: loaded once, kept for the next jobs that can share it."""
         key = (method, load_key(options))
-        engine = self._engines.get(key)
-        if engine is not None:
-            self._engines.move_to_end(key)
-            return engine
+        with self._engines_lock:
+            engine = self._engines.get(key)
+            if engine is not None:
+                self._engines.move_to_end(key)
+                return engine
         engine = get_method(method).load(options)
-        self._engines[key] = engine
-        while len(self._engines) > self.engines_kept:
-            self._engines.popitem(last=False)
+        with self._engines_lock:
+            self._engines[key] = engine
+            while len(self._engines) > self.engines_kept:
+                self._engines.popitem(last=False)
         return engine
+
+    def engine_for_live(self, method: str, options: Any) -> Any:
+        """An engine for the live camera: the jobs' own when one is loaded for these options, else loaded apart (the
+        worker thread may be evicting its engines meanwhile; a live stream keeps its own reference)."""
+        with self._engines_lock:
+            key = (method, load_key(options))
+            engine = self._engines.get(key)
+        return engine if engine is not None else get_method(method).load(options)
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -307,6 +322,8 @@ class JobManager:
                     job.watchers.discard((loop, event))
 
     def _finish(self, job: Job, status: str, error: str | None = None) -> None:
+        if job.video is not None:  # the uploaded clip is not needed once the job ends, however it ends
+            Path(job.video["path"]).unlink(missing_ok=True)
         job.status = status
         job.error = error
         job.finished = self.clock()
@@ -367,7 +384,10 @@ class JobManager:
             engine = self.engine(job.method, job.options)
             if job.cancel_requested:  # cancelled while the engine loaded
                 raise _Stop("cancelled")
-            result = engine.run(content, styles, job.options, callback=callback)
+            if job.video is not None:
+                result = self._run_video(job, engine, styles, callback)
+            else:
+                result = engine.run(content, styles, job.options, callback=callback)
             made = result.path  # a file the run made: the job's result, or removed below
             if job.cancel_requested:  # a method that never called back
                 raise _Stop("cancelled")
@@ -402,6 +422,24 @@ class JobManager:
         finally:
             if made is not None:  # made, but not kept (cancelled, failed to move): nothing left behind
                 Path(made).unlink(missing_ok=True)
+
+    def _run_video(self, job: Job, engine: Any, styles: list, callback) -> Result:
+        from ..video import stylize_video
+
+        out = self.results_dir / f"{job.id}.work.mp4"
+        stylize_video(
+            job.video["path"],
+            out,
+            styles,
+            job.method,
+            temporal=job.video["temporal"],
+            size=job.video["size"],
+            max_pixels=self.settings.max_pixels,
+            engine=engine,
+            callback=callback,
+            method_options=job.options,
+        )
+        return Result(image=None, path=out, media_type="video/mp4", steps=job.step)
 
 
 def _thumbnail(image: Any, size: int) -> str:

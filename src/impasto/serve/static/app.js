@@ -519,7 +519,7 @@ function refresh() {
     : state.styles.length ? `${state.styles.length} selected` : "";
   const weightsOk = single || state.styles.some((s) => s.weight > 0);
   const ready = state.content && (gallery ? !!state.builtin : state.styles.length > 0 && weightsOk);
-  $("go").disabled = !ready || !!state.job || !state.method;
+  $("go").disabled = !ready || !!state.job || !state.method || !!live.ws;
   let hint = "";
   if (!state.method) hint = "Connecting to the server…";
   else if (gallery && !state.builtins.length) hint = "No built-in styles are installed on the server.";
@@ -844,6 +844,136 @@ function addToGallery(item) {
   $("gallery-count").textContent = `${state.gallery.length} result${state.gallery.length === 1 ? "" : "s"} · kept while this tab is open`;
 }
 
+// ---------------------------------------------------------------------------------------------- live camera
+// Frames go over a WebSocket (/api/live) to the server, which paints them with a one-pass method and sends them back.
+// The server keeps only the newest frame waiting (a late frame is dropped, never queued); here at most two frames are
+// in flight, so the picture on screen is never more than a frame or two behind the camera.
+
+const live = { ws: null, stream: null, seq: 0, sent: new Map(), inFlight: 0, times: [], latency: 0, dropped: 0,
+  pending: null, timer: null, url: null, frames: 0 };
+
+async function startLive() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus("This browser gives no camera to this page (it needs https or localhost).");
+    return;
+  }
+  const fast = state.methods.find((m) => m.style_images === false && !m.iterative);
+  if (!fast) {
+    setStatus("The server offers no one-pass method with built-in styles for the camera.");
+    return;
+  }
+  if (!usesGallery()) chooseMethod(fast.name);
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 } }, audio: false });
+  } catch (e) {
+    setStatus(`No camera: ${e.message || e.name}.`);
+    return;
+  }
+  const video = $("camera-video");
+  video.srcObject = live.stream;
+  await video.play();
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${proto}//${location.host}/api/live`);
+  ws.binaryType = "blob";
+  live.ws = ws;
+  Object.assign(live, { seq: 0, inFlight: 0, times: [], dropped: 0, pending: null, frames: 0 });
+  live.sent.clear();
+  $("camera").setAttribute("aria-pressed", "true");
+  $("camera").querySelector(".camera-label").textContent = "Stop camera";
+  $("go").disabled = true;
+  setStatus("Live: connecting…");
+  ws.onopen = () => {
+    const config = { method: state.method.name, model: state.builtin, size: String(Math.min(state.size, 512)),
+      temporal: 0.5 };
+    for (const c of state.controls) {
+      const value = c.read();
+      if (value !== "" && value != null) config[c.name] = String(value);
+    }
+    ws.send(JSON.stringify(config));
+  };
+  ws.onmessage = (ev) => {
+    if (typeof ev.data === "string") {
+      const msg = JSON.parse(ev.data);
+      if (msg.error) {
+        setStatus(`Live: ${msg.error}`);
+        if (msg.seq == null) stopLive(false);
+        else live.inFlight = Math.max(0, live.inFlight - 1);
+        return;
+      }
+      if (msg.ready) {
+        live.timer = setInterval(sendFrame, 1000 / 15);
+        return;
+      }
+      live.pending = msg;
+      return;
+    }
+    const msg = live.pending || {};
+    live.pending = null;
+    const sentAt = live.sent.get(msg.seq);
+    // Every frame sent up to this one is answered or dropped.
+    for (const k of [...live.sent.keys()]) if (k <= msg.seq) live.sent.delete(k);
+    live.inFlight = live.sent.size;
+    const now = performance.now();
+    if (sentAt != null) live.latency = now - sentAt;
+    live.times.push(now);
+    while (live.times.length > 12) live.times.shift();
+    live.dropped = msg.dropped || 0;
+    live.frames += 1;
+    if (live.url) URL.revokeObjectURL(live.url);
+    live.url = URL.createObjectURL(ev.data);
+    const img = new Image();
+    img.onload = () => {
+      state.view = { kind: "live" };
+      showImage(live.url, "result", "", { width: img.naturalWidth, height: img.naturalHeight });
+      $("compare").hidden = true;
+      $("download").hidden = true;
+    };
+    img.src = live.url;
+    const span = live.times.length > 1 ? (live.times[live.times.length - 1] - live.times[0]) / 1000 : 0;
+    const fps = span > 0 ? (live.times.length - 1) / span : 0;
+    $("canvas").dataset.liveFrames = String(live.frames);
+    setStatus(`Live · ${fps.toFixed(1)} frames/s · ${Math.round(live.latency)} ms behind the camera · ` +
+      `${live.dropped} dropped`);
+  };
+  ws.onclose = () => { if (live.ws === ws) stopLive(true); };
+}
+
+function sendFrame() {
+  const ws = live.ws;
+  const video = $("camera-video");
+  if (!ws || ws.readyState !== WebSocket.OPEN || live.inFlight >= 2 || !video.videoWidth) return;
+  const scale = Math.min(1, Math.min(state.size, 512) / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  const seq = live.seq++;
+  live.inFlight += 1;
+  live.sent.set(seq, performance.now());
+  canvas.toBlob(async (blob) => {
+    if (!blob || ws.readyState !== WebSocket.OPEN) return;
+    const head = new Uint8Array(4);
+    new DataView(head.buffer).setUint32(0, seq);
+    ws.send(new Blob([head, blob]));
+  }, "image/jpeg", 0.85);
+}
+
+function stopLive(lost) {
+  if (live.timer) clearInterval(live.timer);
+  live.timer = null;
+  const ws = live.ws;
+  live.ws = null;
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
+  if (live.stream) for (const t of live.stream.getTracks()) t.stop();
+  live.stream = null;
+  $("camera-video").srcObject = null;
+  $("camera").setAttribute("aria-pressed", "false");
+  $("camera").querySelector(".camera-label").textContent = "Live camera";
+  if (lost) setStatus(live.frames ? "Live camera stopped: the server closed the connection." : $("status-text").textContent);
+  else if (live.frames) setStatus(`Live camera stopped after ${live.frames} frames.`);
+  refresh();
+}
+
 // ---------------------------------------------------------------------------------------------- start-up
 
 async function connect() {
@@ -870,6 +1000,8 @@ async function connect() {
   if (typeof prefs.builtin === "string") state.builtin = prefs.builtin;
   buildBuiltins();
   buildMethods(prefs);
+  $("camera").hidden = !state.methods.some((m) => m.style_images === false && !m.iterative) || !state.builtins.length;
+  $("camera").addEventListener("click", () => (live.ws ? stopLive(false) : startLive()));
   for (const r of document.querySelectorAll('input[type="range"]')) setFill(r);
   pollStatus();
   setInterval(pollStatus, 5000);
