@@ -182,3 +182,34 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             data={"method": "fast", "model": model, "temporal": "0.5"},
         )
         assert photo.status_code == 400 and "only for a video" in photo.json()["error"]
+
+
+def test_gatys_video_follows_the_flow_and_resumes_from_its_last_frame(tmp_path, images):
+    clip = make_clip(tmp_path / "short.mp4", frames=4, size=(48, 32), audio=False, step=1)
+    kw = dict(method="gatys", size=None, steps=4, scales=1, seed=0, device="cpu", precision="fp32", tol=0)
+    style = [images["style"]]
+    plain, steady = tmp_path / "plain.mp4", tmp_path / "steady.mp4"
+    stylize_video(clip, plain, style, temporal=0.0, **kw)
+    stylize_video(clip, steady, style, temporal=1.0, **kw)
+    a, b = temporal_error(plain, clip), temporal_error(steady, clip)
+    assert b["warping_error"] < a["warping_error"], (a, b)
+
+    # Interrupted after three frames: they are kept beside the output, and --resume paints only the rest.
+    resumed = tmp_path / "resumed.mp4"
+    calls = []
+
+    def stop_after_three(p):
+        calls.append(p.step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(clip, resumed, style, temporal=1.0, callback=stop_after_three, **kw)
+    frames_dir = tmp_path / ".resumed.mp4.frames"
+    assert not resumed.exists() and len(list(frames_dir.glob("*.png"))) == 3
+    report = stylize_video(clip, resumed, style, temporal=1.0, resume=True, **kw)
+    assert report.resumed == 3 and report.frames == 4 and not frames_dir.exists()
+    for x, y in zip(frames_of(resumed), frames_of(steady)):
+        assert np.abs(x.astype(int) - y.astype(int)).mean() < 2  # the same frames as the run without a break
+    with pytest.raises(ImpastoError, match="--resume is for iterative"):
+        stylize_video(clip, tmp_path / "f.mp4", method="fast", resume=True)

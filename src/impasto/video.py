@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,11 @@ import numpy as np
 
 from .api import get_method, takes_style_images
 from .core import flow as flowlib
-from .core.image import load_image
+from .core.image import load_image, save_image
 from .core.video import DEFAULT_MAX_PIXELS, probe, transcode
 from .engine import Progress
 from .errors import ImpastoError
-from .options import make
+from .options import field_names, make
 
 CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new scene
 
@@ -62,6 +63,42 @@ class TemporalBlend:
         return out
 
 
+GUIDE_WEIGHT = 2000.0  # the temporal loss weight of an iterative method at --temporal 1 (pixels in [0, 1])
+
+
+class TemporalGuide:
+    """For iterative methods (Gatys): the previous result warped into the current frame, as a starting point and a
+    loss target where the flow is reliable (Ruder et al. 2016's warped initialization and short-term temporal
+    loss)."""
+
+    def __init__(self, strength: float) -> None:
+        if not 0 <= strength <= 1:
+            raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
+        self.strength = strength
+        self.prev_gray: np.ndarray | None = None
+        self.prev_out: np.ndarray | None = None
+        self.cuts = 0
+
+    def guide(self, frame: np.ndarray):
+        """(target, mask, weight) tensors for the engine, or None (first frame, a cut, or off)."""
+        if self.strength <= 0 or self.prev_gray is None:
+            return None
+        import torch
+
+        g = flowlib.gray(frame)
+        back = flowlib.flow(g, self.prev_gray)
+        mask = flowlib.reliable(back, flowlib.flow(self.prev_gray, g))
+        if float(mask.mean()) < CUT_RELIABLE:
+            self.cuts += 1
+            return None
+        warped = flowlib.warp(self.prev_out.astype(np.float32) / 255, back)
+        target = torch.from_numpy(np.ascontiguousarray(warped)).permute(2, 0, 1)[None]
+        return target, torch.from_numpy(mask)[None, None], GUIDE_WEIGHT * self.strength
+
+    def record(self, frame: np.ndarray, out: np.ndarray) -> None:
+        self.prev_gray, self.prev_out = flowlib.gray(frame), out
+
+
 @dataclass
 class VideoReport:
     """What a video run did."""
@@ -74,6 +111,7 @@ class VideoReport:
     cuts: int
     method: str
     options: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0  # frames taken from an interrupted run (--resume)
 
     @property
     def fps(self) -> float:
@@ -95,12 +133,14 @@ def stylize_video(
     engine: Any = None,
     callback: Callable[[Progress], None] | None = None,
     method_options: Any = None,
+    resume: bool = False,
     **options: Any,
 ) -> VideoReport:
     """Stylize `input` into `output` (.mp4 or .webm) with `method` and its `options`, frame by frame.
 
     `size` is the longest side of the output (None: the input's). The method is loaded once (or `engine`, already
-    loaded, is used); `method_options` are its Options when already made (the server's). `callback` gets a
+    loaded, is used); `method_options` are its Options when already made (the server's). Iterative methods keep each
+    finished frame beside the output until the end, and `resume` reuses them after an interruption. `callback` gets a
     :class:`impasto.engine.Progress` per frame (raising from it stops the run). Raises ImpastoError (one line) on a bad
     input; no partial output is left behind.
     """
@@ -117,8 +157,19 @@ def stylize_video(
     else:
         opts = make(module.Options, {**options, "size": None}, f"method {method!r}")
     opts.validate(len(style_images))
-    blend = TemporalBlend(temporal)
+    iterative = "steps" in field_names(module.Options)
+    blend = TemporalBlend(0.0 if iterative else temporal)
+    guide = TemporalGuide(temporal if iterative else 0.0)
     info = probe(input)  # a bad file fails here, before the model loads
+    # Iterative methods take seconds a frame: every finished frame is kept, so that --resume continues from there.
+    frames_dir = Path(output).with_name(f".{Path(output).name}.frames") if iterative else None
+    if frames_dir is not None:
+        if not resume and frames_dir.exists():
+            shutil.rmtree(frames_dir)
+        frames_dir.mkdir(exist_ok=True)
+    elif resume:
+        raise ImpastoError("--resume is for iterative methods (gatys), whose finished frames are kept")
+    resumed = [0]
     if engine is None:
         engine = module.load(opts)
     total = info.frames
@@ -134,9 +185,20 @@ def stylize_video(
     def paint(rgb: np.ndarray, index: int, t: float) -> np.ndarray:
         from PIL import Image
 
-        result = engine.run(Image.fromarray(rgb), style_images, opts)
-        stylized = np.asarray(_to_pil(result.image))
-        out = blend(rgb, stylized)
+        kept = frames_dir / f"{index:06d}.png" if frames_dir is not None else None
+        if kept is not None and kept.exists():
+            out = np.asarray(Image.open(kept).convert("RGB"))
+            resumed[0] += 1
+        elif iterative:
+            result = engine.run(Image.fromarray(rgb), style_images, opts, guide=guide.guide(rgb))
+            if result.stopped == "interrupted":
+                raise KeyboardInterrupt
+            out = np.asarray(_to_pil(result.image))
+            save_image(Image.fromarray(out), kept)
+        else:
+            result = engine.run(Image.fromarray(rgb), style_images, opts)
+            out = blend(rgb, np.asarray(_to_pil(result.image)))
+        guide.record(rgb, out)
         if callback is not None:
             callback(Progress(step=index + 1, total=max(total or 0, index + 1), image=_to_tensor(out)))
         return out
@@ -156,15 +218,18 @@ def stylize_video(
     finally:
         if bar is not None:
             bar.close()
+    if frames_dir is not None:
+        shutil.rmtree(frames_dir, ignore_errors=True)
     return VideoReport(
         str(output),
         stats.frames,
         stats.seconds,
         time.perf_counter() - t0,
         stats.audio,
-        blend.cuts,
+        blend.cuts + guide.cuts,
         method,
         {k: v for k, v in options.items() if not isinstance(v, (bytes, bytearray))},
+        resumed[0],
     )
 
 

@@ -35,6 +35,11 @@ def add_parser(sub) -> None:
     )
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
+    v.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of an iterative method (gatys) from its last finished frame",
+    )
     add_method_options(v, methods)
     v.set_defaults(method="fast")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -70,15 +75,18 @@ def run(args: argparse.Namespace) -> int:
                 start=args.start,
                 duration=args.duration,
                 progress=not args.quiet,
+                resume=args.resume,
                 **options,
             )
         except KeyboardInterrupt:
-            print("impasto: interrupted; no output written", file=sys.stderr)
+            kept = "the finished frames are kept: --resume continues" if args.method == "gatys" else "no output written"
+            print(f"impasto: interrupted; {kept}", file=sys.stderr)
             return EXIT_INTERRUPTED
     if not args.quiet:
         print(
             f"impasto: {report.frames} frames ({report.seconds:.1f} s of video) in {report.elapsed:.1f} s, "
-            f"{report.fps:.1f} frames/s; sound {report.audio}; {report.cuts} scene cut(s)",
+            f"{report.fps:.1f} frames/s; sound {report.audio}; {report.cuts} scene cut(s)"
+            + (f"; {report.resumed} frames from the interrupted run" if report.resumed else ""),
             file=sys.stderr,
         )
     print(report.output)

@@ -71,6 +71,7 @@ class PerceptualLoss(nn.Module):
         self.weights = (content_weight, style_weight, tv_weight)
         self.feature_scale = feature_scale or {}
         self.tv = TVLoss()
+        self.pixel_target: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.tiles: list[Tile] = []
         self.content = nn.ModuleDict()
         self.style = nn.ModuleDict()  # layer -> ModuleList of one loss per region
@@ -177,6 +178,25 @@ class PerceptualLoss(nn.Module):
             self.style.update({n: nn.ModuleList([GramStyleLoss(g)]) for n, g in grams.items()})
         return self
 
+    def set_pixel_target(
+        self, target: torch.Tensor | None, mask: torch.Tensor | None = None, weight: float = 1.0
+    ) -> "PerceptualLoss":
+        """A pixel term, `weight` x the mean over pixels of mask x (x - target)^2: video's short-term temporal loss
+        (Ruder et al. 2016), with the previous frame's result warped into this one as the target and the pixels where
+        the flow is reliable as the mask. None removes it."""
+        if target is None:
+            self.pixel_target = None
+        else:
+            mask = torch.ones_like(target[:, :1]) if mask is None else mask
+            self.pixel_target = (target.detach().float(), mask.detach().float(), float(weight))
+        return self
+
+    def _pixel_term(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pixel_target is None:
+            return x.new_zeros((), dtype=torch.float32)
+        target, mask, weight = self.pixel_target
+        return weight * (mask * (x.float() - target).pow(2)).mean()
+
     def _content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.tiles:
             feats = self.features(content, grad=False)
@@ -226,8 +246,11 @@ class PerceptualLoss(nn.Module):
         content = sum((self.content_w[n] * v for n, v in content_terms.items()), zero)
         style = sum((self.style_w[n] * v for n, v in style_terms.items()), zero)
         tv = self.tv(x)
-        total = cw * content + sw * style + tw * tv
+        pixel = self._pixel_term(x)
+        total = cw * content + sw * style + tw * tv + pixel
         terms = _floats(content, style, tv, total)
+        if self.pixel_target is not None:
+            terms["temporal"] = float(pixel.detach())
         if per_layer:
             terms["content_layers"] = {n: float(v) for n, v in content_terms.items()}
             terms["style_layers"] = {n: float(v) for n, v in style_terms.items()}
@@ -349,10 +372,14 @@ class PerceptualLoss(nn.Module):
             del window_grad
         with torch.enable_grad():
             tv = self.tv(x)
-            (tw * tv * scale).backward()
+            pixel = self._pixel_term(x)
+            ((tw * tv + pixel) * scale).backward()
         x.grad.add_(grad * scale)
-        total = cw * content + sw * style + tw * tv.detach()
-        return total.detach(), _floats(content, style, tv, total)
+        total = cw * content + sw * style + tw * tv.detach() + pixel.detach()
+        terms = _floats(content, style, tv, total)
+        if self.pixel_target is not None:
+            terms["temporal"] = float(pixel.detach())
+        return total.detach(), terms
 
 
 def _window(image: torch.Tensor, t: Tile) -> torch.Tensor:

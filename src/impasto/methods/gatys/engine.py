@@ -195,12 +195,18 @@ class GatysEngine(BaseEngine):
         *,
         callback: Callback | None = None,
         progress: bool = False,
+        guide: tuple[torch.Tensor, torch.Tensor, float] | None = None,
     ) -> Result:
         """Stylize `content` with one or more `styles`; see :class:`Options`.
 
         `callback(Progress)` is called after every step (steps counted across scales) with the current image,
         detached, at the current scale; raising from it stops the run. Ctrl-C (KeyboardInterrupt) stops the run and
         returns the last iterate, resized to the final size, with ``stopped="interrupted"``.
+
+        `guide` = (target, mask, weight), video's temporal guide (Ruder et al. 2016): the previous frame's result
+        warped into this one, (1, 3, H, W) at the final size, and where it is reliable, (1, 1, H, W) in [0, 1]. The
+        run starts from the target where it is reliable (the photo elsewhere) and every scale adds `weight` x the
+        masked pixel error to it.
         """
         styles = list(styles)
         opts = self.resolve(options, len(styles))
@@ -244,8 +250,14 @@ class GatysEngine(BaseEngine):
                     content_pil, style_pils, size, opts.style_scale, opts.max_size, min_side
                 )
                 content_t, style_ts = color_inputs(content_t, style_ts, opts.preserve_color)
+                g_target = g_mask = None
+                if guide is not None:
+                    g_target = resize_image(guide[0].float(), content_t.shape[-2:]).clamp(0, 1)
+                    g_mask = resize_image(guide[1].float(), content_t.shape[-2:]).clamp(0, 1)
                 if x is None:
                     start = _initial_image(opts.init, content_t, generator)
+                    if g_target is not None:  # Ruder et al.'s warped initialization
+                        start = g_mask * g_target + (1 - g_mask) * start
                 else:
                     start = upsample(x, content_t, opts.upsample)
                 masks = _region_masks(opts, content_t.shape[-2:], len(style_ts))
@@ -258,6 +270,8 @@ class GatysEngine(BaseEngine):
                     None if masks is None else [m.to(device) for m in masks],
                     plan.tiles,
                 )
+                if g_target is not None:
+                    loss.set_pixel_target(g_target.to(device), g_mask.to(device), guide[2])
                 tiles.append(plan.count)
                 if h0 is not None:
                     # The losses are means over positions, so curvature falls as 1 / pixels: rescale the carried h0.
