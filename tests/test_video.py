@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -144,8 +145,10 @@ def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     code = main(["video", str(clip), "-o", str(out), "--model", model, "--size", "48", "--temporal", "0.5", "-q"])
     assert code == 0 and probe(out).width == 48
-    assert main(["eval-video", str(out), "--source", str(clip), "--json"]) == 0
-    assert "warping_error" in capsys.readouterr().out
+    assert main(["eval-video", str(out), "--source", str(clip), "--json", "--style", str(EXAMPLES / "swirls.png")]) == 0
+    measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"warping_error", "reliable", "content", "style", "sampled_frames"} <= set(measured)
+    assert measured["sampled_frames"] == 2 and measured["content"] > 0
     assert main(["video", str(clip), "-o", str(clip), "--model", model]) == 2
     assert "overwrite the input" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--temporal", "2", "--model", model]) == 2
@@ -213,3 +216,42 @@ def test_gatys_video_follows_the_flow_and_resumes_from_its_last_frame(tmp_path, 
         assert np.abs(x.astype(int) - y.astype(int)).mean() < 2  # the same frames as the run without a break
     with pytest.raises(ImpastoError, match="--resume is for iterative"):
         stylize_video(clip, tmp_path / "f.mp4", method="fast", resume=True)
+
+
+def test_rotation_and_variable_frame_rate_are_kept(tmp_path, model):
+    """A phone's portrait clip (landscape frames plus a display matrix) comes out upright, and irregular frame times
+    stay as they were."""
+    src = tmp_path / "phone.mp4"
+    times = [0, 1, 2, 5, 6, 10]  # in tenths of a second: a variable rate
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 10)
+        v.set_display_rotation(90)
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[:16, :16] = 255  # a white block at the stored frame's top-left corner
+        for t in times:
+            f = av.VideoFrame.from_ndarray(img, "rgb24")
+            f.pts = t
+            f.time_base = Fraction(1, 10)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    info = probe(src)
+    assert (info.width, info.height, info.rotation) == (48, 64, 90)
+    out = tmp_path / "upright.mp4"
+    seen = []
+
+    def keep(rgb, index, t):
+        seen.append((rgb.copy(), round(t, 3)))
+        return rgb
+
+    transcode(src, out, keep)
+    frame, _ = seen[0]
+    # Turned a quarter counter-clockwise: the stored top-left corner is now at the bottom left.
+    assert frame.shape == (64, 48, 3) and frame[-8:, :8].mean() > 200 and frame[:8, :8].mean() < 50
+    assert [t for _, t in seen] == [t / 10 for t in times]
+    with av.open(str(out)) as c:
+        pts = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert pts == pytest.approx([t / 10 for t in times])

@@ -288,6 +288,29 @@ def temporal_error(output: str | os.PathLike, source: str | os.PathLike) -> dict
     return {"warping_error": float(np.mean(errors)), "reliable": float(np.mean(kept)), "frames": n}
 
 
+def sampled_distances(
+    output: str | os.PathLike, source: str | os.PathLike, styles: Sequence[Any], every: int = 8
+) -> dict[str, float]:
+    """Mean content and style distances (`impasto eval`'s) of every `every`-th frame of `output` against the same frame
+    of `source` and the paintings."""
+    from PIL import Image
+
+    from .metrics import Evaluator
+
+    outs = frames_of(output)
+    srcs = frames_of(source, size=max(outs[0].shape[:2]))
+    evaluate = Evaluator().evaluate
+    paintings = [load_image(s) if isinstance(s, (str, os.PathLike)) else s for s in styles]
+    rows = [
+        evaluate(Image.fromarray(outs[i]), Image.fromarray(srcs[i][: outs[i].shape[0], : outs[i].shape[1]]), paintings)
+        for i in range(0, min(len(outs), len(srcs)), every)
+    ]
+    out = {"content": float(np.mean([r["content"] for r in rows])), "sampled_frames": len(rows)}
+    if paintings:
+        out["style"] = float(np.mean([r["style"] for r in rows]))
+    return out
+
+
 def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
     """Refuse an output that would replace the input or has no video extension, before any work."""
     from .core.video import VIDEO_FORMATS

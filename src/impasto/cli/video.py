@@ -54,6 +54,13 @@ def add_parser(sub) -> None:
     )
     e.add_argument("output", metavar="OUTPUT", help="the stylized video")
     e.add_argument("--source", required=True, help="the video it was made from")
+    e.add_argument(
+        "--style",
+        nargs="+",
+        default=[],
+        metavar="PAINTING",
+        help="also the style distance of every 8th frame to these paintings (the content distance is always given)",
+    )
     e.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -94,16 +101,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..video import temporal_error
+    from ..core.image import load_image
+    from ..video import sampled_distances, temporal_error
 
+    styles = [load_image(s) for s in args.style]  # a bad painting fails before any measuring
     result = temporal_error(args.output, args.source)
+    result.update(sampled_distances(args.output, args.source, styles))
     if args.json:
         print(json.dumps(result))
     else:
-        print(
+        line = (
             f"warping error {result['warping_error']:.6f} over {result['frames']} frames "
-            f"({result['reliable']:.0%} of pixels reliable)"
+            f"({result['reliable']:.0%} of pixels reliable); content distance {result['content']:.4f}"
         )
+        if "style" in result:
+            line += f", style distance {result['style']:.4f}"
+        print(line + f" (every 8th frame: {result['sampled_frames']} frames)")
     return 0
 
 

