@@ -102,3 +102,34 @@ def test_globs_and_bad_arguments(album, images, tmp_path, capsys):
         assert cli.main(["batch", *args, "-o", str(tmp_path / "o2"), *style, *FAST]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and message in err, err
+
+
+def test_the_same_batch_on_a_local_ray_gives_the_same_pictures_and_account(album, images, tmp_path):
+    """Two Ray actors on this machine (the `ray` extra; `make test` installs it)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'impasto[ray]'; make test installs it)")
+    from impasto.batch import RaySettings, run_batch
+
+    kw = dict(method="adain", size=32, precision="fp32", device="cpu", recursive=True)
+    local = run_batch([album], tmp_path / "local", [images["style"]], **kw)
+    # A Ray started for the job is shut down after it: this one is kept for both batches below (it starts in seconds).
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = run_batch([album], tmp_path / "ray", [images["style"]], ray=RaySettings(workers=2), **kw)
+        again = run_batch([album], tmp_path / "ray", [images["style"]], ray=RaySettings(workers=2), **kw)
+    finally:
+        ray.shutdown()
+    assert sorted(on_ray.done) == sorted(local.done) == ["cat.png", "trip/blocks.png"]
+    assert sorted(f["error"] for f in on_ray.failed) == sorted(f["error"] for f in local.failed)
+    for name in local.done:
+        a = np.asarray(Image.open(tmp_path / "local" / name), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "ray" / name), dtype=int)
+        assert np.abs(a - b).max() <= 1, name  # the same engine in each actor
+    # Resumable in the same way: a rerun on Ray skips what is there.
+    assert sorted(again.skipped) == ["cat.png", "trip/blocks.png"] and not again.done
+    assert json.loads((tmp_path / "ray" / "report.json").read_text())["skipped"] == again.skipped
+
+
+def test_ray_flags_need_ray(album, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["batch", str(album), "-o", str(out), "--style", str(images["style"]), "--workers", "3", *FAST])
+    assert code == 2 and "--workers and --gpus-per-worker are for --ray" in capsys.readouterr().err

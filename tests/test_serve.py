@@ -819,3 +819,25 @@ def test_the_core_never_imports_the_server():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_job_with_several_photos_is_a_batch_answered_as_a_zip(fakes, uploads):
+    """One engine for the whole batch; progress counts photos; a bad photo refuses the job before any work."""
+    import zipfile
+
+    with make_client() as c:
+        parts = files(uploads) + [("content", ("second.png", uploads["style2"], "image/png"))]
+        r = c.post("/api/jobs?wait=true", files=parts, data={"method": "quick", "size": "32"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text
+        with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+            assert z.namelist() == ["result-001.png", "result-002.png"]
+            assert max(Image.open(io.BytesIO(z.read("result-002.png"))).size) == 32
+        job = c.get(f"/api/jobs/{r.headers['x-job-id']}").json()
+        assert (job["step"], job["total"], job["status"]) == (2, 2, "done")
+        assert c.get(job["result_url"]).headers["content-type"] == "application/zip"
+        bad = files(uploads) + [("content", ("bad.png", b"not an image", "image/png"))]
+        r = c.post("/api/jobs", files=bad, data={"method": "quick"})
+        assert r.status_code == 400 and r.json()["error"].startswith("content 2: not an image")
+        many = files(uploads) + [("content", (f"{i}.png", uploads["content"], "image/png")) for i in range(40)]
+        r = c.post("/api/jobs", files=many, data={"method": "quick"})
+        assert r.status_code == 400 and "at most 32 photos" in r.json()["error"]

@@ -188,11 +188,13 @@ def run_batch(
     suffix: str = ".png",
     progress: bool = False,
     on_item: Callable[[str, str, str], None] | None = None,
+    ray: RaySettings | None = None,
     **options: Any,
 ) -> Report:
     """Stylize every picture `inputs` name into `output_dir`; see the module's notes. `options` are the method's
     Options fields, for every picture (a manifest row may change them for its own). Returns the report, also
-    written to ``output_dir/report.json``. `on_item(status, input, detail)` hears of each picture."""
+    written to ``output_dir/report.json``. `on_item(status, input, detail)` hears of each picture. With `ray`, the
+    pictures are stylized by a Ray Data actor pool (:mod:`impasto.batch_ray`) instead of in this process."""
     from tqdm import tqdm
 
     module = get_method(method)
@@ -210,7 +212,6 @@ def run_batch(
         base.validate(len(default_styles))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(method=method, ignored=ignored)
-    engines: dict[tuple, Any] = {}
     start = time.perf_counter()
     bar = tqdm(total=len(items), disable=True if not progress else None, unit="picture", dynamic_ncols=True)
 
@@ -223,32 +224,16 @@ def run_batch(
             on_item(status, str(item.content), detail)
         bar.update(1)
 
+    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing)
     try:
-        for item in items:
-            target = out_dir / item.output
-            if skip_existing and target.exists():
-                record("skipped", item)
-                continue
-            try:
-                opts = base
-                if item.options:
-                    row = _convert_row(module.Options, item.options, str(item.content))
-                    opts = make(module.Options, {**_fields(base), **row}, f"method {method!r}")
-                item_styles = [load_image(s) for s in item.styles] if item.styles else default_styles
-                opts.validate(len(item_styles))
-                content = load_image(item.content)
-                key = load_key(opts)
-                if key not in engines:
-                    engines.clear()  # one network in memory at a time
-                    engines[key] = module.load(opts)
-                result = engines[key].run(content, item_styles, opts)
-                if result.stopped == "interrupted":
-                    raise KeyboardInterrupt
-                target.parent.mkdir(parents=True, exist_ok=True)
-                save_image(result.image, target)
-                record("done", item)
-            except ImpastoError as e:
-                record("failed", item, str(e))
+        if ray is not None:
+            from .batch_ray import run_on_ray
+
+            for item, (status, detail) in run_on_ray(items, worker, ray):
+                record(status, item, detail)
+        else:
+            for item in items:
+                record(*worker.process(item))
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
@@ -256,6 +241,56 @@ def run_batch(
         report.seconds = time.perf_counter() - start
         write_report(report, out_dir / REPORT)
     return report
+
+
+@dataclass
+class RaySettings:
+    """Where and how wide a batch runs on Ray: a cluster's address (None: a local Ray started for the job), actors
+    (each loads the method once), GPUs per actor."""
+
+    address: str | None = None
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+
+
+class Worker:
+    """Makes one picture of a batch: the same code in this process and in each Ray actor. Engines are loaded on first
+    use and kept while the pictures' options allow (one network in memory at a time)."""
+
+    def __init__(self, method: str, options: dict[str, Any], styles: list, out_dir: Path, skip_existing: bool) -> None:
+        self.method, self.options, self.styles = method, options, styles
+        self.out_dir, self.skip_existing = Path(out_dir), skip_existing
+        self.engines: dict[tuple, Any] = {}
+
+    def __getstate__(self) -> dict:  # sent to Ray actors without the loaded networks
+        return {**self.__dict__, "engines": {}}
+
+    def process(self, item: Item) -> tuple[str, Item, str]:
+        """(status, item, detail): "done", "skipped" (the output exists) or "failed" with a one-line reason."""
+        module = get_method(self.method)
+        target = self.out_dir / item.output
+        if self.skip_existing and target.exists():
+            return "skipped", item, ""
+        try:
+            opts = make(module.Options, self.options, f"method {self.method!r}")
+            if item.options:
+                row = _convert_row(module.Options, item.options, str(item.content))
+                opts = make(module.Options, {**self.options, **row}, f"method {self.method!r}")
+            item_styles = [load_image(s) for s in item.styles] if item.styles else self.styles
+            opts.validate(len(item_styles))
+            content = load_image(item.content)
+            key = load_key(opts)
+            if key not in self.engines:
+                self.engines.clear()  # one network in memory at a time
+                self.engines[key] = module.load(opts)
+            result = self.engines[key].run(content, item_styles, opts)
+            if result.stopped == "interrupted":
+                raise KeyboardInterrupt
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_image(result.image, target)
+            return "done", item, ""
+        except ImpastoError as e:
+            return "failed", item, str(e)
 
 
 def _fields(options: Any) -> dict[str, Any]:

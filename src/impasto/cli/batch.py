@@ -7,6 +7,7 @@ import sys
 
 from ..api import available_methods, get_method
 from ..core.image import OUTPUT_FORMATS
+from ..errors import ImpastoError
 from .flags import HelpFormatter
 from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
 
@@ -50,14 +51,31 @@ def add_parser(sub) -> None:
         choices=sorted({ext.lstrip(".") for ext in OUTPUT_FORMATS}),
         help="format of the results",
     )
+    scale = ba.add_argument_group("Ray (more than one process or machine)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the batch on Ray Data: on the cluster at ADDRESS (e.g. ray://head:10001 or auto), or on a Ray "
+        "started on this machine for the job when no address is given; needs pip install 'impasto[ray]'",
+    )
+    scale.add_argument("--workers", type=int, default=2, help="with --ray: actors, each with the model loaded once")
+    scale.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --ray: GPUs for each actor")
     add_method_options(ba, methods)
     ba.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the summary is still printed)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import run_batch, summary
+    from ..batch import RaySettings, run_batch, summary
 
     options = method_options(args)
+    ray = None
+    if args.ray is not None:
+        ray = RaySettings(address=args.ray or None, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+    elif args.workers != 2 or args.gpus_per_worker:
+        raise ImpastoError("--workers and --gpus-per-worker are for --ray")
     with sigterm_as_interrupt():
         report = run_batch(
             args.inputs,
@@ -68,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             skip_existing=args.skip_existing,
             suffix="." + args.batch_format,
             progress=not args.quiet,
+            ray=ray,
             **options,
         )
     for line in summary(report):

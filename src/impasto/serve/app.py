@@ -373,8 +373,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 raise ImpastoError(f"{key}: expected an uploaded file, got a text field")
         if "content" not in files:
             raise ImpastoError("content: field required (upload the photo to repaint)")
-        if len(files["content"]) > 1:
-            raise ImpastoError("content: one photo per job, got several")
+        if len(files["content"]) > settings.max_batch:
+            raise ImpastoError(f"content: at most {settings.max_batch} photos per job, got {len(files['content'])}")
         extra_files = sorted(set(files) - {"content", "styles"})
         if extra_files:
             raise ImpastoError(f"{extra_files[0]}: expected a text field, got a file")
@@ -390,7 +390,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
         if not 0 <= temporal <= 1:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text}")
-        content, styles = files["content"][0], files.get("styles", [])
+        contents, styles = files["content"], files.get("styles", [])
+        content = contents[0]
         module = get_method(method)  # an unknown method is a 400 before any decoding
         if not styles and takes_style_images(module):
             raise ImpastoError("styles: field required (upload one or more style images)")
@@ -407,7 +408,18 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         out_size = used.get("size", settings.max_size)
         content_data = await content.read()
         video = None
-        if looks_like_video(content_data):
+        if len(contents) > 1:  # a batch: several photos, one result each, answered as a ZIP
+            if temporal_text is not None:
+                raise ImpastoError("temporal: only for a video upload")
+            content_im = [
+                await run_in_threadpool(decode_image, content_data, "content 1", settings.max_pixels, out_size)
+            ]
+            for i, upload in enumerate(contents[1:], 2):
+                data = await upload.read()
+                content_im.append(
+                    await run_in_threadpool(decode_image, data, f"content {i}", settings.max_pixels, out_size)
+                )
+        elif looks_like_video(content_data):
             video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size)
             content_im = None
         else:

@@ -116,7 +116,8 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
             "type": "string",
             "format": "binary",
             "description": f"The photo to repaint ({', '.join(FORMATS)}), or a video (MP4, MOV, WebM, MKV, AVI, "
-            "...): the result is then an MP4 with the sound kept, and progress counts frames.",
+            "...): the result is then an MP4 with the sound kept, and progress counts frames. Several 'content' "
+            "photos make a batch: one engine for all, progress counted in photos, the results as a ZIP of PNGs.",
         },
         "temporal": {
             "type": "number",

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zipfile
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,14 +179,15 @@ class JobManager:
         options: Any,
         public_options: dict,
         ignored: list,
-        content: Image.Image | None,
+        content: Image.Image | list[Image.Image] | None,
         styles: list[Image.Image],
         video: dict | None = None,
     ) -> Job:
         """Queue a job; raises QueueFull when `queue_size` jobs are already waiting. A video job (`video` names the
         uploaded file, its frame count and settings) counts frames as its steps."""
         self.cleanup()
-        iterative = hasattr(options, "steps") or video is not None
+        batch = isinstance(content, list)
+        iterative = (hasattr(options, "steps") or video is not None) and not batch
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
@@ -197,7 +199,13 @@ class JobManager:
                 options=options,
                 public_options=public_options,
                 ignored_options=ignored,
-                total=int(video["frames"]) if video else int(options.steps) if iterative else 1,
+                total=len(content)
+                if batch
+                else int(video["frames"])
+                if video
+                else int(options.steps)
+                if iterative
+                else 1,
                 iterative=iterative,
                 video=video,
                 created=self.clock(),
@@ -386,6 +394,8 @@ class JobManager:
                 raise _Stop("cancelled")
             if job.video is not None:
                 result = self._run_video(job, engine, styles, callback)
+            elif isinstance(content, list):
+                result = self._run_batch(job, engine, content, styles, callback)
             else:
                 result = engine.run(content, styles, job.options, callback=callback)
             made = result.path  # a file the run made: the job's result, or removed below
@@ -422,6 +432,31 @@ class JobManager:
         finally:
             if made is not None:  # made, but not kept (cancelled, failed to move): nothing left behind
                 Path(made).unlink(missing_ok=True)
+
+    def _run_batch(self, job: Job, engine: Any, contents: list, styles: list, callback) -> Result:
+        """Several photos with one engine: a ZIP of PNGs (result-001.png, ...), progress counted in photos."""
+        out = self.results_dir / f"{job.id}.work.zip"
+
+        def check(p: Progress) -> None:  # cancellation and the time limit, without the picture's own steps
+            step, total = job.step, job.total
+            callback(p)
+            job.step, job.total = step, total
+
+        try:
+            with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+                for i, content in enumerate(contents, 1):
+                    result = engine.run(content, styles, job.options, callback=check)
+                    if getattr(result, "stopped", None) == "interrupted":
+                        raise _Stop("cancelled")
+                    buf = io.BytesIO()
+                    tensor_to_pil(result.image).save(buf, format="PNG")
+                    z.writestr(f"result-{i:03d}.png", buf.getvalue())
+                    job.step = i
+                    self._changed(job)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        return Result(image=None, path=out, media_type="application/zip", steps=len(contents))
 
     def _run_video(self, job: Job, engine: Any, styles: list, callback) -> Result:
         from ..video import stylize_video

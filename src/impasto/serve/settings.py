@@ -36,6 +36,7 @@ class ServeSettings:
     default_size: int = 512  # output size when the request names none
     max_steps: int = 1000  # cap on `steps` for iterative methods
     max_styles: int = 8
+    max_batch: int = 32  # photos in one job (a batch job answers a ZIP of the results)
     queue_size: int = 8  # jobs waiting (the running one not counted); more answers 429
     job_timeout: float = 600.0  # seconds a job may run
     result_ttl: float = 3600.0  # seconds a finished job and its result are kept
