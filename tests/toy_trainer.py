@@ -68,7 +68,5 @@ def train(cfg: Config, *, resume=False, overwrite=False, progress=False, on_step
         def preview(self, step: int):
             return None
 
-    cfg.validate()
-    loop.check_paths(cfg, resume, overwrite)
-    state = loop.load_checkpoint(loop.checkpoint_path(cfg)) if resume else None
+    _, state = loop.begin(cfg, resume, overwrite, ())
     return loop.run(Task(), cfg, resume=resume, progress=progress, on_step=on_step, state=state)

@@ -72,6 +72,7 @@ def run_on_ray(items: list[Item], worker: Worker, settings: RaySettings) -> Iter
 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its start and finish lines, for every batch
         rows = [
             {
                 "index": i,
@@ -87,7 +88,7 @@ def run_on_ray(items: list[Item], worker: Worker, settings: RaySettings) -> Iter
             _Actor,
             fn_constructor_kwargs={"worker": worker},
             batch_size=1,
-            concurrency=settings.workers,
+            compute=ray.data.ActorPoolStrategy(size=settings.workers),
             num_cpus=1,
             num_gpus=settings.gpus_per_worker or None,
         )

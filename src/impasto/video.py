@@ -34,8 +34,8 @@ from .options import field_names, make
 CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new scene
 
 
-class TemporalBlend:
-    """Blends each stylized frame with the previous result carried along the flow (see the module's notes)."""
+class _Temporal:
+    """What both kinds of temporal consistency keep: the strength, the previous frame and result, the cuts seen."""
 
     def __init__(self, strength: float) -> None:
         if not 0 <= strength <= 1:
@@ -44,6 +44,10 @@ class TemporalBlend:
         self.prev_gray: np.ndarray | None = None
         self.prev_out: np.ndarray | None = None
         self.cuts = 0
+
+
+class TemporalBlend(_Temporal):
+    """Blends each stylized frame with the previous result carried along the flow (see the module's notes)."""
 
     def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
         """The output frame for input `frame` (H, W, 3 uint8) stylized as `stylized`."""
@@ -66,18 +70,10 @@ class TemporalBlend:
 GUIDE_WEIGHT = 2000.0  # the temporal loss weight of an iterative method at --temporal 1 (pixels in [0, 1])
 
 
-class TemporalGuide:
+class TemporalGuide(_Temporal):
     """For iterative methods (Gatys): the previous result warped into the current frame, as a starting point and a
     loss target where the flow is reliable (Ruder et al. 2016's warped initialization and short-term temporal
     loss)."""
-
-    def __init__(self, strength: float) -> None:
-        if not 0 <= strength <= 1:
-            raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
-        self.strength = strength
-        self.prev_gray: np.ndarray | None = None
-        self.prev_out: np.ndarray | None = None
-        self.cuts = 0
 
     def guide(self, frame: np.ndarray):
         """(target, mask, weight) tensors for the engine, or None (first frame, a cut, or off)."""

@@ -4,3 +4,38 @@ A trainer module exposes ``Config`` (a dataclass declared with :func:`impasto.op
 and ``train(config, *, resume, overwrite, progress, on_step)``; it is registered in :data:`impasto.api.TRAINERS`
 and ``impasto train NAME`` derives its flags from ``Config``.
 """
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from ..errors import ImpastoError
+
+
+def check_settings(cfg: Any, counts: Sequence[str] = (), numbers: Sequence[str] = ()) -> None:
+    """The checks every trainer's Config shares: `counts` whole numbers >= 1, `numbers` finite and >= 0, a positive
+    --lr, --preview-every >= 0, --workers >= 0, and --max-images / --threads (when set) >= 1. ImpastoError names the
+    first bad flag."""
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    for name in counts:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or v < 1:
+            raise ImpastoError(f"{flag(name)} must be a whole number >= 1, got {v}")
+    for name in numbers:
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ImpastoError(f"{flag(name)} must be a finite number >= 0, got {v}")
+    if cfg.lr <= 0:
+        raise ImpastoError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.preview_every < 0:
+        raise ImpastoError(f"--preview-every must be >= 0, got {cfg.preview_every}")
+    if not isinstance(cfg.workers, int) or cfg.workers < 0:
+        raise ImpastoError(f"--workers must be a whole number >= 0, got {cfg.workers}")
+    for name in ("max_images", "threads"):
+        v = getattr(cfg, name)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ImpastoError(f"{flag(name)} must be a whole number >= 1, got {v}")

@@ -129,6 +129,26 @@ def check_resumable(state: dict, cfg: Any, keys: Sequence[str], where: Path) -> 
         raise ImpastoError(f"--resume: {where} was trained with " + ", ".join(changed) + "; use the same settings")
 
 
+def begin(cfg: Any, resume: bool, overwrite: bool, resume_keys: Sequence[str]) -> tuple[Path, dict | None]:
+    """The start every trainer shares: settings checked, paths checked (in the first second, not at the first
+    checkpoint), and with `resume` the checkpoint loaded and checked against `resume_keys`. Returns (checkpoint path,
+    checkpoint state or None)."""
+    cfg.validate()
+    check_paths(cfg, resume, overwrite)
+    path = checkpoint_path(cfg)
+    state = load_checkpoint(path) if resume else None
+    if state is not None:
+        check_resumable(state, cfg, resume_keys, path)
+    return path, state
+
+
+def already_done(state: dict | None, cfg: Any) -> dict | None:
+    """The summary of a resumed run that has nothing left to do (e.g. a finished phase of a schedule), else None."""
+    if state is not None and int(state["step"]) >= cfg.steps:
+        return summary(int(state["step"]), 0.0, 0, list(state.get("log", [])), cfg)
+    return None
+
+
 def summary(step: int, seconds: float, steps_this_run: int, log: list[dict], cfg: Any) -> dict:
     """The end of a run: the step reached, time, and the mean losses of the last 100 steps."""
     recent = log[-min(len(log), 100) :] if log else []

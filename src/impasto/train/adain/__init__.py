@@ -9,12 +9,12 @@ This module declares the trainer's settings and imports no torch; :mod:`.trainer
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 from ...errors import ImpastoError
 from ...options import DEVICES, PRECISIONS, option
+from .. import check_settings
 
 _DATA = "data"
 _RUN = "run"
@@ -82,28 +82,15 @@ class Config:
                 raise ImpastoError(f"{flag} is required")
         if not str(self.output).endswith(".safetensors"):
             raise ImpastoError(f"--output {self.output}: the decoder is written as .safetensors")
-        for name in ("size", "batch", "steps", "checkpoint_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
+        check_settings(
+            self,
+            counts=("size", "batch", "steps", "checkpoint_every"),
+            numbers=("lr", "lr_decay", "content_weight", "style_weight", "identity_weight"),
+        )
         if self.size < 32 or self.size % 8:
             raise ImpastoError(f"--size must be a multiple of 8 and at least 32, got {self.size}")
         if not isinstance(self.image_size, int) or self.image_size < self.size:
             raise ImpastoError(f"--image-size must be a whole number >= --size ({self.size}), got {self.image_size}")
-        for name in ("lr", "lr_decay", "content_weight", "style_weight", "identity_weight"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")
-        if self.lr <= 0:
-            raise ImpastoError(f"--lr must be positive, got {self.lr}")
-        if self.preview_every < 0:
-            raise ImpastoError(f"--preview-every must be >= 0, got {self.preview_every}")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ImpastoError(f"--workers must be a whole number >= 0, got {self.workers}")
-        for name in ("max_images", "threads"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
 
 
 def train(

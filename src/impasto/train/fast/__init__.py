@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from ...errors import ImpastoError
 from ...options import DEVICES, PRECISIONS, option
+from .. import check_settings
 
 _DATA = "data"
 _NET = "network"
@@ -110,10 +111,11 @@ class Config:
             raise ImpastoError(
                 f"two paintings share the name {next(n for n in names if names.count(n) > 1)!r}; use --names"
             )
-        for name in ("size", "batch", "steps", "checkpoint_every", "width", "blocks", "style_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
+        check_settings(
+            self,
+            counts=("size", "batch", "steps", "checkpoint_every", "width", "blocks", "style_size"),
+            numbers=("lr", "lr_decay", "content_weight", "style_weight", "tv_weight"),
+        )
         if self.size < 32 or self.size % 4:
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")
         if self.width < 4:
@@ -122,26 +124,12 @@ class Config:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")
         if not isinstance(self.image_size, int) or self.image_size < self.size:
             raise ImpastoError(f"--image-size must be a whole number >= --size ({self.size}), got {self.image_size}")
-        for name in ("lr", "lr_decay", "content_weight", "style_weight", "tv_weight"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")
-        if self.lr <= 0:
-            raise ImpastoError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.adjustable <= 1:
             raise ImpastoError(f"--adjustable must be between 0 and 1, got {self.adjustable}")
         if self.style_layer_weights is not None:
             w = list(self.style_layer_weights)
             if len(w) != 4 or any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
                 raise ImpastoError("--style-layer-weights: four finite weights >= 0 (relu1_1..relu4_1), not all 0")
-        if self.preview_every < 0:
-            raise ImpastoError(f"--preview-every must be >= 0, got {self.preview_every}")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ImpastoError(f"--workers must be a whole number >= 0, got {self.workers}")
-        for name in ("max_images", "threads"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ImpastoError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v}")
 
 
 def train(

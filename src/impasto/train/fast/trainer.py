@@ -222,18 +222,15 @@ def train(
     A fresh run refuses to replace an existing checkpoint unless `overwrite`; `resume` continues it. Ctrl-C (and SIGTERM
     in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
     """
-    cfg.validate()
-    loop.check_paths(cfg, resume, overwrite)
-    ckpt_path = loop.checkpoint_path(cfg)
-    state = loop.load_checkpoint(ckpt_path) if resume else None
+    ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
     if state is not None:
-        loop.check_resumable(state, cfg, RESUME_KEYS, ckpt_path)
         stored = state.get("config") or {}
         stored = Config(**{k: stored.get(k) for k in ("style", "names")}).style_names if stored.get("style") else []
         if stored and stored != cfg.style_names:
             raise ImpastoError(f"--resume: {ckpt_path} was trained on the paintings {', '.join(stored)}")
-        if int(state["step"]) >= cfg.steps:
-            return loop.summary(int(state["step"]), 0.0, 0, list(state.get("log", [])), cfg)
+    done = loop.already_done(state, cfg)
+    if done is not None:
+        return done
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
