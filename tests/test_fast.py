@@ -80,10 +80,13 @@ def _cfg(dirs, out: Path, steps: int, **kw) -> Config:
 # The network
 
 
-@pytest.mark.parametrize("h,w", [(64, 48), (37, 50), (5, 7), (1, 3)])
+@pytest.mark.parametrize("h,w", [(64, 48), (37, 50), (8, 9), (5, 7), (1, 3)])
 def test_the_network_keeps_any_size(h, w):
+    from impasto.nets.fast import pad_to_min_side
+
     net = _perturbed_net()
-    y = net(torch.rand(2, 3, h, w), torch.tensor([[1.0, 0.0], [0.3, 0.7]]), torch.ones(2, 4))
+    x = torch.rand(2, 3, h, w)
+    y = net(pad_to_min_side(x), torch.tensor([[1.0, 0.0], [0.3, 0.7]]), torch.ones(2, 4))[..., :h, :w]
     assert y.shape == (2, 3, h, w) and 0 <= float(y.detach().min()) and float(y.detach().max()) <= 1
 
 
@@ -467,3 +470,36 @@ def test_builtin_styles_ship_and_run(images, tmp_path, capsys):
     out = _run(impasto.load("fast", device="cpu", precision="fp32"), images["content"], model="starry_night", size=64)
     photo = pil_to_tensor(Image.open(images["content"]).convert("RGB").resize((64, 43), Image.LANCZOS))
     assert out.shape == (1, 3, 43, 64) and float((out - photo).abs().mean()) > 0.03  # painted, not the photo
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def test_export_onnx_torchscript_and_int8_match_pytorch(model_file, tmp_path, images, capsys):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import onnxruntime as ort
+
+    from impasto.export import TOLERANCE, export
+
+    report = export(str(model_file), tmp_path / "m.onnx")
+    assert report["max_difference"] <= TOLERANCE and report["styles"] == ["swirl", "blocks"]
+    # Any size: the graph pads to its stride and the caller crops, as the engine does.
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((1, 3, 30, 41), dtype=np.float32)
+    style, layers = np.array([[0.0, 1.0]], np.float32), np.ones((1, 4), np.float32)
+    got = session.run(None, {"image": image, "style": style, "layers": layers})[0][..., :30, :41]
+    with torch.no_grad():
+        ref = load_model(model_file).net(*(torch.from_numpy(a) for a in (image, style, layers)))[..., :30, :41]
+    assert np.abs(got - ref.numpy()).max() < TOLERANCE
+
+    assert export(str(model_file), tmp_path / "m.pt", "torchscript")["max_difference"] <= TOLERANCE
+    photos = [Image.open(images["content"]).convert("RGB"), Image.open(images["style"]).convert("RGB")]
+    q = export(str(model_file), tmp_path / "q.onnx", int8=True, calibration=photos)
+    assert q["int8"] and 0 < q["mean_difference_on_photos"] < 0.1
+    with pytest.raises(ImpastoError, match="--int8 is for --format onnx"):
+        export(str(model_file), tmp_path / "x.pt", "torchscript", int8=True)
+    code = main(["export", str(model_file), "-o", str(tmp_path / "cli.onnx"), "--json"])
+    assert code == 0 and (tmp_path / "cli.onnx").exists() and not list(tmp_path.glob(".*.tmp"))
+    assert main(["export", "no_such_style", "-o", str(tmp_path / "y.onnx")]) == 2
+    assert "not a built-in style" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import ImpastoError
-from . import batch, evaluate, serve, styles, stylize, train, video
+from . import batch, evaluate, export, serve, styles, stylize, train, video
 from .flags import EXIT_USAGE, Parser
 
 EXIT_INTERRUPTED = 130
@@ -25,6 +25,7 @@ COMMANDS = {
     "video": video,
     "eval-video": video.EVAL,
     "styles": styles,
+    "export": export,
     "eval": evaluate,
     "serve": serve,
     "train": train,

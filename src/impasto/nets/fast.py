@@ -21,6 +21,7 @@ from torch import nn
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu2_2"
 STRIDE = 4  # two stride-2 convolutions down, two resize-convolutions up
+MIN_SIDE = 2 * STRIDE  # reflection padding at the bottleneck needs 2 positions a side
 MAX_LAYER_WEIGHT = 3.0  # per-layer weights are trained over [0, MAX_LAYER_WEIGHT]; 1 is the painting's recipe
 _EMBED = 32
 _HIDDEN = 128
@@ -107,11 +108,11 @@ class TransformerNet(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        # Reflect up to the stride (and to at least 2 px per side at the bottleneck, which reflection padding needs).
-        ph, pw = max(-h % STRIDE, 2 * STRIDE - h), max(-w % STRIDE, 2 * STRIDE - w)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        """Pictures of at least MIN_SIDE px a side (see :func:`pad_to_min_side` for smaller ones)."""
+        h, w = x.shape[-2], x.shape[-1]
+        # Reflected up to a multiple of the stride, always (a pad of 0 is a no-op): no branch on the size, so that a
+        # traced or exported graph serves every size.
+        x = F.pad(x, (0, (STRIDE - w % STRIDE) % STRIDE, 0, (STRIDE - h % STRIDE) % STRIDE), mode="reflect")
         params = iter(self.norm_parameters(style, layers))
         y = (x - 0.5) * 2
         for conv in self.conv_in:
@@ -123,3 +124,11 @@ class TransformerNet(nn.Module):
             y = F.relu(self.norm(conv(y), *next(params)))
         y = torch.sigmoid(self.conv_out(y))
         return y[..., :h, :w]
+
+
+def pad_to_min_side(x: torch.Tensor) -> torch.Tensor:
+    """A picture smaller than MIN_SIDE on a side, edge-replicated up to it (callers crop the result back)."""
+    h, w = x.shape[-2:]
+    if h >= MIN_SIDE and w >= MIN_SIDE:
+        return x
+    return F.pad(x, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")

@@ -19,6 +19,7 @@ from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
 from ...engine import BaseEngine, Callback, Progress, Result
 from ...errors import ImpastoError
+from ...nets.fast import pad_to_min_side
 from . import Options, parse_model
 from .model import FastModel, load_model
 
@@ -56,14 +57,14 @@ class FastEngine(BaseEngine):
     ) -> torch.Tensor:
         """One network pass over a (B, 3, H, W) batch in [0, 1] at its own size; `style` (n_styles,) mixes the
         model's paintings. Returns fp32 pictures on the CPU."""
-        b = content.shape[0]
-        x = content.to(self.device)
+        b, h, w = content.shape[0], content.shape[-2], content.shape[-1]
+        x = pad_to_min_side(content.to(self.device))
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         s = style.to(self.device, torch.float32)[None].expand(b, -1)
         lw = torch.tensor([list(layers)], dtype=torch.float32, device=self.device).expand(b, -1)
         with self._autocast():
-            return model.net(x, s, lw).float().clamp(0, 1).cpu()
+            return model.net(x, s, lw)[..., :h, :w].float().clamp(0, 1).cpu()
 
     @torch.no_grad()
     def stylize(
