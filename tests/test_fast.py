@@ -164,7 +164,8 @@ def test_model_specs(model_file):
 
 @pytest.fixture(scope="module")
 def engine(model_file) -> FastEngine:
-    return impasto.load("fast", model=str(model_file), device="cpu", precision="fp32")
+    # The PyTorch engine (impasto.load picks onnxruntime on a CPU when it is installed: tested apart below).
+    return FastEngine(Options(model=str(model_file), device="cpu", precision="fp32"))
 
 
 def _run(engine, content, **options) -> torch.Tensor:
@@ -467,7 +468,7 @@ def test_builtin_styles_ship_and_run(images, tmp_path, capsys):
     recipe = load_model(builtin_path()).recipe
     assert recipe["steps"] >= 100 and recipe["vgg"] == "caffe"
     assert main(["styles"]) == 0 and capsys.readouterr().out.split() == names
-    out = _run(impasto.load("fast", device="cpu", precision="fp32"), images["content"], model="starry_night", size=64)
+    out = _run(FastEngine(Options(device="cpu", precision="fp32")), images["content"], model="starry_night", size=64)
     photo = pil_to_tensor(Image.open(images["content"]).convert("RGB").resize((64, 43), Image.LANCZOS))
     assert out.shape == (1, 3, 43, 64) and float((out - photo).abs().mean()) > 0.03  # painted, not the photo
 
@@ -503,3 +504,68 @@ def test_export_onnx_torchscript_and_int8_match_pytorch(model_file, tmp_path, im
     assert code == 0 and (tmp_path / "cli.onnx").exists() and not list(tmp_path.glob(".*.tmp"))
     assert main(["export", "no_such_style", "-o", str(tmp_path / "y.onnx")]) == 2
     assert "not a built-in style" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runtime without PyTorch
+
+
+def test_the_onnxruntime_engine_matches_the_pytorch_one(model_file, images, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    from impasto.methods.fast.runtime import OrtFastEngine, ensure_onnx, onnx_path
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    assert impasto.load("fast", model=str(model_file)).__class__ is OrtFastEngine  # a CPU with onnxruntime
+    assert impasto.load("fast", model=str(model_file), precision="bf16").__class__ is FastEngine
+    ort_engine = OrtFastEngine(Options(model=str(model_file), device="cpu", precision="fp32"))
+    torch_engine = FastEngine(Options(model=str(model_file), device="cpu", precision="fp32"))
+    for extra in ({"size": 80}, {"size": 160, "fine": 2.0, "strength": 0.7}, {"size": 7}):
+        spec = f"{model_file}#swirl:1,{model_file}#blocks:2"
+        a = _run(ort_engine, images["content"], model=spec, **extra)
+        b = _run(torch_engine, images["content"], model=spec, **extra).numpy()
+        assert a.shape == b.shape and np.abs(a - b).mean() < 0.01, extra  # resizing differs slightly: Pillow
+    assert onnx_path(model_file).exists() and ensure_onnx(model_file) == onnx_path(model_file)
+    # Masks and colour preservation go to the PyTorch engine, with the same result.
+    a = _run(ort_engine, images["content"], model=str(model_file), size=None, preserve_color="luminance")
+    b = _run(torch_engine, images["content"], model=str(model_file), size=None, preserve_color="luminance")
+    assert torch.allclose(a, b)
+
+
+def test_the_command_line_fast_method_never_imports_torch(model_file, images, tmp_path):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import subprocess
+    import sys
+
+    from impasto.methods.fast.runtime import ensure_onnx
+
+    env = {**__import__("os").environ, "IMPASTO_CACHE": str(tmp_path / "cache")}
+    code = (
+        "import sys, os; os.environ['IMPASTO_CACHE'] = sys.argv[1]; from impasto.cli import main; "
+        "rc = main(sys.argv[2:]); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)"
+    )
+    argv = [
+        "stylize",
+        str(images["content"]),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--method",
+        "fast",
+        "--model",
+        str(model_file),
+        "--size",
+        "48",
+        "-q",
+    ]
+    import os
+
+    os.environ["IMPASTO_CACHE"] = str(tmp_path / "cache")
+    try:
+        ensure_onnx(model_file)  # the first use exports (with torch); later ones only read the graph
+    finally:
+        os.environ.pop("IMPASTO_CACHE")
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cache"), *argv], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "NO-TORCH"
+    assert Image.open(tmp_path / "o.png").size == (48, 32)

@@ -229,10 +229,9 @@ def stylize_video(
     )
 
 
-def _to_tensor(rgb: np.ndarray):
-    import torch
-
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+def _to_tensor(rgb: np.ndarray) -> np.ndarray:
+    """A frame as a progress picture: (1, 3, H, W) float in [0, 1] (an array: no torch needed)."""
+    return rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255
 
 
 def _to_pil(image: Any):

@@ -150,8 +150,14 @@ def pil_to_tensor(im: Image.Image) -> "torch.Tensor":
     return torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def tensor_to_pil(t: "torch.Tensor") -> Image.Image:
-    """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB PIL image (values clamped)."""
+def tensor_to_pil(t: "torch.Tensor | np.ndarray") -> Image.Image:
+    """Float tensor or array (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB PIL image (values clamped)."""
+    if isinstance(t, np.ndarray):  # engines that run without torch give arrays
+        a = t[0] if t.ndim == 4 and t.shape[0] == 1 else t
+        if a.ndim != 3 or a.shape[0] != 3:
+            raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) array, got shape {t.shape}")
+        a = (np.clip(a.astype(np.float32), 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+        return Image.fromarray(np.ascontiguousarray(a), "RGB")
     t = t.detach()
     if t.dim() == 4:
         if t.shape[0] != 1:
@@ -243,7 +249,7 @@ def _same_file(a: str | os.PathLike, b: Path) -> bool:
 def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same directory, then a rename."""
     p = check_output_path(path)
-    if _is_tensor(im):
+    if _is_tensor(im) or isinstance(im, np.ndarray):
         im = tensor_to_pil(im)
     fmt = OUTPUT_FORMATS[p.suffix.lower()]
     params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}

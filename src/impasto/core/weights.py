@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import ImpastoError
+from .cache import cache_dir
 from .modelfile import first_sentence, read_metadata, read_tensors, save_tensors
 from .vgg_layers import CONV_LAYERS, CONV_SHAPES
 
@@ -52,16 +53,6 @@ class VGGWeights:
     state: dict[str, torch.Tensor]  # "conv1_1.weight", "conv1_1.bias", ...
     normalization: str  # "caffe" (BGR, 0-255, mean subtracted) or "torchvision" (RGB, 0-1, mean/std)
     source: str
-
-
-def cache_dir() -> Path:
-    """Where converted weights are cached: ``$IMPASTO_CACHE``, else ``$XDG_CACHE_HOME/impasto``, else ~/.cache."""
-    env = os.environ.get("IMPASTO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "impasto"
 
 
 def load_weights(source: str | os.PathLike | None = None, normalization: str | None = None) -> VGGWeights:

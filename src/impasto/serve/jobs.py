@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from PIL import Image
 
 from ..api import get_method
@@ -479,7 +480,7 @@ class JobManager:
 
 def _thumbnail(image: Any, size: int) -> str:
     """A JPEG data URL of the image with its longest side at most `size`."""
-    im = tensor_to_pil(image.detach().float().cpu())
+    im = tensor_to_pil(image if isinstance(image, np.ndarray) else image.detach().float().cpu())
     im.thumbnail((size, size), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=80)

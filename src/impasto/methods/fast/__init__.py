@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +30,7 @@ STYLE_IMAGES = False  # paints trained styles: no style images (see impasto.api.
 BUILTIN_FILE = "fast_styles.safetensors"
 MAX_LAYER_WEIGHT = 3.0  # as trained (impasto.nets.fast.MAX_LAYER_WEIGHT; this module stays torch-free)
 LAYER_OPTIONS = ("fine", "small", "medium", "coarse")  # relu1_1 .. relu4_1
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 def builtin_path() -> Path:
@@ -35,20 +38,27 @@ def builtin_path() -> Path:
     return Path(str(resources.files("impasto") / "models" / BUILTIN_FILE))
 
 
-def model_names(path: str | Path) -> list[str]:
-    """The style names a fast-network file holds, read from its header (no torch, no weights)."""
+def model_metadata(path: str | Path) -> dict[str, str]:
+    """A fast-network file's metadata, read from its header (no torch, no weights)."""
     p = Path(path)
     try:
         with open(p, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
             if n > 100_000_000:
                 raise ValueError("header too large")
-            header = json.loads(f.read(n))
-        return list(json.loads(header["__metadata__"]["names"]))
+            meta = json.loads(f.read(n))["__metadata__"]
+        json.loads(meta["names"])
+        int(meta["image_size"])
+        return meta
     except FileNotFoundError:
         raise ImpastoError(f"model {p}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         raise ImpastoError(f"model {p}: not an impasto fast-network file") from None
+
+
+def model_names(path: str | Path) -> list[str]:
+    """The style names a fast-network file holds, in the order of the network's style input."""
+    return list(json.loads(model_metadata(path)["names"]))
 
 
 def builtin_styles() -> list[str]:
@@ -186,6 +196,14 @@ class Options:
         load=True,
     )
     device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", load=True)
+    runtime: str = option(
+        "auto",
+        "what runs the network: onnx = onnxruntime (no PyTorch start-up; exported to the cache on first use), "
+        "torch = PyTorch; auto = onnx on a CPU when onnxruntime is installed",
+        "str",
+        choices=RUNTIMES,
+        load=True,
+    )
     max_size: int = option(DEFAULT_MAX_SIZE, "refuse --size above this (raise it to go bigger)", "int")
 
     @property
@@ -215,7 +233,39 @@ class Options:
 
 
 def load(options: Options | None = None) -> "Engine":
-    """The fast-network engine: models loaded once and kept, for many pictures and frames."""
+    """The fast-network engine: models loaded once and kept, for many pictures and frames.
+
+    On a CPU with onnxruntime installed, the engine runs the networks exported to ONNX and never imports PyTorch
+    (:mod:`.runtime`); with a GPU, an explicit --device or a --precision other than fp32, the PyTorch engine does.
+    """
+    opts = options or Options()
+    if uses_onnxruntime(opts):
+        from .runtime import OrtFastEngine
+
+        return OrtFastEngine(opts)
     from .engine import FastEngine
 
-    return FastEngine(options or Options())
+    return FastEngine(opts)
+
+
+def uses_onnxruntime(opts: Options) -> bool:
+    """Whether :func:`load` picks the onnxruntime engine for these options (see there)."""
+    from .runtime import available
+
+    if opts.runtime != "auto":
+        if opts.runtime == "onnx" and (opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32")):
+            raise ImpastoError("--runtime onnx runs on the CPU in fp32; use --runtime torch for --device/--precision")
+        if opts.runtime == "onnx" and not available(parse_model(opts.model)):
+            raise ImpastoError("--runtime onnx needs onnxruntime and onnx: pip install 'impasto[export]'")
+        return opts.runtime == "onnx"
+    if opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32"):
+        return False
+    if opts.device == "auto" and (os.path.exists("/dev/nvidia0") or "torch.cuda" in sys.modules and _cuda()):
+        return False  # a GPU may be there: PyTorch uses it
+    return available(parse_model(opts.model))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

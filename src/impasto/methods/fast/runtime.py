@@ -1,0 +1,190 @@
+"""The fast method without PyTorch: the networks exported to ONNX and run by onnxruntime, with numpy and Pillow.
+
+Importing torch takes about 3 s on the project's machines, longer than painting a picture; this engine never imports
+it for the common run (a style or a blend of styles, the layer sliders, strength, any size with the working scale and
+the detail put back). A model file is exported to ONNX once, into the cache (that first time needs torch, and checks
+the graph against PyTorch), and reused from then on. Runs that ask for masks or colour preservation are handed to the
+PyTorch engine, loaded on first need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...core.image import ImageLike, as_pil, fit_longest_side
+from ...engine import BaseEngine, Callback, Progress, Result
+from ...errors import ImpastoError
+from . import Options, model_metadata, model_names, parse_model
+
+MIN_SIDE = 8  # as impasto.nets.fast.MIN_SIDE
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def available(items: Sequence[tuple[str, str, float]] = ()) -> bool:
+    """Whether onnxruntime can run these models: it is installed, and each model's graph is in the cache or can be
+    exported there (the `onnx` package is installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    if importlib.util.find_spec("onnx") is not None:
+        return True
+    return all(onnx_path(path).exists() for path, _, _ in items)
+
+
+def onnx_path(model: str | os.PathLike) -> Path:
+    """Where the ONNX export of a model file is cached: named by the file's content, so a changed file is exported
+    again."""
+    from ...core.cache import cache_dir
+
+    h = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"fast-{h}.onnx"
+
+
+def ensure_onnx(model: str | os.PathLike) -> Path:
+    """The cached ONNX graph of a model file, exported (and checked against PyTorch) the first time."""
+    path = onnx_path(model)
+    if not path.exists():
+        from ...export import export
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export(str(model), path, "onnx")
+    return path
+
+
+class OrtFastEngine(BaseEngine):
+    """The fast method on onnxruntime (see the module's notes); the same Options and results as the PyTorch engine."""
+
+    def __init__(self, options: Options, threads: int | None = None) -> None:
+        super().__init__(options)
+        parse_model(options.model)  # a bad --model fails at load
+        self.threads = threads
+        self._sessions: dict[str, tuple[Any, list[str], int]] = {}
+        self._torch_engine = None
+
+    def session(self, model: str) -> tuple[Any, list[str], int]:
+        """(onnxruntime session, style names, training scale) of a model file."""
+        if model not in self._sessions:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            if self.threads:
+                so.intra_op_num_threads = self.threads
+            session = ort.InferenceSession(str(ensure_onnx(model)), so, providers=["CPUExecutionProvider"])
+            meta = model_metadata(model)
+            self._sessions[model] = (session, model_names(model), int(meta["image_size"]))
+        return self._sessions[model]
+
+    def paint(self, picture: np.ndarray, model: str, style: np.ndarray, layers: Sequence[float]) -> np.ndarray:
+        """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape."""
+        session = self.session(model)[0]
+        h, w = picture.shape[:2]
+        x = picture.transpose(2, 0, 1)[None]
+        if h < MIN_SIDE or w < MIN_SIDE:
+            x = np.pad(x, ((0, 0), (0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w))), mode="edge")
+        feed = {
+            "image": np.ascontiguousarray(x, dtype=np.float32),
+            "style": style[None].astype(np.float32),
+            "layers": np.asarray([layers], np.float32),
+        }
+        out = session.run(None, feed)[0][0, :, :h, :w]
+        return np.clip(out.transpose(1, 2, 0), 0, 1)
+
+    def stylize(
+        self,
+        photo: Image.Image,
+        model: str,
+        style: np.ndarray,
+        layers: Sequence[float],
+        work: int | None,
+        detail: float,
+    ) -> np.ndarray:
+        """As :meth:`impasto.methods.fast.engine.FastEngine.stylize`: large pictures painted at the working scale,
+        enlarged, with the photo's fine luminance detail put back."""
+        rgb = np.asarray(photo, np.float32) / 255
+        work = self.session(model)[2] if work is None else work
+        w, h = photo.size
+        if not work or min(h, w) <= work:
+            return self.paint(rgb, model, style, layers)
+        scale = work / min(h, w)
+        small_size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = photo.resize(small_size, Image.BILINEAR, reducing_gap=None)
+        painted = self.paint(np.asarray(small, np.float32) / 255, model, style, layers)
+        big = _resize(painted, (w, h), Image.BICUBIC)
+        if detail > 0:
+            y = rgb @ _LUMA
+            y_small = _resize(_resize(y, small_size, Image.BILINEAR), (w, h), Image.BICUBIC)
+            big = big + detail * (y - y_small)[..., None]
+        return np.clip(big, 0, 1)
+
+    def _torch(self):
+        if self._torch_engine is None:
+            from .engine import FastEngine
+
+            self._torch_engine = FastEngine(self.options)
+        return self._torch_engine
+
+    def run(
+        self,
+        content: ImageLike,
+        styles: Sequence[ImageLike] = (),
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Result:
+        """One picture; `callback` is called once with the result."""
+        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
+
+    def run_many(
+        self,
+        contents: Iterable[ImageLike],
+        styles: Sequence[ImageLike] = (),
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Iterator[Result]:
+        """Many pictures (or a stream of frames) with the same settings."""
+        opts = self.resolve(options, len(list(styles)))
+        if opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
+            yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
+            return
+        items = parse_model(opts.model)
+        files = {path for path, _, _ in items}
+        if len(files) > 1:
+            raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
+        model = next(iter(files))
+        names = self.session(model)[1]
+        style = np.zeros(len(names), np.float32)
+        for _, name, weight in items:
+            style[names.index(name)] += weight
+        style /= style.sum()
+        for index, content in enumerate(contents):
+            photo = as_pil(content)
+            if opts.size is not None:
+                photo = fit_longest_side(photo, opts.size)
+            elif max(photo.size) > opts.max_size:
+                raise ImpastoError(
+                    f"the content image is {photo.width}x{photo.height}, above the cap of {opts.max_size} px"
+                )
+            out = self.stylize(photo, model, style, opts.layer_weights, opts.work_size, opts.detail)
+            if opts.strength < 1:
+                out = opts.strength * out + (1 - opts.strength) * (np.asarray(photo, np.float32) / 255)
+            image = out.transpose(2, 0, 1)[None].astype(np.float32)
+            if callback is not None:
+                callback(Progress(step=1, total=1, image=image, index=index))
+            yield Result(image=image)
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize a float (H, W) or (H, W, C) array with Pillow, channel by channel in 32-bit float."""
+    if a.ndim == 2:
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, resample), np.float32)
+    return np.stack([_resize(a[..., c], size, resample) for c in range(a.shape[-1])], axis=-1)
