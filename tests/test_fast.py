@@ -569,3 +569,13 @@ def test_the_command_line_fast_method_never_imports_torch(model_file, images, tm
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "NO-TORCH"
     assert Image.open(tmp_path / "o.png").size == (48, 32)
+
+
+def test_export_the_arbitrary_style_model(tmp_path):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    from impasto.export import TOLERANCE, export
+
+    report = export("adain", tmp_path / "adain.onnx")
+    assert report["max_difference"] <= TOLERANCE and (tmp_path / "adain.onnx").stat().st_size > 10**7
+    with pytest.raises(ImpastoError, match="--int8 is for the fast networks"):
+        export("adain", tmp_path / "q.onnx", int8=True)

@@ -48,6 +48,71 @@ def _example(model, size: tuple[int, int] = (64, 96)):
     return image, style, torch.ones(1, 4)
 
 
+def _adain_net(spec: str):
+    """The arbitrary-style model: ``adain`` (the bundled decoder) or ``adain:DECODER_FILE``."""
+    from .core.weights import load_weights
+    from .methods.adain.engine import load_decoder
+    from .nets.adain import BOTTLENECK, AdaINGraph, AdaINNet
+    from .nets.vgg import VGGFeatures
+
+    path = spec.split(":", 1)[1] if ":" in spec else None
+    decoder = load_decoder(path)
+    net = AdaINNet(VGGFeatures(load_weights(), [BOTTLENECK]), decoder)
+    return AdaINGraph(net).eval()
+
+
+def _adain_example(size: tuple[int, int] = (64, 96)):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, 3, *size, generator=g), torch.rand(1, 3, 80, 72, generator=g), torch.tensor([1.0])
+
+
+def _export_adain(spec: str, out: Path, fmt: str) -> dict[str, Any]:
+    import warnings
+
+    import torch
+
+    graph = _adain_net(spec)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if fmt == "torchscript":
+            torch.jit.trace(graph, _adain_example(), check_trace=False).save(str(out))
+        else:
+            torch.onnx.export(
+                graph,
+                _adain_example(),
+                str(out),
+                input_names=["content", "style", "strength"],
+                output_names=["stylized"],
+                dynamic_axes={
+                    "content": {2: "height", 3: "width"},
+                    "style": {2: "style_height", 3: "style_width"},
+                    "stylized": {2: "height", 3: "width"},
+                },
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    worst = 0.0
+    if fmt == "torchscript":
+        ts = torch.jit.load(str(out))
+        run = lambda *a: ts(*(torch.from_numpy(x) for x in a)).detach().numpy()  # noqa: E731
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        run = lambda c, s, a: session.run(None, {"content": c, "style": s, "strength": a})[0]  # noqa: E731
+    for size in ((64, 96), (45, 70)):
+        args = [t.numpy() for t in _adain_example(size)]
+        with torch.no_grad():
+            ref = graph(*(torch.from_numpy(a) for a in args)).numpy()
+        got = run(*args)
+        if got.shape != ref.shape:
+            raise ImpastoError(f"the exported model gives {got.shape} at {size}, PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return {"max_difference": worst, "styles": ["any painting (the 'style' input)"]}
+
+
 def export(
     model: str,
     output: str | os.PathLike,
@@ -67,9 +132,22 @@ def export(
     out = Path(output)
     if not out.parent.is_dir():
         raise ImpastoError(f"{out}: folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.tmp")
+    if model == "adain" or model.startswith("adain:"):
+        if int8:
+            raise ImpastoError("--int8 is for the fast networks today")
+        try:
+            report = {"model": model, "format": fmt, "int8": False, **_export_adain(model, tmp, fmt)}
+            report["bytes"] = tmp.stat().st_size
+            if report["max_difference"] > TOLERANCE:
+                raise ImpastoError(f"the exported model differs from PyTorch by {report['max_difference']:.2g}")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        report["output"] = str(out)
+        return report
     m = _fast_model(model)
     net = m.net.float().eval()
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
         if fmt == "torchscript":
             with torch.no_grad():

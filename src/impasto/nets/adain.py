@@ -163,3 +163,26 @@ class AdaINNet(nn.Module):
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
     # oneDNN's fast path on CPUs; a no-op elsewhere.
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+class AdaINGraph(nn.Module):
+    """The whole arbitrary-style model as one graph for export: ``forward(content, style, strength)`` with two
+    pictures in [0, 1] of any size (each side at least MARGIN + 1 px) and a (1,) strength; no branch on the sizes, so
+    one traced graph serves every size. The same computation as :class:`AdaINNet` with the style code taken inside.
+    """
+
+    def __init__(self, net: AdaINNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+        h, w = content.shape[-2], content.shape[-1]
+        x = F.pad(content, (MARGIN,) * 4, mode="reflect")
+        hp, wp = h + 2 * MARGIN, w + 2 * MARGIN
+        x = F.pad(x, (0, (STRIDE - wp % STRIDE) % STRIDE, 0, (STRIDE - hp % STRIDE) % STRIDE), mode="reflect")
+        features = self.net.encoder(x)[BOTTLENECK].float()
+        mean, std = mean_std(self.net.encoder(style)[BOTTLENECK].float())
+        target = adain(features, mean, std)
+        target = strength * target + (1 - strength) * features
+        out = self.net.decoder(target).float().clamp(0, 1)
+        return out[..., MARGIN : MARGIN + h, MARGIN : MARGIN + w]
