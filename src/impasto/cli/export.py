@@ -17,8 +17,8 @@ def add_parser(sub) -> None:
         help="export a network (fast, adain) to ONNX (optionally int8) or TorchScript",
         formatter_class=HelpFormatter,
         description="Export MODEL ('adain' or 'adain:DECODER' for the arbitrary-style model; a built-in style's name, "
-        "'builtin' for the whole gallery, or a file from 'impasto train fast') for serving without impasto. The exported graph's output is checked against PyTorch's at two "
-        "sizes before the file is written.",
+        "'builtin' for the whole gallery, or a file from 'impasto train fast') for serving without impasto. The "
+        "exported graph's output is checked against PyTorch's at two sizes before the file is written.",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("-o", "--output", required=True, help="the file to write (.onnx or .pt)")
