@@ -729,3 +729,31 @@ def test_stylize_batch_in_the_python_api(decoder_file, images):
         [images["content"]], images["style"], method="gatys", size=32, steps=2, scales=1, device="cpu"
     )
     assert len(gatys_outs) == 1 and max(gatys_outs[0].size) == 32
+
+
+def test_the_onnxruntime_engine_matches_the_pytorch_one(images, decoder_file, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import dataclasses
+
+    import numpy as np
+
+    import impasto
+    from impasto.methods.adain import uses_onnxruntime
+    from impasto.methods.adain.runtime import OrtAdaINEngine
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    opts = Options(decoder=str(decoder_file), device="cpu", precision="fp32", runtime="onnx")
+    ort_engine = impasto.load("adain", decoder=str(decoder_file), device="cpu", precision="fp32", runtime="onnx")
+    assert isinstance(ort_engine, OrtAdaINEngine) and uses_onnxruntime(opts)
+    assert not uses_onnxruntime(Options(runtime="torch")) and not uses_onnxruntime(Options(precision="bf16"))
+    torch_engine = AdaINEngine(opts)  # the same load options: the PyTorch engine ignores the runtime
+    for kw in ({"size": 64, "strength": 1.0}, {"size": 50, "strength": 0.4}):
+        run = dataclasses.replace(opts, **kw)
+        a = ort_engine.run(images["content"], [images["style"]], run).image
+        b = torch_engine.run(images["content"], [images["style"]], run).image
+        assert a.shape == tuple(b.shape) and np.abs(a - b.numpy()).max() < 1e-3, kw
+    # Blends go to PyTorch, with the same result.
+    two = dataclasses.replace(opts, size=48, style_weights=[1, 1])
+    a = ort_engine.run(images["content"], [images["style"], images["style2"]], two).image
+    b = torch_engine.run(images["content"], [images["style"], images["style2"]], two).image
+    assert torch.allclose(a, b)

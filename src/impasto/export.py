@@ -275,3 +275,18 @@ def check(path: Path, fmt: str, m, photos: Sequence[Any] = ()) -> dict[str, floa
             diffs.append(float(np.abs(exported(feed["image"], feed["style"], feed["layers"]) - ref).mean()))
         out["mean_difference_on_photos"] = float(np.mean(diffs))
     return out
+
+
+def cached_graph(kind: str, source: str | os.PathLike) -> Path:
+    """The ONNX graph of a model file (`kind` "fast", or "adain" for a decoder file), exported into the cache the
+    first time and checked against PyTorch then; named by the file's content, so a changed file is exported again."""
+    import hashlib
+
+    from .core.cache import cache_dir
+
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    path = cache_dir() / "onnx" / f"{kind}-{digest}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export(f"adain:{source}" if kind == "adain" else str(source), path, "onnx")
+    return path

@@ -1,4 +1,7 @@
-"""Where impasto keeps what it makes once and reuses: converted weights, exported graphs. Imports no torch."""
+"""Where impasto keeps what it makes once and reuses (converted weights, exported graphs), and what the CPU offers.
+
+Imports no torch.
+"""
 
 from __future__ import annotations
 
@@ -14,3 +17,14 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "impasto"
+
+
+def cpu_flags_say_fast_bf16() -> bool | None:
+    """True when /proc/cpuinfo lists native bf16 matrix units (AMX-BF16 or AVX512-BF16), False when it lists none,
+    None where there is no /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return None
+    return "amx_bf16" in flags or "avx512_bf16" in flags

@@ -6,6 +6,7 @@ import torch
 
 from ..errors import ImpastoError
 from ..options import DEVICES, PRECISIONS
+from .cache import cpu_flags_say_fast_bf16
 
 
 def _mps_available() -> bool:
@@ -33,12 +34,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with native bf16 matrix units (AMX-BF16 or AVX512-BF16), where bf16 autocast pays off."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-        return "amx_bf16" in flags or "avx512_bf16" in flags
-    except OSError:
-        pass
+    said = cpu_flags_say_fast_bf16()
+    if said is not None:
+        return said
     try:  # other systems: ask oneDNN
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -96,6 +96,14 @@ class Options:
         "str",
         load=True,
     )
+    runtime: str = option(
+        "auto",
+        "what runs the networks: onnx = onnxruntime (no PyTorch start-up; exported to the cache on first use), "
+        "torch = PyTorch; auto = onnx on CPUs without bf16 units when onnxruntime is installed",
+        "str",
+        choices=("auto", "onnx", "torch"),
+        load=True,
+    )
     max_size: int = option(DEFAULT_MAX_SIZE, "refuse --size above this (raise it to go bigger)", "int")
 
     def validate(self, n_styles: int) -> None:
@@ -126,7 +134,41 @@ class Options:
 
 
 def load(options: Options | None = None) -> "Engine":
-    """The AdaIN engine: encoder and decoder loaded once, style codes cached, for many pictures."""
+    """The AdaIN engine: encoder and decoder loaded once, style codes cached, for many pictures.
+
+    On CPUs without bf16 units, with onnxruntime installed, the whole model runs as one ONNX graph and PyTorch is not
+    imported for a plain run (:mod:`.runtime`); elsewhere (GPUs, bf16 CPUs, other VGG weights) PyTorch runs it.
+    """
+    opts = options or Options()
+    if uses_onnxruntime(opts):
+        from .runtime import OrtAdaINEngine
+
+        return OrtAdaINEngine(opts)
     from .engine import AdaINEngine
 
-    return AdaINEngine(options or Options())
+    return AdaINEngine(opts)
+
+
+def uses_onnxruntime(opts: Options) -> bool:
+    """Whether :func:`load` picks the onnxruntime engine for these options (see there)."""
+    import os
+
+    from ...core.cache import cpu_flags_say_fast_bf16
+    from .runtime import available
+
+    plain = opts.device in ("auto", "cpu") and opts.precision in ("auto", "fp32") and opts.weights in (None, "caffe")
+    if opts.runtime == "onnx":
+        if not plain:
+            raise ImpastoError(
+                "--runtime onnx runs on the CPU in fp32 with the bundled VGG weights; use --runtime torch"
+            )
+        if not available(opts.decoder):
+            raise ImpastoError("--runtime onnx needs onnxruntime and onnx: pip install 'impasto[export]'")
+        return True
+    if opts.runtime == "torch" or not plain:
+        return False
+    if opts.device == "auto" and os.path.exists("/dev/nvidia0"):
+        return False  # a GPU may be there: PyTorch uses it
+    if opts.precision == "auto" and cpu_flags_say_fast_bf16():
+        return False  # bf16 autocast in PyTorch is faster than onnxruntime's fp32 there
+    return available(opts.decoder)

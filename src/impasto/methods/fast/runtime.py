@@ -39,8 +39,7 @@ def available(items: Sequence[tuple[str, str, float]] = ()) -> bool:
 
 
 def onnx_path(model: str | os.PathLike) -> Path:
-    """Where the ONNX export of a model file is cached: named by the file's content, so a changed file is exported
-    again."""
+    """Where the ONNX export of a model file is cached (see :func:`impasto.export.cached_graph`)."""
     from ...core.cache import cache_dir
 
     h = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
@@ -49,13 +48,9 @@ def onnx_path(model: str | os.PathLike) -> Path:
 
 def ensure_onnx(model: str | os.PathLike) -> Path:
     """The cached ONNX graph of a model file, exported (and checked against PyTorch) the first time."""
-    path = onnx_path(model)
-    if not path.exists():
-        from ...export import export
+    from ...export import cached_graph
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        export(str(model), path, "onnx")
-    return path
+    return cached_graph("fast", model)
 
 
 class OrtFastEngine(BaseEngine):

@@ -1,0 +1,117 @@
+"""AdaIN without PyTorch: the whole model (encoder, AdaIN, decoder) exported to one ONNX graph and run by onnxruntime.
+
+For the common run (one painting, a strength, any size) on CPUs without native bf16 units, where onnxruntime in fp32
+is faster than PyTorch and skips its 3 s start-up. The graph is exported into the cache the first time (with PyTorch,
+checked against it). Blends of several paintings, masks, colour preservation and pictures under 17 px go to the
+PyTorch engine, loaded on first need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side
+from ...engine import BaseEngine, Callback, Progress, Result
+from ...errors import ImpastoError
+from . import Options
+
+MIN_CONTENT_SIDE = 17  # the graph reflects a 16 px margin, which needs more than 16 px a side
+MIN_STYLE_SIDE = 8
+
+
+def available(decoder: str | None) -> bool:
+    """Whether onnxruntime can run this decoder: installed, and the graph cached or exportable (`onnx` installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    return importlib.util.find_spec("onnx") is not None
+
+
+class OrtAdaINEngine(BaseEngine):
+    """AdaIN on onnxruntime (see the module's notes); the same Options and results as the PyTorch engine."""
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        self._session = None
+        self._torch_engine = None
+        self.session()  # a missing or foreign decoder fails at load, as with PyTorch
+
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            from ...export import cached_graph
+            from .engine import bundled_decoder_path
+
+            decoder = self.options.decoder or str(bundled_decoder_path())
+            if not Path(decoder).is_file():
+                if self.options.decoder is None:
+                    raise ImpastoError(f"the bundled AdaIN decoder is missing ({decoder}): reinstall impasto")
+                raise ImpastoError(f"--decoder {decoder}: no such file")
+            path = cached_graph("adain", decoder)
+            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return self._session
+
+    def _torch(self):
+        if self._torch_engine is None:
+            from .engine import AdaINEngine
+
+            self._torch_engine = AdaINEngine(self.options)
+        return self._torch_engine
+
+    def run(
+        self,
+        content: ImageLike,
+        styles: Sequence[ImageLike],
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Result:
+        """One picture; `callback` is called once with the result."""
+        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
+
+    def run_many(
+        self,
+        contents: Iterable[ImageLike],
+        styles: Sequence[ImageLike],
+        options: Options | None = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Iterator[Result]:
+        """Many pictures with the same painting: its size is prepared once."""
+        styles = list(styles)
+        opts = self.resolve(options, len(styles))
+        if len(styles) != 1 or opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
+            yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
+            return
+        style = as_pil(styles[0])
+        if opts.style_size is not None:
+            style = fit_longest_side(style, opts.style_size)
+        if min(style.size) < MIN_STYLE_SIDE:
+            style = fit_area(style, style.width * style.height, MIN_STYLE_SIDE)
+        style_a = _array(style)
+        strength = np.array([opts.strength], np.float32)
+        for index, content in enumerate(contents):
+            c = as_pil(content)
+            if opts.size is not None:
+                c = fit_longest_side(c, opts.size)
+            elif max(c.size) > opts.max_size:
+                raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
+            if min(c.size) < MIN_CONTENT_SIDE:
+                result = self._torch().run(c, styles, opts)
+            else:
+                out = self.session().run(None, {"content": _array(c), "style": style_a, "strength": strength})[0]
+                result = Result(image=np.clip(out, 0, 1))
+            if callback is not None:
+                callback(Progress(step=1, total=1, image=result.image, index=index))
+            yield result
+
+
+def _array(im: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), np.float32).transpose(2, 0, 1)[None] / 255)
