@@ -255,3 +255,16 @@ def test_rotation_and_variable_frame_rate_are_kept(tmp_path, model):
     with av.open(str(out)) as c:
         pts = [float(f.pts * f.time_base) for f in c.decode(video=0)]
     assert pts == pytest.approx([t / 10 for t in times])
+
+
+def test_a_batch_sends_its_videos_through_impasto_video(clip, model, tmp_path, images):
+    from impasto.batch import run_batch
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "pan.mp4").write_bytes(clip.read_bytes())
+    Image.open(images["content"]).save(folder / "cat.png")
+    report = run_batch([folder], tmp_path / "out", [], "fast", model=model, size=48, device="cpu", precision="fp32")
+    assert sorted(report.done) == ["cat.png", "pan.mp4"] and not report.failed
+    info = probe(tmp_path / "out" / "pan.mp4")
+    assert info.width == 48 and info.audio == "aac" and len(frames_of(tmp_path / "out" / "pan.mp4")) == 12

@@ -23,6 +23,8 @@ from .errors import ImpastoError
 from .options import field_names, load_key, make
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Videos in a batch go through impasto video, one file each, into an MP4 of the same name.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 REPORT = "report.json"
 
@@ -83,6 +85,8 @@ def gather(
             for f in sorted(p for p in path.glob(pattern) if p.is_file()):
                 if f.suffix.lower() in IMAGE_EXTENSIONS:
                     items.append(Item(f, f.relative_to(path).with_suffix(suffix)))
+                elif f.suffix.lower() in VIDEO_EXTENSIONS:
+                    items.append(Item(f, f.relative_to(path).with_suffix(".mp4")))
                 else:
                     ignored.append(str(f))
         elif glob.has_magic(text):
@@ -95,7 +99,8 @@ def gather(
                     Item(f, f.relative_to(base).with_suffix(suffix) if base != Path() else f.with_suffix(suffix))
                 )
         elif path.is_file():
-            items.append(Item(path, Path(path.name).with_suffix(suffix)))
+            out_suffix = ".mp4" if path.suffix.lower() in VIDEO_EXTENSIONS else suffix
+            items.append(Item(path, Path(path.name).with_suffix(out_suffix)))
         else:
             raise ImpastoError(f"{text}: no such file, folder or matching pattern")
     seen: dict[Path, Path] = {}
@@ -278,11 +283,25 @@ class Worker:
                 opts = make(module.Options, {**self.options, **row}, f"method {self.method!r}")
             item_styles = [load_image(s) for s in item.styles] if item.styles else self.styles
             opts.validate(len(item_styles))
-            content = load_image(item.content)
             key = load_key(opts)
             if key not in self.engines:
                 self.engines.clear()  # one network in memory at a time
                 self.engines[key] = module.load(opts)
+            if Path(item.content).suffix.lower() in VIDEO_EXTENSIONS:
+                from .video import stylize_video
+
+                target.parent.mkdir(parents=True, exist_ok=True)
+                stylize_video(
+                    item.content,
+                    target,
+                    item_styles,
+                    self.method,
+                    size=opts.size,
+                    engine=self.engines[key],
+                    method_options=opts,
+                )
+                return "done", item, ""
+            content = load_image(item.content)
             result = self.engines[key].run(content, item_styles, opts)
             if result.stopped == "interrupted":
                 raise KeyboardInterrupt
