@@ -579,3 +579,16 @@ def test_export_the_arbitrary_style_model(tmp_path):
     assert report["max_difference"] <= TOLERANCE and (tmp_path / "adain.onnx").stat().st_size > 10**7
     with pytest.raises(ImpastoError, match="--int8 is for the fast networks"):
         export("adain", tmp_path / "q.onnx", int8=True)
+
+
+def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):
+    """--init: the network and step count of a shipped file, for when the checkpoint is gone (a fresh machine)."""
+    first = tmp_path / "first.safetensors"
+    train(_cfg(train_dirs, first, 2, preview_every=0))
+    warm = tmp_path / "warm.safetensors"
+    summary = train(_cfg(train_dirs, warm, 3, preview_every=0, init=str(first)))
+    assert (summary["step"], summary["steps_this_run"]) == (3, 1) and load_model(warm).recipe["steps"] == 3
+    with pytest.raises(ImpastoError, match="holds the paintings"):
+        train(_cfg(train_dirs, tmp_path / "x.safetensors", 3, init=str(first), names=["p", "q"]))
+    with pytest.raises(ImpastoError, match="not both"):
+        train(_cfg(train_dirs, warm, 4, init=str(first)), resume=True)

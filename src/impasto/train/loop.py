@@ -188,7 +188,8 @@ def run(
     start_step = 0
     if state is not None:
         task.load_state_dict(state)
-        optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # a warm start from a model file has none: Adam starts afresh
+            optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
         log = list(state.get("log", []))
     task.start(resumed=state is not None)

@@ -69,6 +69,13 @@ class Config:
         "float",
         group=_LOSS,
     )
+    init: str | None = option(
+        None,
+        "start from this model file's network and step count (a warm start: the optimizer starts afresh), e.g. "
+        "to continue the built-in styles' training from the shipped file when the checkpoint is gone",
+        "str",
+        group=_RUN,
+    )
     checkpoint: str | None = option(None, "checkpoint file (default: OUTPUT.ckpt)", "str", group=_RUN)
     checkpoint_every: int = option(200, "steps between checkpoints", "int", group=_RUN)
     preview_every: int = option(500, "steps between preview grids (0 = never)", "int", group=_RUN)

@@ -209,6 +209,20 @@ class _Task:
             self.model.train()
 
 
+def _warm_start(cfg: Config) -> dict:
+    """A loop state from a model file: its network and step count, no optimizer (see --init)."""
+    from ...methods.fast.model import load_model
+
+    m = load_model(cfg.init)
+    if m.names != cfg.style_names:
+        raise ImpastoError(
+            f"--init {cfg.init} holds the paintings {', '.join(m.names)}, not {', '.join(cfg.style_names)}"
+        )
+    if (m.net.width, m.net.n_blocks) != (cfg.width, cfg.blocks):
+        raise ImpastoError(f"--init {cfg.init} is a network of width {m.net.width} and {m.net.n_blocks} blocks")
+    return {"step": int(m.recipe.get("steps", 0)), "net": m.net.state_dict(), "log": []}
+
+
 def train(
     cfg: Config,
     *,
@@ -228,6 +242,10 @@ def train(
         stored = Config(**{k: stored.get(k) for k in ("style", "names")}).style_names if stored.get("style") else []
         if stored and stored != cfg.style_names:
             raise ImpastoError(f"--resume: {ckpt_path} was trained on the paintings {', '.join(stored)}")
+    if cfg.init is not None:
+        if state is not None:
+            raise ImpastoError("--init starts a run from a model file; --resume continues a checkpoint: not both")
+        state = _warm_start(cfg)
     done = loop.already_done(state, cfg)
     if done is not None:
         return done
