@@ -120,7 +120,7 @@ def stylize_video(
     styles: Sequence[Any] = (),
     method: str = "fast",
     *,
-    temporal: float = 0.6,
+    temporal: float = 0.3,
     size: int | None = 512,
     start: float = 0.0,
     duration: float | None = None,

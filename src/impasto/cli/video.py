@@ -29,9 +29,9 @@ def add_parser(sub) -> None:
     v.add_argument(
         "--temporal",
         type=float,
-        default=0.6,
+        default=0.3,
         metavar="S",
-        help="temporal consistency from 0 (each frame on its own) to 1 (default: 0.6)",
+        help="temporal consistency from 0 (each frame on its own) to 1 (default: 0.3)",
     )
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")

@@ -385,7 +385,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         method = fields.pop("method", None) or DEFAULT_METHOD
         temporal_text = fields.pop("temporal", None) or None
         try:
-            temporal = 0.6 if temporal_text is None else float(temporal_text)
+            temporal = 0.3 if temporal_text is None else float(temporal_text)
         except ValueError:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
         if not 0 <= temporal <= 1:

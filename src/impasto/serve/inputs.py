@@ -123,7 +123,7 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
             "type": "number",
             "minimum": 0,
             "maximum": 1,
-            "default": 0.6,
+            "default": 0.3,
             "description": "For a video: temporal consistency from 0 (each frame on its own) to 1.",
         },
         "styles": {

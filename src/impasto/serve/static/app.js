@@ -884,7 +884,7 @@ async function startLive() {
   setStatus("Live: connecting…");
   ws.onopen = () => {
     const config = { method: state.method.name, model: state.builtin, size: String(Math.min(state.size, 512)),
-      temporal: 0.5 };
+      temporal: 0.3 };
     for (const c of state.controls) {
       const value = c.read();
       if (value !== "" && value != null) config[c.name] = String(value);
