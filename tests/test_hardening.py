@@ -261,3 +261,36 @@ def test_an_image_that_breaks_during_training_is_one_line(tmp_path, images, caps
     assert code == 2 and "unreadable during training" in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1
     assert out.exists() and Path(str(out) + ".ckpt").exists()  # the steps done were saved
+
+
+def _wait_in_a_worker() -> None:
+    import signal
+    import time
+
+    from impasto.train.data import _leave_signals_to_the_trainer
+
+    signal.signal(signal.SIGTERM, lambda *_: time.sleep(3600))  # what a handler inherited through fork may do
+    _leave_signals_to_the_trainer(0)
+    signal.pause()
+
+
+def test_a_training_data_worker_ends_on_its_own_sigterm_so_the_process_can_exit():
+    """A worker that ignored SIGTERM kept `multiprocessing`'s exit hook waiting forever (CI hung after the suite
+    passed); it still leaves the trainer's process group, so a group-wide Ctrl-C or SIGTERM does not reach it."""
+    import multiprocessing
+    import signal
+
+    worker = multiprocessing.get_context("fork").Process(target=_wait_in_a_worker, daemon=True)
+    worker.start()
+    try:
+        for _ in range(200):  # until it has moved to its own group
+            if os.getpgid(worker.pid) == worker.pid:
+                break
+            worker.join(0.05)
+        assert os.getpgid(worker.pid) == worker.pid != os.getpgid(0)
+        worker.terminate()
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGTERM
+    finally:
+        if worker.is_alive():
+            worker.kill()

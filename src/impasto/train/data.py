@@ -172,11 +172,14 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 def _leave_signals_to_the_trainer(worker_id: int) -> None:
-    """Workers ignore Ctrl-C and SIGTERM: sent to the whole process group (a terminal's Ctrl-C, `timeout`, a job
-    runner), they would kill a worker mid-batch and crash the trainer, which instead saves a checkpoint and stops
-    its workers itself."""
+    """Workers leave the trainer's process group: Ctrl-C or SIGTERM sent to the whole group (a terminal, `timeout`,
+    a job runner) would kill a worker mid-batch and crash the trainer, which instead saves a checkpoint and stops
+    its workers itself. SIGTERM sent to the worker alone still ends it: the loader, and `multiprocessing` at exit,
+    stop a worker that does not answer that way (one that ignored it made the process wait forever at exit)."""
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A handler inherited through fork (Ray installs one) would run Python code in a worker that may be stuck.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stream(make: Callable[[int], object], start: int, stop: int, workers: int = 0) -> Iterator[object]:
