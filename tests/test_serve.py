@@ -629,18 +629,18 @@ def test_a_registered_method_is_offered_on_the_command_line(toy, capsys):
 def test_non_images_are_rejected_by_their_bytes_not_their_name(uploads):
     with make_client() as c:
         r = c.post("/api/jobs", files=files(uploads, content=b"#!/bin/sh\necho not a picture\n"))
-        assert_error(r, 400, "content", "not an image")
+        assert_error(r, 400, "photo", "not an image")
         r = c.post("/api/jobs", files=files(uploads, content=b""))
-        assert_error(r, 400, "content", "empty")
+        assert_error(r, 400, "photo", "empty")
         # A real image in a format the server does not take (PPM) is refused too.
         ppm = io.BytesIO()
         Image.new("RGB", (8, 8)).save(ppm, format="PPM")
         assert_error(c.post("/api/jobs", files=files(uploads, content=ppm.getvalue())), 400, "not an image")
         truncated = uploads["content"][: len(uploads["content"]) // 2]
-        assert_error(c.post("/api/jobs", files=files(uploads, content=truncated)), 400, "content")
+        assert_error(c.post("/api/jobs", files=files(uploads, content=truncated)), 400, "photo")
         parts = files(uploads)
         parts[1] = ("styles", ("style.png", b"GIF89a broken", "image/gif"))
-        assert_error(c.post("/api/jobs", files=parts), 400, "style")
+        assert_error(c.post("/api/jobs", files=parts), 400, "painting")
         assert c.get("/api/info").json()["queue"] == {"waiting": 0, "running": 0}
 
 
@@ -837,7 +837,43 @@ def test_a_job_with_several_photos_is_a_batch_answered_as_a_zip(fakes, uploads):
         assert c.get(job["result_url"]).headers["content-type"] == "application/zip"
         bad = files(uploads) + [("content", ("bad.png", b"not an image", "image/png"))]
         r = c.post("/api/jobs", files=bad, data={"method": "quick"})
-        assert r.status_code == 400 and r.json()["error"].startswith("content 2: not an image")
+        assert r.status_code == 400 and r.json()["error"].startswith("photo 2: not an image")
         many = files(uploads) + [("content", (f"{i}.png", uploads["content"], "image/png")) for i in range(40)]
         r = c.post("/api/jobs", files=many, data={"method": "quick"})
         assert r.status_code == 400 and "at most 32 photos" in r.json()["error"]
+
+
+def test_ctrl_c_mid_job_stops_the_server_quietly_and_tells_the_open_event_streams(images):
+    """Ctrl-C with a job running and its event stream open: the stream hears 'cancelled' (the server is shutting
+    down) and ends, and the server stops without waiting out its grace period or printing tracebacks."""
+    import re
+    import signal
+    import subprocess
+
+    import httpx2 as httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "impasto", "serve", "--port", "0", "--max-size", "64"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = re.search(r"(http://\S+?)/ ", proc.stderr.readline()).group(1)
+        files = {"content": images["content"].read_bytes(), "styles": images["style"].read_bytes()}
+        job = httpx.post(f"{url}/api/jobs", files=files, data={"method": "gatys", "steps": "1000", "size": "64"}).json()
+        seen: list[str] = []
+        with httpx.stream("GET", f"{url}/api/jobs/{job['id']}/events", timeout=120) as events:
+            for line in events.iter_lines():  # until the server ends the stream
+                seen.append(line)
+                if line.startswith("data:") and '"status":"running"' in line and '"step":0' not in line:
+                    if proc.poll() is None and not any("SIGINT" in s for s in seen):
+                        proc.send_signal(signal.SIGINT)  # mid-job, with this stream open
+                        seen.append("(SIGINT sent)")
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "event: cancelled" in seen and any("the server is shutting down" in line for line in seen), seen[-4:]
+    assert "Traceback" not in err and "CancelledError" not in err and "graceful shutdown exceeded" not in err, err
+    assert err.strip().endswith("impasto: server stopped")

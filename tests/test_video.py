@@ -178,7 +178,7 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             files={"content": ("x.mp4", clip.read_bytes()[:700], "video/mp4")},
             data={"method": "fast", "model": model},
         )
-        assert bad.status_code == 400 and bad.json()["error"].startswith("content:"), bad.text
+        assert bad.status_code == 400 and bad.json()["error"].startswith("video:"), bad.text
         photo = c.post(
             "/api/jobs",
             files={"content": ("p.png", (EXAMPLES / "chelsea.png").read_bytes(), "image/png")},

@@ -30,15 +30,17 @@ from ..errors import ImpastoError
 from ..options import field_names as declared_fields
 from ..video import looks_like_video
 from .gallery import Gallery
-from .inputs import build_options, decode_image, form_schema, method_info
+from .inputs import MIME_TYPES, build_options, decode_image, form_schema, method_info
 from .jobs import Job, JobManager, QueueFull
 from .live import LatestFrame, make_painter, split_frame
-from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut, StyleOut
+from .schemas import ErrorOut, InfoOut, JobOut, LimitsOut, MethodOut, QueueOut, SampleOut, StyleOut
 from .settings import ServeSettings
 
 log = logging.getLogger("impasto.serve")
 
 STATIC = Path(__file__).resolve().parent / "static"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SAMPLES = {"chelsea.png": ("photo", "Chelsea the cat"), "swirls.png": ("painting", "Swirls")}
 DEFAULT_METHOD = "gatys"
 KEEPALIVE_S = 15.0
 # The page loads nothing from elsewhere; previews are data: URLs and results blob: URLs.
@@ -217,7 +219,25 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 result_ttl=settings.result_ttl,
             ),
             queue=QueueOut(**manager.counts()),
+            formats=list(MIME_TYPES),
         )
+
+    @app.get("/api/samples", response_model=list[SampleOut], tags=["server"])
+    def samples() -> list[dict]:
+        """The example photo and painting bundled with impasto, to try it without files of one's own."""
+        return [{"kind": kind, "name": name, "url": f"/api/samples/{file}"} for file, (kind, name) in SAMPLES.items()]
+
+    @app.get(
+        "/api/samples/{file}",
+        tags=["server"],
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}, "description": "The picture."}, 404: ERRORS[404]},
+    )
+    def sample(file: Annotated[str, PathParam(description="A file name GET /api/samples lists.")]) -> FileResponse:
+        """One bundled example picture."""
+        if file not in SAMPLES:  # only the names listed: never a path from the request
+            raise HTTPException(404, f"no sample {file!r}; GET /api/samples lists them")
+        return FileResponse(EXAMPLES / file, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/methods", response_model=list[MethodOut], tags=["server"])
     def methods() -> list[dict]:
@@ -236,12 +256,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             info = probe(path)
             if info.width * info.height > settings.max_pixels:
                 raise ImpastoError(
-                    f"content: the video is {info.width}x{info.height}, above this server's cap of "
+                    f"photo: the video is {info.width}x{info.height}, above this server's cap of "
                     f"{settings.max_pixels / 1e6:g} megapixels per frame"
                 )
         except ImpastoError as e:
             path.unlink(missing_ok=True)
-            raise ImpastoError("content: " + str(e).split(": ", 1)[-1]) from None
+            raise ImpastoError("video: " + str(e).split(": ", 1)[-1]) from None
         frames = info.frames or max(1, round((info.duration or 1) * info.fps))
         return {"path": str(path), "temporal": temporal, "size": size, "frames": frames}
 
@@ -284,6 +304,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 mailbox.close()
 
         receiver = asyncio.create_task(receive())
+        loop = asyncio.get_running_loop()
+
+        def server_stops() -> None:
+            loop.call_soon_threadsafe(mailbox.close)
+
+        manager.on_close(server_stops)
         try:
             while True:
                 item = await mailbox.take()
@@ -301,6 +327,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            manager.forget_close(server_stops)
             receiver.cancel()
 
     @app.get("/api/styles", response_model=list[StyleOut], tags=["server"])
@@ -411,13 +438,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         if len(contents) > 1:  # a batch: several photos, one result each, answered as a ZIP
             if temporal_text is not None:
                 raise ImpastoError("temporal: only for a video upload")
-            content_im = [
-                await run_in_threadpool(decode_image, content_data, "content 1", settings.max_pixels, out_size)
-            ]
+            content_im = [await run_in_threadpool(decode_image, content_data, "photo 1", settings.max_pixels, out_size)]
             for i, upload in enumerate(contents[1:], 2):
                 data = await upload.read()
                 content_im.append(
-                    await run_in_threadpool(decode_image, data, f"content {i}", settings.max_pixels, out_size)
+                    await run_in_threadpool(decode_image, data, f"photo {i}", settings.max_pixels, out_size)
                 )
         elif looks_like_video(content_data):
             video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size)
@@ -425,10 +450,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         else:
             if temporal_text is not None:
                 raise ImpastoError("temporal: only for a video upload")
-            content_im = await run_in_threadpool(decode_image, content_data, "content", settings.max_pixels, out_size)
+            content_im = await run_in_threadpool(decode_image, content_data, "photo", settings.max_pixels, out_size)
         style_ims = []
         for i, upload in enumerate(styles, 1):
-            what = "style" if len(styles) == 1 else f"style {i}"
+            what = "painting" if len(styles) == 1 else f"painting {i}"
             data = await upload.read()
             style_ims.append(
                 await run_in_threadpool(decode_image, data, what, settings.max_pixels, 2 * settings.max_size)

@@ -24,8 +24,9 @@ from ..errors import ImpastoError
 from .settings import ServeSettings
 
 # Formats Pillow decodes itself; anything else (EPS via Ghostscript, PDF, SVG...) is refused on purpose.
-FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone cameras)
-FORMAT_NAMES = "PNG, JPEG, WebP, BMP, TIFF or GIF"
+FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone cameras)
+FORMAT_NAMES = "PNG, JPEG, WebP, AVIF, BMP, TIFF or GIF"
+MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/avif", "image/bmp", "image/tiff", "image/gif")
 # The fields of POST /api/jobs that are not a method's options.
 RESERVED_FIELDS = ("content", "styles", "method", "temporal")
 MIN_SIZE = 16  # the server's smallest output size (px)

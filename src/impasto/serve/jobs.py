@@ -134,6 +134,8 @@ class JobManager:
         self._running: Job | None = None
         self._cond = threading.Condition()
         self._stopping = False
+        self._closing = False  # the server is going away: jobs end, event streams and live cameras close
+        self._on_close: set = set()  # callables (any thread) that end a long-lived connection
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.results_dir: Path | None = None
@@ -146,12 +148,47 @@ class JobManager:
     def start(self) -> None:
         """Create the private results directory and start the worker and janitor threads."""
         self.results_dir = Path(tempfile.mkdtemp(prefix="impasto-serve-"))  # mode 0700: ours alone
-        self._stopping = False
+        self._stopping = self._closing = False
         self._stopped.clear()
         for target, name in ((self._work, "impasto-worker"), (self._janitor, "impasto-janitor")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+
+    @property
+    def closing(self) -> bool:
+        """Whether the server is shutting down (event streams end after the job's last word)."""
+        return self._closing
+
+    def on_close(self, hook) -> None:
+        """Call `hook()` (from any thread) when the server begins to shut down; `forget_close` undoes it."""
+        with self._cond:
+            if self._closing:
+                hook()
+            else:
+                self._on_close.add(hook)
+
+    def forget_close(self, hook) -> None:
+        with self._cond:
+            self._on_close.discard(hook)
+
+    def begin_shutdown(self) -> None:
+        """The server was asked to stop (Ctrl-C, SIGTERM): end every job now, so that each open event stream says
+        so and closes and the server need not wait out its grace period (nor cancel requests mid-answer)."""
+        with self._cond:
+            self._closing = True
+            for job in self._waiting:
+                self._finish(job, "cancelled", error="the server is shutting down")
+            self._waiting.clear()
+            if self._running is not None:
+                self._running.cancel_requested = True
+            hooks, self._on_close = list(self._on_close), set()
+            for job in self._jobs.values():
+                if job.terminal:
+                    self._changed(job)  # wakes streams of finished jobs, which then end
+            self._cond.notify_all()
+        for hook in hooks:
+            hook()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel what runs, drop what waits, stop the threads and delete every result file."""
@@ -419,7 +456,7 @@ class JobManager:
             if e.reason == "timeout":
                 self._finish(job, "failed", error=f"timed out after {settings.job_timeout:g} s (the server's limit)")
             else:
-                self._finish(job, "cancelled")
+                self._finish(job, "cancelled", error="the server is shutting down" if self._closing else None)
         except ImpastoError as e:
             self._finish(job, "failed", error=str(e))
         except MemoryError:

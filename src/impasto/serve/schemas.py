@@ -142,4 +142,13 @@ class InfoOut(BaseModel):
     methods: list[str] = Field(description="Method names, for the 'method' form field.")
     default_method: str = Field(description="The method used when none is sent.")
     limits: LimitsOut = Field(description="The limits requests must stay within.")
+    formats: list[str] = Field(description="Picture formats this server reads, as MIME types (videos aside).")
     queue: QueueOut = Field(description="The queue now.")
+
+
+class SampleOut(BaseModel):
+    """A picture bundled with impasto, to try the page without files of one's own."""
+
+    kind: str = Field(description="'photo' or 'painting'.")
+    name: str = Field(description="A short name for people.")
+    url: str = Field(description="Where to GET the picture (PNG).")

@@ -39,11 +39,27 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
+def _server(app, grace: float):
+    """A uvicorn server that ends the app's jobs, event streams and live cameras as soon as it is asked to stop:
+    left open, they made Ctrl-C wait out the grace period and print a CancelledError traceback per connection."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # A signal handler may interrupt the job manager holding its lock in this thread: act from another.
+            threading.Thread(target=app.state.jobs.begin_shutdown, name="impasto-shutdown", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+        def stop(self) -> None:
+            """Stop from another thread, as a signal would."""
+            self.handle_exit(None, None)
+
+    return Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=grace))
+
+
 def serve(settings: ServeSettings, open_browser: bool = False) -> int:
     """Serve until Ctrl-C; returns the exit code."""
     settings.validate()
-    import uvicorn
-
     from .app import create_app
 
     app = create_app(settings)
@@ -60,8 +76,7 @@ def serve(settings: ServeSettings, open_browser: bool = False) -> int:
         f"impasto: serving the web app on {url}/ and the API on {url}/api (docs: {url}/api/docs); Ctrl-C stops",
         file=sys.stderr,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
+    server = _server(app, grace=3)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url + "/",)).start()
     try:
@@ -77,13 +92,11 @@ def serve(settings: ServeSettings, open_browser: bool = False) -> int:
 @contextlib.contextmanager
 def background(settings: ServeSettings) -> Iterator[str]:
     """Serve in a thread of this process (for tests and benchmarks); yields the base URL, stops on exit."""
-    import uvicorn
-
     from .app import create_app
 
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
+    server = _server(app, grace=2)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="impasto-server", daemon=True)
     thread.start()
     try:
@@ -93,6 +106,6 @@ def background(settings: ServeSettings) -> Iterator[str]:
             time.sleep(0.02)
         yield url_of(settings.host, sock.getsockname()[1])
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(15)
         sock.close()

@@ -21,26 +21,25 @@ const state = {
   keepMode: "luminance",
   controls: [], // the chosen method's generated controls: [{name, field, input, read}]
   values: {}, // per method, the values last set in its generated controls: {method: {option: value}}
-  job: null, // the running job: {id, events, started, timer, method}
+  job: null, // the running job: {id, events, started, timer, method, cancelling, settings}
   view: null, // what the canvas shows: {kind: "result"|"preview"|"placeholder", item}
-  gallery: [], // [{id, url, name, method, width, height, seconds, when}]
+  gallery: [], // the history, newest first: [{id, url, name, label, method, width, height, seconds, when, ...}]
+  down: false, // the server stopped answering
+  rerun: false, // a setting changed during a one-pass job: paint again when it ends
+  autoTimer: null,
 };
 
 // ---------------------------------------------------------------------------------------------- small helpers
 
-function toast(message, kind = "error") {
-  const el = document.createElement("div");
-  el.className = `toast ${kind === "info" ? "info" : ""}`;
-  const text = document.createElement("span");
-  text.textContent = message;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.setAttribute("aria-label", "Dismiss");
-  close.textContent = "×";
-  close.addEventListener("click", () => el.remove());
-  el.append(text, close);
-  $("toasts").append(el);
-  setTimeout(() => el.remove(), kind === "info" ? 4000 : 9000);
+// One status line tells what is going on; a problem stays in it, marked, until the next action.
+function problem(message) {
+  const el = $("status-text");
+  el.textContent = message;
+  el.classList.add("error");
+}
+
+function clearProblem() {
+  if (!state.down && $("status-text").classList.contains("error")) setStatus("Ready when you are.");
 }
 
 async function errorOf(response) {
@@ -100,36 +99,74 @@ function imageSize(url) {
 
 // ---------------------------------------------------------------------------------------------- inputs
 
-function acceptable(file) {
-  if (file.type && !file.type.startsWith("image/")) {
-    toast(`${file.name}: not an image.`);
-    return false;
-  }
-  const cap = state.info ? state.info.limits.max_upload_bytes : Infinity;
-  if (file.size > cap) {
-    toast(`${file.name} is ${fmtBytes(file.size)}; this server takes at most ${fmtBytes(cap)} per request.`);
-    return false;
-  }
-  return true;
+// What a file is, in words: "HEIC", "AVIF", "SVG"... from its type, else from its name.
+function formatName(file) {
+  const sub = (file.type || "").split("/")[1] || (file.name.split(".").pop() || "");
+  const name = sub.replace(/^x-/, "").replace(/\+xml$/, "").toUpperCase();
+  return name || "this kind of";
 }
 
-async function setContent(file) {
-  if (!acceptable(file)) return;
+function limits() {
+  return state.info ? state.info.limits : { max_pixels: Infinity, max_size: 4096, max_upload_bytes: Infinity };
+}
+
+// Check a picture in the browser before it goes anywhere: one the server cannot read, or one above its caps, is
+// converted or shrunk here (said in `note`); one this browser cannot open is named plainly. Null when refused.
+async function prepare(file, role) {
+  if (file.type && !file.type.startsWith("image/")) {
+    problem(`${file.name} is not a picture: choose a ${role} in JPEG, PNG, WebP or AVIF.`);
+    return null;
+  }
   const url = URL.createObjectURL(file);
   const dims = await imageSize(url);
   if (!dims) {
     URL.revokeObjectURL(url);
-    toast(`${file.name}: this browser cannot read it as an image.`);
-    return;
+    problem(`${file.name}: ${formatName(file)} pictures cannot be opened here, so this ${role} cannot be used. ` +
+      "Save it as JPEG or PNG and add it again.");
+    return null;
   }
+  const lim = limits();
+  const readable = !file.type || !state.info || state.info.formats.includes(file.type);
+  const pixels = dims.width * dims.height;
+  const heavy = file.size > 0.45 * lim.max_upload_bytes; // the photo and the paintings share one upload
+  if (readable && pixels <= lim.max_pixels && !heavy) return { file, url, ...dims, note: "" };
+  // Redraw it here: at most the server's largest output for a photo (twice that for a painting), within its caps.
+  const longest = role === "photo" ? lim.max_size : 2 * lim.max_size;
+  const scale = Math.min(1, longest / Math.max(dims.width, dims.height), Math.sqrt((0.98 * lim.max_pixels) / pixels));
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(dims.width * scale));
+  canvas.height = Math.max(1, Math.round(dims.height * scale));
+  canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+  URL.revokeObjectURL(url);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.93));
+  if (!blob) {
+    problem(`${file.name}: this ${role} is too large for this browser to prepare; make it smaller and add it again.`);
+    return null;
+  }
+  const stem = file.name.replace(/\.[^.]*$/, "") || role;
+  const made = new File([blob], `${stem}.jpg`, { type: "image/jpeg" });
+  const note = scale < 1
+    ? `shrunk here from ${dims.width} × ${dims.height} (the server takes at most ${(lim.max_pixels / 1e6).toFixed(0)} megapixels)`
+    : `${formatName(file)} converted to JPEG here (the server reads ${state.info.formats.map((t) => t.split("/")[1].toUpperCase()).join(", ")})`;
+  return { file: made, url: URL.createObjectURL(made), width: canvas.width, height: canvas.height, note };
+}
+
+async function setContent(file) {
+  clearProblem();
+  const ready = await prepare(file, "photo");
+  if (!ready) return;
   if (state.content) URL.revokeObjectURL(state.content.url);
-  state.content = { file, url, ...dims };
-  $("content-thumb").src = url;
+  state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name };
+  $("content-thumb").src = ready.url;
   $("content-thumb").hidden = false;
   $("content-drop").classList.add("filled");
   $("content-clear").hidden = false;
   $("content-meta").hidden = false;
-  $("content-meta").textContent = `${dims.width} × ${dims.height} · ${fmtBytes(file.size)}`;
+  $("content-meta").textContent = `${ready.width} × ${ready.height} · ${fmtBytes(ready.file.size)}` +
+    (ready.note ? ` · ${ready.note}` : "");
   if (!state.job && (!state.view || state.view.kind === "placeholder")) showPlaceholder();
   refresh();
 }
@@ -146,15 +183,17 @@ function clearContent() {
   refresh();
 }
 
-function addStyles(files) {
+async function addStyles(files, weights = []) {
+  clearProblem();
   const max = state.info ? state.info.limits.max_styles : 8;
-  for (const file of files) {
+  for (const [i, file] of files.entries()) {
     if (state.styles.length >= max) {
-      toast(`At most ${max} paintings per picture.`);
+      problem(`At most ${max} paintings per picture.`);
       break;
     }
-    if (!acceptable(file)) continue;
-    const item = { file, url: URL.createObjectURL(file), weight: 5 };
+    const ready = await prepare(file, "painting");
+    if (!ready) continue;
+    const item = { file: ready.file, url: ready.url, weight: weights[i] != null ? weights[i] : 5, name: file.name };
     state.styles.push(item);
     const card = $("style-card").content.firstElementChild.cloneNode(true);
     card.querySelector("img").src = item.url;
@@ -167,17 +206,20 @@ function addStyles(files) {
     range.setAttribute("aria-label", `Blend weight of ${file.name}`);
     const out = row.querySelector("output");
     const badge = card.querySelector("figcaption");
+    range.value = String(item.weight);
     range.addEventListener("input", () => {
       item.weight = Number(range.value);
       setFill(range);
       updateWeights();
     });
+    range.addEventListener("change", autoRender);
     card.querySelector(".remove").addEventListener("click", () => {
       state.styles = state.styles.filter((s) => s !== item);
       URL.revokeObjectURL(item.url);
       card.remove();
       row.remove();
       updateWeights();
+      $("style-drop").focus(); // the removed card had the focus
     });
     item.card = card;
     item.range = range;
@@ -222,11 +264,11 @@ function wireDrop(zone, input, onFiles) {
 }
 
 // Files dropped or pasted anywhere else: the photo first, then paintings.
-function takeLoose(files) {
+async function takeLoose(files) {
   files = files.filter((f) => !f.type || f.type.startsWith("image/"));
   if (!files.length) return;
-  if (!state.content) setContent(files.shift());
-  if (files.length) addStyles(files);
+  if (!state.content) await setContent(files.shift());
+  if (files.length && !usesGallery()) await addStyles(files);
 }
 
 // ---------------------------------------------------------------------------------------------- methods and settings
@@ -246,11 +288,43 @@ function buildMethods(prefs) {
     sub.className = "sub";
     sub.textContent = m.iterative ? "optimized · finest" : "one pass · instant";
     b.append(name, sub);
-    b.addEventListener("click", () => chooseMethod(m.name));
+    b.addEventListener("click", () => { if (state.method !== m) chooseMethod(m.name); });
     box.append(b);
   }
-  const wanted = state.methods.find((m) => m.name === prefs.method) ? prefs.method : state.info.default_method;
+  const wanted = state.methods.find((m) => m.name === prefs.method) ? prefs.method : firstRunMethod();
   chooseMethod(state.methods.find((m) => m.name === wanted) ? wanted : state.methods[0].name, false);
+}
+
+// A first visit starts with something that answers in seconds: the built-in styles when the server has them, else a
+// one-pass method; the optimization (minutes on a laptop) is one click away.
+function firstRunMethod() {
+  const onePass = state.methods.filter((m) => !m.iterative);
+  const gallery = onePass.find((m) => m.style_images === false);
+  if (gallery && state.builtins.length) return gallery.name;
+  const own = onePass.find((m) => m.style_images !== false);
+  return own ? own.name : state.info.default_method;
+}
+
+// ---- choice groups: one tab stop each; the arrow keys, Home and End move the choice (WAI-ARIA radio group)
+
+function roving(box) {
+  box.addEventListener("keydown", (e) => {
+    const items = [...box.querySelectorAll('[role="radio"]')].filter((b) => !b.hidden && !b.disabled);
+    const i = items.indexOf(document.activeElement);
+    if (i < 0) return;
+    const moves = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: items.length - 1 };
+    if (!(e.key in moves)) return;
+    e.preventDefault();
+    const next = items[(moves[e.key] + items.length) % items.length];
+    next.focus();
+    next.click();
+  });
+}
+
+function syncRoving(box) {
+  const items = [...box.querySelectorAll('[role="radio"]')];
+  const checked = items.find((b) => b.getAttribute("aria-checked") === "true" && !b.hidden) || items.find((b) => !b.hidden);
+  for (const b of items) b.tabIndex = b === checked ? 0 : -1;
 }
 
 // Methods that paint trained styles (style_images false) choose from the built-in gallery instead of uploads.
@@ -298,16 +372,20 @@ function buildBuiltins() {
 }
 
 function chooseBuiltin(name) {
+  if (state.builtin === name) return;
+  clearProblem();
   state.builtin = name;
   markBuiltin();
   savePrefs();
   refresh();
+  autoRender();
 }
 
 function markBuiltin() {
   for (const b of $("builtins").children) {
     if (b.dataset.name) b.setAttribute("aria-checked", String(b.dataset.name === state.builtin));
   }
+  syncRoving($("builtins"));
 }
 
 function chooseMethod(name, save = true) {
@@ -316,6 +394,8 @@ function chooseMethod(name, save = true) {
   $("styles").hidden = gallery;
   $("builtins").hidden = !gallery;
   for (const b of $("methods").children) b.setAttribute("aria-checked", String(b.dataset.method === name));
+  syncRoving($("methods"));
+  if (save) clearProblem();
   const about = state.method.iterative
     ? "Optimizes the picture step by step; you watch it form. Best quality, takes a while."
     : "Paints the picture in one pass of a trained network: seconds.";
@@ -451,7 +531,10 @@ function makeControl(o) {
   input.name = o.name;
   input.title = o.description || "";
   input.addEventListener("input", () => { show(); refresh(); });
-  input.addEventListener("change", () => remember(o.name, read()));
+  input.addEventListener("change", () => {
+    remember(o.name, read());
+    if (input.type === "range" || input.tagName === "SELECT" || input.type === "checkbox") autoRender();
+  });
   field.append(label, input);
   return { name: o.name, field, input, read, show };
 }
@@ -486,11 +569,13 @@ function buildSizes(opt) {
     b.dataset.value = String(s);
     b.textContent = String(s);
     b.addEventListener("click", () => {
+      if (state.size === s) return;
       state.size = s;
       markSize();
       savePrefs();
       if (state.view && state.view.kind === "placeholder") showPlaceholder();
       refresh();
+      autoRender();
     });
     box.append(b);
   }
@@ -499,6 +584,7 @@ function buildSizes(opt) {
 
 function markSize() {
   for (const b of $("sizes").children) b.setAttribute("aria-checked", String(Number(b.dataset.value) === state.size));
+  syncRoving($("sizes"));
   $("size-out").textContent = `${state.size} px`;
 }
 
@@ -507,6 +593,7 @@ function setKeepColors(on) {
   $("keep-colors").setAttribute("aria-checked", String(on));
   $("keep-mode-field").hidden = !(on && option("preserve_color"));
   for (const b of $("keep-mode").children) b.setAttribute("aria-checked", String(b.dataset.value === state.keepMode));
+  syncRoving($("keep-mode"));
 }
 
 function refresh() {
@@ -519,13 +606,14 @@ function refresh() {
     : state.styles.length ? `${state.styles.length} selected` : "";
   const weightsOk = single || state.styles.some((s) => s.weight > 0);
   const ready = state.content && (gallery ? !!state.builtin : state.styles.length > 0 && weightsOk);
-  $("go").disabled = !ready || !!state.job || !state.method || !!live.ws;
+  $("go").disabled = !ready || !!state.job || !state.method || !!live.ws || state.down;
   let hint = "";
-  if (!state.method) hint = "Connecting to the server…";
+  if (state.down) hint = "Waiting for the server to come back…";
+  else if (!state.method) hint = "Connecting to the server…";
   else if (gallery && !state.builtins.length) hint = "No built-in styles are installed on the server.";
-  else if (gallery && !state.content) hint = "Add the photo to repaint.";
+  else if (gallery && !state.content) hint = "Add the photo to repaint, or try the example.";
   else if (gallery) hint = "Takes a second or two.";
-  else if (!state.content && !state.styles.length) hint = "Add a photo and a painting to begin.";
+  else if (!state.content && !state.styles.length) hint = "Add a photo and a painting, or try the example.";
   else if (!state.content) hint = "Add the photo to repaint.";
   else if (!state.styles.length) hint = "Add at least one painting.";
   else if (!weightsOk) hint = "Give at least one painting some weight.";
@@ -543,7 +631,7 @@ function showEmpty() {
   $("view").hidden = true;
   $("badge").hidden = true;
   $("compare").hidden = true;
-  $("download").hidden = true;
+  $("download-group").hidden = true;
 }
 
 // The output's expected size: the photo scaled so its longest side is the chosen size.
@@ -589,7 +677,7 @@ function showPlaceholder() {
   view().style.filter = "";
   showImage(state.content.url, "placeholder", "", state.view.dims);
   $("compare").hidden = true;
-  $("download").hidden = true;
+  $("download-group").hidden = true;
 }
 
 function view() { return $("view"); }
@@ -601,10 +689,10 @@ function showResult(item) {
     state.view.dims);
   const dl = $("download");
   dl.href = item.url;
-  dl.download = item.name;
-  dl.hidden = false;
+  dl.download = `${item.name}.png`;
+  $("download-group").hidden = false;
   $("compare").hidden = !item.originalUrl;
-  for (const b of $("gallery").querySelectorAll("button")) b.setAttribute("aria-current", String(b.dataset.id === item.id));
+  for (const b of $("gallery").querySelectorAll("button.entry")) b.setAttribute("aria-current", String(b.dataset.id === item.id));
 }
 
 function compare(on) {
@@ -634,18 +722,52 @@ function setProgress(fraction, indeterminate) {
 }
 
 function setStatus(html) {
-  $("status-text").innerHTML = html;
+  const el = $("status-text");
+  el.classList.remove("error");
+  el.innerHTML = html;
 }
 
 function running(on) {
+  const hadFocus = [$("go"), $("cancel")].includes(document.activeElement);
   $("go").classList.toggle("running", on);
   $("go").querySelector(".go-label").textContent = on ? "Painting" : "Stylize";
   $("cancel").hidden = !on;
+  $("cancel").removeAttribute("aria-disabled");
   refresh();
+  // Stylize disables itself while a job runs: the focus moves to Cancel and back, never to the page body.
+  if (hadFocus) (on ? $("cancel") : $("go")).focus();
 }
+
+// What a result was made with: enough to label it and to set the page up the same way again.
+function currentSettings() {
+  const values = {};
+  for (const c of state.controls) values[c.name] = c.read();
+  return {
+    method: state.method.name,
+    size: option("size") ? state.size : null,
+    builtin: usesGallery() ? state.builtin : null,
+    weights: usesGallery() ? [] : state.styles.map((s) => s.weight),
+    keepColors: state.keepColors,
+    keepMode: state.keepMode,
+    seed: $("seed").value,
+    values,
+  };
+}
+
+function paintingLabel(settings, names) {
+  if (settings.builtin) {
+    const name = settings.builtin.replace(/_/g, " ");
+    return name.charAt(0).toUpperCase() + name.slice(1);
+  }
+  if (names.length === 1) return names[0].replace(/\.[^.]*$/, "");
+  return `${names.length} paintings`;
+}
+
+const METHOD_NAMES = { gatys: "Gatys", adain: "AdaIN", fast: "fast" };
 
 async function stylize() {
   if ($("go").disabled) return;
+  clearTimeout(state.autoTimer);
   const m = state.method;
   const form = new FormData();
   form.append("content", state.content.file, "content");
@@ -663,87 +785,124 @@ async function stylize() {
   if (option("preserve_color")) form.append("preserve_color", state.keepColors ? state.keepMode : "none");
   if (option("seed") && $("seed").value !== "") form.append("seed", $("seed").value);
 
-  const originalUrl = state.content.url;
-  state.job = { id: null, started: performance.now(), method: m.name, originalUrl, lastPreview: null, dims: targetDims() };
+  const settings = currentSettings();
+  const names = usesGallery() ? [] : state.styles.map((s) => s.name);
+  state.job = {
+    id: null, started: performance.now(), method: m.name, originalUrl: state.content.url, lastPreview: null,
+    dims: targetDims(), cancelling: false, settings, painting: paintingLabel(settings, names),
+    photo: state.content, paintings: usesGallery() ? [] : state.styles.map((s) => ({ file: s.file, name: s.name })),
+  };
+  const current = state.job;
   running(true);
   setProgress(0, true);
   setStatus("Uploading…");
+  bringIntoView();
   let response;
   try {
     response = await fetch("/api/jobs", { method: "POST", body: form });
   } catch (e) {
     finish();
-    toast("Cannot reach the server. Is `impasto serve` still running?");
+    serverLost();
     return;
   }
   if (response.status !== 202) {
     const message = await errorOf(response);
     finish();
-    toast(response.status === 429 ? `The server is busy: ${message}` : message);
+    restoreView();
+    problem(response.status === 429 ? `The server is busy: ${message}` : sentence(message));
     return;
   }
   const job = await response.json();
-  state.job.id = job.id;
-  state.job.total = job.total;
+  if (state.job !== current) return;
+  current.id = job.id;
+  current.total = job.total;
+  if (current.cancelling) { // Cancel was pressed during the upload
+    cancel(true);
+  }
   if (!state.view || state.view.kind !== "result") showPlaceholder();
   pollStatus();
   follow(job);
 }
 
+// On a phone the picture is below the settings: bring it into view when a job starts and when its result comes.
+function bringIntoView() {
+  if (window.matchMedia("(max-width: 960px)").matches) $("canvas").scrollIntoView({ block: "start", behavior: "smooth" });
+}
+
+// The server's errors name the problem ("painting 2: not an image (send ...)"); shown as a sentence.
+function sentence(message) {
+  const text = String(message || "The job failed.").trim();
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?)]$/.test(text) ? "" : ".");
+}
+
 function follow(job) {
   const events = new EventSource(job.events_url);
-  state.job.events = events;
-  state.job.timer = setInterval(tick, 500);
   const current = state.job;
+  current.events = events;
+  current.timer = setInterval(tick, 500);
   events.addEventListener("progress", (e) => onProgress(JSON.parse(e.data)));
   events.addEventListener("preview", (e) => onPreview(JSON.parse(e.data)));
   events.addEventListener("done", (e) => onDone(JSON.parse(e.data), current));
   events.addEventListener("failed", (e) => {
     const j = JSON.parse(e.data);
     finish();
-    toast(j.error || "The job failed.");
-    setStatus("The job failed.");
     restoreView();
+    problem(sentence(j.error));
   });
-  events.addEventListener("cancelled", () => {
+  events.addEventListener("cancelled", (e) => {
+    const j = JSON.parse(e.data);
     finish();
-    setStatus("Cancelled.");
     restoreView();
+    if (j.error && /shutting down/.test(j.error)) {
+      serverLost("The server stopped, so this picture was not finished.");
+    } else {
+      setStatus("Cancelled.");
+    }
   });
   events.onerror = () => {
-    // EventSource reconnects by itself; say so if the server went away for good.
-    if (events.readyState === EventSource.CLOSED && state.job === current) {
-      finish();
-      toast("Lost the connection to the server.");
-    }
+    // EventSource retries by itself; if the server is gone, end the job now rather than count on.
+    if (state.job === current) pollStatus();
   };
 }
 
 function tick() {
   const job = state.job;
-  if (!job || !job.lastState) return;
+  if (!job) return;
+  if (job.cancelling) {
+    setStatus("Cancelling…");
+    return;
+  }
+  if (!job.lastState) return;
   const s = job.lastState;
-  const elapsed = (performance.now() - job.started) / 1000;
+  const now = performance.now();
+  const elapsed = (now - job.started) / 1000;
   if (s.status === "queued") {
     setStatus(`Waiting in the queue · <b>#${s.queue_position || 1}</b>`);
     return;
   }
   if (s.total > 1 && s.step > 0) {
-    const rate = elapsed / s.step;
-    const left = rate * (s.total - s.step);
-    setStatus(`Step <b>${s.step}</b> of ${s.total} · ${fmtTime(elapsed)} elapsed · about ${fmtTime(left)} left`);
+    // The time left comes from the steps seen here, not from the start (which includes loading the model).
+    const seen = job.firstStep == null ? 0 : s.step - job.firstStep;
+    const left = seen >= 3 ? ((now - job.firstStepAt) / 1000 / seen) * (s.total - s.step) : null;
+    setStatus(`Step <b>${s.step}</b> of ${s.total} · ${fmtTime(elapsed)} elapsed · ` +
+      (left == null ? "estimating the time left…" : `about ${fmtTime(left)} left`));
   } else {
     setStatus(`Painting… ${fmtTime(elapsed)}`);
   }
 }
 
 function onProgress(s) {
-  if (!state.job) return;
-  if (state.job.lastState && state.job.lastState.status === "queued" && s.status === "running") {
-    state.job.started = performance.now(); // time the work, not the wait
+  const job = state.job;
+  if (!job) return;
+  if (job.lastState && job.lastState.status === "queued" && s.status === "running") {
+    job.started = performance.now(); // time the work, not the wait
   }
-  state.job.lastState = s;
-  state.job.total = s.total;
+  if (s.step > 0 && job.firstStep == null) {
+    job.firstStep = s.step;
+    job.firstStepAt = performance.now();
+  }
+  job.lastState = s;
+  job.total = s.total;
   if (s.status === "running" && s.total > 1) setProgress(s.progress, s.step === 0);
   else setProgress(0, true);
   tick();
@@ -758,8 +917,17 @@ function onPreview(p) {
   // The preview sharpens as the optimization goes: a soft blur that lifts with progress.
   view().style.filter = `blur(${(4 * (1 - fraction)).toFixed(2)}px) saturate(${(0.85 + 0.15 * fraction).toFixed(2)})`;
   showImage(p.image, "preview", `Preview · step ${p.step}`, state.view.dims);
-  $("download").hidden = true;
+  $("download-group").hidden = true;
   $("compare").hidden = true;
+}
+
+function stamp(date) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())}_${p(date.getHours())}-${p(date.getMinutes())}-${p(date.getSeconds())}`;
+}
+
+function slug(text) {
+  return String(text).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "picture";
 }
 
 async function onDone(s, job) {
@@ -772,27 +940,38 @@ async function onDone(s, job) {
     blob = await r.blob();
   } catch (e) {
     finish();
-    toast(`Could not fetch the result: ${e.message}`);
+    restoreView();
+    problem(`Could not fetch the result: ${e.message}`);
     return;
   }
   finish(true);
-  const url = URL.createObjectURL(blob);
-  const stamp = new Date();
+  const when = new Date();
   const item = {
     id: s.id,
-    url,
+    url: URL.createObjectURL(blob),
+    blob,
     originalUrl: job.originalUrl,
-    name: `impasto-${s.method}-${stamp.toISOString().slice(0, 19).replace(/[:T]/g, "")}.png`,
+    photo: job.photo,
+    paintings: job.paintings,
+    settings: job.settings,
+    painting: job.painting,
+    name: `impasto-${slug(job.painting)}-${s.method}-${stamp(when)}`,
     method: s.method,
     width: s.width,
     height: s.height,
     seconds,
-    when: stamp,
+    when,
   };
   state.gallery.unshift(item);
   addToGallery(item);
   showResult(item);
   setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${s.width} × ${s.height}`);
+  bringIntoView();
+  keepInHistory(item);
+  if (state.rerun) {
+    state.rerun = false;
+    autoRender();
+  }
 }
 
 function finish(keepBar = false) {
@@ -804,44 +983,216 @@ function finish(keepBar = false) {
   state.job = null;
   running(false);
   if (!keepBar) setProgress(0, false);
-  pollStatus();
+  if (!state.down) pollStatus();
 }
 
 function restoreView() {
   view().style.filter = "";
-  if (state.gallery.length) showResult(state.gallery[0]);
-  else showPlaceholder();
+  if (!state.view || state.view.kind !== "result") showPlaceholder();
 }
 
-async function cancel() {
+// Esc or Cancel: "Cancelling…" stays until the server says the job has ended.
+async function cancel(again = false) {
   const job = state.job;
-  if (!job || !job.id) return;
-  setStatus("Cancelling…");
+  if (!job || (job.cancelling && !again)) return;
+  job.cancelling = true;
+  $("cancel").setAttribute("aria-disabled", "true"); // not `disabled`: that would drop the focus to the page body
+  state.rerun = false;
+  tick();
+  if (!job.id) return; // still uploading: cancelled as soon as the server answers with its id
   try {
     const r = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
-    if (!r.ok && r.status !== 404) toast(await errorOf(r));
+    if (!r.ok && r.status !== 404) problem(sentence(await errorOf(r)));
   } catch (_) {
-    toast("Cannot reach the server.");
+    pollStatus();
   }
+}
+
+// A one-pass method paints again by itself when a setting is released (once a result is on screen).
+function autoRender() {
+  if (!state.method || state.method.iterative || !state.content || live.ws) return;
+  if (!state.view || state.view.kind !== "result") return;
+  clearTimeout(state.autoTimer);
+  state.autoTimer = setTimeout(() => {
+    if (state.job) state.rerun = true;
+    else if (!$("go").disabled) stylize();
+  }, 200);
+}
+
+// ---------------------------------------------------------------------------------------------- history
+// Results, with their photo, paintings and settings, kept in this browser's IndexedDB (never sent anywhere).
+
+const HISTORY_MAX = 24;
+
+function historyDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open("impasto", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("history", { keyPath: "id" });
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function historyDo(mode, work) {
+  const db = await historyDb();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction("history", mode);
+      const result = work(tx.objectStore("history"));
+      tx.oncomplete = () => resolve(result && "result" in result ? result.result : undefined);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+async function keepInHistory(item) {
+  const record = {
+    id: item.id, when: item.when.getTime(), result: item.blob, photo: item.photo.file, photoName: item.photo.name,
+    paintings: item.paintings.map((p) => p.file), paintingNames: item.paintings.map((p) => p.name),
+    settings: item.settings, painting: item.painting, method: item.method, width: item.width, height: item.height,
+    seconds: item.seconds, name: item.name,
+  };
+  try {
+    await historyDo("readwrite", (store) => store.put(record));
+    const extra = state.gallery.slice(HISTORY_MAX);
+    if (extra.length) {
+      state.gallery = state.gallery.slice(0, HISTORY_MAX);
+      await historyDo("readwrite", (store) => { for (const old of extra) store.delete(old.id); });
+      for (const old of extra) {
+        const li = $("gallery").querySelector(`button[data-id="${old.id}"]`);
+        if (li) li.closest("li").remove();
+      }
+    }
+  } catch (_) { /* a private window may refuse storage: the history then lasts as long as the tab */ }
+}
+
+async function loadHistory() {
+  let records = [];
+  try {
+    records = (await historyDo("readonly", (store) => store.getAll())) || [];
+  } catch (_) {
+    return;
+  }
+  records.sort((a, b) => a.when - b.when);
+  for (const r of records) {
+    const photoUrl = URL.createObjectURL(r.photo);
+    const item = {
+      id: r.id, url: URL.createObjectURL(r.result), blob: r.result, originalUrl: photoUrl,
+      photo: { file: r.photo, url: photoUrl, name: r.photoName },
+      paintings: r.paintings.map((file, i) => ({ file, name: r.paintingNames[i] })),
+      settings: r.settings, painting: r.painting, name: r.name, method: r.method, width: r.width, height: r.height,
+      seconds: r.seconds, when: new Date(r.when),
+    };
+    state.gallery.unshift(item);
+    addToGallery(item);
+  }
+}
+
+function describe(item) {
+  const s = item.settings;
+  const size = s.size ? ` · ${s.size} px` : "";
+  return `${item.painting} · ${METHOD_NAMES[item.method] || item.method}${size}`;
 }
 
 function addToGallery(item) {
   const li = document.createElement("li");
   const b = document.createElement("button");
   b.type = "button";
+  b.className = "entry";
   b.dataset.id = item.id;
-  b.title = `${item.method}, ${item.width}×${item.height}, ${item.when.toLocaleTimeString()}`;
+  const when = item.when.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  b.title = `${describe(item)}, ${item.width} × ${item.height}, ${when}: show it and set the page up the same way`;
   const img = document.createElement("img");
   img.src = item.url;
-  img.alt = `Result ${state.gallery.length}`;
+  img.alt = "";
   const cap = document.createElement("span");
   cap.className = "cap";
-  cap.textContent = `${item.method} · ${item.when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+  const what = document.createElement("b");
+  what.textContent = describe(item);
+  const time = document.createElement("span");
+  time.textContent = when;
+  cap.append(what, time);
   b.append(img, cap);
-  b.addEventListener("click", () => { if (!state.job) showResult(item); });
+  b.addEventListener("click", () => { if (!state.job) restoreEntry(item); });
   li.append(b);
   $("gallery").prepend(li);
-  $("gallery-count").textContent = `${state.gallery.length} result${state.gallery.length === 1 ? "" : "s"} · kept while this tab is open`;
+  updateHistoryCount();
+}
+
+function updateHistoryCount() {
+  const n = state.gallery.length;
+  $("gallery-count").textContent = n
+    ? `${n} result${n === 1 ? "" : "s"} · kept in this browser only`
+    : "Your results appear here, kept in this browser only.";
+  $("history-clear").hidden = !n;
+}
+
+async function clearHistory() {
+  try { await historyDo("readwrite", (store) => store.clear()); } catch (_) { /* nothing stored */ }
+  state.gallery = [];
+  $("gallery").textContent = "";
+  updateHistoryCount();
+}
+
+// A click on a history entry shows it and sets the page up as it was made: photo, paintings, method, settings.
+async function restoreEntry(item) {
+  const s = item.settings;
+  clearProblem();
+  if (live.ws) stopLive(false);
+  const file = (f, name) => (f instanceof File ? f : new File([f], name || "picture", { type: f.type }));
+  if (!state.content || state.content.file !== item.photo.file) await setContent(file(item.photo.file, item.photo.name));
+  if (state.methods.some((m) => m.name === s.method) && (!state.method || state.method.name !== s.method)) chooseMethod(s.method);
+  if (s.builtin && state.builtins.some((b) => b.name === s.builtin)) {
+    state.builtin = s.builtin;
+    markBuiltin();
+  }
+  if (item.paintings.length) {
+    const same = state.styles.length === item.paintings.length && state.styles.every((st, i) => st.file === item.paintings[i].file);
+    if (!same) {
+      for (const st of [...state.styles]) st.card.querySelector(".remove").click();
+      await addStyles(item.paintings.map((p) => file(p.file, p.name)), s.weights);
+    }
+  }
+  if (s.size && option("size")) {
+    state.size = s.size;
+    const size = option("size");
+    if (size) buildSizes(size);
+  }
+  state.values[s.method] = { ...(state.values[s.method] || {}), ...s.values };
+  buildControls();
+  state.keepMode = s.keepMode || state.keepMode;
+  setKeepColors(!!s.keepColors);
+  $("seed").value = s.seed || "";
+  savePrefs();
+  refresh();
+  showResult(item);
+  setStatus(`Shown again with its settings: <b>${describe(item).replace(/</g, "&lt;")}</b>`);
+}
+
+// Downloads in PNG (as made), or converted here to JPEG or WebP.
+async function download(e) {
+  const item = state.view && state.view.kind === "result" ? state.view.item : null;
+  const format = $("download-format").value;
+  if (!item || format === "png") return; // the link itself serves the PNG
+  e.preventDefault();
+  const img = new Image();
+  img.src = item.url;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, `image/${format}`, 0.92));
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `${item.name}.${format === "jpeg" ? "jpg" : format}`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
 }
 
 // ---------------------------------------------------------------------------------------------- live camera
@@ -926,7 +1277,7 @@ async function startLive() {
       state.view = { kind: "live" };
       showImage(live.url, "result", "", { width: img.naturalWidth, height: img.naturalHeight });
       $("compare").hidden = true;
-      $("download").hidden = true;
+      $("download-group").hidden = true;
     };
     img.src = live.url;
     const span = live.times.length > 1 ? (live.times[live.times.length - 1] - live.times[0]) / 1000 : 0;
@@ -976,6 +1327,29 @@ function stopLive(lost) {
 
 // ---------------------------------------------------------------------------------------------- start-up
 
+// "Try an example": the photo (and painting) bundled with impasto, then a first picture at once.
+async function trySample() {
+  if (state.job) return;
+  clearProblem();
+  let samples;
+  try {
+    samples = await fetch("/api/samples").then((r) => (r.ok ? r.json() : Promise.reject(r)));
+  } catch (_) {
+    pollStatus();
+    return;
+  }
+  const fetchFile = async (s) => {
+    const blob = await fetch(s.url).then((r) => r.blob());
+    return new File([blob], s.url.split("/").pop(), { type: blob.type || "image/png" });
+  };
+  const photo = samples.find((s) => s.kind === "photo");
+  if (photo) await setContent(await fetchFile(photo));
+  if (!usesGallery() && !state.styles.length) {
+    await addStyles(await Promise.all(samples.filter((s) => s.kind === "painting").map(fetchFile)));
+  }
+  if (!$("go").disabled) stylize();
+}
+
 async function connect() {
   try {
     const [info, methods] = await Promise.all([
@@ -987,9 +1361,7 @@ async function connect() {
     // The gallery is optional: a server without built-in styles (or an older one) lists none.
     state.builtins = await fetch("/api/styles").then((r) => (r.ok ? r.json() : []), () => []);
   } catch (_) {
-    $("server-status").textContent = "server unreachable";
-    $("server-status").className = "pill down";
-    toast("Cannot reach the server. Is `impasto serve` running?");
+    serverLost();
     return;
   }
   const prefs = loadPrefs();
@@ -1001,23 +1373,68 @@ async function connect() {
   buildBuiltins();
   buildMethods(prefs);
   $("camera").hidden = !state.methods.some((m) => m.style_images === false && !m.iterative) || !state.builtins.length;
-  $("camera").addEventListener("click", () => (live.ws ? stopLive(false) : startLive()));
   for (const r of document.querySelectorAll('input[type="range"]')) setFill(r);
+  await loadHistory();
   pollStatus();
-  setInterval(pollStatus, 5000);
 }
 
+// The server's state, every few seconds (every 2 s while it is away, and at once when an event stream falters).
+let pollTimer = null;
+
 async function pollStatus() {
+  clearTimeout(pollTimer);
   const pill = $("server-status");
+  let info = null;
   try {
-    const info = await fetch("/api/info").then((r) => r.json());
+    const r = await fetch("/api/info", { signal: AbortSignal.timeout(4000), cache: "no-store" });
+    if (r.ok) info = await r.json();
+  } catch (e) {
+    // A slow answer is a busy server, not a lost one (a refused connection is): lost after three in a row.
+    if (e.name === "TimeoutError" && !state.down && (state.slow = (state.slow || 0) + 1) < 3) {
+      pollTimer = setTimeout(pollStatus, 1000);
+      return;
+    }
+  }
+  state.slow = 0;
+  if (info) {
     const q = info.queue;
     pill.className = `pill ${q.running ? "busy" : "ok"}`;
     pill.textContent = q.running ? `busy · ${q.waiting} waiting` : `ready · v${info.version}`;
-  } catch (_) {
-    pill.className = "pill down";
-    pill.textContent = "server unreachable";
+    serverBack();
+  } else {
+    serverLost();
   }
+  pollTimer = setTimeout(pollStatus, state.down ? 2000 : 5000);
+}
+
+// The server went away: a running job ends at once, with a message, and the page waits for the server's return.
+function serverLost(why = "") {
+  const pill = $("server-status");
+  pill.className = "pill down";
+  pill.textContent = "server unreachable";
+  const job = state.job;
+  if (job) {
+    finish();
+    restoreView();
+    why = why || "Lost the server in the middle of this picture, so it was not finished.";
+  }
+  if (live.ws) stopLive(true);
+  if (!state.down || why) {
+    problem(`${why ? why + " " : ""}The server is not answering: start \`impasto serve\` again and this page ` +
+      "reconnects by itself.");
+  }
+  state.down = true;
+  refresh();
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(pollStatus, 2000);
+}
+
+function serverBack() {
+  if (!state.down) return;
+  state.down = false;
+  setStatus("The server is back. Ready when you are.");
+  if (!state.methods.length) connect();
+  refresh();
 }
 
 function init() {
@@ -1033,10 +1450,24 @@ function init() {
     const files = [...(e.clipboardData ? e.clipboardData.files : [])];
     if (files.length) takeLoose(files);
   });
-  $("keep-colors").addEventListener("click", () => { setKeepColors(!state.keepColors); savePrefs(); });
+  $("keep-colors").addEventListener("click", () => { setKeepColors(!state.keepColors); savePrefs(); autoRender(); });
   for (const b of $("keep-mode").children) {
-    b.addEventListener("click", () => { state.keepMode = b.dataset.value; setKeepColors(true); savePrefs(); });
+    b.addEventListener("click", () => {
+      if (state.keepMode === b.dataset.value) return;
+      state.keepMode = b.dataset.value;
+      setKeepColors(true);
+      savePrefs();
+      autoRender();
+    });
   }
+  for (const id of ["methods", "sizes", "keep-mode", "builtins"]) roving($(id));
+  $("try-sample").addEventListener("click", trySample);
+  $("try-sample-big").addEventListener("click", trySample);
+  $("history-clear").addEventListener("click", clearHistory);
+  $("download").addEventListener("click", download);
+  $("camera").addEventListener("click", () => (live.ws ? stopLive(false) : startLive()));
+  // A problem stays in the status line until the next action.
+  document.querySelector(".panel").addEventListener("change", clearProblem);
   $("seed-dice").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); });
   $("go").addEventListener("click", stylize);
   $("cancel").addEventListener("click", cancel);
