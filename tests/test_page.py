@@ -216,8 +216,12 @@ def test_the_status_line_tells_the_truth_and_pictures_are_checked_before_upload(
             page.focus("#go")
             page.keyboard.press("Control+Enter")
             page.wait_for_function(
-                "() => /Step \\d+ of 400/.test(document.getElementById('status-text').textContent)", timeout=120_000
+                "() => /Step \\d+ of 400 .* about .* left/.test(document.getElementById('status-text').textContent)",
+                timeout=120_000,
             )
+            # The time left is estimated from the steps seen, not from the start (which includes loading the model).
+            steps = [t for t in page.evaluate("window.__said") if t.startswith("Step")]
+            assert "estimating the time left" in steps[0] and "left" in steps[-1], steps[:3]
             assert page.evaluate("document.activeElement.id") == "cancel"  # Stylize disabled itself: focus moved
             page.keyboard.press("Escape")
             page.wait_for_function(

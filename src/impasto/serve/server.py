@@ -28,6 +28,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise ImpastoError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    # Listening from here on: a client that connects as soon as the address is printed (a test, --open's browser)
+    # waits in the backlog while the app starts, instead of being refused.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
