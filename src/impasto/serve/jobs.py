@@ -183,9 +183,6 @@ class JobManager:
             if self._running is not None:
                 self._running.cancel_requested = True
             hooks, self._on_close = list(self._on_close), set()
-            for job in self._jobs.values():
-                if job.terminal:
-                    self._changed(job)  # wakes streams of finished jobs, which then end
             self._cond.notify_all()
         for hook in hooks:
             hook()
@@ -194,12 +191,7 @@ class JobManager:
         """Cancel what runs, drop what waits, stop the threads and delete every result file."""
         with self._cond:
             self._stopping = True
-            for job in self._waiting:
-                self._finish(job, "cancelled", error="the server is shutting down")
-            self._waiting.clear()
-            if self._running is not None:
-                self._running.cancel_requested = True
-            self._cond.notify_all()
+        self.begin_shutdown()
         self._stopped.set()
         for t in self._threads:
             t.join(timeout)
