@@ -120,3 +120,19 @@ class BaseEngine:
                     callback(replace(p, index=index))
 
             yield self.run(content, styles, options, callback=inner, progress=progress)
+
+
+class StreamingEngine(BaseEngine):
+    """An engine whose work is done in run_many (set-up shared by many pictures); run is its one-picture case."""
+
+    def run(
+        self,
+        content: Any,
+        styles: Sequence[Any] = (),
+        options: Any = None,
+        *,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Result:
+        """One picture; `callback` is called once with the result."""
+        return next(self.run_many([content], styles, options, callback=callback, progress=progress))

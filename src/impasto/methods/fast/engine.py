@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from ...core.color import combine_luminance, luminance, match_histogram
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
-from ...engine import BaseEngine, Callback, Progress, Result
+from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
 from . import Options, parse_model
 from .model import FastModel, load_model
 
 
-class FastEngine(BaseEngine):
+class FastEngine(StreamingEngine):
     """Fast networks kept in memory for many pictures; each model file is loaded the first time it is used.
 
     >>> engine = impasto.load("fast", model="starry_night")
@@ -94,18 +94,6 @@ class FastEngine(BaseEngine):
             high = y - F.interpolate(y_small, size=(h, w), mode="bicubic", align_corners=False)
             out = out + detail * high
         return out.clamp(0, 1)
-
-    def run(
-        self,
-        content: ImageLike,
-        styles: Sequence[ImageLike] = (),
-        options: Options | None = None,
-        *,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> Result:
-        """One picture; `callback` is called once with the result. See :class:`Options`."""
-        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
 
     def run_many(
         self,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ...core.image import ImageLike, as_pil, fit_longest_side
-from ...engine import BaseEngine, Callback, Progress, Result
+from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from . import Options, model_metadata, model_names, parse_model
 
@@ -53,7 +53,7 @@ def ensure_onnx(model: str | os.PathLike) -> Path:
     return cached_graph("fast", model)
 
 
-class OrtFastEngine(BaseEngine):
+class OrtFastEngine(StreamingEngine):
     """The fast method on onnxruntime (see the module's notes); the same Options and results as the PyTorch engine."""
 
     def __init__(self, options: Options, threads: int | None = None) -> None:
@@ -124,18 +124,6 @@ class OrtFastEngine(BaseEngine):
 
             self._torch_engine = FastEngine(self.options)
         return self._torch_engine
-
-    def run(
-        self,
-        content: ImageLike,
-        styles: Sequence[ImageLike] = (),
-        options: Options | None = None,
-        *,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> Result:
-        """One picture; `callback` is called once with the result."""
-        return next(self.run_many([content], styles, options, callback=callback, progress=progress))
 
     def run_many(
         self,
