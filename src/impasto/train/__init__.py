@@ -8,9 +8,30 @@ and ``impasto train NAME`` derives its flags from ``Config``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import ImpastoError
+from ..options import DEVICES, PRECISIONS, option
+
+_RUN = "run"
+
+
+@dataclass
+class RunSettings:
+    """The settings of a training run that every trainer's Config shares (the shared loop and data reader use them)."""
+
+    checkpoint: str | None = option(None, "checkpoint file (default: OUTPUT.ckpt)", "str", group=_RUN)
+    preview_dir: str | None = option(None, "folder for preview grids (default: OUTPUT_previews/)", "str", group=_RUN)
+    device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", group=_RUN)
+    precision: str = option("auto", "autocast precision", "str", choices=PRECISIONS, group=_RUN)
+    threads: int | None = option(None, "CPU threads for the model (default: torch's choice)", "int", group=_RUN)
+    workers: int = option(
+        1,
+        "processes decoding and cropping the next batches while the model trains (0 = in the main process)",
+        "int",
+        group=_RUN,
+    )
 
 
 def check_settings(cfg: Any, counts: Sequence[str] = (), numbers: Sequence[str] = ()) -> None:

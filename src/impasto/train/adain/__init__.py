@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ...errors import ImpastoError
-from ...options import DEVICES, PRECISIONS, option
-from .. import check_settings
+from ...options import option
+from .. import RunSettings, check_settings
 
 _DATA = "data"
 _RUN = "run"
 
 
 @dataclass
-class Config:
+class Config(RunSettings):
     """Settings of a training run; ``impasto train adain``'s flags come from here."""
 
     content_dir: str = option(None, "folder of content photos", "str", group=_DATA, required=True)
@@ -52,21 +52,10 @@ class Config:
         "(0 = off, the paper's recipe); sharpens the decoder early in training",
         "float",
     )
-    checkpoint: str | None = option(None, "checkpoint file (default: OUTPUT.ckpt)", "str", group=_RUN)
     checkpoint_every: int = option(500, "steps between checkpoints", "int", group=_RUN)
     preview_every: int = option(1000, "steps between preview grids (0 = never)", "int", group=_RUN)
-    preview_dir: str | None = option(None, "folder for preview grids (default: OUTPUT_previews/)", "str", group=_RUN)
     seed: int = option(0, "random seed of the crops and augmentations", "int", group=_DATA)
-    device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", group=_RUN)
-    precision: str = option("auto", "autocast precision", "str", choices=PRECISIONS, group=_RUN)
     max_images: int | None = option(None, "use only the first N images of each folder", "int", group=_DATA)
-    threads: int | None = option(None, "CPU threads for the model (default: torch's choice)", "int", group=_RUN)
-    workers: int = option(
-        1,
-        "processes decoding and cropping the next batches while the model trains (0 = in the main process)",
-        "int",
-        group=_RUN,
-    )
     weights: str | None = option(
         None,
         "VGG-19 weights of the encoder: caffe (default, bundled), torchvision, or a file path; a decoder only "
