@@ -31,6 +31,7 @@ METHODS: dict[str, str] = {
 TRAINERS: dict[str, str] = {
     "adain": "impasto.train.adain",
     "fast": "impasto.train.fast",
+    "distill": "impasto.train.distill",
 }
 
 

@@ -49,15 +49,14 @@ def _example(model, size: tuple[int, int] = (64, 96)):
 
 
 def _adain_net(spec: str):
-    """The arbitrary-style model: ``adain`` (the bundled decoder) or ``adain:DECODER_FILE``."""
-    from .core.weights import load_weights
-    from .methods.adain.engine import load_decoder
-    from .nets.adain import BOTTLENECK, AdaINGraph, AdaINNet
-    from .nets.vgg import VGGFeatures
+    """The arbitrary-style model: ``adain`` (the bundled decoder) or ``adain:DECODER_FILE`` (a decoder, or a compact
+    model with its own encoder)."""
+    from .methods.adain.engine import encoder_for, load_decoder
+    from .nets.adain import AdaINGraph, AdaINNet
 
     path = spec.split(":", 1)[1] if ":" in spec else None
     decoder = load_decoder(path)
-    net = AdaINNet(VGGFeatures(load_weights(), [BOTTLENECK]), decoder)
+    net = AdaINNet(encoder_for(decoder), decoder)
     return AdaINGraph(net).eval()
 
 

@@ -26,11 +26,13 @@ from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...losses.stats import normalized_weights
 from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
+from ...nets.student import StudentDecoder, StudentEncoder
 from ...nets.vgg import VGGFeatures
 from . import Options
 
 DECODER_FILE = "adain_decoder.safetensors"
 DECODER_FORMAT = "impasto-adain-decoder"
+STUDENT_FORMAT = "impasto-adain-student"  # a compact encoder and its decoder in one file (impasto train distill)
 
 
 def bundled_decoder_path() -> Path:
@@ -46,8 +48,34 @@ def save_decoder(decoder: Decoder, path: str | os.PathLike, half: bool = True, m
     return save_tensors(state, path, {"format": DECODER_FORMAT, **(metadata or {})})
 
 
-def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
-    """A decoder from a safetensors file (default: the bundled one), in fp32."""
+def save_student(
+    encoder: StudentEncoder, decoder: StudentDecoder, path: str | os.PathLike, metadata: dict | None = None
+) -> Path:
+    """Write a compact model (encoder and decoder, fp16) as one safetensors file, atomically."""
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    state = {k: (v.detach().cpu().half() if k != "decoder.in_scale" else v.detach().cpu()) for k, v in state.items()}
+    meta = {"format": STUDENT_FORMAT, "widths": ",".join(map(str, encoder.widths)), **(metadata or {})}
+    return save_tensors(state, path, meta)
+
+
+def _load_student(p: Path, state: dict, meta: dict) -> StudentDecoder:
+    try:
+        widths = [int(w) for w in meta["widths"].split(",")]
+        encoder = StudentEncoder(widths, [BOTTLENECK])
+        decoder = StudentDecoder(widths)
+        encoder.load_state_dict({k[8:]: v.float() for k, v in state.items() if k.startswith("encoder.")})
+        decoder.load_state_dict({k[8:]: v.float() for k, v in state.items() if k.startswith("decoder.")})
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise ImpastoError(f"--decoder {p}: damaged compact model ({type(e).__name__})") from None
+    decoder.student_encoder = encoder.eval()  # its own encoder replaces VGG-19
+    decoder.vgg = None
+    return decoder.eval()
+
+
+def load_decoder(path: str | os.PathLike | None = None) -> Decoder | StudentDecoder:
+    """A decoder from a safetensors file (default: the bundled one), in fp32. A compact model's file gives its
+    decoder with its encoder attached as ``student_encoder``."""
     p = Path(path) if path is not None else bundled_decoder_path()
     if not p.is_file():
         if path is None:
@@ -57,6 +85,8 @@ def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
             )
         raise ImpastoError(f"--decoder {p}: no such file")
     state, meta = read_tensors(p, f"--decoder {p}")
+    if meta.get("format") == STUDENT_FORMAT:
+        return _load_student(p, state, meta)
     decoder = Decoder()
     decoder.vgg = meta.get("vgg")  # the encoder weights it was trained with, where the file says
     try:
@@ -64,6 +94,12 @@ def load_decoder(path: str | os.PathLike | None = None) -> Decoder:
     except RuntimeError:
         raise ImpastoError(f"--decoder {p}: not an AdaIN decoder (unexpected tensor names or shapes)") from None
     return decoder.eval()
+
+
+def encoder_for(decoder: Decoder | StudentDecoder, weights: str | None = None) -> VGGFeatures | StudentEncoder:
+    """The encoder a decoder inverts: a compact model's own, else VGG-19 to relu4_1."""
+    student = getattr(decoder, "student_encoder", None)
+    return copy.deepcopy(student) if student is not None else VGGFeatures(load_weights(weights), [BOTTLENECK])
 
 
 def _check_encoder(trained_with: str | None, weights: str | None) -> None:
@@ -97,7 +133,7 @@ class AdaINEngine(StreamingEngine):
         # A caller's Decoder is copied: it is cast and moved below, and the caller may still be training it.
         dec = copy.deepcopy(decoder) if decoder is not None else load_decoder(options.decoder)
         _check_encoder(getattr(dec, "vgg", None), options.weights)
-        encoder = VGGFeatures(load_weights(options.weights), [BOTTLENECK]).to(self.device)
+        encoder = encoder_for(dec, options.weights).to(self.device)
         dec = dec.to(self.device).eval().requires_grad_(False)
         if self.device.type == "cpu":
             # Measured on a 2-core AMX CPU: channels_last convolutions run faster under bf16 autocast.
@@ -106,7 +142,8 @@ class AdaINEngine(StreamingEngine):
         if self.dtype is not None:
             # Weights stored in the autocast dtype once, so autocast stops re-casting them on every call (bit-identical
             # results); the input normalization and the decoder's input scale stay fp32.
-            encoder.net.to(self.dtype)
+            for p in encoder.parameters():
+                p.data = p.data.to(self.dtype)
             for p in dec.parameters():
                 p.data = p.data.to(self.dtype)
         self.net = AdaINNet(encoder, dec)

@@ -220,7 +220,30 @@ def train(
     A fresh run refuses to replace an existing checkpoint unless `overwrite`; `resume` continues it. Ctrl-C (and SIGTERM
     in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
     """
-    _, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
+
+    def make_task(weights, dtype, device, contents, styles) -> _Task:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # the same seed starts from the same decoder
+            decoder = Decoder()
+        model = AdaINTrainer(decoder, weights=weights, dtype=dtype).to(device)
+        return _Task(cfg, model, contents, styles, device)
+
+    return run_pairs(cfg, make_task, resume=resume, overwrite=overwrite, progress=progress, on_step=on_step)
+
+
+def run_pairs(
+    cfg: Config,
+    make_task: Callable[..., _Task],
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    on_step: Callable[[int, dict], None] | None,
+    resume_keys: Sequence[str] = RESUME_KEYS,
+) -> dict:
+    """The run of a trainer on photo-and-painting pairs (this one and the distillation): settings, folders, device,
+    then `make_task(weights, dtype, device, contents, styles)` on the shared loop."""
+    _, state = loop.begin(cfg, resume, overwrite, resume_keys)
     done = loop.already_done(state, cfg)
     if done is not None:
         return done
@@ -233,14 +256,9 @@ def train(
     styles = ImageFolder(cfg.style_dir, cfg.image_size, cfg.max_images, "style")
     for folder, what in ((contents, cfg.content_dir), (styles, cfg.style_dir)):
         report_skipped(folder, what)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)  # the same seed starts from the same decoder
-        decoder = Decoder()
-    model = AdaINTrainer(decoder, weights=weights, dtype=dtype).to(device)
+    task = make_task(weights, dtype, device, contents, styles)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    task = _Task(cfg, model, contents, styles, device)
+        task.model = task.model.to(memory_format=torch.channels_last)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped, "style": styles.skipped}
     for key in ("content", "style"):  # present, as before the shared loop, even when no step ran

@@ -1,0 +1,104 @@
+"""A compact arbitrary-style model: a slim encoder distilled from VGG-19 and a slim decoder for it.
+
+The encoder keeps VGG-19's four stages and strides up to relu4_1 (so it drops into :class:`impasto.nets.adain.AdaINNet`
+and its export graph in place of VGG, margins and padding included) with far fewer channels; it is trained to carry
+what VGG's relu1_1..relu4_1 carry (each stage's features map onto VGG's through a learnt 1x1 projection, as in Wang et
+al., "Collaborative Distillation for Ultra-Resolution Universal Style Transfer", CVPR 2020), while the decoder learns
+to paint from its AdaIN-restyled bottleneck under VGG's own content and style losses.
+
+Pure modules: no files, no images.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+STAGES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+WIDTHS = (16, 32, 64, 128)  # VGG-19: 64, 128, 256, 512
+
+
+def _conv(cin: int, cout: int, relu: bool = True) -> list[nn.Module]:
+    # Reflection, not VGG's zeros: no frame of odd features at the edges for the decoder to answer.
+    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+    return layers + [nn.ReLU(inplace=True)] if relu else layers
+
+
+def check_widths(widths: Sequence[int]) -> tuple[int, int, int, int]:
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 4 or min(widths) < 4:
+        raise ValueError(f"a student needs four stage widths of at least 4, got {widths}")
+    return widths  # type: ignore[return-value]
+
+
+class StudentEncoder(nn.Module):
+    """RGB in [0, 1] -> {stage: features} for the asked `layers` of STAGES (relu4_1 at 1/8 resolution)."""
+
+    def __init__(self, widths: Sequence[int] = WIDTHS, layers: Sequence[str] = STAGES) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = self.widths = check_widths(widths)
+        unknown = [name for name in layers if name not in STAGES]
+        if unknown:
+            raise ValueError(f"no stage {unknown[0]!r} in a student encoder (it has {', '.join(STAGES)})")
+        self.layers = tuple(layers)
+        pool = nn.MaxPool2d(2)
+        # Each stage starts after the pooling of the one before and ends at its relu*_1, as in VGG-19.
+        self.stages = nn.ModuleList(
+            [
+                nn.Sequential(*_conv(3, w1)),
+                nn.Sequential(*_conv(w1, w1), pool, *_conv(w1, w2)),
+                nn.Sequential(*_conv(w2, w2), pool, *_conv(w2, w3)),
+                nn.Sequential(*_conv(w3, w3), pool, *_conv(w3, w4)),
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        y = (x - 0.5) * 2
+        last = max(STAGES.index(name) for name in self.layers)
+        for name, stage in zip(STAGES[: last + 1], self.stages):
+            y = stage(y)
+            if name in self.layers:
+                out[name] = y
+        return out
+
+
+class StudentDecoder(nn.Module):
+    """Bottleneck features (widths[3] channels, 1/8 resolution) -> RGB in about [0, 1], mirroring the encoder.
+
+    ``in_scale`` as in :class:`impasto.nets.adain.Decoder`: it multiplies the features on the way in.
+    """
+
+    def __init__(self, widths: Sequence[int] = WIDTHS, in_scale: float = 1.0) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = self.widths = check_widths(widths)
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.net = nn.Sequential(
+            *_conv(w4, w3),
+            up,
+            *_conv(w3, w3),
+            *_conv(w3, w2),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv(w2, w2),
+            *_conv(w2, w1),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv(w1, w1),
+            *_conv(w1, 3, relu=False),
+        )
+        self.register_buffer("in_scale", torch.tensor(float(in_scale)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features * self.in_scale.to(features.dtype))
+
+
+class Projections(nn.Module):
+    """Training only: 1x1 maps from each student stage to the teacher's channels at the same layer."""
+
+    def __init__(self, widths: Sequence[int], teacher_channels: Sequence[int] = (64, 128, 256, 512)) -> None:
+        super().__init__()
+        self.maps = nn.ModuleList(nn.Conv2d(w, c, 1) for w, c in zip(check_widths(widths), teacher_channels))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: m(features[name]) for name, m in zip(STAGES, self.maps) if name in features}

@@ -1,0 +1,59 @@
+"""Train a compact arbitrary-style model: a slim encoder distilled from VGG-19 and a decoder for it (issue: a model
+that runs in a fraction of VGG's time).
+
+Each step: the student encoder's four stages are mapped onto VGG-19's relu1_1..relu4_1 through learnt 1x1
+projections and held to them (distillation loss, Wang et al. CVPR 2020), AdaIN restyles the student's bottleneck, and
+the student decoder paints from it under the AdaIN training's own losses measured by VGG-19 (content at relu4_1
+against VGG's AdaIN target, channel mean and std at relu1_1..relu4_1). Encoder, decoder and projections train together
+on the shared loop; the file written holds the encoder and decoder, and ``--method adain --decoder FILE`` runs it.
+
+This module declares the trainer's settings and imports no torch; :mod:`.trainer` trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ...errors import ImpastoError
+from ...options import option
+from ..adain import Config as AdaINConfig
+
+_NET = "network"
+
+
+@dataclass
+class Config(AdaINConfig):
+    """Settings of a distillation run; ``impasto train distill``'s flags come from here."""
+
+    widths: Sequence[int] = option(
+        (16, 32, 64, 128),
+        "channels of the student's four stages (VGG-19: 64,128,256,512); run time grows as their squares",
+        "ints",
+        group=_NET,
+    )
+    distill_weight: float = option(1.0, "weight of the distillation loss (student features onto VGG's)", "float")
+    lr: float = option(5e-4, "Adam learning rate", "float")
+
+    def validate(self) -> None:
+        """Raise ImpastoError naming the first bad setting."""
+        super().validate()
+        widths = list(self.widths or ())
+        if len(widths) != 4 or any(not isinstance(w, int) or w < 4 for w in widths):
+            raise ImpastoError(f"--widths takes four channel counts of at least 4, as 16,32,64,128; got {self.widths}")
+        if not isinstance(self.distill_weight, (int, float)) or self.distill_weight < 0:
+            raise ImpastoError(f"--distill-weight must be a number >= 0, got {self.distill_weight}")
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Train (or continue training) a compact model; see :func:`impasto.train.distill.trainer.train`."""
+    from .trainer import train as run
+
+    return run(cfg, resume=resume, overwrite=overwrite, progress=progress, on_step=on_step)

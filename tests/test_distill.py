@@ -1,0 +1,118 @@
+"""The compact arbitrary-style model: `impasto train distill` lowers its losses on tiny data, writes one file with
+its encoder and decoder, and that file runs through the AdaIN method, the CLI and export like the VGG model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import impasto
+from impasto.cli import main
+from impasto.errors import ImpastoError
+from impasto.methods.adain.engine import load_decoder
+from impasto.nets.student import STAGES, StudentEncoder
+from impasto.train.distill import Config
+from impasto.train.distill.trainer import train
+
+WIDTHS = [4, 8, 8, 16]  # tiny: these tests check the plumbing, not the looks
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory, images) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("distill")
+    content, style = root / "content", root / "style"
+    content.mkdir()
+    style.mkdir()
+    for i, name in enumerate(["content", "style2"]):
+        Image.open(images[name]).convert("RGB").save(content / f"c{i}.png")
+    Image.open(images["style"]).convert("RGB").save(style / "s0.png")
+    return content, style
+
+
+def _cfg(dirs, out: Path, steps: int, **kw) -> Config:
+    settings = dict(
+        content_dir=str(dirs[0]),
+        style_dir=str(dirs[1]),
+        output=str(out),
+        size=32,
+        image_size=48,
+        batch=2,
+        steps=steps,
+        lr=3e-3,
+        checkpoint_every=steps,
+        preview_every=0,
+        device="cpu",
+        precision="fp32",
+        workers=0,
+        widths=WIDTHS,
+    )
+    settings.update(kw)
+    return Config(**settings)
+
+
+def test_the_student_keeps_vgg_strides_and_lowers_its_losses(dirs, tmp_path):
+    enc = StudentEncoder(WIDTHS)
+    feats = enc(torch.rand(1, 3, 64, 48))
+    assert [tuple(feats[n].shape[1:]) for n in STAGES] == [(4, 64, 48), (8, 32, 24), (8, 16, 12), (16, 8, 6)]
+
+    # On one fixed batch (each training step sees new crops, too noisy to compare), steps lower both losses.
+    from impasto.train.adain.trainer import sample_pairs
+    from impasto.train.data import ImageFolder
+    from impasto.train.distill.trainer import DistillTrainer
+
+    torch.manual_seed(0)
+    model = DistillTrainer(WIDTHS)
+    c, s = sample_pairs(ImageFolder(dirs[0], 48), ImageFolder(dirs[1], 48), 32, 2, 0, 0)
+    model.calibrate(c, s)
+    params = [*model.student.parameters(), *model.projections.parameters(), *model.decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    seen = []
+    for _ in range(25):
+        content, style, _, distill = model(c, s)
+        loss = content + style + distill
+        seen.append((float(distill), float(content + style)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert seen[-1][0] < 0.9 * seen[0][0], seen[::5]  # the student's features move towards VGG's
+    assert seen[-1][1] < 0.9 * seen[0][1], seen[::5]  # and its pictures towards the AdaIN target
+
+    out = tmp_path / "student.safetensors"
+    result = train(_cfg(dirs, out, 3))
+    assert result["step"] == 3 and out.exists() and {"content", "style", "distill"} <= set(result["losses"])
+
+    decoder = load_decoder(out)
+    assert decoder.student_encoder.widths == tuple(WIDTHS) and decoder.vgg is None
+    assert float(decoder.in_scale) != 1.0  # calibrated on the first batch
+
+
+def test_a_compact_model_runs_through_the_adain_method_cli_and_export(dirs, images, tmp_path, capsys):
+    model = tmp_path / "student.safetensors"
+    train(_cfg(dirs, model, 2))
+    # In PyTorch, and through onnxruntime (the graph exported into the cache on first use): the same picture.
+    kw = dict(decoder=str(model), device="cpu", precision="fp32", size=64)
+    by_torch = impasto.load("adain", runtime="torch", **kw).run(images["content"], [images["style"]]).image
+    by_ort = impasto.load("adain", runtime="onnx", **kw).run(images["content"], [images["style"]]).image
+    by_torch, by_ort = np.asarray(by_torch), np.asarray(by_ort)
+    assert by_torch.shape == by_ort.shape == (1, 3, 43, 64)
+    assert np.abs(by_torch - by_ort).max() < 1e-3 and by_torch.std() > 0
+
+    out = tmp_path / "cli.png"
+    args = ["stylize", str(images["content"]), str(images["style"]), "--method", "adain", "--decoder", str(model)]
+    assert main([*args, "--size", "48", "--precision", "fp32", "--runtime", "torch", "-o", str(out)]) == 0
+    assert Image.open(out).size == (48, 32)
+
+    onnx = tmp_path / "student.onnx"
+    assert main(["export", f"adain:{model}", "-o", str(onnx), "--format", "onnx"]) == 0
+    report = capsys.readouterr()
+    assert onnx.exists() and "largest difference to PyTorch" in report.err, report
+
+
+def test_distill_settings_are_checked(dirs, tmp_path):
+    for kw, message in [({"widths": [8, 8]}, "--widths"), ({"distill_weight": -1.0}, "--distill-weight")]:
+        with pytest.raises(ImpastoError, match=message):
+            _cfg(dirs, tmp_path / "m.safetensors", 1, **kw).validate()
