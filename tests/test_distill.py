@@ -85,6 +85,13 @@ def test_the_student_keeps_vgg_strides_and_lowers_its_losses(dirs, tmp_path):
     result = train(_cfg(dirs, out, 3))
     assert result["step"] == 3 and out.exists() and {"content", "style", "distill"} <= set(result["losses"])
 
+    # A warm start from the file (when the checkpoint is gone) continues from its step with its networks.
+    warm = tmp_path / "warm.safetensors"
+    result = train(_cfg(dirs, warm, 5, init=str(out)))
+    assert result["steps_this_run"] == 2 and result["step"] == 5
+    with pytest.raises(ImpastoError, match="widths"):
+        train(_cfg(dirs, tmp_path / "w2.safetensors", 5, init=str(out), widths=[4, 8, 8, 8]))
+
     decoder = load_decoder(out)
     assert decoder.student_encoder.widths == tuple(WIDTHS) and decoder.vgg is None
     assert float(decoder.in_scale) != 1.0  # calibrated on the first batch

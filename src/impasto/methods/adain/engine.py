@@ -70,6 +70,7 @@ def _load_student(p: Path, state: dict, meta: dict) -> StudentDecoder:
         raise ImpastoError(f"--decoder {p}: damaged compact model ({type(e).__name__})") from None
     decoder.student_encoder = encoder.eval()  # its own encoder replaces VGG-19
     decoder.vgg = None
+    decoder.steps = int(meta.get("steps", 0))
     return decoder.eval()
 
 

@@ -240,10 +240,13 @@ def run_pairs(
     progress: bool,
     on_step: Callable[[int, dict], None] | None,
     resume_keys: Sequence[str] = RESUME_KEYS,
+    state: dict | None = None,
 ) -> dict:
     """The run of a trainer on photo-and-painting pairs (this one and the distillation): settings, folders, device,
-    then `make_task(weights, dtype, device, contents, styles)` on the shared loop."""
-    _, state = loop.begin(cfg, resume, overwrite, resume_keys)
+    then `make_task(weights, dtype, device, contents, styles)` on the shared loop, from `state` (a warm start) when
+    given and not resuming."""
+    _, loaded = loop.begin(cfg, resume, overwrite, resume_keys)
+    state = loaded if loaded is not None else state  # `state`: a warm start's, when not resuming
     done = loop.already_done(state, cfg)
     if done is not None:
         return done

@@ -34,6 +34,12 @@ class Config(AdaINConfig):
     )
     distill_weight: float = option(1.0, "weight of the distillation loss (student features onto VGG's)", "float")
     lr: float = option(5e-4, "Adam learning rate", "float")
+    init: str | None = option(
+        None,
+        "start from this compact model file's encoder, decoder and step count (a warm start: the optimizer and the "
+        "projections start afresh), when the checkpoint is gone",
+        "str",
+    )
 
     def validate(self) -> None:
         """Raise ImpastoError naming the first bad setting."""

@@ -8,12 +8,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ...errors import ImpastoError
 from ...losses.stats import mean_std
 from ...methods.adain.engine import save_student
 from ...nets.adain import BOTTLENECK, STYLE_LAYERS, adain
 from ...nets.student import STAGES, Projections, StudentDecoder, StudentEncoder
+from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, _Task, decoder_metadata, run_pairs
 from ..adain.trainer import RESUME_KEYS as ADAIN_KEYS
-from ..adain.trainer import AdaINTrainer, _Task, decoder_metadata, run_pairs
 from . import Config
 
 RESUME_KEYS = (*ADAIN_KEYS, "widths")
@@ -93,9 +94,19 @@ class _DistillTask(_Task):
     def load_state_dict(self, state: dict) -> None:
         m = self.model
         m.student.load_state_dict(state["student"])
-        m.projections.load_state_dict(state["projections"])
         m.decoder.load_state_dict(state["decoder"])
-        m.layer_scale.copy_(state["layer_scale"])
+        # A warm start from a model file (--init) has no projections or teacher normalizers: fresh and calibrated.
+        self._warm = "layer_scale" not in state
+        if not self._warm:
+            m.projections.load_state_dict(state["projections"])
+            m.layer_scale.copy_(state["layer_scale"])
+
+    def start(self, resumed: bool) -> None:
+        if resumed and getattr(self, "_warm", False):
+            c, s = self.batch(CALIBRATION_STEP)
+            AdaINTrainer.calibrate(self.model, c.to(self.device), s.to(self.device))  # the teacher's only
+            self.model.decoder.in_scale.copy_(self._in_scale)
+        super().start(resumed)
 
     def save_output(self, step: int) -> None:
         meta = decoder_metadata(self.cfg, step)
@@ -117,12 +128,42 @@ def train(
     in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
     """
 
+    state = _warm_start(cfg) if cfg.init is not None else None
+
     def make_task(weights, dtype, device, contents, styles) -> _DistillTask:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the same seed starts from the same networks
             model = DistillTrainer(tuple(cfg.widths), weights=weights, dtype=dtype)
-        return _DistillTask(cfg, model.to(device), contents, styles, device)
+        task = _DistillTask(cfg, model.to(device), contents, styles, device)
+        if state is not None:
+            task._in_scale = state["decoder"]["in_scale"].clone()
+        return task
 
+    if state is not None and resume:
+        raise ImpastoError("--init starts a run from a model file; --resume continues a checkpoint: not both")
     return run_pairs(
-        cfg, make_task, resume=resume, overwrite=overwrite, progress=progress, on_step=on_step, resume_keys=RESUME_KEYS
+        cfg,
+        make_task,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        on_step=on_step,
+        resume_keys=RESUME_KEYS,
+        state=state,
     )
+
+
+def _warm_start(cfg: Config) -> dict:
+    """A loop state from a compact model file: its encoder, decoder and step count (see --init)."""
+    from ...methods.adain.engine import load_decoder
+
+    decoder = load_decoder(cfg.init)
+    encoder = getattr(decoder, "student_encoder", None)
+    if encoder is None:
+        raise ImpastoError(f"--init {cfg.init}: not a compact model (made by impasto train distill)")
+    if encoder.widths != tuple(cfg.widths):
+        raise ImpastoError(f"--init {cfg.init} has widths {','.join(map(str, encoder.widths))}, not the --widths given")
+    student = StudentEncoder(encoder.widths)
+    student.load_state_dict(encoder.state_dict(), strict=False)  # the file keeps the stages up to relu4_1: all
+    own = {k: v for k, v in decoder.state_dict().items() if not k.startswith("student_encoder.")}
+    return {"step": int(getattr(decoder, "steps", 0)), "student": student.state_dict(), "decoder": own}
