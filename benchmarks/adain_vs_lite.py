@@ -82,6 +82,8 @@ def main() -> None:
                 s_imp=d_imp["style"],
                 c_lite=d_lite["content"],
                 s_lite=d_lite["style"],
+                tone_imp=(d_imp["contrast"], d_imp["saturation"]),
+                tone_lite=(d_lite["contrast"], d_lite["saturation"]),
             )
             rows.append(row)
             print(
@@ -125,22 +127,28 @@ def _report(rows: list[dict], args) -> None:
         f"best of {args.repeat} warm runs in one process, the style image encoded every time; impasto: bf16 "
         "autocast (auto precision), style resized to 512 px; lite: its own 256 px style crop and 384 px transform, "
         "upscaled to the output size",
-        "- distances: `impasto eval` (lower is closer)",
+        "- distances: `impasto eval` (lower is closer); tone: contrast / saturation over the painting's (`impasto "
+        "eval`; 1 = the painting's, washed-out results fall below: target at least 0.95 on both)",
         "",
-        "| pair | output | impasto s | lite s | impasto content | lite content | impasto style | lite style |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| pair | output | impasto s | lite s | impasto content | lite content | impasto style | lite style "
+        "| impasto tone | lite tone |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['pair']} | {r['wh'][0]}x{r['wh'][1]} | {r['t_imp']:.2f} | {r['t_lite']:.2f} | {r['c_imp']:.3f} | "
-            f"{r['c_lite']:.3f} | {r['s_imp']:.4f} | {r['s_lite']:.4f} |"
+            f"{r['c_lite']:.3f} | {r['s_imp']:.4f} | {r['s_lite']:.4f} | {r['tone_imp'][0]:.2f} / "
+            f"{r['tone_imp'][1]:.2f} | {r['tone_lite'][0]:.2f} / {r['tone_lite'][1]:.2f} |"
         )
     for size in args.sizes:
         sel = [r for r in rows if r["size"] == size]
         m = {k: statistics.mean(r[k] for r in sel) for k in ("t_imp", "t_lite", "c_imp", "c_lite", "s_imp", "s_lite")}
+        tone = {k: [statistics.mean(r[k][i] for r in sel) for i in (0, 1)] for k in ("tone_imp", "tone_lite")}
         lines.append(
             f"| **mean, {size} px** | | **{m['t_imp']:.2f}** | **{m['t_lite']:.2f}** | **{m['c_imp']:.3f}** | "
-            f"**{m['c_lite']:.3f}** | **{m['s_imp']:.4f}** | **{m['s_lite']:.4f}** |"
+            f"**{m['c_lite']:.3f}** | **{m['s_imp']:.4f}** | **{m['s_lite']:.4f}** | "
+            f"**{tone['tone_imp'][0]:.2f} / {tone['tone_imp'][1]:.2f}** | "
+            f"**{tone['tone_lite'][0]:.2f} / {tone['tone_lite'][1]:.2f}** |"
         )
     lines += ["", f"![contact sheet: photo, painting, lite, impasto]({args.sheet.name})"]
     write_section(args.doc, args.section, "\n".join(lines))

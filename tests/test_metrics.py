@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from PIL import Image
 
 from impasto import cli
@@ -75,3 +76,19 @@ def test_eval_command_text_and_errors(images, capsys, tmp_path):
     assert cli.main(["eval", str(images["content"]), "--style", *both, "--style-weights", "1", "0", "--json"]) == 0
     blended = json.loads(capsys.readouterr().out)["style"]
     assert abs(blended - style_distance(images["content"], images["style"])) < 1e-6
+
+
+def test_tone_ratios_show_a_washed_out_picture(images):
+    """Contrast and saturation against the painting: 1 for the painting itself, lower for a greyed, flattened copy."""
+    from PIL import ImageEnhance
+
+    from impasto.metrics import tone
+
+    painting = Image.open(images["style"]).convert("RGB")
+    assert tone(painting, painting) == pytest.approx({"contrast": 1.0, "saturation": 1.0})
+    washed = ImageEnhance.Color(ImageEnhance.Contrast(painting).enhance(0.6)).enhance(0.5)
+    t = tone(washed, painting)
+    assert 0.5 < t["contrast"] < 0.7 and 0.4 < t["saturation"] < 0.7
+    # Several paintings: their blend-weighted reference (weight 0 = left out).
+    assert tone(painting, [painting, washed], [1, 0]) == pytest.approx({"contrast": 1.0, "saturation": 1.0})
+    assert set(evaluate(washed, None, painting)) >= {"contrast", "saturation"}

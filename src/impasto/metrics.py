@@ -6,6 +6,10 @@
   by the number of positions, each style image resized to the output's pixel count (several styles: blended Grams).
 
 Both come from :class:`impasto.losses.PerceptualLoss`. :class:`Evaluator` keeps its network for many pictures.
+
+Besides, two tone ratios against the painting(s), where washed-out results show (1 = the painting's): contrast, the
+standard deviation of the output's luma over the painting's, and saturation, the output's mean HSV saturation over
+the painting's (several paintings: their blend-weighted means).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -75,7 +80,29 @@ class Evaluator:
             per_layer = terms["style_layers"]
             result["style_layers"] = per_layer
             result["style"] = sum(per_layer.values()) / len(per_layer)
+            result.update(tone(out_pil, styles, style_weights))
         return result
+
+
+def _tone(image: Image.Image) -> tuple[float, float]:
+    """(std of luma, mean HSV saturation), both in [0, 1] units."""
+    luma = np.asarray(image.convert("L"), dtype=np.float64) / 255
+    saturation = np.asarray(image.convert("HSV"), dtype=np.float64)[..., 1] / 255
+    return float(luma.std()), float(saturation.mean())
+
+
+def tone(
+    output: ImageLike, styles: ImageLike | Sequence[ImageLike], style_weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """{"contrast", "saturation"}: the output's luma spread and mean saturation over the painting's (1 = the same)."""
+    if not isinstance(styles, (list, tuple)):
+        styles = [styles]
+    weights = np.asarray(style_weights if style_weights is not None else [1.0] * len(styles), dtype=np.float64)
+    weights = weights / weights.sum()
+    ref = np.sum([w * np.asarray(_tone(as_pil(s).convert("RGB"))) for w, s in zip(weights, styles)], axis=0)
+    out = np.asarray(_tone(as_pil(output).convert("RGB")))
+    ratio = out / np.maximum(ref, 1e-6)
+    return {"contrast": float(ratio[0]), "saturation": float(ratio[1])}
 
 
 def evaluate(

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"style distance:   {result['style']:.4f}")
             for layer, value in result["style_layers"].items():
                 print(f"  {layer}: {value:.4f}")
+            print(f"contrast:   {result['contrast']:.3f} (the painting's = 1)")
+            print(f"saturation: {result['saturation']:.3f} (the painting's = 1)")
         for what, why in missing.items():
             print(f"{what} distance: not measured ({why})")
     return 0
