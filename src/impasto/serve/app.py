@@ -518,6 +518,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                     if state["status"] in ("done", "failed", "cancelled"):
                         yield _sse(state["status"], state)
                         return
+                    if manager.closing:  # the job will not finish: say so now rather than hold the server's stop
+                        yield _sse(
+                            "cancelled", {**state, "status": "cancelled", "error": "the server is shutting down"}
+                        )
+                        return
                     yield _sse("progress", state)
                 if not await manager.wait_change(job, seen, KEEPALIVE_S):
                     if await request.is_disconnected():

@@ -182,10 +182,14 @@ class JobManager:
             self._waiting.clear()
             if self._running is not None:
                 self._running.cancel_requested = True
+                self._changed(self._running)  # its event streams see `closing` and end (see app.job_events)
             hooks, self._on_close = list(self._on_close), set()
             self._cond.notify_all()
         for hook in hooks:
-            hook()
+            try:
+                hook()
+            except Exception:  # one connection's trouble must not keep the others open, nor the server up
+                log.exception("closing a connection at shutdown")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel what runs, drop what waits, stop the threads and delete every result file."""
@@ -219,7 +223,7 @@ class JobManager:
         batch = isinstance(content, list)
         iterative = (hasattr(options, "steps") or video is not None) and not batch
         with self._cond:
-            if self._stopping:
+            if self._stopping or self._closing:
                 raise QueueFull("the server is shutting down")
             if len(self._waiting) >= self.settings.queue_size:
                 raise QueueFull(f"the queue is full ({self.settings.queue_size} jobs waiting); try again shortly")

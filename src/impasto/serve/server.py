@@ -48,14 +48,14 @@ def _server(app, grace: float):
     import uvicorn
 
     class Server(uvicorn.Server):
-        def handle_exit(self, sig, frame) -> None:
-            # A signal handler may interrupt the job manager holding its lock in this thread: act from another.
-            threading.Thread(target=app.state.jobs.begin_shutdown, name="impasto-shutdown", daemon=True).start()
-            super().handle_exit(sig, frame)
+        async def shutdown(self, sockets=None) -> None:
+            # Before uvicorn waits for open connections: the event streams and live cameras then close by themselves.
+            app.state.jobs.begin_shutdown()
+            await super().shutdown(sockets)
 
         def stop(self) -> None:
             """Stop from another thread, as a signal would."""
-            self.handle_exit(None, None)
+            self.should_exit = True
 
     return Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=grace))
 

@@ -27,6 +27,8 @@ const state = {
   down: false, // the server stopped answering
   rerun: false, // a setting changed during a one-pass job: paint again when it ends
   autoTimer: null,
+  restoring: false, // a history entry or the example is being set up: no automatic repaint, no second one
+  lostAt: 0, // bumped each time the server is found gone: older answers no longer count
 };
 
 // ---------------------------------------------------------------------------------------------- small helpers
@@ -135,7 +137,13 @@ async function prepare(file, role) {
   const scale = Math.min(1, longest / Math.max(dims.width, dims.height), Math.sqrt((0.98 * lim.max_pixels) / pixels));
   const img = new Image();
   img.src = url;
-  await img.decode();
+  try {
+    await img.decode();
+  } catch (_) {
+    URL.revokeObjectURL(url);
+    problem(`${file.name}: this ${role} could not be read here; save it as JPEG or PNG and add it again.`);
+    return null;
+  }
   const canvas = document.createElement("canvas");
   canvas.width = Math.max(1, Math.round(dims.width * scale));
   canvas.height = Math.max(1, Math.round(dims.height * scale));
@@ -154,10 +162,17 @@ async function prepare(file, role) {
   return { file: made, url: URL.createObjectURL(made), width: canvas.width, height: canvas.height, note };
 }
 
+let contentToken = 0;
+
 async function setContent(file) {
   clearProblem();
+  const token = ++contentToken;
   const ready = await prepare(file, "photo");
   if (!ready) return;
+  if (token !== contentToken) { // a later photo was chosen while this one was being read
+    URL.revokeObjectURL(ready.url);
+    return;
+  }
   if (state.content) URL.revokeObjectURL(state.content.url);
   state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name };
   $("content-thumb").src = ready.url;
@@ -213,15 +228,9 @@ async function addStyles(files, weights = []) {
       updateWeights();
     });
     range.addEventListener("change", autoRender);
-    card.querySelector(".remove").addEventListener("click", () => {
-      state.styles = state.styles.filter((s) => s !== item);
-      URL.revokeObjectURL(item.url);
-      card.remove();
-      row.remove();
-      updateWeights();
-      $("style-drop").focus(); // the removed card had the focus
-    });
+    card.querySelector(".remove").addEventListener("click", () => removeStyle(item, true));
     item.card = card;
+    item.row = row;
     item.range = range;
     item.out = out;
     item.badge = badge;
@@ -230,6 +239,15 @@ async function addStyles(files, weights = []) {
     $("blend-rows").append(row);
   }
   updateWeights();
+}
+
+function removeStyle(item, focus) {
+  state.styles = state.styles.filter((s) => s !== item);
+  URL.revokeObjectURL(item.url);
+  item.card.remove();
+  item.row.remove();
+  updateWeights();
+  if (focus) $("style-drop").focus(); // the removed card had the focus
 }
 
 function updateWeights() {
@@ -785,15 +803,24 @@ async function stylize() {
   if (option("preserve_color")) form.append("preserve_color", state.keepColors ? state.keepMode : "none");
   if (option("seed") && $("seed").value !== "") form.append("seed", $("seed").value);
 
+  const total = state.content.file.size + (usesGallery() ? 0 : state.styles.reduce((a, s) => a + s.file.size, 0));
+  if (state.info && total > state.info.limits.max_upload_bytes) {
+    problem(`The photo and paintings come to ${fmtBytes(total)}; this server takes at most ` +
+      `${fmtBytes(state.info.limits.max_upload_bytes)} at once. Use fewer or smaller paintings.`);
+    return;
+  }
   const settings = currentSettings();
   const names = usesGallery() ? [] : state.styles.map((s) => s.name);
   state.job = {
-    id: null, started: performance.now(), method: m.name, originalUrl: state.content.url, lastPreview: null,
+    // The result keeps its own link to the photo: the page's may be revoked when the photo changes.
+    id: null, started: performance.now(), method: m.name, originalUrl: URL.createObjectURL(state.content.file),
+    lastPreview: null,
     dims: targetDims(), cancelling: false, settings, painting: paintingLabel(settings, names),
     photo: state.content, paintings: usesGallery() ? [] : state.styles.map((s) => ({ file: s.file, name: s.name })),
   };
   const current = state.job;
   running(true);
+  if (document.activeElement === document.body) $("cancel").focus(); // the button pressed hid itself (the example's)
   setProgress(0, true);
   setStatus("Uploading…");
   bringIntoView();
@@ -801,19 +828,24 @@ async function stylize() {
   try {
     response = await fetch("/api/jobs", { method: "POST", body: form });
   } catch (e) {
+    if (state.job !== current) return;
     finish();
     serverLost();
     return;
   }
   if (response.status !== 202) {
     const message = await errorOf(response);
+    if (state.job !== current) return;
     finish();
     restoreView();
     problem(response.status === 429 ? `The server is busy: ${message}` : sentence(message));
     return;
   }
   const job = await response.json();
-  if (state.job !== current) return;
+  if (state.job !== current) { // this page moved on (the server was lost meanwhile): leave no job behind
+    fetch(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(() => {});
+    return;
+  }
   current.id = job.id;
   current.total = job.total;
   if (current.cancelling) { // Cancel was pressed during the upload
@@ -842,7 +874,12 @@ function follow(job) {
   current.timer = setInterval(tick, 500);
   events.addEventListener("progress", (e) => onProgress(JSON.parse(e.data)));
   events.addEventListener("preview", (e) => onPreview(JSON.parse(e.data)));
-  events.addEventListener("done", (e) => onDone(JSON.parse(e.data), current));
+  events.addEventListener("done", (e) => {
+    events.close(); // a slow result download must not reconnect the stream and hear "done" twice
+    current.ending = true; // and Cancel must not delete the result being fetched
+    $("cancel").hidden = true;
+    onDone(JSON.parse(e.data), current);
+  });
   events.addEventListener("failed", (e) => {
     const j = JSON.parse(e.data);
     finish();
@@ -860,14 +897,20 @@ function follow(job) {
     }
   });
   events.onerror = () => {
-    // EventSource retries by itself; if the server is gone, end the job now rather than count on.
-    if (state.job === current) pollStatus();
+    if (state.job !== current) return;
+    if (events.readyState === EventSource.CLOSED) { // it gave up: the server no longer knows the job (a restart)
+      finish();
+      restoreView();
+      problem("The server restarted, so this picture was lost. Press Stylize to paint it again.");
+      return;
+    }
+    pollStatus(); // EventSource retries by itself; if the server is gone, end the job now rather than count on
   };
 }
 
 function tick() {
   const job = state.job;
-  if (!job) return;
+  if (!job || $("status-text").classList.contains("error")) return; // a problem stays until the next action
   if (job.cancelling) {
     setStatus("Cancelling…");
     return;
@@ -931,6 +974,7 @@ function slug(text) {
 }
 
 async function onDone(s, job) {
+  if (state.job !== job) return;
   setProgress(1, false);
   const seconds = s.elapsed != null ? s.elapsed : (performance.now() - job.started) / 1000;
   let blob;
@@ -939,11 +983,13 @@ async function onDone(s, job) {
     if (!r.ok) throw new Error(await errorOf(r));
     blob = await r.blob();
   } catch (e) {
+    if (state.job !== job) return;
     finish();
     restoreView();
     problem(`Could not fetch the result: ${e.message}`);
     return;
   }
+  if (state.job !== job) return;
   finish(true);
   const when = new Date();
   const item = {
@@ -981,6 +1027,7 @@ function finish(keepBar = false) {
     if (job.timer) clearInterval(job.timer);
   }
   state.job = null;
+  if (!keepBar) state.rerun = false; // a job that failed or was cancelled: no repaint queued behind it
   running(false);
   if (!keepBar) setProgress(0, false);
   if (!state.down) pollStatus();
@@ -994,23 +1041,35 @@ function restoreView() {
 // Esc or Cancel: "Cancelling…" stays until the server says the job has ended.
 async function cancel(again = false) {
   const job = state.job;
-  if (!job || (job.cancelling && !again)) return;
+  if (!job || job.ending || (job.cancelling && !again)) return;
   job.cancelling = true;
   $("cancel").setAttribute("aria-disabled", "true"); // not `disabled`: that would drop the focus to the page body
   state.rerun = false;
   tick();
   if (!job.id) return; // still uploading: cancelled as soon as the server answers with its id
+  const failed = () => {
+    job.cancelling = false;
+    $("cancel").removeAttribute("aria-disabled");
+  };
   try {
     const r = await fetch(`/api/jobs/${job.id}`, { method: "DELETE" });
-    if (!r.ok && r.status !== 404) problem(sentence(await errorOf(r)));
+    if (r.status === 404 && state.job === job) { // the server no longer knows it: nothing left to wait for
+      finish();
+      restoreView();
+      setStatus("Cancelled.");
+    } else if (!r.ok) {
+      failed();
+      problem(sentence(await errorOf(r)));
+    }
   } catch (_) {
+    failed();
     pollStatus();
   }
 }
 
 // A one-pass method paints again by itself when a setting is released (once a result is on screen).
 function autoRender() {
-  if (!state.method || state.method.iterative || !state.content || live.ws) return;
+  if (!state.method || state.method.iterative || !state.content || live.ws || state.restoring) return;
   if (!state.view || state.view.kind !== "result") return;
   clearTimeout(state.autoTimer);
   state.autoTimer = setTimeout(() => {
@@ -1055,17 +1114,19 @@ async function keepInHistory(item) {
     settings: item.settings, painting: item.painting, method: item.method, width: item.width, height: item.height,
     seconds: item.seconds, name: item.name,
   };
-  try {
-    await historyDo("readwrite", (store) => store.put(record));
-    const extra = state.gallery.slice(HISTORY_MAX);
-    if (extra.length) {
-      state.gallery = state.gallery.slice(0, HISTORY_MAX);
-      await historyDo("readwrite", (store) => { for (const old of extra) store.delete(old.id); });
-      for (const old of extra) {
-        const li = $("gallery").querySelector(`button[data-id="${old.id}"]`);
-        if (li) li.closest("li").remove();
-      }
+  const extra = state.gallery.slice(HISTORY_MAX);
+  if (extra.length) { // the oldest go, here and in storage, with their pictures' memory
+    state.gallery = state.gallery.slice(0, HISTORY_MAX);
+    for (const old of extra) {
+      const li = $("gallery").querySelector(`button[data-id="${old.id}"]`);
+      if (li) li.closest("li").remove();
+      forget(old);
     }
+    updateHistoryCount();
+  }
+  try {
+    if (extra.length) await historyDo("readwrite", (store) => { for (const old of extra) store.delete(old.id); });
+    await historyDo("readwrite", (store) => store.put(record));
   } catch (_) { /* a private window may refuse storage: the history then lasts as long as the tab */ }
 }
 
@@ -1130,15 +1191,37 @@ function updateHistoryCount() {
   $("history-clear").hidden = !n;
 }
 
+function forget(item) {
+  const shown = state.view && state.view.item === item;
+  if (!shown) {
+    URL.revokeObjectURL(item.url);
+    URL.revokeObjectURL(item.originalUrl);
+  }
+}
+
 async function clearHistory() {
   try { await historyDo("readwrite", (store) => store.clear()); } catch (_) { /* nothing stored */ }
+  for (const item of state.gallery) forget(item);
   state.gallery = [];
   $("gallery").textContent = "";
   updateHistoryCount();
+  $("gallery-count").focus(); // the Clear button hid itself
 }
 
 // A click on a history entry shows it and sets the page up as it was made: photo, paintings, method, settings.
 async function restoreEntry(item) {
+  if (state.restoring) return;
+  state.restoring = true;
+  clearTimeout(state.autoTimer);
+  state.rerun = false;
+  try {
+    await setUpAs(item);
+  } finally {
+    state.restoring = false;
+  }
+}
+
+async function setUpAs(item) {
   const s = item.settings;
   clearProblem();
   if (live.ws) stopLive(false);
@@ -1152,8 +1235,15 @@ async function restoreEntry(item) {
   if (item.paintings.length) {
     const same = state.styles.length === item.paintings.length && state.styles.every((st, i) => st.file === item.paintings[i].file);
     if (!same) {
-      for (const st of [...state.styles]) st.card.querySelector(".remove").click();
+      for (const st of [...state.styles]) removeStyle(st, false);
       await addStyles(item.paintings.map((p) => file(p.file, p.name)), s.weights);
+    } else {
+      state.styles.forEach((st, i) => {
+        st.weight = s.weights[i] != null ? s.weights[i] : st.weight;
+        st.range.value = String(st.weight);
+        setFill(st.range);
+      });
+      updateWeights();
     }
   }
   if (s.size && option("size")) {
@@ -1329,7 +1419,18 @@ function stopLive(lost) {
 
 // "Try an example": the photo (and painting) bundled with impasto, then a first picture at once.
 async function trySample() {
-  if (state.job) return;
+  if (state.job || state.restoring) return;
+  state.restoring = true;
+  clearTimeout(state.autoTimer);
+  try {
+    await loadSample();
+  } finally {
+    state.restoring = false;
+  }
+  if (!$("go").disabled) stylize();
+}
+
+async function loadSample() {
   clearProblem();
   let samples;
   try {
@@ -1347,7 +1448,6 @@ async function trySample() {
   if (!usesGallery() && !state.styles.length) {
     await addStyles(await Promise.all(samples.filter((s) => s.kind === "painting").map(fetchFile)));
   }
-  if (!$("go").disabled) stylize();
 }
 
 async function connect() {
@@ -1384,6 +1484,7 @@ let pollTimer = null;
 async function pollStatus() {
   clearTimeout(pollTimer);
   const pill = $("server-status");
+  const generation = state.lostAt;
   let info = null;
   try {
     const r = await fetch("/api/info", { signal: AbortSignal.timeout(4000), cache: "no-store" });
@@ -1396,6 +1497,7 @@ async function pollStatus() {
     }
   }
   state.slow = 0;
+  if (generation !== state.lostAt) return; // the server was found gone while this poll was out: it is stale
   if (info) {
     const q = info.queue;
     pill.className = `pill ${q.running ? "busy" : "ok"}`;
@@ -1424,6 +1526,7 @@ function serverLost(why = "") {
       "reconnects by itself.");
   }
   state.down = true;
+  state.lostAt += 1;
   refresh();
   clearTimeout(pollTimer);
   pollTimer = setTimeout(pollStatus, 2000);
