@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
-from PIL import Image
+from PIL import Image, ImageFilter
 
 import impasto
 from impasto.api import make_options
@@ -188,17 +188,23 @@ def _whole_process(args, model_file: str) -> dict:
 
 
 def _strokes(fast, model_file: str) -> dict:
+    """Stroke scale at 512 and 2048 px, on the photo and on the photo smoothed (blur of 1/128 of its width): with the
+    photo's own detail gone, what the style adds is its texture alone, whatever --detail gives back."""
     photo = load_image(pair_paths(DATA, pair_key(*PAIRS[0]))[0])
+    smooth = photo.filter(ImageFilter.GaussianBlur(photo.width / 128))
     spec = f"{model_file}#starry_night"
     out = {}
     for label, size, extra in [
         ("512 px", 512, {}),
         ("2048 px", 2048, {}),
+        ("2048 px, --detail 1", 2048, {"detail": 1}),
         ("2048 px, --work-size 0", 2048, {"work_size": 0}),
     ]:
-        im = tensor_to_pil(fast.run(photo, [], make_options("fast", model=spec, size=size, **extra)).image)
-        out[label] = stroke_scale(im, photo)
-        print(f"stroke scale {label}: {out[label]:.1f} cycles per picture width", flush=True)
+        opts = make_options("fast", model=spec, size=size, **extra)
+        on_photo = stroke_scale(tensor_to_pil(fast.run(photo, [], opts).image), photo)
+        texture = stroke_scale(tensor_to_pil(fast.run(smooth, [], opts).image), smooth)
+        out[label] = (on_photo, texture)
+        print(f"stroke scale {label}: photo {on_photo:.1f}, texture alone {texture:.1f} cycles per width", flush=True)
     return out
 
 
@@ -292,12 +298,15 @@ def _report(rows: list[dict], process: dict, strokes: dict, layers: dict, args) 
     lines += [f"| {size} px | {v['fast']:.2f} | {v['lite']:.2f} |" for size, v in process.items()]
     lines += [
         "",
-        "Stroke scale of the texture the style adds (spectral centroid, cycles per picture width; first pair):",
+        "Stroke scale (spectral centroid of the luminance the style adds, cycles per picture width; first pair): on "
+        "the photo, where the photo's own detail that --detail gives back counts too, and on the photo smoothed, "
+        "where only the style's texture is left (the same number at 512 and 2048 px = strokes of the same size "
+        "relative to the picture):",
         "",
-        "| output | stroke scale |",
-        "| --- | ---: |",
+        "| output | on the photo | texture alone |",
+        "| --- | ---: | ---: |",
     ]
-    lines += [f"| {k} | {v:.1f} |" for k, v in strokes.items()]
+    lines += [f"| {k} | {a:.1f} | {b:.1f} |" for k, (a, b) in strokes.items()]
     names = list(next(iter(layers.values())))
     lines += [
         "",
