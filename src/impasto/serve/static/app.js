@@ -736,7 +736,8 @@ function setProgress(fraction, indeterminate) {
   bar.classList.toggle("indeterminate", !!indeterminate);
   const pct = Math.max(0, Math.min(100, fraction * 100));
   $("progress-fill").style.width = `${pct}%`;
-  bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+  if (indeterminate) bar.removeAttribute("aria-valuenow"); // a busy bar with no measure (ARIA: no value)
+  else bar.setAttribute("aria-valuenow", String(Math.round(pct)));
 }
 
 function setStatus(html) {
