@@ -128,6 +128,11 @@ def main() -> None:
                 ("impasto fast", "--temporal 0", dict(method="fast", engine=fast, model="starry_night", temporal=0.0)),
                 (
                     "impasto fast",
+                    "--temporal 0.3 (default)",
+                    dict(method="fast", engine=fast, model="starry_night", temporal=0.3),
+                ),
+                (
+                    "impasto fast",
                     "--temporal 0.6",
                     dict(method="fast", engine=fast, model="starry_night", temporal=0.6),
                 ),

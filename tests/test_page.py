@@ -262,6 +262,7 @@ def test_a_server_that_stops_mid_job_ends_the_job_at_once_and_the_page_recovers_
             )
             assert "not finished" in _status(page) and "impasto serve" in _status(page)
             assert page.locator("#cancel").is_hidden() and page.locator("#go").is_disabled()
+            assert page.evaluate("document.activeElement.id") == "status-text"  # not the page body
             page.wait_for_selector("#server-status.down")
             before = _status(page)
             with background(ServeSettings(port=port, **SMALL)):

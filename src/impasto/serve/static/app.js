@@ -1529,6 +1529,8 @@ function serverLost(why = "") {
   state.down = true;
   state.lostAt += 1;
   refresh();
+  // Stylize, where the focus was, is disabled now: the message takes the focus, so it is read out and kept.
+  if (document.activeElement === $("go") || document.activeElement === document.body) $("status-text").focus();
   clearTimeout(pollTimer);
   pollTimer = setTimeout(pollStatus, 2000);
 }
