@@ -123,7 +123,7 @@ def preview_grid(model: AdaINTrainer, contents: torch.Tensor, styles: torch.Tens
     return tensor_to_pil(grid)
 
 
-class _Task:
+class PairTask:
     """The AdaIN decoder as a task of the shared loop."""
 
     def __init__(
@@ -221,19 +221,19 @@ def train(
     in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
     """
 
-    def make_task(weights, dtype, device, contents, styles) -> _Task:
+    def make_task(weights, dtype, device, contents, styles) -> PairTask:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the same seed starts from the same decoder
             decoder = Decoder()
         model = AdaINTrainer(decoder, weights=weights, dtype=dtype).to(device)
-        return _Task(cfg, model, contents, styles, device)
+        return PairTask(cfg, model, contents, styles, device)
 
     return run_pairs(cfg, make_task, resume=resume, overwrite=overwrite, progress=progress, on_step=on_step)
 
 
 def run_pairs(
     cfg: Config,
-    make_task: Callable[..., _Task],
+    make_task: Callable[..., PairTask],
     *,
     resume: bool,
     overwrite: bool,

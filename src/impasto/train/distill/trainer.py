@@ -13,7 +13,7 @@ from ...losses.stats import mean_std
 from ...methods.adain.engine import save_student
 from ...nets.adain import BOTTLENECK, STYLE_LAYERS, adain
 from ...nets.student import STAGES, Projections, StudentDecoder, StudentEncoder
-from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, _Task, decoder_metadata, run_pairs
+from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, PairTask, decoder_metadata, run_pairs
 from ..adain.trainer import RESUME_KEYS as ADAIN_KEYS
 from . import Config
 
@@ -66,7 +66,7 @@ class DistillTrainer(AdaINTrainer):
         return content_loss, style_loss, identity_loss, distill
 
 
-class _DistillTask(_Task):
+class _DistillTask(PairTask):
     def parameters(self):
         m = self.model
         return [*m.student.parameters(), *m.projections.parameters(), *m.decoder.parameters()]
