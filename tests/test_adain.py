@@ -747,11 +747,15 @@ def test_the_onnxruntime_engine_matches_the_pytorch_one(images, decoder_file, tm
     assert isinstance(ort_engine, OrtAdaINEngine) and uses_onnxruntime(opts)
     assert not uses_onnxruntime(Options(runtime="torch")) and not uses_onnxruntime(Options(precision="bf16"))
     torch_engine = AdaINEngine(opts)  # the same load options: the PyTorch engine ignores the runtime
+    code_session = ort_engine.session()[0]
+    encoded, encode = [], code_session.run
+    code_session.run = lambda *a, **k: (encoded.append(1), encode(*a, **k))[1]
     for kw in ({"size": 64, "strength": 1.0}, {"size": 50, "strength": 0.4}):
         run = dataclasses.replace(opts, **kw)
         a = ort_engine.run(images["content"], [images["style"]], run).image
         b = torch_engine.run(images["content"], [images["style"]], run).image
         assert a.shape == tuple(b.shape) and np.abs(a - b.numpy()).max() < 1e-3, kw
+    assert len(encoded) == 1  # the painting was encoded once for both pictures (as for the frames of a video)
     # Blends go to PyTorch, with the same result.
     two = dataclasses.replace(opts, size=48, style_weights=[1, 1])
     a = ort_engine.run(images["content"], [images["style"], images["style2"]], two).image

@@ -304,6 +304,34 @@ def test_training_lowers_the_loss_and_writes_a_working_model(train_dirs, tmp_pat
     assert m.recipe["content_layer"] == "relu2_2" and m.recipe["vgg"] == "caffe"
 
 
+def test_a_deep_style_term_adds_relu5_1_following_the_coarse_slider(train_dirs, tmp_path):
+    from impasto.core.weights import load_weights
+    from impasto.train.data import ImageFolder
+    from impasto.train.fast.trainer import loss_layer_weights
+
+    cfg = _cfg(train_dirs, tmp_path / "deep.safetensors", 2, deep_style_weight=2.0)
+    assert loss_layer_weights(cfg) == [0.25, 0.25, 0.25, 0.25, 0.5]
+    paintings = [painting_tensor(p, cfg.style_size) for p in cfg.style]
+    c, s, _ = sample_batch(ImageFolder(train_dirs[0], 48), 2, 32, 3, 1, 0.0, 48, 7)
+    sliders = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 3.0], [1.0, 1.0, 1.0, 0.0]])
+    torch.manual_seed(0)
+    net = TransformerNet(2, 4, 1)
+    four = FastTrainer(net, load_weights(), paintings)
+    five = FastTrainer(net, load_weights(), paintings, style_layers=(*four.style_layers, "relu5_1"))
+    with torch.no_grad():
+        content4, style4, _ = four(c, s, sliders, [0.25] * 4)
+        content5, style5, _ = five(c, s, sliders, loss_layer_weights(cfg))
+        alone = five.loss_module([1.0] * 5)
+        alone.set_feature_targets(grams={n: getattr(five, f"gram{i}")[s] for i, n in enumerate(five.style_layers)})
+        deep = alone.sample_terms(five.stylize(c, torch.nn.functional.one_hot(s, 2).float(), sliders))[1][:, 4]
+    assert torch.allclose(content4, content5)
+    extra = style5 - style4
+    assert torch.allclose(extra, 0.5 * deep * sliders[:, 3], rtol=1e-4, atol=1e-6)  # scaled by the coarse slider
+    assert float(extra[0]) > 0 and float(extra[2]) == 0
+    train(cfg)
+    assert load_model(cfg.output).recipe["style_layers"] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
 def test_resume_continues_exactly(train_dirs, tmp_path):
     straight = tmp_path / "straight.safetensors"
     train(_cfg(train_dirs, straight, 3, workers=1))

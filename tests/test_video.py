@@ -102,6 +102,34 @@ def test_temporal_consistency_lowers_the_warping_error(clip, model, tmp_path):
     assert a["reliable"] > 0.5  # the pan is easy to follow: most pixels are checked
 
 
+def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, model, tmp_path):
+    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.8)
+    outputs, steps = {}, {}
+    for workers in (1, 2):
+        seen: list[int] = []
+        outputs[workers] = tmp_path / f"w{workers}.mp4"
+        report = stylize_video(clip, outputs[workers], workers=workers, callback=lambda p: seen.append(p.step), **kw)
+        assert report.frames == 12
+        steps[workers] = seen
+    assert steps[1] == steps[2] == list(range(1, 13))  # progress in frame order, one report per frame
+    one, two = frames_of(outputs[1]), frames_of(outputs[2])
+    assert len(one) == len(two) == 12
+    # The same frames (two single-threaded runs may round differently from one two-threaded run).
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(one, two)) <= 3
+
+
+def test_a_failing_frame_stops_a_pipelined_run_and_leaves_nothing(clip, model, tmp_path):
+    out = tmp_path / "stopped.mp4"
+
+    def fail_at_five(p):
+        if p.step == 5:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        stylize_video(clip, out, method="fast", model=model, size=None, workers=2, callback=fail_at_five)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_part_webm_and_a_size(clip, model, tmp_path):
     out = tmp_path / "part.webm"
     report = stylize_video(clip, out, method="fast", model=model, size=32, start=0.3, duration=0.5, device="cpu")

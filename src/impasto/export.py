@@ -276,6 +276,81 @@ def check(path: Path, fmt: str, m, photos: Sequence[Any] = ()) -> dict[str, floa
     return out
 
 
+def _export_adain_parts(spec: str, code_path: Path, transfer_path: Path) -> float:
+    """The arbitrary-style model as two graphs, style code and transfer (for runtimes that encode a painting once);
+    returns their combined largest difference to the whole model in PyTorch."""
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    from .nets.adain import AdaINCodeGraph, AdaINTransferGraph
+
+    graph = _adain_net(spec)
+    content, style, strength = _adain_example()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        mean, std = graph.code(style)
+        torch.onnx.export(
+            AdaINCodeGraph(graph),
+            (style,),
+            str(code_path),
+            input_names=["style"],
+            output_names=["mean", "std"],
+            dynamic_axes={"style": {2: "style_height", 3: "style_width"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        torch.onnx.export(
+            AdaINTransferGraph(graph),
+            (content, mean, std, strength),
+            str(transfer_path),
+            input_names=["content", "mean", "std", "strength"],
+            output_names=["stylized"],
+            dynamic_axes={"content": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    code = ort.InferenceSession(str(code_path), providers=["CPUExecutionProvider"])
+    transfer = ort.InferenceSession(str(transfer_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for size in ((64, 96), (45, 70)):
+        c, s, a = (t.numpy() for t in _adain_example(size))
+        with torch.no_grad():
+            ref = graph(*(torch.from_numpy(x) for x in (c, s, a))).numpy()
+        m, d = code.run(None, {"style": s})
+        got = transfer.run(None, {"content": c, "mean": m, "std": d, "strength": a})[0]
+        if got.shape != ref.shape:
+            raise ImpastoError(f"the exported model gives {got.shape} at {size}, PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def cached_adain_parts(decoder: str | os.PathLike) -> tuple[Path, Path]:
+    """The (style code, transfer) ONNX graphs of an AdaIN decoder file (or compact model), exported into the cache
+    the first time and checked against PyTorch then (see :func:`cached_graph`)."""
+    import hashlib
+
+    from .core.cache import cache_dir
+
+    digest = hashlib.sha256(Path(decoder).read_bytes()).hexdigest()[:16]
+    folder = cache_dir() / "onnx"
+    paths = folder / f"adain-code-{digest}.onnx", folder / f"adain-transfer-{digest}.onnx"
+    if not all(p.exists() for p in paths):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
+        try:
+            worst = _export_adain_parts(f"adain:{decoder}", *tmps)
+            if worst > TOLERANCE:
+                raise ImpastoError(f"the exported model differs from PyTorch by {worst:.2g}")
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
+        finally:
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+    return paths
+
+
 def cached_graph(kind: str, source: str | os.PathLike) -> Path:
     """The ONNX graph of a model file (`kind` "fast", or "adain" for a decoder file), exported into the cache the
     first time and checked against PyTorch then; named by the file's content, so a changed file is exported again."""

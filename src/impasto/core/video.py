@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import numpy as np
 
@@ -30,6 +32,8 @@ VIDEO_FORMATS = {
 }
 _WEBM_AUDIO = {"opus", "vorbis"}
 DEFAULT_MAX_PIXELS = 3840 * 2160
+
+FrameResult = Union[np.ndarray, "Future[np.ndarray]"]
 
 
 def _av():
@@ -134,7 +138,7 @@ class TranscodeStats:
 def transcode(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    fn: Callable[[np.ndarray, int, float], np.ndarray],
+    fn: Callable[[np.ndarray, int, float], FrameResult],
     *,
     size: int | None = None,
     start: float = 0.0,
@@ -142,9 +146,14 @@ def transcode(
     crf: int = 18,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_frame: Callable[[int], None] | None = None,
+    in_flight: int = 0,
 ) -> TranscodeStats:
     """Decode `src`, call ``fn(rgb, index, seconds)`` on every frame (upright, longest side `size` when given; rgb is
     (H, W, 3) uint8) and encode what it returns into `dst`, with `src`'s timestamps and sound.
+
+    `fn` may return a :class:`concurrent.futures.Future` of the frame instead, so that frames are painted while the
+    next ones decode and the previous ones encode: at most `in_flight` frames wait unfinished (a bounded pipeline);
+    frames are encoded in order, and an exception a future holds stops the run as if `fn` had raised it.
 
     `start` and `duration` (seconds) cut a part. Raises ImpastoError (one line) for a file that is not a video, has
     no frames, is larger than `max_pixels`, or an output that would replace the input; nothing is left at `dst`
@@ -167,7 +176,7 @@ def transcode(
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
     os.close(fd)
     try:
-        stats = _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame)
+        stats = _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame, in_flight)
         if stats.frames == 0:
             raise ImpastoError(f"{src}: no video frames" + (" in the part asked for" if start or duration else ""))
         os.chmod(tmp, FILE_MODE)
@@ -185,9 +194,10 @@ def _even(x: int) -> int:
     return max(2, x - x % 2)
 
 
-def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame) -> TranscodeStats:
+def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame, in_flight) -> TranscodeStats:
     inp = av.open(str(src))
     out = av.open(tmp, "w", format=fmt)
+    pending: deque = deque()  # (result or future, pts, time base, seconds), in decoding order
     try:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
@@ -205,7 +215,13 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         # variable; the encoder's default, 1/rate, would round them onto a constant grid).
         vout.time_base = vin.time_base
         vout.codec_context.time_base = vin.time_base
-        vout.options = {"crf": str(crf)} if codec == "libx264" else {"crf": str(crf + 13), "b": "0", "row-mt": "1"}
+        # x264's veryfast preset: half the encoding time of its default (medium) at the same quality setting, the
+        # files about as large for stylized frames.
+        vout.options = (
+            {"crf": str(crf), "preset": "veryfast"}
+            if codec == "libx264"
+            else {"crf": str(crf + 13), "b": "0", "row-mt": "1"}
+        )
         aout, audio_mode = None, "none"
         if ain is not None:
             if fmt == "webm" and ain.codec_context.name not in _WEBM_AUDIO:
@@ -218,7 +234,7 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         t1 = None if duration is None else start + duration
         if start > 0:
             inp.seek(int(start / vin.time_base), stream=vin, backward=True, any_frame=False)
-        frames, audio_packets, last_t = 0, 0, 0.0
+        frames, frames_in, audio_packets, last_t = 0, 0, 0, 0.0
         video_done = audio_done = False
         resampler = (
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
@@ -261,25 +277,20 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
                 if t1 is not None and t >= t1:
                     video_done = True
                     break
-                rgb = _upright(frame.to_ndarray(format="rgb24"), info.rotation)
-                if rgb.shape[1] != w or rgb.shape[0] != h:
-                    from PIL import Image
-
-                    rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.LANCZOS))
-                result = fn(rgb, frames, t)
-                if result.shape[:2] != (h, w):
-                    raise ImpastoError(
-                        f"frame {frames}: the stylized frame is {result.shape[1]}x{result.shape[0]}, not {w}x{h}"
-                    )
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(result[: vout.height, : vout.width]), "rgb24")
-                vf.pts = frame.pts - (int(round(t0 / frame.time_base)) if t0 else 0)
-                vf.time_base = frame.time_base
-                for p in vout.encode(vf):
-                    out.mux(p)
-                frames += 1
-                last_t = t - t0
-                if on_frame is not None:
-                    on_frame(frames)
+                rgb = _upright(_decoded(frame, w, h, info.rotation), info.rotation)
+                pts = frame.pts - (int(round(t0 / frame.time_base)) if t0 else 0)
+                pending.append((fn(rgb, frames_in, t), pts, frame.time_base, t - t0))
+                frames_in += 1
+                while pending and (len(pending) > in_flight or not isinstance(pending[0][0], Future)):
+                    last_t = _encode(av, out, vout, pending.popleft(), frames, w, h)
+                    frames += 1
+                    if on_frame is not None:
+                        on_frame(frames)
+        while pending:
+            last_t = _encode(av, out, vout, pending.popleft(), frames, w, h)
+            frames += 1
+            if on_frame is not None:
+                on_frame(frames)
         for p in vout.encode():
             out.mux(p)
         if resampler is not None:
@@ -288,5 +299,33 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         seconds = last_t + (1 / float(rate) if frames else 0.0)
         return TranscodeStats(frames, seconds if math.isfinite(seconds) else 0.0, audio_packets, audio_mode)
     finally:
+        for result, *_ in pending:  # a failed run: the frames still being painted are not wanted
+            if isinstance(result, Future):
+                result.cancel()
         out.close()
         inp.close()
+
+
+def _decoded(frame, w: int, h: int, rotation: int) -> np.ndarray:
+    """A decoded frame as RGB, scaled so that it is (h, w) once turned upright; FFmpeg's scaler does both in one pass
+    (area averaging when shrinking, bicubic when enlarging): several times faster than Pillow's Lanczos on 720p."""
+    dw, dh = (h, w) if rotation in (90, 270) else (w, h)
+    if (frame.width, frame.height) == (dw, dh):
+        return frame.to_ndarray(format="rgb24")
+    method = "AREA" if dw * dh < frame.width * frame.height else "BICUBIC"
+    return frame.to_ndarray(format="rgb24", width=dw, height=dh, interpolation=method)
+
+
+def _encode(av, out, vout, item, index: int, w: int, h: int) -> float:
+    """Encode one painted frame (waiting for it when it is a future); returns its time in the output."""
+    result, pts, time_base, t = item
+    if isinstance(result, Future):
+        result = result.result()
+    if result.shape[:2] != (h, w):
+        raise ImpastoError(f"frame {index}: the stylized frame is {result.shape[1]}x{result.shape[0]}, not {w}x{h}")
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(result[: vout.height, : vout.width]), "rgb24")
+    vf.pts = pts
+    vf.time_base = time_base
+    for p in vout.encode(vf):
+        out.mux(p)
+    return t

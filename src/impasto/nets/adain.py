@@ -176,13 +176,47 @@ class AdaINGraph(nn.Module):
         self.net = net
 
     def forward(self, content: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+        return self.transfer(content, *self.code(style), strength)
+
+    def code(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A painting's style code: its (mean, std) at the bottleneck, each (1, C, 1, 1)."""
+        return mean_std(self.net.encoder(style)[BOTTLENECK].float())
+
+    def transfer(
+        self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, strength: torch.Tensor
+    ) -> torch.Tensor:
+        """The content stylized with a style code from :meth:`code`."""
         h, w = content.shape[-2], content.shape[-1]
         x = F.pad(content, (MARGIN,) * 4, mode="reflect")
         hp, wp = h + 2 * MARGIN, w + 2 * MARGIN
         x = F.pad(x, (0, (STRIDE - wp % STRIDE) % STRIDE, 0, (STRIDE - hp % STRIDE) % STRIDE), mode="reflect")
         features = self.net.encoder(x)[BOTTLENECK].float()
-        mean, std = mean_std(self.net.encoder(style)[BOTTLENECK].float())
         target = adain(features, mean, std)
         target = strength * target + (1 - strength) * features
         out = self.net.decoder(target).float().clamp(0, 1)
         return out[..., MARGIN : MARGIN + h, MARGIN : MARGIN + w]
+
+
+class AdaINCodeGraph(nn.Module):
+    """:meth:`AdaINGraph.code` as a graph of its own: ``forward(style) -> (mean, std)``."""
+
+    def __init__(self, graph: AdaINGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.graph.code(style)
+
+
+class AdaINTransferGraph(nn.Module):
+    """:meth:`AdaINGraph.transfer` as a graph of its own: ``forward(content, mean, std, strength)``; with
+    :class:`AdaINCodeGraph` a runtime encodes each painting once for many pictures or frames."""
+
+    def __init__(self, graph: AdaINGraph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(
+        self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, strength: torch.Tensor
+    ) -> torch.Tensor:
+        return self.graph.transfer(content, mean, std, strength)

@@ -1,4 +1,7 @@
-"""AdaIN without PyTorch: the whole model (encoder, AdaIN, decoder) exported to one ONNX graph and run by onnxruntime.
+"""AdaIN without PyTorch: the model (encoder, AdaIN, decoder) exported to ONNX and run by onnxruntime.
+
+Two graphs (:func:`impasto.export.cached_adain_parts`): a painting's style code, kept for the next pictures and
+frames, and the transfer; `impasto export adain` writes the whole model as one graph for use elsewhere.
 
 For the common run (one painting, a strength, any size) on CPUs without native bf16 units, where onnxruntime in fp32
 is faster than PyTorch and skips its 3 s start-up. The graph is exported into the cache the first time (with PyTorch,
@@ -8,6 +11,9 @@ PyTorch engine, loaded on first need.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -20,6 +26,7 @@ from . import Options
 
 MIN_CONTENT_SIDE = 17  # the graph reflects a 16 px margin, which needs more than 16 px a side
 MIN_STYLE_SIDE = 8
+CODE_CACHE = 32  # paintings whose style codes are kept
 
 
 def available(decoder: str | None) -> bool:
@@ -36,15 +43,20 @@ class OrtAdaINEngine(StreamingEngine):
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        self._session = None
+        self._sessions: dict[int | None, tuple[Any, Any]] = {}
+        self._codes: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
         self._torch_engine = None
         self.session()  # a missing or foreign decoder fails at load, as with PyTorch
 
-    def session(self):
-        if self._session is None:
-            import onnxruntime as ort
+    def session(self) -> tuple[Any, Any]:
+        """The (style code, transfer) sessions for the calling thread's thread budget (see
+        :mod:`impasto.core.onnx`), opened once."""
+        from ...core.onnx import cpu_session, thread_budget
 
-            from ...export import cached_graph
+        threads = thread_budget()
+        if threads not in self._sessions:
+            from ...export import cached_adain_parts
             from .engine import bundled_decoder_path
 
             decoder = self.options.decoder or str(bundled_decoder_path())
@@ -52,9 +64,23 @@ class OrtAdaINEngine(StreamingEngine):
                 if self.options.decoder is None:
                     raise ImpastoError(f"the bundled AdaIN decoder is missing ({decoder}): reinstall impasto")
                 raise ImpastoError(f"--decoder {decoder}: no such file")
-            path = cached_graph("adain", decoder)
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return self._session
+            code, transfer = cached_adain_parts(decoder)
+            self._sessions[threads] = (cpu_session(code, threads), cpu_session(transfer, threads))
+        return self._sessions[threads]
+
+    def style_code(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A painting's (mean, std), cached by its pixels: a video or a batch encodes its painting once."""
+        key = hashlib.sha1(style.tobytes()).hexdigest() + str(style.shape)
+        with self._lock:
+            code = self._codes.get(key)
+        if code is None:
+            mean, std = self.session()[0].run(None, {"style": style})
+            code = (mean, std)
+            with self._lock:
+                self._codes[key] = code
+                while len(self._codes) > CODE_CACHE:
+                    self._codes.popitem(last=False)
+        return code
 
     def _torch(self):
         if self._torch_engine is None:
@@ -94,7 +120,9 @@ class OrtAdaINEngine(StreamingEngine):
             if min(c.size) < MIN_CONTENT_SIDE:
                 result = self._torch().run(c, styles, opts)
             else:
-                out = self.session().run(None, {"content": _array(c), "style": style_a, "strength": strength})[0]
+                mean, std = self.style_code(style_a)
+                feed = {"content": _array(c), "mean": mean, "std": std, "strength": strength}
+                out = self.session()[1].run(None, feed)[0]
                 result = Result(image=np.clip(out, 0, 1))
             if callback is not None:
                 callback(Progress(step=1, total=1, image=result.image, index=index))

@@ -60,21 +60,20 @@ class OrtFastEngine(StreamingEngine):
         super().__init__(options)
         parse_model(options.model)  # a bad --model fails at load
         self.threads = threads
-        self._sessions: dict[str, tuple[Any, list[str], int]] = {}
+        self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
         self._torch_engine = None
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
-        """(onnxruntime session, style names, training scale) of a model file."""
-        if model not in self._sessions:
-            import onnxruntime as ort
+        """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
+        budget (see :mod:`impasto.core.onnx`)."""
+        from ...core.onnx import cpu_session, thread_budget
 
-            so = ort.SessionOptions()
-            if self.threads:
-                so.intra_op_num_threads = self.threads
-            session = ort.InferenceSession(str(ensure_onnx(model)), so, providers=["CPUExecutionProvider"])
+        threads = thread_budget(self.threads)
+        if (model, threads) not in self._sessions:
+            session = cpu_session(ensure_onnx(model), threads)
             meta = model_metadata(model)
-            self._sessions[model] = (session, model_names(model), int(meta["image_size"]))
-        return self._sessions[model]
+            self._sessions[model, threads] = (session, model_names(model), int(meta["image_size"]))
+        return self._sessions[model, threads]
 
     def paint(self, picture: np.ndarray, model: str, style: np.ndarray, layers: Sequence[float]) -> np.ndarray:
         """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape."""

@@ -68,6 +68,13 @@ class Config(RunSettings):
     style_layer_weights: Sequence[float] | None = option(
         None, "the recipe's weight of each style layer, relu1_1..relu4_1 (default equal)", "floats", group=_LOSS
     )
+    deep_style_weight: float = option(
+        0.0,
+        "weight of a relu5_1 style term (the largest shapes of the painting), as a share of one of the four layers; "
+        "it follows the coarse slider (0 = off)",
+        "float",
+        group=_LOSS,
+    )
     tv_weight: float = option(0.0, "weight of the total-variation (smoothness) loss", "float", group=_LOSS)
     adjustable: float = option(
         0.5,
@@ -116,7 +123,7 @@ class Config(RunSettings):
         check_settings(
             self,
             counts=("size", "batch", "steps", "checkpoint_every", "width", "blocks", "style_size"),
-            numbers=("lr", "lr_decay", "content_weight", "style_weight", "tv_weight"),
+            numbers=("lr", "lr_decay", "content_weight", "style_weight", "tv_weight", "deep_style_weight"),
         )
         if self.size < 32 or self.size % 4:
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")

@@ -43,6 +43,7 @@ RESUME_KEYS = (
     "style_size",
 )
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
+DEEP_LAYER = "relu5_1"
 
 
 def sample_batch(
@@ -70,26 +71,36 @@ def sample_batch(
 class FastTrainer(torch.nn.Module):
     """The network, the frozen VGG-19 loss network and the paintings' Gram matrices."""
 
-    def __init__(self, net: TransformerNet, weights, paintings: Sequence[torch.Tensor], dtype=None) -> None:
+    def __init__(
+        self,
+        net: TransformerNet,
+        weights,
+        paintings: Sequence[torch.Tensor],
+        dtype=None,
+        style_layers: Sequence[str] = STYLE_LAYERS,
+    ) -> None:
         super().__init__()
         self.net, self.dtype = net, dtype
-        self.loss_net = VGGFeatures(weights, [*STYLE_LAYERS, CONTENT_LAYER])
+        # The loss may reach past the sliders' layers (relu5_1, --deep-style-weight): such a layer follows the coarse
+        # slider.
+        self.style_layers = tuple(style_layers)
+        self.loss_net = VGGFeatures(weights, [*self.style_layers, CONTENT_LAYER])
         self.content_net = VGGFeatures(weights, [CONTENT_LAYER])  # stops early: the targets need no deeper layer
         self.tv = TVLoss()
-        loss = self.loss_module([1.0] * len(STYLE_LAYERS))
-        grams: dict[str, list[torch.Tensor]] = {n: [] for n in STYLE_LAYERS}
+        loss = self.loss_module([1.0] * len(self.style_layers))
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in self.style_layers}
         for p in paintings:
             feats = loss.features(p[None], grad=False)
-            for n in STYLE_LAYERS:
+            for n in self.style_layers:
                 grams[n].append(gram_matrix(feats[n])[0])
-        for i, n in enumerate(STYLE_LAYERS):
+        for i, n in enumerate(self.style_layers):
             self.register_buffer(f"gram{i}", torch.stack(grams[n]))
 
     def loss_module(self, layer_weights: Sequence[float]) -> PerceptualLoss:
         return PerceptualLoss(
             self.loss_net,
             content_layers=[CONTENT_LAYER],
-            style_layers=STYLE_LAYERS,
+            style_layers=self.style_layers,
             style_layer_weights=layer_weights,
             style_loss="gram",
             dtype=self.dtype,
@@ -104,18 +115,24 @@ class FastTrainer(torch.nn.Module):
     def forward(
         self, content: torch.Tensor, styles: torch.Tensor, layers: torch.Tensor, layer_weights: Sequence[float]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation."""
+        """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation.
+
+        `layers` are the pictures' slider values (B, len(STYLE_LAYERS)); `layer_weights` the recipe's weight of each
+        of ``self.style_layers``, applied as given."""
         loss = self.loss_module(layer_weights)
         with torch.no_grad():
             x = content.contiguous(memory_format=torch.channels_last) if content.device.type == "cpu" else content
             with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 target = self.content_net(x)[CONTENT_LAYER].float()
-            grams = {n: getattr(self, f"gram{i}")[styles] for i, n in enumerate(STYLE_LAYERS)}
+            grams = {n: getattr(self, f"gram{i}")[styles] for i, n in enumerate(self.style_layers)}
             loss.set_feature_targets(content={CONTENT_LAYER: target}, grams=grams)
         onehot = F.one_hot(styles, self.net.n_styles).float()
         out = self.stylize(content, onehot, layers)
         content_loss, style_layers = loss.sample_terms(out)
-        w = torch.tensor([loss.style_w[n] for n in STYLE_LAYERS], device=out.device)
+        w = torch.tensor(list(layer_weights), dtype=torch.float32, device=out.device)
+        extra = len(self.style_layers) - layers.shape[1]
+        if extra > 0:
+            layers = torch.cat([layers, layers[:, -1:].expand(-1, extra)], dim=1)
         style_loss = (style_layers * layers * w).sum(1)
         return content_loss, style_loss, self.tv(out)
 
@@ -154,7 +171,7 @@ class _Task:
         self, cfg: Config, model: FastTrainer, contents: ImageFolder, paintings: list[torch.Tensor], device
     ) -> None:
         self.cfg, self.model, self.contents, self.paintings, self.device = cfg, model, contents, paintings, device
-        self.layer_weights = normalized_weights(cfg.style_layer_weights, len(STYLE_LAYERS))
+        self.layer_weights = loss_layer_weights(cfg)
         self._preview = None
 
     @property
@@ -204,7 +221,9 @@ class _Task:
     def save_output(self, step: int) -> None:
         cfg = self.cfg
         recipe = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "preview_dir", "device", "threads")}
-        recipe.update(steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=STYLE_LAYERS)
+        recipe.update(
+            steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=self.model.style_layers
+        )
         recipe["style"] = [str(p) for p in cfg.style]
         save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe)
 
@@ -218,6 +237,18 @@ class _Task:
             return preview_grid(self.model, self._preview, self.paintings)
         finally:
             self.model.train()
+
+
+def loss_style_layers(cfg: Config) -> tuple[str, ...]:
+    """The VGG layers of the style loss: the sliders' four, and relu5_1 when --deep-style-weight is on."""
+    return (*STYLE_LAYERS, DEEP_LAYER) if cfg.deep_style_weight else STYLE_LAYERS
+
+
+def loss_layer_weights(cfg: Config) -> list[float]:
+    """The recipe's weight of each loss style layer: the sliders' layers sum to 1; relu5_1 counts as
+    --deep-style-weight times an equal share of them."""
+    w = normalized_weights(cfg.style_layer_weights, len(STYLE_LAYERS))
+    return [*w, cfg.deep_style_weight / len(STYLE_LAYERS)] if cfg.deep_style_weight else w
 
 
 def _decoder(cfg: Config) -> tuple[int, int]:
@@ -279,7 +310,7 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same seed starts from the same network
         net = TransformerNet(len(paintings), cfg.width, cfg.blocks, _decoder(cfg))
-    model = FastTrainer(net, weights, paintings, dtype).to(device)
+    model = FastTrainer(net, weights, paintings, dtype, loss_style_layers(cfg)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     task = _Task(cfg, model, contents, paintings, device)
