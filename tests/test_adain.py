@@ -12,7 +12,7 @@ from PIL import Image
 
 from impasto.cli import main
 from impasto.core.color import rgb_to_yiq
-from impasto.core.image import pil_to_tensor
+from impasto.core.image import pil_to_tensor, tensor_to_pil
 from impasto.errors import ImpastoError
 from impasto.losses.stats import mean_std
 from impasto.methods.adain import Options
@@ -423,13 +423,32 @@ def test_the_bundled_decoder_ships_and_is_trained(images, tmp_path):
     photo = fit_longest_side(load_image(str(examples / "chelsea.png")), 128)
     painting = load_image(str(examples / "swirls.png"))
     stylizer = AdaINEngine(Options())
-    styled = tensor_to_pil(_run(stylizer, photo, painting, size=None))
+    styled = tensor_to_pil(_run(stylizer, photo, painting, size=None, tone=0.0))  # the decoder's own output
     recon = tensor_to_pil(_run(stylizer, photo, painting, size=None, strength=0.0))
     before, after, back = (evaluate(x, photo, [painting]) for x in (photo, styled, recon))
     # Measured: styled 0.88 / 0.35 against the photo's own style distance 0.78; reconstruction content 0.40.
     # A random decoder gives about 1.3 / 0.63 and 1.3.
     assert after["style"] < 0.6 * before["style"] and after["content"] < 1.1
     assert back["content"] < 0.6
+
+
+def test_the_tone_step_brings_contrast_and_saturation_to_the_painting(images):
+    from impasto.core.tone import MAX_GAIN, match_tone, tone_stats
+    from impasto.metrics import tone
+
+    engine = AdaINEngine(Options(device="cpu", precision="fp32"))
+    flat = _run(engine, images["content"], images["style"], size=64, tone=0.0)
+    toned = _run(engine, images["content"], images["style"], size=64)  # --tone 1, the default
+    half = _run(engine, images["content"], images["style"], size=64, tone=0.5)
+    off = [abs(1 - v) for v in tone(tensor_to_pil(flat), images["style"]).values()]
+    on = [abs(1 - v) for v in tone(tensor_to_pil(toned), images["style"]).values()]
+    assert on[0] < 0.7 * off[0] and on[1] < 0.7 * off[1], (off, on)  # measured: 0.63 and 0.68 of the distance
+    assert 0 < float((half - flat).abs().mean()) < float((toned - flat).abs().mean())
+    # The gains are bounded: a flat grey picture is not blown up to the painting's contrast.
+    grey = np.full((8, 8, 3), 0.5, np.float32)
+    grey[0, 0] = 0.52
+    stretched = match_tone(grey, np.array([0.3, 0.9], np.float32))
+    assert tone_stats(stretched)[0] <= MAX_GAIN * tone_stats(grey)[0] + 1e-4
 
 
 def test_a_missing_bundled_decoder_is_a_one_line_error(images, tmp_path, capsys, monkeypatch):

@@ -108,7 +108,9 @@ def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, mod
     for workers in (1, 2):
         seen: list[int] = []
         outputs[workers] = tmp_path / f"w{workers}.mp4"
-        report = stylize_video(clip, outputs[workers], workers=workers, callback=lambda p: seen.append(p.step), **kw)
+        report = stylize_video(
+            clip, outputs[workers], workers=workers, callback=lambda p, seen=seen: seen.append(p.step), **kw
+        )
         assert report.frames == 12
         steps[workers] = seen
     assert steps[1] == steps[2] == list(range(1, 13))  # progress in frame order, one report per frame

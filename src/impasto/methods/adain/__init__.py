@@ -50,6 +50,17 @@ class Options:
         label="Strength",
         step=0.05,
     )
+    tone: float = option(
+        1.0,
+        "bring the result's contrast and saturation this far (0 to 1) to the painting's: the decoder alone gives "
+        "flatter, greyer pictures than the painting (0 = the decoder's output as it is)",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Painting's tone",
+        step=0.05,
+    )
     style_weights: Sequence[float] | None = option(
         None,
         "blend weights, one per style image (default equal): the AdaIN targets are interpolated",

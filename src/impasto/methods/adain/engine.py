@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,6 +22,7 @@ from ...core.color import color_inputs, combine_luminance
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
 from ...core.modelfile import read_tensors, save_tensors
+from ...core.tone import blended_stats, match_tone, tone_stats
 from ...core.weights import load_weights
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
@@ -234,6 +236,17 @@ class AdaINEngine(StreamingEngine):
             out = self.transfer(
                 content_in, codes, strength=opts.strength, style_weights=opts.style_weights, masks=masks
             )
+            if opts.tone > 0:
+                # The paintings' tones mixed as their styles are: by blend weight, or by the share of the picture
+                # each one's mask covers.
+                shares = opts.style_weights
+                if masks is not None:
+                    shares = [max(float(m.mean()), 1e-6) for m in masks]
+                target = blended_stats([tone_stats(_hwc(s)) for s in styles_in], shares)
+                out = torch.stack(
+                    [torch.from_numpy(match_tone(_hwc(o), target, opts.tone * opts.strength)) for o in out]
+                )
+                out = out.permute(0, 3, 1, 2).contiguous()
             if opts.preserve_color == "luminance":
                 out = combine_luminance(out, content_t)
             if opts.content_mask is not None:
@@ -242,6 +255,11 @@ class AdaINEngine(StreamingEngine):
             if callback is not None:
                 callback(Progress(step=1, total=1, image=out, index=index))
             yield Result(image=out)
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) or (1, 3, H, W) picture as an (H, W, 3) float32 array."""
+    return image.reshape(-1, *image.shape[-3:])[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 def _region_masks(opts: Options, size: Sequence[int], n_styles: int) -> list[torch.Tensor] | None:

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side
+from ...core.tone import match_tone, tone_stats
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from . import Options
@@ -110,6 +111,7 @@ class OrtAdaINEngine(StreamingEngine):
         if min(style.size) < MIN_STYLE_SIDE:
             style = fit_area(style, style.width * style.height, MIN_STYLE_SIDE)
         style_a = _array(style)
+        painting_tone = tone_stats(style_a[0].transpose(1, 2, 0))
         strength = np.array([opts.strength], np.float32)
         for index, content in enumerate(contents):
             c = as_pil(content)
@@ -122,8 +124,11 @@ class OrtAdaINEngine(StreamingEngine):
             else:
                 mean, std = self.style_code(style_a)
                 feed = {"content": _array(c), "mean": mean, "std": std, "strength": strength}
-                out = self.session()[1].run(None, feed)[0]
-                result = Result(image=np.clip(out, 0, 1))
+                out = np.clip(self.session()[1].run(None, feed)[0], 0, 1)
+                if opts.tone > 0:
+                    toned = match_tone(out[0].transpose(1, 2, 0), painting_tone, opts.tone * opts.strength)
+                    out = np.ascontiguousarray(toned.transpose(2, 0, 1)[None])
+                result = Result(image=out)
             if callback is not None:
                 callback(Progress(step=1, total=1, image=result.image, index=index))
             yield result
