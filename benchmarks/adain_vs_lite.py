@@ -17,6 +17,7 @@ included. Writes the `adain-vs-lite` section of docs/BENCHMARKS.md and a contact
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import statistics
@@ -99,11 +100,12 @@ def main() -> None:
             content = fit_longest_side(photo, size)
             outs = {}
             for label, engine in tools:
-                engine.run(content, [painting])  # warm-up
+                opts = dataclasses.replace(engine.options, size=None)  # the photo as given, already at its size
+                engine.run(content, [painting], opts)  # warm-up
 
-                def once(engine=engine):
+                def once(engine=engine, opts=opts):
                     _forget(engine)
-                    return engine.run(content, [painting]).image
+                    return engine.run(content, [painting], opts).image
 
                 seconds, image = _best_time(once, args.repeat)
                 outs[label] = (seconds, _pil(image))

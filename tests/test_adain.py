@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+import impasto.methods.adain as adain_package
 from impasto.cli import main
 from impasto.core.color import rgb_to_yiq
 from impasto.core.image import pil_to_tensor, tensor_to_pil
 from impasto.errors import ImpastoError
 from impasto.losses.stats import mean_std
 from impasto.methods.adain import Options
-from impasto.methods.adain import engine as adain
 from impasto.methods.adain.engine import AdaINEngine, load_decoder, save_decoder
 from impasto.nets import adain as nets
 from impasto.nets.adain import Decoder, target_features
@@ -397,7 +397,7 @@ def test_the_bundled_decoder_ships_and_is_trained(images, tmp_path):
     from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
     from impasto.metrics import evaluate
 
-    path = adain.bundled_decoder_path()
+    path = adain_package.bundled_decoder_path()
     assert path.is_file() and path.stat().st_size <= 16 * 2**20
     with safe_open(str(path), "pt") as f:
         assert f.metadata()["format"] == "impasto-adain-decoder"
@@ -452,7 +452,7 @@ def test_the_tone_step_brings_contrast_and_saturation_to_the_painting(images):
 
 
 def test_a_missing_bundled_decoder_is_a_one_line_error(images, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(adain, "bundled_decoder_path", lambda: tmp_path / "gone.safetensors")
+    monkeypatch.setattr(adain_package, "bundled_decoder_path", lambda: tmp_path / "gone.safetensors")
     out = tmp_path / "bundled.png"
     code = main(
         [
@@ -780,3 +780,24 @@ def test_the_onnxruntime_engine_matches_the_pytorch_one(images, decoder_file, tm
     a = ort_engine.run(images["content"], [images["style"], images["style2"]], two).image
     b = torch_engine.run(images["content"], [images["style"], images["style2"]], two).image
     assert torch.allclose(a, b)
+
+
+def test_the_command_line_adain_method_never_imports_torch(decoder_file, images, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import subprocess
+    import sys
+
+    from impasto.export import cached_adain_parts
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    cached_adain_parts(decoder_file)  # the first use exports (with torch); later ones only read the graphs
+    code = (
+        "import sys; from impasto.cli import main; rc = main(sys.argv[1:]); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)"
+    )
+    argv = [str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), "--size", "48", "-q"]
+    argv = ["stylize", *argv, "--method", "adain", "--decoder", str(decoder_file), "--runtime", "onnx"]
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "NO-TORCH"
+    assert max(Image.open(tmp_path / "o.png").size) == 48

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ...errors import ImpastoError
 from ...options import DEVICES, PRECISIONS, PRESERVE_COLOR, check_declared, option
+
+DECODER_FILE = "adain_decoder.safetensors"
+
+
+def bundled_decoder_path() -> Path:
+    """Where the decoder shipped with the package lives (no torch needed: the onnxruntime engine asks too)."""
+    return Path(str(resources.files("impasto") / "models" / DECODER_FILE))
+
 
 if TYPE_CHECKING:
     from ...engine import Engine

@@ -10,7 +10,6 @@ import copy
 import hashlib
 import os
 from collections import OrderedDict
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -30,16 +29,11 @@ from ...losses.stats import normalized_weights
 from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
 from ...nets.student import StudentDecoder, StudentEncoder
 from ...nets.vgg import VGGFeatures
+from .. import adain as package
 from . import Options
 
-DECODER_FILE = "adain_decoder.safetensors"
 DECODER_FORMAT = "impasto-adain-decoder"
 STUDENT_FORMAT = "impasto-adain-student"  # a compact encoder and its decoder in one file (impasto train distill)
-
-
-def bundled_decoder_path() -> Path:
-    """Where the decoder shipped with the package lives."""
-    return Path(str(resources.files("impasto") / "models" / DECODER_FILE))
 
 
 def save_decoder(decoder: Decoder, path: str | os.PathLike, half: bool = True, metadata: dict | None = None) -> Path:
@@ -79,7 +73,7 @@ def _load_student(p: Path, state: dict, meta: dict) -> StudentDecoder:
 def load_decoder(path: str | os.PathLike | None = None) -> Decoder | StudentDecoder:
     """A decoder from a safetensors file (default: the bundled one), in fp32. A compact model's file gives its
     decoder with its encoder attached as ``student_encoder``."""
-    p = Path(path) if path is not None else bundled_decoder_path()
+    p = Path(path) if path is not None else package.bundled_decoder_path()
     if not p.is_file():
         if path is None:
             raise ImpastoError(

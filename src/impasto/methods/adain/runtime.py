@@ -58,9 +58,9 @@ class OrtAdaINEngine(StreamingEngine):
         threads = thread_budget()
         if threads not in self._sessions:
             from ...export import cached_adain_parts
-            from .engine import bundled_decoder_path
+            from .. import adain as package
 
-            decoder = self.options.decoder or str(bundled_decoder_path())
+            decoder = self.options.decoder or str(package.bundled_decoder_path())
             if not Path(decoder).is_file():
                 if self.options.decoder is None:
                     raise ImpastoError(f"the bundled AdaIN decoder is missing ({decoder}): reinstall impasto")
