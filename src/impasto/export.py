@@ -329,15 +329,11 @@ def _export_adain_parts(spec: str, code_path: Path, transfer_path: Path) -> floa
 def cached_adain_parts(decoder: str | os.PathLike) -> tuple[Path, Path]:
     """The (style code, transfer) ONNX graphs of an AdaIN decoder file (or compact model), exported into the cache
     the first time and checked against PyTorch then (see :func:`cached_graph`)."""
-    import hashlib
+    from .core.cache import graph_path
 
-    from .core.cache import cache_dir
-
-    digest = hashlib.sha256(Path(decoder).read_bytes()).hexdigest()[:16]
-    folder = cache_dir() / "onnx"
-    paths = folder / f"adain-code-{digest}.onnx", folder / f"adain-transfer-{digest}.onnx"
+    paths = graph_path("adain-code", decoder), graph_path("adain-transfer", decoder)
     if not all(p.exists() for p in paths):
-        folder.mkdir(parents=True, exist_ok=True)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
         tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
         try:
             worst = _export_adain_parts(f"adain:{decoder}", *tmps)
@@ -351,16 +347,13 @@ def cached_adain_parts(decoder: str | os.PathLike) -> tuple[Path, Path]:
     return paths
 
 
-def cached_graph(kind: str, source: str | os.PathLike) -> Path:
-    """The ONNX graph of a model file (`kind` "fast", or "adain" for a decoder file), exported into the cache the
-    first time and checked against PyTorch then; named by the file's content, so a changed file is exported again."""
-    import hashlib
+def cached_graph(source: str | os.PathLike) -> Path:
+    """The ONNX graph of a fast-network model file, exported into the cache the first time and checked against
+    PyTorch then; named by the file's content, so a changed file is exported again."""
+    from .core.cache import graph_path
 
-    from .core.cache import cache_dir
-
-    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-    path = cache_dir() / "onnx" / f"{kind}-{digest}.onnx"
+    path = graph_path("fast", source)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        export(f"adain:{source}" if kind == "adain" else str(source), path, "onnx")
+        export(str(source), path, "onnx")
     return path

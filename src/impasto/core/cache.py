@@ -19,6 +19,15 @@ def cache_dir() -> Path:
     return base / "impasto"
 
 
+def graph_path(kind: str, source: str | os.PathLike) -> Path:
+    """Where the ONNX graph `kind` of a model file is cached: named by the file's content, so a changed file gets a
+    new graph."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"{kind}-{digest}.onnx"
+
+
 def cpu_flags_say_fast_bf16() -> bool | None:
     """True when /proc/cpuinfo lists native bf16 matrix units (AMX-BF16 or AVX512-BF16), False when it lists none,
     None where there is no /proc/cpuinfo."""

@@ -9,7 +9,6 @@ PyTorch engine, loaded on first need.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -40,17 +39,16 @@ def available(items: Sequence[tuple[str, str, float]] = ()) -> bool:
 
 def onnx_path(model: str | os.PathLike) -> Path:
     """Where the ONNX export of a model file is cached (see :func:`impasto.export.cached_graph`)."""
-    from ...core.cache import cache_dir
+    from ...core.cache import graph_path
 
-    h = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
-    return cache_dir() / "onnx" / f"fast-{h}.onnx"
+    return graph_path("fast", model)
 
 
 def ensure_onnx(model: str | os.PathLike) -> Path:
     """The cached ONNX graph of a model file, exported (and checked against PyTorch) the first time."""
     from ...export import cached_graph
 
-    return cached_graph("fast", model)
+    return cached_graph(model)
 
 
 class OrtFastEngine(StreamingEngine):
