@@ -215,8 +215,8 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         # variable; the encoder's default, 1/rate, would round them onto a constant grid).
         vout.time_base = vin.time_base
         vout.codec_context.time_base = vin.time_base
-        # x264's veryfast preset: half the encoding time of its default (medium) at the same quality setting, the
-        # files about as large for stylized frames.
+        # x264's veryfast preset: about half the encoding time of its default (medium) at the same quality setting
+        # (3.7 against 6.9 ms a 480x270 frame on a test clip, the file 0.5 % smaller).
         vout.options = (
             {"crf": str(crf), "preset": "veryfast"}
             if codec == "libx264"
@@ -235,6 +235,15 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         if start > 0:
             inp.seek(int(start / vin.time_base), stream=vin, backward=True, any_frame=False)
         frames, frames_in, audio_packets, last_t = 0, 0, 0, 0.0
+
+        def encode_next() -> float:
+            nonlocal frames
+            t = _encode(av, out, vout, pending.popleft(), frames, w, h)
+            frames += 1
+            if on_frame is not None:
+                on_frame(frames)
+            return t
+
         video_done = audio_done = False
         resampler = (
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
@@ -282,15 +291,9 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
                 pending.append((fn(rgb, frames_in, t), pts, frame.time_base, t - t0))
                 frames_in += 1
                 while pending and (len(pending) > in_flight or not isinstance(pending[0][0], Future)):
-                    last_t = _encode(av, out, vout, pending.popleft(), frames, w, h)
-                    frames += 1
-                    if on_frame is not None:
-                        on_frame(frames)
+                    last_t = encode_next()
         while pending:
-            last_t = _encode(av, out, vout, pending.popleft(), frames, w, h)
-            frames += 1
-            if on_frame is not None:
-                on_frame(frames)
+            last_t = encode_next()
         for p in vout.encode():
             out.mux(p)
         if resampler is not None:
