@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,42 @@ def test_preserve_color_masks_and_content_mask(engine, images, model_file, tmp_p
     assert torch.allclose(kept[..., :40], photo[..., :40], atol=1e-6)
 
 
+def test_the_paintings_tone_recorded_in_the_model_is_matched(model_file, images, tmp_path, monkeypatch):
+    from impasto.core.tone import tone_stats
+    from impasto.methods.fast import model_tones, painting_tone, parse_model
+
+    # A file without the record is left as the network paints it, whatever --tone says.
+    engine = FastEngine(Options(model=str(model_file), device="cpu", precision="fp32"))
+    plain = _run(engine, images["content"], model=f"{model_file}#swirl", size=None)
+    assert torch.allclose(plain, _run(engine, images["content"], model=f"{model_file}#swirl", size=None, tone=0.0))
+    own = tone_stats(plain[0].permute(1, 2, 0).numpy())
+    target = {"swirl": (round(float(own[0]) * 1.3, 4), round(float(own[1]) * 0.85, 4)), "blocks": (0.1, 0.2)}
+    net = load_model(model_file).net
+    toned_file = save_model(net, ["swirl", "blocks"], tmp_path / "toned.safetensors", 48, {}, tones=target)
+    assert model_tones(toned_file) == target and model_tones(model_file) == {}
+    spec = f"{toned_file}#swirl"
+    toned = _run(engine, images["content"], model=spec, size=None)
+
+    def gap(t):
+        return np.abs(tone_stats(t[0].permute(1, 2, 0).numpy()) - np.array(target["swirl"])).sum()
+
+    assert gap(toned) < 0.2 * gap(plain)
+    half = _run(engine, images["content"], model=spec, size=None, tone=0.5)
+    assert gap(toned) < gap(half) < gap(plain)
+    # Blends and regions aim at the paintings' tones mixed by weight or by each mask's share of the picture.
+    items = parse_model(f"{toned_file}#swirl:3,{toned_file}#blocks:1")
+    swirl = np.array(target["swirl"])
+    assert np.allclose(painting_tone(items), 0.75 * swirl + 0.25 * np.array([0.1, 0.2]))
+    assert np.allclose(painting_tone(items, [0.5, 0.5]), 0.5 * swirl + 0.5 * np.array([0.1, 0.2]))
+    if importlib.util.find_spec("onnx") is not None:
+        from impasto.methods.fast.runtime import OrtFastEngine
+
+        monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+        ort_engine = OrtFastEngine(Options(model=str(toned_file), device="cpu", precision="fp32"))
+        a = _run(ort_engine, images["content"], model=spec, size=None)
+        assert np.abs(a - toned.numpy()).mean() < 0.01  # resizing differs slightly: Pillow
+
+
 def test_options_validation(model_file):
     with pytest.raises(ImpastoError, match="not style images"):
         Options(model=str(model_file)).validate(1)
@@ -302,6 +339,12 @@ def test_training_lowers_the_loss_and_writes_a_working_model(train_dirs, tmp_pat
     m = load_model(out)
     assert m.names == [Path(p).stem for p in train_dirs[1]] and m.recipe["steps"] == 20
     assert m.recipe["content_layer"] == "relu2_2" and m.recipe["vgg"] == "caffe"
+    from impasto.core.tone import tone_stats
+    from impasto.methods.fast import model_tones
+
+    recorded = model_tones(out)
+    assert list(recorded) == m.names
+    assert np.allclose(recorded[m.names[0]], tone_stats(paintings[0].permute(1, 2, 0).numpy()), atol=1e-4)
 
 
 def test_a_deep_style_term_adds_relu5_1_following_the_coarse_slider(train_dirs, tmp_path):

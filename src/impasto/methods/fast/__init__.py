@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ...errors import ImpastoError
 from ...options import DEVICES, PRECISIONS, PRESERVE_COLOR, check_declared, option
 
@@ -59,6 +61,30 @@ def model_metadata(path: str | Path) -> dict[str, str]:
 def model_names(path: str | Path) -> list[str]:
     """The style names a fast-network file holds, in the order of the network's style input."""
     return list(json.loads(model_metadata(path)["names"]))
+
+
+def model_tones(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """Each painting's tone (luma spread, mean saturation) as the model file records it; {} for files made before
+    impasto recorded it."""
+    raw = model_metadata(path).get("tone")
+    try:
+        return {name: (float(v[0]), float(v[1])) for name, v in json.loads(raw).items()} if raw else {}
+    except (ValueError, TypeError, IndexError, AttributeError):
+        raise ImpastoError(f"model {path}: damaged tone record") from None
+
+
+def painting_tone(items: Sequence[tuple[str, str, float]], shares: Sequence[float] | None = None):
+    """The tone (:func:`impasto.core.tone.tone_stats`) a result of these ``--model`` items should have: the paintings'
+    tones mixed by blend weight, or by `shares` (each mask's share of the picture); None when a file lacks it."""
+    from ...core.tone import blended_stats
+
+    stats = []
+    for path, name, _ in items:
+        tone = model_tones(path).get(name)
+        if tone is None:
+            return None
+        stats.append(np.asarray(tone, np.float32))
+    return blended_stats(stats, list(shares) if shares is not None else [w for _, _, w in items])
 
 
 def builtin_styles() -> list[str]:
@@ -149,6 +175,17 @@ class Options:
         minimum=0,
         maximum=1,
         label="Strength",
+        step=0.05,
+    )
+    tone: float = option(
+        1.0,
+        "bring the result's contrast and saturation this far (0 to 1) to the painting's, as the model file records "
+        "it (files made before impasto recorded it are left as they are)",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Painting's tone",
         step=0.05,
     )
     fine: float = _layer_option("Fine detail", "relu1_1")

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from ...core.color import combine_luminance, luminance, match_histogram
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
+from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
-from . import Options, parse_model
+from . import Options, painting_tone, parse_model
 from .model import FastModel, load_model
 
 
@@ -118,11 +119,18 @@ class FastEngine(StreamingEngine):
             elif max(c.size) > opts.max_size:
                 raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
             photo = pil_to_tensor(c)
+            shares = None
             if opts.masks is None:
                 model = self.model(next(iter(files)))
                 out = self.stylize(photo, model, _mix(model, items), layers, opts.work_size, opts.detail)
             else:
-                out = self._regions(photo, items, opts)
+                out, shares = self._regions(photo, items, opts)
+            if opts.tone > 0:
+                target = painting_tone(items, shares)
+                if target is not None:
+                    # The network's result is flatter than its painting (docs/MODELS.md); strength mixes after.
+                    toned = match_tone(out[0].permute(1, 2, 0).numpy(), target, opts.tone)
+                    out = torch.from_numpy(toned).permute(2, 0, 1)[None].contiguous()
             if opts.preserve_color == "luminance":
                 out = combine_luminance(out, photo)
             elif opts.preserve_color == "histogram":
@@ -136,8 +144,11 @@ class FastEngine(StreamingEngine):
                 callback(Progress(step=1, total=1, image=out, index=index))
             yield Result(image=out)
 
-    def _regions(self, photo: torch.Tensor, items: list[tuple[str, str, float]], opts: Options) -> torch.Tensor:
-        """Each style painted over the whole picture, then placed by its mask; the photo shows where none is."""
+    def _regions(
+        self, photo: torch.Tensor, items: list[tuple[str, str, float]], opts: Options
+    ) -> tuple[torch.Tensor, list[float]]:
+        """Each style painted over the whole picture, then placed by its mask; the photo shows where none is.
+        Returns the picture and each mask's share of it."""
         masks = [load_mask(m, photo.shape[-2:]) for m in opts.masks]
         total = torch.zeros_like(photo[:, :1])
         out = torch.zeros_like(photo)
@@ -149,7 +160,8 @@ class FastEngine(StreamingEngine):
             out += mask * painted
             total += mask
         # Overlapping soft masks share a pixel in proportion; where they sum to less than 1 the photo shows.
-        return (out + photo * (1 - total).clamp_min(0)) / total.clamp_min(1)
+        shares = [max(float(m.mean()), 1e-6) for m in masks]
+        return (out + photo * (1 - total).clamp_min(0)) / total.clamp_min(1), shares
 
 
 def _mix(model: FastModel, items: list[tuple[str, str, float]]) -> torch.Tensor:

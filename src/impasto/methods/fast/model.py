@@ -2,6 +2,7 @@
 
 The metadata names the paintings (in the order of the network's style inputs) and records how the network was made:
 its shape, the training scale, the loss recipe, the VGG weights and the data, so that a file alone says what it is.
+It also keeps each painting's tone (:func:`impasto.core.tone.tone_stats`), which the method's ``--tone`` matches.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from ...core.modelfile import read_tensors, save_tensors
@@ -31,8 +34,15 @@ class FastModel:
     path: Path | None = None
 
 
-def save_model(net: TransformerNet, names: list[str], path: str | os.PathLike, image_size: int, recipe: dict) -> Path:
-    """Write the network in fp16 with its names and recipe (atomically)."""
+def save_model(
+    net: TransformerNet,
+    names: list[str],
+    path: str | os.PathLike,
+    image_size: int,
+    recipe: dict,
+    tones: dict[str, Sequence[float]] | None = None,
+) -> Path:
+    """Write the network in fp16 with its names, recipe and paintings' tones (atomically)."""
     if len(names) != net.n_styles:
         raise ValueError(f"{len(names)} names for a network of {net.n_styles} styles")
     state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
@@ -45,6 +55,8 @@ def save_model(net: TransformerNet, names: list[str], path: str | os.PathLike, i
         "image_size": str(image_size),
         "recipe": json.dumps(recipe, sort_keys=True),
     }
+    if tones:
+        meta["tone"] = json.dumps({name: [round(float(v), 5) for v in tones[name]] for name in names})
     return save_tensors(state, path, meta)
 
 
@@ -66,3 +78,19 @@ def load_model(path: str | os.PathLike) -> FastModel:
         raise ImpastoError(f"{what}: damaged fast-network file ({type(e).__name__})") from None
     net.eval().requires_grad_(False)
     return FastModel(net, list(names), image_size, recipe, p)
+
+
+def record_tones(path: str | os.PathLike, paintings: dict[str, str | os.PathLike]) -> Path:
+    """Record the tone of each named painting (a picture file) in an existing model file, for ``--tone``."""
+    from ...core.image import load_image
+    from ...core.tone import tone_stats
+
+    p = Path(path)
+    state, meta = read_tensors(p, f"model {p}")
+    names = json.loads(meta["names"])
+    missing = [n for n in names if n not in paintings]
+    if missing:
+        raise ImpastoError(f"model {p}: no painting given for {', '.join(missing)}")
+    tones = {n: tone_stats(np.asarray(load_image(paintings[n]), np.float32) / 255) for n in names}
+    meta["tone"] = json.dumps({n: [round(float(v), 5) for v in tones[n]] for n in names})
+    return save_tensors(state, p, meta)

@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from ...core.image import ImageLike, as_pil, fit_longest_side
+from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
-from . import Options, model_metadata, model_names, parse_model
+from . import Options, model_metadata, model_names, painting_tone, parse_model
 
 MIN_SIDE = 8  # as impasto.nets.fast.MIN_SIDE
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -146,6 +147,7 @@ class OrtFastEngine(StreamingEngine):
         for _, name, weight in items:
             style[names.index(name)] += weight
         style /= style.sum()
+        tone = painting_tone(items) if opts.tone > 0 else None
         for index, content in enumerate(contents):
             photo = as_pil(content)
             if opts.size is not None:
@@ -155,6 +157,8 @@ class OrtFastEngine(StreamingEngine):
                     f"the content image is {photo.width}x{photo.height}, above the cap of {opts.max_size} px"
                 )
             out = self.stylize(photo, model, style, opts.layer_weights, opts.work_size, opts.detail)
+            if tone is not None:
+                out = match_tone(out, tone, opts.tone)
             if opts.strength < 1:
                 out = opts.strength * out + (1 - opts.strength) * (np.asarray(photo, np.float32) / 255)
             image = out.transpose(2, 0, 1)[None].astype(np.float32)

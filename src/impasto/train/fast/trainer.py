@@ -18,6 +18,7 @@ from PIL import Image
 
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import fit_longest_side, load_image, pil_to_tensor, tensor_to_pil
+from ...core.tone import tone_stats
 from ...core.weights import load_weights
 from ...errors import ImpastoError
 from ...losses import PerceptualLoss, TVLoss, gram_matrix, normalized_weights
@@ -225,7 +226,8 @@ class _Task:
             steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=self.model.style_layers
         )
         recipe["style"] = [str(p) for p in cfg.style]
-        save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe)
+        tones = {n: tone_stats(p.permute(1, 2, 0).numpy()) for n, p in zip(cfg.style_names, self.paintings)}
+        save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe, tones)
 
     def preview(self, step: int) -> Image.Image:
         if self._preview is None:
