@@ -33,6 +33,9 @@ from .engine import Progress
 from .errors import ImpastoError
 from .options import field_names, make
 
+# The default --temporal: on the pan and the real clip at 480 px it divides the fast method's warping error by 3.3
+# and 1.7 with the style distance 9 % and 7 % higher (0.3: 2.2 and 1.4; 0.6: 4.9 and 2.2 at +12 %; 2026-12-03).
+DEFAULT_TEMPORAL = 0.45
 PIPELINE_WORKERS = 2  # one-pass methods: frames painted at once (two keep a 2-core CPU busy between the steps)
 CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new scene
 
@@ -80,7 +83,9 @@ class TemporalBlend(_Temporal):
         if float(mask.mean()) < CUT_RELIABLE:
             self.cuts += 1
             return stylized
-        warped = flowlib.warp(previous_out.astype(np.float32), back)
+        # Bicubic: the previous output is resampled again at every frame, and bilinear's blur piles up along the
+        # chain, softening the strokes (style distance +12 % against +10 % at the same error, 2026-12-03).
+        warped = flowlib.warp(previous_out.astype(np.float32), back, cubic=True)
         a = self.strength * mask[..., None]
         return np.clip(a * warped + (1 - a) * stylized.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
 
@@ -144,7 +149,7 @@ def stylize_video(
     styles: Sequence[Any] = (),
     method: str = "fast",
     *,
-    temporal: float = 0.3,
+    temporal: float = DEFAULT_TEMPORAL,
     size: int | None = 512,
     start: float = 0.0,
     duration: float | None = None,

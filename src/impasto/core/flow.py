@@ -41,12 +41,13 @@ def flow(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray:
     return cache[preset].calc(a, b, None)
 
 
-def warp(image: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Sample `image` (H, W, C) at each pixel plus its flow: bilinear, borders replicated."""
+def warp(image: np.ndarray, f: np.ndarray, cubic: bool = False) -> np.ndarray:
+    """Sample `image` (H, W, C) at each pixel plus its flow: bilinear (or bicubic), borders replicated."""
     cv2 = _cv2()
     h, w = f.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mode = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    return cv2.remap(image, gx + f[..., 0], gy + f[..., 1], mode, borderMode=cv2.BORDER_REPLICATE)
 
 
 def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:

@@ -158,7 +158,7 @@ class OrtFastEngine(StreamingEngine):
                 )
             out = self.stylize(photo, model, style, opts.layer_weights, opts.work_size, opts.detail)
             if tone is not None:
-                out = match_tone(out, tone, opts.tone)
+                out = match_tone(out, tone, opts.tone, inplace=True)
             if opts.strength < 1:
                 out = opts.strength * out + (1 - opts.strength) * (np.asarray(photo, np.float32) / 255)
             image = out.transpose(2, 0, 1)[None].astype(np.float32)

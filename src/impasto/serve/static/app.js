@@ -1325,8 +1325,8 @@ async function startLive() {
   $("go").disabled = true;
   setStatus("Live: connecting…");
   ws.onopen = () => {
-    const config = { method: state.method.name, model: state.builtin, size: String(Math.min(state.size, 512)),
-      temporal: 0.3 };
+    // No "temporal": the server's default applies.
+    const config = { method: state.method.name, model: state.builtin, size: String(Math.min(state.size, 512)) };
     for (const c of state.controls) {
       const value = c.read();
       if (value !== "" && value != null) config[c.name] = String(value);
