@@ -72,9 +72,9 @@ def test_the_student_keeps_vgg_strides_and_lowers_its_losses(dirs, tmp_path):
     optimizer = torch.optim.Adam(params, lr=3e-3)
     seen = []
     for _ in range(25):
-        content, style, _, distill = model(c, s)
+        content, style, _, distill, _ = model(c, s)
         loss = content + style + distill
-        seen.append((float(distill), float(content + style)))
+        seen.append((distill.item(), (content + style).item()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -95,6 +95,36 @@ def test_the_student_keeps_vgg_strides_and_lowers_its_losses(dirs, tmp_path):
     decoder = load_decoder(out)
     assert decoder.student_encoder.widths == tuple(WIDTHS) and decoder.vgg is None
     assert float(decoder.in_scale) != 1.0  # calibrated on the first batch
+
+
+def test_output_distillation_holds_the_student_to_the_vgg_models_pictures(dirs, tmp_path):
+    from impasto.train.adain.trainer import sample_pairs
+    from impasto.train.data import ImageFolder
+    from impasto.train.distill.trainer import DistillTrainer, _teacher
+
+    torch.manual_seed(0)
+    model = DistillTrainer(WIDTHS, teacher=_teacher(Config()))
+    c, s = sample_pairs(ImageFolder(dirs[0], 96), ImageFolder(dirs[1], 96), 80, 2, 0, 0)
+    model.calibrate(c, s)
+    # The teacher's picture is the bundled VGG model's for the pair, at its inner pixels (the crop's edges excluded).
+    with torch.no_grad():
+        content, style, _, _, first = model(c, s, perceptual=False)
+    assert float(content) == float(style) == 0.0 and float(first) > 0
+    optimizer = torch.optim.Adam([*model.student.parameters(), *model.decoder.parameters()], lr=3e-3)
+    for _ in range(20):
+        loss = model(c, s, perceptual=False)[4]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.8 * float(first)
+    assert all(p.grad is None for p in model.teacher.parameters())  # the teacher stays as shipped
+
+    # Without VGG's losses the run logs the teacher's term and no content or style.
+    out = tmp_path / "student.safetensors"
+    result = train(_cfg(dirs, out, 2, size=40, teacher_weight=10.0, content_weight=0.0, style_weight=0.0))
+    assert {"teacher", "distill"} <= set(result["losses"]) and "content" not in result["losses"] and out.exists()
+    with pytest.raises(ImpastoError, match="--weights"):
+        train(_cfg(dirs, tmp_path / "t2.safetensors", 1, teacher_weight=1.0, weights="torchvision"))
 
 
 def test_a_compact_model_runs_through_the_adain_method_cli_and_export(dirs, images, tmp_path, capsys):
@@ -120,6 +150,10 @@ def test_a_compact_model_runs_through_the_adain_method_cli_and_export(dirs, imag
 
 
 def test_distill_settings_are_checked(dirs, tmp_path):
-    for kw, message in [({"widths": [8, 8]}, "--widths"), ({"distill_weight": -1.0}, "--distill-weight")]:
+    for kw, message in [
+        ({"widths": [8, 8]}, "--widths"),
+        ({"distill_weight": -1.0}, "--distill-weight"),
+        ({"teacher_weight": -1.0}, "--teacher-weight"),
+    ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(dirs, tmp_path / "m.safetensors", 1, **kw).validate()

@@ -99,7 +99,7 @@ def encoder_for(decoder: Decoder | StudentDecoder, weights: str | None = None) -
     return copy.deepcopy(student) if student is not None else VGGFeatures(load_weights(weights), [BOTTLENECK])
 
 
-def _check_encoder(trained_with: str | None, weights: str | None) -> None:
+def check_encoder(trained_with: str | None, weights: str | None) -> None:
     """A decoder only inverts the encoder it was trained with: refuse a named mismatch (files may have moved)."""
     if trained_with is None:
         return
@@ -129,7 +129,7 @@ class AdaINEngine(StreamingEngine):
         self.dtype = resolve_precision(options.precision, self.device)
         # A caller's Decoder is copied: it is cast and moved below, and the caller may still be training it.
         dec = copy.deepcopy(decoder) if decoder is not None else load_decoder(options.decoder)
-        _check_encoder(getattr(dec, "vgg", None), options.weights)
+        check_encoder(getattr(dec, "vgg", None), options.weights)
         encoder = encoder_for(dec, options.weights).to(self.device)
         dec = dec.to(self.device).eval().requires_grad_(False)
         if self.device.type == "cpu":

@@ -4,8 +4,10 @@ that runs in a fraction of VGG's time).
 Each step: the student encoder's four stages are mapped onto VGG-19's relu1_1..relu4_1 through learnt 1x1
 projections and held to them (distillation loss, Wang et al. CVPR 2020), AdaIN restyles the student's bottleneck, and
 the student decoder paints from it under the AdaIN training's own losses measured by VGG-19 (content at relu4_1
-against VGG's AdaIN target, channel mean and std at relu1_1..relu4_1). Encoder, decoder and projections train together
-on the shared loop; the file written holds the encoder and decoder, and ``--method adain --decoder FILE`` runs it.
+against VGG's AdaIN target, channel mean and std at relu1_1..relu4_1) and, with ``--teacher-weight``, held to the
+picture the bundled VGG-19 model paints for the same pair (output distillation: a dense per-pixel signal, and without
+the VGG losses no backward pass through VGG). Encoder, decoder and projections train together on the shared loop;
+the file written holds the encoder and decoder, and ``--method adain --decoder FILE`` runs it.
 
 This module declares the trainer's settings and imports no torch; :mod:`.trainer` trains.
 """
@@ -17,6 +19,7 @@ from typing import Callable, Sequence
 
 from ...errors import ImpastoError
 from ...options import option
+from .. import check_settings
 from ..adain import Config as AdaINConfig
 
 _NET = "network"
@@ -33,6 +36,13 @@ class Config(AdaINConfig):
         group=_NET,
     )
     distill_weight: float = option(1.0, "weight of the distillation loss (student features onto VGG's)", "float")
+    teacher_weight: float = option(
+        0.0,
+        "weight of the output distillation: mean absolute difference between the student's picture and the bundled "
+        "VGG-19 AdaIN model's for the same pair (0 = off); with --content-weight 0 --style-weight 0 a step skips "
+        "VGG's backward pass and costs about a third",
+        "float",
+    )
     lr: float = option(5e-4, "Adam learning rate", "float")
     init: str | None = option(
         None,
@@ -47,8 +57,7 @@ class Config(AdaINConfig):
         widths = list(self.widths or ())
         if len(widths) != 4 or any(not isinstance(w, int) or w < 4 for w in widths):
             raise ImpastoError(f"--widths takes four channel counts of at least 4, as 16,32,64,128; got {self.widths}")
-        if not isinstance(self.distill_weight, (int, float)) or self.distill_weight < 0:
-            raise ImpastoError(f"--distill-weight must be a number >= 0, got {self.distill_weight}")
+        check_settings(self, numbers=("distill_weight", "teacher_weight"))
 
 
 def train(

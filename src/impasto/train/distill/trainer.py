@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from ...errors import ImpastoError
 from ...losses.stats import mean_std
-from ...methods.adain.engine import save_student
-from ...nets.adain import BOTTLENECK, STYLE_LAYERS, adain
+from ...methods.adain.engine import check_encoder, load_decoder, save_student
+from ...nets.adain import BOTTLENECK, MARGIN, STYLE_LAYERS, Decoder, adain
 from ...nets.student import STAGES, Projections, StudentDecoder, StudentEncoder
 from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, PairTask, decoder_metadata, run_pairs
 from ..adain.trainer import RESUME_KEYS as ADAIN_KEYS
@@ -21,12 +21,14 @@ RESUME_KEYS = (*ADAIN_KEYS, "widths")
 
 
 class DistillTrainer(AdaINTrainer):
-    """VGG-19 (frozen teacher and loss network) + student encoder, projections and decoder."""
+    """VGG-19 (frozen teacher and loss network) + student encoder, projections and decoder; with a `teacher`
+    decoder (VGG-19's, frozen), also the picture the VGG model paints, for output distillation."""
 
-    def __init__(self, widths, weights=None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, widths, weights=None, dtype: torch.dtype | None = None, teacher: Decoder | None = None) -> None:
         super().__init__(StudentDecoder(widths), weights=weights, dtype=dtype)
         self.student = StudentEncoder(widths)
         self.projections = Projections(widths)
+        self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The student's features at its four stages (what previews and inference decode from)."""
@@ -41,16 +43,21 @@ class DistillTrainer(AdaINTrainer):
         self.decoder.in_scale.fill_(float(1 / bottleneck.mean().clamp_min(1e-6)))
 
     def forward(
-        self, content: torch.Tensor, style: torch.Tensor, identity: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(content, style, identity, distillation) losses of one batch, fp32 scalars."""
+        self, content: torch.Tensor, style: torch.Tensor, identity: bool = False, perceptual: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(content, style, identity, distillation, teacher) losses of one batch, fp32 scalars. Content and style are
+        0 unless `perceptual` (then VGG never sees the output, and no gradient flows back through it), the teacher's
+        0 without a teacher decoder."""
         loss = self.loss_module()
         b = content.shape[0]
         both = torch.cat([content, style])
+        zero = content.new_zeros(())
         with torch.no_grad():
             teacher = loss.features(both, grad=False)  # normalized units: each layer's mean activation is about 1
             target = adain(teacher[BOTTLENECK][:b], *mean_std(teacher[BOTTLENECK][b:]))
-            loss.set_feature_targets({BOTTLENECK: target}, {n: teacher[n][b:] for n in STYLE_LAYERS})
+            if perceptual:
+                loss.set_feature_targets({BOTTLENECK: target}, {n: teacher[n][b:] for n in STYLE_LAYERS})
+            painted = self._teacher_picture(target) if self.teacher is not None else None
         with self._autocast(both.device):
             student = self.student(both)
             mapped = self.projections(student)
@@ -61,9 +68,25 @@ class DistillTrainer(AdaINTrainer):
             dec_in = torch.cat([dec_in, s4[:b]])
         with self._autocast(dec_in.device):
             decoded = self.decoder(dec_in)
-        content_loss, style_loss = loss.terms(decoded[:b].float())
-        identity_loss = F.mse_loss(decoded[b:].float(), content) if identity else content_loss.new_zeros(())
-        return content_loss, style_loss, identity_loss, distill
+        content_loss, style_loss = loss.terms(decoded[:b].float()) if perceptual else (zero, zero)
+        identity_loss = F.mse_loss(decoded[b:].float(), content) if identity else zero
+        teacher_loss = zero if painted is None else F.l1_loss(_inner(decoded[:b].float()), _inner(painted))
+        return content_loss, style_loss, identity_loss, distill, teacher_loss
+
+    def _teacher_picture(self, target: torch.Tensor) -> torch.Tensor:
+        """What the VGG model paints from VGG's AdaIN target (normalized units)."""
+        dec_in = target / self.layer_scale[-1]  # raw units: the teacher rescales on entry
+        if dec_in.device.type == "cpu":
+            dec_in = dec_in.contiguous(memory_format=torch.channels_last)
+        with self._autocast(dec_in.device):
+            return self.teacher(dec_in).float()
+
+
+def _inner(x: torch.Tensor) -> torch.Tensor:
+    # Without inference's reflected margin, VGG's zero padding makes the teacher draw a frame about 12 px wide along
+    # the crop's edges; the student is held to the rest (at inference its own margin is cropped away anyway).
+    m = MARGIN if min(x.shape[-2:]) > 4 * MARGIN else 0
+    return x[..., m : x.shape[-2] - m, m : x.shape[-1] - m]
 
 
 class _DistillTask(PairTask):
@@ -74,9 +97,16 @@ class _DistillTask(PairTask):
     def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         c, s = batch
-        content, style, identity, distill = self.model(c.to(self.device), s.to(self.device), cfg.identity_weight > 0)
+        perceptual = cfg.content_weight > 0 or cfg.style_weight > 0
+        content, style, identity, distill, teacher = self.model(
+            c.to(self.device), s.to(self.device), cfg.identity_weight > 0, perceptual
+        )
         loss = cfg.content_weight * content + cfg.style_weight * style + cfg.distill_weight * distill
-        terms = {"content": content.item(), "style": style.item(), "distill": distill.item()}
+        terms = {"content": content.item(), "style": style.item()} if perceptual else {}
+        terms["distill"] = distill.item()
+        if cfg.teacher_weight > 0:
+            loss = loss + cfg.teacher_weight * teacher
+            terms["teacher"] = teacher.item()
         if cfg.identity_weight > 0:
             loss = loss + cfg.identity_weight * identity
             terms["identity"] = identity.item()
@@ -129,11 +159,12 @@ def train(
     """
 
     state = _warm_start(cfg) if cfg.init is not None else None
+    teacher = _teacher(cfg) if cfg.teacher_weight > 0 else None
 
     def make_task(weights, dtype, device, contents, styles) -> _DistillTask:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the same seed starts from the same networks
-            model = DistillTrainer(tuple(cfg.widths), weights=weights, dtype=dtype)
+            model = DistillTrainer(tuple(cfg.widths), weights=weights, dtype=dtype, teacher=teacher)
         task = _DistillTask(cfg, model.to(device), contents, styles, device)
         if state is not None:
             task._in_scale = state["decoder"]["in_scale"].clone()
@@ -153,10 +184,17 @@ def train(
     )
 
 
+def _teacher(cfg: Config) -> Decoder:
+    """The bundled VGG-19 AdaIN decoder, which must invert the encoder this run uses."""
+    decoder = load_decoder()
+    if not isinstance(decoder, Decoder):
+        raise ImpastoError("--teacher-weight: the bundled AdaIN model is not a VGG-19 one")
+    check_encoder(getattr(decoder, "vgg", None), cfg.weights)
+    return decoder
+
+
 def _warm_start(cfg: Config) -> dict:
     """A loop state from a compact model file: its encoder, decoder and step count (see --init)."""
-    from ...methods.adain.engine import load_decoder
-
     decoder = load_decoder(cfg.init)
     encoder = getattr(decoder, "student_encoder", None)
     if encoder is None:
