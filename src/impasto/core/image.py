@@ -274,16 +274,25 @@ def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Pat
 def contact_sheet(
     pictures: Sequence[Image.Image], labels: Sequence[str], columns: int = 4, cell: int = 256
 ) -> Image.Image:
-    """Pictures in a grid of `columns`, each fitted into a `cell` px square with its label underneath."""
-    from PIL import ImageDraw
+    """Pictures in a grid of `columns`, each fitted into a `cell` px square with its label right underneath; a row is
+    as tall as its tallest picture (landscape rows leave no empty bands)."""
+    from PIL import ImageDraw, ImageFont
 
-    label_h = 20
-    rows = max(1, -(-len(pictures) // columns))
-    sheet = Image.new("RGB", (columns * cell, rows * (cell + label_h)), "white")
+    try:
+        font = ImageFont.load_default(size=max(10, cell // 20))
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    label_h = max(10, cell // 20) + 10
+    thumbs = [fit_longest_side(to_rgb(pic), cell) for pic in pictures]
+    rows = [thumbs[i : i + columns] for i in range(0, len(thumbs), columns)] or [[]]
+    heights = [max((t.height for t in row), default=cell) + label_h for row in rows]
+    sheet = Image.new("RGB", (min(columns, max(1, len(thumbs))) * cell, sum(heights)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (pic, label) in enumerate(zip(pictures, labels)):
-        x, y = (i % columns) * cell, (i // columns) * (cell + label_h)
-        thumb = fit_longest_side(to_rgb(pic), cell)
-        sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
-        draw.text((x + 4, y + cell + 4), label, fill="black")
+    y = 0
+    for r, (row, height) in enumerate(zip(rows, heights)):
+        for c, thumb in enumerate(row):
+            x = c * cell
+            sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (height - label_h - thumb.height) // 2))
+            draw.text((x + 4, y + height - label_h + 4), labels[r * columns + c], fill="black", font=font)
+        y += height
     return sheet
