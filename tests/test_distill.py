@@ -72,9 +72,9 @@ def test_the_student_keeps_vgg_strides_and_lowers_its_losses(dirs, tmp_path):
     optimizer = torch.optim.Adam(params, lr=3e-3)
     seen = []
     for _ in range(25):
-        content, style, _, distill, _ = model(c, s)
-        loss = content + style + distill
-        seen.append((distill.item(), (content + style).item()))
+        terms = model(c, s)
+        loss = terms["content"] + terms["style"] + terms["distill"]
+        seen.append((terms["distill"].item(), (terms["content"] + terms["style"]).item()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -108,21 +108,37 @@ def test_output_distillation_holds_the_student_to_the_vgg_models_pictures(dirs, 
     model.calibrate(c, s)
     # The teacher's picture is the bundled VGG model's for the pair, at its inner pixels (the crop's edges excluded).
     with torch.no_grad():
-        content, style, _, _, first = model(c, s, perceptual=False)
-    assert float(content) == float(style) == 0.0 and float(first) > 0
+        terms = model(c, s, perceptual=False)
+    first = terms["teacher"]
+    assert float(terms["content"]) == float(terms["style"]) == float(terms["texture"]) == 0.0 and float(first) > 0
     optimizer = torch.optim.Adam([*model.student.parameters(), *model.decoder.parameters()], lr=3e-3)
     for _ in range(20):
-        loss = model(c, s, perceptual=False)[4]
+        loss = model(c, s, perceptual=False)["teacher"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert float(loss) < 0.8 * float(first)
+    assert loss.item() < 0.8 * float(first)
     assert all(p.grad is None for p in model.teacher.parameters())  # the teacher stays as shipped
 
-    # Without VGG's losses the run logs the teacher's term and no content or style.
+    # The texture term: VGG's two finest layers on the student's picture (VGG stops there), held to the painting's.
+    x = torch.rand(2, 3, 40, 40)
+    full, fine = model.encoder(x), model.encoder(x, layers=["relu1_1", "relu2_1"])
+    assert set(fine) == {"relu1_1", "relu2_1"} and all(torch.equal(fine[n], full[n]) for n in fine)
+    seen = []
+    for _ in range(15):
+        loss = model(c, s, perceptual=False, texture=True)["texture"]
+        seen.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert seen[0] > 0 and seen[-1] < 0.8 * seen[0], seen[::5]
+
+    # Without VGG's losses the run logs the teacher's and texture terms and no content or style.
     out = tmp_path / "student.safetensors"
-    result = train(_cfg(dirs, out, 2, size=40, teacher_weight=10.0, content_weight=0.0, style_weight=0.0))
-    assert {"teacher", "distill"} <= set(result["losses"]) and "content" not in result["losses"] and out.exists()
+    cfg = _cfg(dirs, out, 2, size=40, teacher_weight=10.0, texture_weight=1.0, content_weight=0.0, style_weight=0.0)
+    result = train(cfg)
+    assert {"teacher", "texture", "distill"} <= set(result["losses"]) and "content" not in result["losses"]
+    assert out.exists()
     with pytest.raises(ImpastoError, match="--weights"):
         train(_cfg(dirs, tmp_path / "t2.safetensors", 1, teacher_weight=1.0, weights="torchvision"))
 
@@ -154,6 +170,7 @@ def test_distill_settings_are_checked(dirs, tmp_path):
         ({"widths": [8, 8]}, "--widths"),
         ({"distill_weight": -1.0}, "--distill-weight"),
         ({"teacher_weight": -1.0}, "--teacher-weight"),
+        ({"texture_weight": float("nan")}, "--texture-weight"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(dirs, tmp_path / "m.safetensors", 1, **kw).validate()

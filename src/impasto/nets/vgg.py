@@ -84,14 +84,15 @@ class VGGFeatures(nn.Module):
         # Always frozen in eval mode: there is nothing to train here.
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """The activations at `layers` (default: the ones asked for at construction; a subset stops earlier)."""
         if min(x.shape[-2:]) < self.min_side:
             h, w = x.shape[-2:]
             raise ImpastoError(
                 f"an image of {w}x{h} px is too small for VGG-19 up to {self.deepest}: "
                 f"each side needs at least {self.min_side} px"
             )
-        wanted = set(self.layers)
+        wanted = set(self.layers if layers is None else layers)
         out: dict[str, torch.Tensor] = {}
         x = self.normalize(x)
         for name, module in self.net.named_children():
