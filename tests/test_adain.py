@@ -787,17 +787,53 @@ def test_the_command_line_adain_method_never_imports_torch(decoder_file, images,
     import subprocess
     import sys
 
+    import impasto.export as export_module
     from impasto.export import cached_adain_parts
 
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
-    cached_adain_parts(decoder_file)  # the first use exports (with torch); later ones only read the graphs
+    monkeypatch.setattr(export_module, "CALIBRATION_SIZE", 64)
+    # The first use exports (with torch) and quantizes; later ones only read the graphs.
+    cached_adain_parts(decoder_file, int8=True)
     code = (
         "import sys; from impasto.cli import main; rc = main(sys.argv[1:]); "
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)"
     )
-    argv = [str(images["content"]), str(images["style"]), "-o", str(tmp_path / "o.png"), "--size", "48", "-q"]
-    argv = ["stylize", *argv, "--method", "adain", "--decoder", str(decoder_file), "--runtime", "onnx"]
-    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "NO-TORCH"
-    assert max(Image.open(tmp_path / "o.png").size) == 48
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"{precision}.png"
+        argv = [str(images["content"]), str(images["style"]), "-o", str(out), "--size", "48", "-q"]
+        argv = ["stylize", *argv, "--method", "adain", "--decoder", str(decoder_file), "--precision", precision]
+        run = subprocess.run([sys.executable, "-c", code, *argv, "--runtime", "onnx"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip().splitlines()[-1] == "NO-TORCH"
+        assert max(Image.open(out).size) == 48
+
+
+def test_int8_runs_in_onnxruntime_close_to_fp32_and_is_the_default_where_the_cpu_has_8_bit_units(
+    images, decoder_file, monkeypatch
+):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import impasto
+    import impasto.core.cache as cache
+    import impasto.export as export_module
+    from impasto.methods.adain import onnx_int8, uses_onnxruntime
+    from impasto.methods.adain.runtime import OrtAdaINEngine
+
+    monkeypatch.setattr(export_module, "CALIBRATION_SIZE", 64)
+    fp32 = impasto.load("adain", decoder=str(decoder_file), precision="fp32", runtime="onnx")
+    int8 = impasto.load("adain", decoder=str(decoder_file), precision="int8")
+    assert isinstance(int8, OrtAdaINEngine) and onnx_int8(int8.options) and not onnx_int8(fp32.options)
+    a = fp32.run(images["content"], [images["style"]], replace(fp32.options, size=64)).image
+    b = int8.run(images["content"], [images["style"]], replace(int8.options, size=64)).image
+    assert a.shape == b.shape and 0 < np.abs(a - b).mean() < 0.05
+    # What onnxruntime does not run (a blend) goes to PyTorch, which has no int8: its own precision then.
+    blend_opts = replace(int8.options, size=64, style_weights=[1, 1])
+    blend = int8.run(images["content"], [images["style"], images["style2"]], blend_opts)
+    assert max(blend.image.shape[-2:]) == 64
+    with pytest.raises(ImpastoError, match="precision int8 runs on the CPU in onnxruntime"):
+        impasto.load("adain", decoder=str(decoder_file), precision="int8", runtime="torch")
+    # auto: int8 where the CPU has 8-bit dot-product units; PyTorch's bf16 where it has bf16 units only.
+    for bf16, vnni, onnx, eight in ((True, True, True, True), (True, False, False, False), (False, False, True, False)):
+        monkeypatch.setattr(cache, "cpu_flags_say_fast_bf16", lambda bf16=bf16: bf16)
+        monkeypatch.setattr(cache, "cpu_flags_say_fast_int8", lambda vnni=vnni: vnni)
+        auto = Options(decoder=str(decoder_file))
+        assert (uses_onnxruntime(auto), onnx_int8(auto)) == (onnx, eight), (bf16, vnni)

@@ -654,14 +654,25 @@ def test_the_command_line_fast_method_never_imports_torch(model_file, images, tm
     assert Image.open(tmp_path / "o.png").size == (48, 32)
 
 
-def test_export_the_arbitrary_style_model(tmp_path):
+def test_export_the_arbitrary_style_model_in_fp32_and_int8(tmp_path, monkeypatch):
     pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
-    from impasto.export import TOLERANCE, export
+    import onnx
+
+    import impasto.export as export_module
+    from impasto.export import TOLERANCE, edge_convs, export
 
     report = export("adain", tmp_path / "adain.onnx")
     assert report["max_difference"] <= TOLERANCE and (tmp_path / "adain.onnx").stat().st_size > 10**7
-    with pytest.raises(ImpastoError, match="--int8 is for the fast networks"):
-        export("adain", tmp_path / "q.onnx", int8=True)
+    # The convolutions next to a picture: each encoder pass's first (content and style) and the decoder's last.
+    graph = onnx.load(str(tmp_path / "adain.onnx"))
+    convs = [n.name for n in graph.graph.node if n.op_type == "Conv"]
+    edges = edge_convs(graph)
+    assert len(edges) == 3 and convs[0] in edges and convs[-1] in edges
+    monkeypatch.setattr(export_module, "CALIBRATION_SIZE", 64)  # the bundled examples, small: a quick calibration
+    q = export("adain", tmp_path / "q.onnx", int8=True)
+    assert q["int8"] and q["bytes"] < report["bytes"] / 3 and 0 < q["mean_difference_on_photos"] < 0.05
+    quantized = {n.input[0] for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "Conv"}
+    assert sum(name.endswith("DequantizeLinear_Output") for name in quantized) == len(convs) - len(edges)
 
 
 def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):

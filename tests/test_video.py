@@ -104,20 +104,23 @@ def test_temporal_consistency_lowers_the_warping_error(clip, model, tmp_path):
 
 def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, model, tmp_path):
     kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.8)
-    outputs, steps = {}, {}
+    painted, steps = {}, {}
     for workers in (1, 2):
         seen: list[int] = []
-        outputs[workers] = tmp_path / f"w{workers}.mp4"
-        report = stylize_video(
-            clip, outputs[workers], workers=workers, callback=lambda p, seen=seen: seen.append(p.step), **kw
-        )
-        assert report.frames == 12
-        steps[workers] = seen
+        frames: list[np.ndarray] = []
+
+        def callback(p, seen=seen, frames=frames):
+            seen.append(p.step)
+            frames.append(np.asarray(p.image[0]).transpose(1, 2, 0) * 255)
+
+        report = stylize_video(clip, tmp_path / f"w{workers}.mp4", workers=workers, callback=callback, **kw)
+        assert report.frames == 12 and len(frames_of(tmp_path / f"w{workers}.mp4")) == 12
+        steps[workers], painted[workers] = seen, frames
     assert steps[1] == steps[2] == list(range(1, 13))  # progress in frame order, one report per frame
-    one, two = frames_of(outputs[1]), frames_of(outputs[2])
-    assert len(one) == len(two) == 12
-    # The same frames (two single-threaded runs may round differently from one two-threaded run).
-    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(one, two)) <= 3
+    # The same frames, blended in the same order, before encoding: two single-threaded runs may round differently
+    # from one two-threaded run (x264 then decides differently on the encoded frames, by up to 17 levels on a CPU
+    # with AVX-512, so those are not compared).
+    assert max(np.abs(a - b).max() for a, b in zip(painted[1], painted[2])) <= 3
 
 
 def test_a_failing_frame_stops_a_pipelined_run_and_leaves_nothing(clip, model, tmp_path):

@@ -35,6 +35,7 @@ class Flag:
 
     declared: Declared
     owners: dict[str, Any]  # method -> its default
+    choices: tuple | None = None  # the union of the owners' choices (each method checks its own)
 
     @property
     def dest(self) -> str:
@@ -88,8 +89,8 @@ def add_declared(parser: argparse.ArgumentParser, flags: Sequence[Flag], groups:
         else:
             if spec.kind in ("int", "float", "names"):
                 kwargs["type"] = _type(d)  # converted first, so that choices compare converted values
-            if spec.choices is not None:
-                kwargs["choices"] = spec.choices
+            if flag.choices is not None:
+                kwargs["choices"] = flag.choices
         if spec.required:
             kwargs["required"] = True
         names = [d.flag]
@@ -111,8 +112,12 @@ def collect(owners: dict[str, type]) -> list[Flag]:
                 if (first.spec.kind, first.flag) != (d.spec.kind, d.flag):
                     raise TypeError(f"option {d.name!r} is declared differently by {owner} and another method")
                 merged[d.name].owners[owner] = d.default
+                if d.spec.choices is not None:
+                    known = merged[d.name].choices or ()
+                    merged[d.name].choices = (*known, *(c for c in d.spec.choices if c not in known))
             else:
-                merged[d.name] = Flag(d, {owner: d.default})
+                choices = tuple(d.spec.choices) if d.spec.choices is not None else None
+                merged[d.name] = Flag(d, {owner: d.default}, choices)
     return list(merged.values())
 
 
