@@ -56,6 +56,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    try:  # the units that decide which precision pays (bf16, int8): the project's machines differ in them
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        units = [f for f in ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if f in flags.split()]
+        cpu += f" ({', '.join(units) or 'AVX2 only'})"
+    except (OSError, StopIteration):
+        pass
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import impasto
 from impasto.core.cache import cpu_flags_say_fast_int8
 from impasto.core.device import cpu_has_fast_bf16
-from impasto.core.image import fit_longest_side, load_image
+from impasto.core.image import contact_sheet, fit_longest_side, load_image
 from impasto.metrics import Evaluator
 
 
@@ -177,18 +177,10 @@ def _whole_process(args) -> dict:
 
 
 def _contact_sheet(rows: list[list[Image.Image]], labels: list[str], path: Path, cell: int = 256) -> None:
-    head = 22
-    sheet = Image.new("RGB", (cell * len(labels), head + cell * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, label in enumerate(labels):
-        draw.text((i * cell + 6, 5), label, fill="black")
-    for r, row in enumerate(rows):
-        for c, im in enumerate(row):
-            im = im.copy()
-            im.thumbnail((cell, cell), Image.LANCZOS)
-            sheet.paste(im, (c * cell + (cell - im.width) // 2, head + r * cell + (cell - im.height) // 2))
+    """impasto's contact sheet: a row per pair, each picture labelled right underneath."""
+    pictures = [im for row in rows for im in row]
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, quality=88)
+    contact_sheet(pictures, labels * len(rows), len(labels), cell).save(path, quality=88)
     print(f"wrote {path}")
 
 
