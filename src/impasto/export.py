@@ -414,28 +414,37 @@ def cached_adain_parts(decoder: str | os.PathLike, int8: bool = False) -> tuple[
     (calibrated on the bundled examples, checked against fp32)."""
     from .core.cache import graph_path
 
+    def export_parts(code: Path, transfer: Path) -> None:
+        worst = _export_adain_parts(f"adain:{decoder}", code, transfer)
+        if worst > TOLERANCE:
+            raise ImpastoError(f"the exported model differs from PyTorch by {worst:.2g}")
+
     paths = graph_path("adain-code", decoder), graph_path("adain-transfer", decoder)
     if not all(p.exists() for p in paths):
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
-        tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
-        try:
-            worst = _export_adain_parts(f"adain:{decoder}", *tmps)
-            if worst > TOLERANCE:
-                raise ImpastoError(f"the exported model differs from PyTorch by {worst:.2g}")
-            for tmp, path in zip(tmps, paths):
-                os.replace(tmp, path)
-        finally:
-            for tmp in tmps:
-                tmp.unlink(missing_ok=True)
+        _write_together(paths, export_parts)
     if not int8:
         return paths
     quantized = graph_path("adain-code-int8", decoder), graph_path("adain-transfer-int8", decoder)
     if not all(p.exists() for p in quantized):
-        _quantize_adain_parts(paths, quantized)
+        _write_together(quantized, lambda code, transfer: _quantize_adain_parts(paths, code, transfer))
     return quantized
 
 
-def _quantize_adain_parts(fp32: tuple[Path, Path], out: tuple[Path, Path]) -> None:
+def _write_together(paths: Sequence[Path], make: Any) -> None:
+    """`make(*temporary_paths)`, then each renamed into place: all the files appear, or none (nor a stray tmp)."""
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in paths]
+    try:
+        make(*tmps)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def _quantize_adain_parts(fp32: tuple[Path, Path], code_out: Path, transfer_out: Path) -> None:
+    """int8 versions of the (code, transfer) graphs, calibrated on the bundled examples and checked against fp32."""
     import shutil
 
     import onnxruntime as ort
@@ -452,29 +461,19 @@ def _quantize_adain_parts(fp32: tuple[Path, Path], out: tuple[Path, Path]) -> No
     code, transfer = sessions(fp32)
     styles = pictures[1:] + pictures[:1]
     codes = [code.run(None, {"style": s}) for s in styles]
-    tmps = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in out]
-    try:
-        for src, tmp in zip(fp32, tmps):
-            shutil.copyfile(src, tmp)
-        _quantize(tmps[0], [{"style": p} for p in pictures])
-        _quantize(
-            tmps[1],
-            [{"content": c, "mean": m, "std": d, "strength": strength} for c, (m, d) in zip(pictures, codes)],
-        )
-        code8, transfer8 = sessions(tmps)
-        diff = np.mean(
-            [
-                np.abs(paint(code8, transfer8, c, s) - paint(code, transfer, c, s)).mean()
-                for c, s in zip(pictures, styles)
-            ]
-        )
-        if diff > INT8_TOLERANCE:
-            raise ImpastoError(f"the int8 model differs from fp32 by {diff:.3f} on average: use --precision fp32")
-        for tmp, path in zip(tmps, out):
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+    for src, dst in zip(fp32, (code_out, transfer_out)):
+        shutil.copyfile(src, dst)
+    _quantize(code_out, [{"style": p} for p in pictures])
+    _quantize(
+        transfer_out,
+        [{"content": c, "mean": m, "std": d, "strength": strength} for c, (m, d) in zip(pictures, codes)],
+    )
+    code8, transfer8 = sessions((code_out, transfer_out))
+    diff = np.mean(
+        [np.abs(paint(code8, transfer8, c, s) - paint(code, transfer, c, s)).mean() for c, s in zip(pictures, styles)]
+    )
+    if diff > INT8_TOLERANCE:
+        raise ImpastoError(f"the int8 model differs from fp32 by {diff:.3f} on average: use --precision fp32")
 
 
 def cached_graph(source: str | os.PathLike) -> Path:
