@@ -19,11 +19,22 @@ from ...errors import ImpastoError
 from ...options import DEVICES, PRECISIONS, PRESERVE_COLOR, check_declared, option
 
 DECODER_FILE = "adain_decoder.safetensors"
+COMPACT_FILE = "compact_adain.safetensors"
 
 
 def bundled_decoder_path() -> Path:
     """Where the decoder shipped with the package lives (no torch needed: the onnxruntime engine asks too)."""
     return Path(str(resources.files("impasto") / "models" / DECODER_FILE))
+
+
+def decoder_path(decoder: str | None) -> tuple[Path, bool]:
+    """(file, whether it is one shipped with impasto) of a --decoder value: None or ``vgg`` (the VGG-19 encoder and
+    its decoder), ``compact`` (the compact model distilled from it), or a file."""
+    if decoder in (None, "vgg"):
+        return bundled_decoder_path(), True
+    if decoder == "compact":
+        return Path(str(resources.files("impasto") / "models" / COMPACT_FILE)), True
+    return Path(decoder), False
 
 
 if TYPE_CHECKING:
@@ -108,7 +119,9 @@ class Options:
     device: str = option("auto", f"compute device: {', '.join(DEVICES)} (or cuda:N)", "str", load=True)
     decoder: str | None = option(
         None,
-        "AdaIN decoder file (default: the one shipped with impasto)",
+        "the model: vgg (default: the VGG-19 encoder and impasto's decoder), compact (a compact model distilled from "
+        "it: about 12x faster, less faithful; see docs/MODELS.md), or a file from 'impasto train adain' or "
+        "'impasto train distill'",
         "str",
         load=True,
     )

@@ -61,11 +61,12 @@ class OrtAdaINEngine(StreamingEngine):
             from ...export import cached_adain_parts
             from .. import adain as package
 
-            decoder = self.options.decoder or str(package.bundled_decoder_path())
-            if not Path(decoder).is_file():
-                if self.options.decoder is None:
-                    raise ImpastoError(f"the bundled AdaIN decoder is missing ({decoder}): reinstall impasto")
-                raise ImpastoError(f"--decoder {decoder}: no such file")
+            path, bundled = package.decoder_path(self.options.decoder)
+            if not path.is_file():
+                if bundled:
+                    raise ImpastoError(f"the bundled AdaIN decoder is missing ({path}): reinstall impasto")
+                raise ImpastoError(f"--decoder {path}: no such file")
+            decoder = str(path)
             code, transfer = cached_adain_parts(decoder, int8=package.onnx_int8(self.options))
             self._sessions[threads] = (cpu_session(code, threads), cpu_session(transfer, threads))
         return self._sessions[threads]

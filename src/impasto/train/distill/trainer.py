@@ -166,7 +166,8 @@ class _DistillTask(PairTask):
 
     def save_output(self, step: int) -> None:
         meta = decoder_metadata(self.cfg, step)
-        meta["distill_weight"] = str(self.cfg.distill_weight)
+        for name in ("distill_weight", "teacher_weight", "texture_weight"):
+            meta[name] = str(getattr(self.cfg, name))
         save_student(self.model.student, self.model.decoder, self.cfg.output, metadata=meta)
 
 
