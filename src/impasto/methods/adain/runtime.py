@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
