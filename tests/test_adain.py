@@ -440,8 +440,8 @@ def test_the_bundled_compact_model_runs_by_name(images, tmp_path):
     from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
     from impasto.metrics import evaluate
 
-    path, bundled = adain_package.decoder_path("compact")
-    assert bundled and path.is_file() and path.stat().st_size <= 2 * 2**20
+    path = adain_package.decoder_path("compact")
+    assert path.is_file() and path.stat().st_size <= 2 * 2**20
     with safe_open(str(path), "pt") as f:
         assert f.metadata()["format"] == "impasto-adain-student"
     out = tmp_path / "compact.png"
@@ -854,7 +854,7 @@ def test_int8_runs_in_onnxruntime_close_to_fp32_and_is_the_default_where_the_cpu
     blend_opts = replace(int8.options, size=64, style_weights=[1, 1])
     blend = int8.run(images["content"], [images["style"], images["style2"]], blend_opts)
     assert max(blend.image.shape[-2:]) == 64
-    with pytest.raises(ImpastoError, match="precision int8 runs on the CPU in onnxruntime"):
+    with pytest.raises(ImpastoError, match="--precision int8 runs in onnxruntime"):
         impasto.load("adain", decoder=str(decoder_file), precision="int8", runtime="torch")
     # auto: int8 where the CPU has 8-bit dot-product units; PyTorch's bf16 where it has bf16 units only.
     for bf16, vnni, onnx, eight in ((True, True, True, True), (True, False, False, False), (False, False, True, False)):

@@ -176,7 +176,7 @@ def export(
             _export_onnx(net, m, tmp)
             if int8:
                 calibration = calibration or example_pictures()
-                _quantize(tmp, _Calibration(calibration, len(m.names)).feeds)
+                _quantize(tmp, _fast_feeds(calibration, len(m.names)))
         report = {"model": model, "format": fmt, "int8": int8, "styles": m.names, "bytes": tmp.stat().st_size}
         report.update(check(tmp, fmt, m, calibration if int8 else ()))
         if not int8 and report["max_difference"] > TOLERANCE:
@@ -234,15 +234,14 @@ def _calibration_array(picture: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[None] / 255)
 
 
-class _Calibration:
+def _fast_feeds(photos: Sequence[Any], n_styles: int) -> list[dict[str, np.ndarray]]:
     """The fast networks' calibration feeds: each photo with one of the styles in turn."""
-
-    def __init__(self, photos: Sequence[Any], n_styles: int) -> None:
-        self.feeds = []
-        for i, p in enumerate(photos):
-            style = np.zeros((1, n_styles), np.float32)
-            style[0, i % n_styles] = 1
-            self.feeds.append({"image": _calibration_array(p), "style": style, "layers": np.ones((1, 4), np.float32)})
+    feeds = []
+    for i, p in enumerate(photos):
+        style = np.zeros((1, n_styles), np.float32)
+        style[0, i % n_styles] = 1
+        feeds.append({"image": _calibration_array(p), "style": style, "layers": np.ones((1, 4), np.float32)})
+    return feeds
 
 
 class _Feeds:
@@ -347,7 +346,7 @@ def check(path: Path, fmt: str, m, photos: Sequence[Any] = ()) -> dict[str, floa
     out = {"max_difference": worst}
     if photos:
         diffs = []
-        for feed in _Calibration(photos, len(m.names)).feeds:
+        for feed in _fast_feeds(photos, len(m.names)):
             with torch.no_grad():
                 ref = m.net(*(torch.from_numpy(feed[k]) for k in ("image", "style", "layers"))).numpy()
             diffs.append(float(np.abs(exported(feed["image"], feed["style"], feed["layers"]) - ref).mean()))
@@ -452,26 +451,25 @@ def _quantize_adain_parts(fp32: tuple[Path, Path], code_out: Path, transfer_out:
     def sessions(paths):
         return [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
 
-    def paint(code, transfer, content, style):
-        mean, std = code.run(None, {"style": style})
-        return transfer.run(None, {"content": content, "mean": mean, "std": std, "strength": strength})[0]
-
     pictures = [_calibration_array(p) for p in example_pictures()]
     strength = np.ones(1, np.float32)
     code, transfer = sessions(fp32)
     styles = pictures[1:] + pictures[:1]
-    codes = [code.run(None, {"style": s}) for s in styles]
+    feeds = []
+    for content, style in zip(pictures, styles):
+        mean, std = code.run(None, {"style": style})
+        feeds.append({"content": content, "mean": mean, "std": std, "strength": strength})
     for src, dst in zip(fp32, (code_out, transfer_out)):
         shutil.copyfile(src, dst)
     _quantize(code_out, [{"style": p} for p in pictures])
-    _quantize(
-        transfer_out,
-        [{"content": c, "mean": m, "std": d, "strength": strength} for c, (m, d) in zip(pictures, codes)],
-    )
+    _quantize(transfer_out, feeds)
     code8, transfer8 = sessions((code_out, transfer_out))
-    diff = np.mean(
-        [np.abs(paint(code8, transfer8, c, s) - paint(code, transfer, c, s)).mean() for c, s in zip(pictures, styles)]
-    )
+    diffs = []
+    for feed, style in zip(feeds, styles):
+        mean, std = code8.run(None, {"style": style})
+        int8_out = transfer8.run(None, {**feed, "mean": mean, "std": std})[0]
+        diffs.append(np.abs(int8_out - transfer.run(None, feed)[0]).mean())
+    diff = float(np.mean(diffs))
     if diff > INT8_TOLERANCE:
         raise ImpastoError(f"the int8 model differs from fp32 by {diff:.3f} on average: use --precision fp32")
 

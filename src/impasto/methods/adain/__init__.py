@@ -27,14 +27,22 @@ def bundled_decoder_path() -> Path:
     return Path(str(resources.files("impasto") / "models" / DECODER_FILE))
 
 
-def decoder_path(decoder: str | None) -> tuple[Path, bool]:
-    """(file, whether it is one shipped with impasto) of a --decoder value: None or ``vgg`` (the VGG-19 encoder and
-    its decoder), ``compact`` (the compact model distilled from it), or a file."""
-    if decoder in (None, "vgg"):
-        return bundled_decoder_path(), True
-    if decoder == "compact":
-        return Path(str(resources.files("impasto") / "models" / COMPACT_FILE)), True
-    return Path(decoder), False
+def decoder_path(decoder: str | None) -> Path:
+    """The file of a --decoder value: None or ``vgg`` (the VGG-19 encoder and its decoder), ``compact`` (the compact
+    model distilled from it), or a file; ImpastoError when it is missing."""
+    if decoder in (None, "vgg", "compact"):
+        compact = Path(str(resources.files("impasto") / "models" / COMPACT_FILE))
+        path = compact if decoder == "compact" else bundled_decoder_path()
+        if not path.is_file():
+            raise ImpastoError(
+                f"the bundled AdaIN decoder is missing ({path}): reinstall impasto, "
+                "or pass --decoder FILE, made by 'impasto train adain'"
+            )
+        return path
+    path = Path(decoder)
+    if not path.is_file():
+        raise ImpastoError(f"--decoder {path}: no such file")
+    return path
 
 
 if TYPE_CHECKING:
@@ -197,10 +205,12 @@ def uses_onnxruntime(opts: Options) -> bool:
     plain = opts.device in ("auto", "cpu") and opts.precision in ("auto", "fp32", "int8")
     plain = plain and opts.weights in (None, "caffe")
     if opts.runtime == "onnx" or opts.precision == "int8":
-        if not plain or opts.runtime == "torch":
+        if opts.runtime == "torch":
+            raise ImpastoError("--precision int8 runs in onnxruntime: use --runtime onnx or auto with it")
+        if not plain:
             raise ImpastoError(
-                f"--{'runtime onnx' if opts.runtime == 'onnx' else 'precision int8'} runs on the CPU in onnxruntime "
-                "with the bundled VGG weights (--precision fp32 or int8); use --runtime torch for the rest"
+                f"--{'runtime onnx' if opts.runtime == 'onnx' else 'precision int8'} runs on the CPU with the "
+                "bundled VGG weights (--precision fp32 or int8); use --runtime torch for the rest"
             )
         if not available(opts.decoder):
             raise ImpastoError("onnxruntime and onnx are needed: pip install 'impasto[export]'")

@@ -73,14 +73,7 @@ def _load_student(p: Path, state: dict, meta: dict) -> StudentDecoder:
 def load_decoder(path: str | os.PathLike | None = None) -> Decoder | StudentDecoder:
     """A decoder from a safetensors file (default: the bundled one), in fp32. A compact model's file gives its
     decoder with its encoder attached as ``student_encoder``."""
-    p, bundled = package.decoder_path(None if path is None else str(path))
-    if not p.is_file():
-        if bundled:
-            raise ImpastoError(
-                f"the bundled AdaIN decoder is missing ({p}): reinstall impasto, "
-                "or pass --decoder FILE, made by 'impasto train adain'"
-            )
-        raise ImpastoError(f"--decoder {p}: no such file")
+    p = package.decoder_path(None if path is None else str(path))
     state, meta = read_tensors(p, f"--decoder {p}")
     if meta.get("format") == STUDENT_FORMAT:
         return _load_student(p, state, meta)

@@ -60,12 +60,7 @@ class OrtAdaINEngine(StreamingEngine):
             from ...export import cached_adain_parts
             from .. import adain as package
 
-            path, bundled = package.decoder_path(self.options.decoder)
-            if not path.is_file():
-                if bundled:
-                    raise ImpastoError(f"the bundled AdaIN decoder is missing ({path}): reinstall impasto")
-                raise ImpastoError(f"--decoder {path}: no such file")
-            decoder = str(path)
+            decoder = str(package.decoder_path(self.options.decoder))
             code, transfer = cached_adain_parts(decoder, int8=package.onnx_int8(self.options))
             self._sessions[threads] = (cpu_session(code, threads), cpu_session(transfer, threads))
         return self._sessions[threads]
