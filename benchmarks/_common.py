@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -77,3 +78,14 @@ def write_section(doc: Path, section: str, body: str) -> None:
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     print(f"wrote {doc}")
+
+
+def process_env(threads: int) -> dict[str, str]:
+    """The environment of a whole-process timing: `threads` threads, and Python's bytecode cache on.
+
+    A user's installed tools start from compiled bytecode (pip compiles a wheel's modules, Python caches the rest on
+    the first run); a sandbox that sets PYTHONDONTWRITEBYTECODE would make every timed run of a source checkout
+    recompile its modules (about 40 ms for impasto), a cost no user pays."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
+from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, process_env, write_section
 from PIL import Image
 
 import impasto
@@ -145,7 +144,7 @@ def _whole_process(args) -> dict:
     """Seconds of each tool's command line on the first pair, start-up included (best of 2)."""
     content, painting = pair_paths(DATA, pair_key(*PAIRS[0]))
     out: dict = {}
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = process_env(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             commands = {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, write_section
+from _common import DATA, PAIRS, ROOT, machine, pair_key, pair_paths, process_env, write_section
 from PIL import Image, ImageFilter
 
 import impasto
@@ -71,7 +70,7 @@ def _process_time(argv: list[str]) -> float:
     best = float("inf")
     for _ in range(2):
         t = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+        subprocess.run(argv, check=True, capture_output=True, env=process_env(2))
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -141,7 +140,7 @@ def main() -> None:
 
     process = _whole_process(args, model_file)
     strokes = _strokes(fast, model_file)
-    layers = _layer_control(fast, model_file, evaluate)
+    layers = _layer_control(fast, model_file, evaluate, args.pairs)
     _sheet(sheet, args.sheet)
     _report(rows, process, strokes, layers, args)
 
@@ -208,17 +207,24 @@ def _strokes(fast, model_file: str) -> dict:
     return out
 
 
-def _layer_control(fast, model_file: str, evaluate) -> dict:
-    """Per-layer style distances of the first pair at 512 px with every slider at 1, then with one slider at 3."""
-    content_path, style_path = pair_paths(DATA, pair_key(*PAIRS[0]))
-    photo, painting = fit_longest_side(load_image(content_path), 512), load_image(style_path)
-    spec = f"{model_file}#{BUILTIN.get(style_path.stem, style_path.stem)}"
-    out = {}
-    for label, raised in [("all 1", None), *[(f"{n} 3", n) for n in LAYER_OPTIONS]]:
-        extra = {raised: 3.0} if raised else {}
-        im = tensor_to_pil(fast.run(photo, [], make_options("fast", model=spec, size=None, **extra)).image)
-        out[label] = evaluate(im, photo, [painting])["style_layers"]
-        print(f"layers {label}: {out[label]}", flush=True)
+def _layer_control(fast, model_file: str, evaluate, pairs: int) -> dict:
+    """Per-layer style distances at 512 px, averaged over the pairs: every slider at 1, then one slider at 0 and at 3.
+
+    One pair is not enough: a layer already close to the painting (relu1_1) moves by less than one picture's noise."""
+    configs = [("all 1", None, 1.0)] + [(f"{n} {v:g}", n, v) for n in LAYER_OPTIONS for v in (0.0, 3.0)]
+    sums: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in configs}
+    for key in [pair_key(*p) for p in PAIRS[:pairs]]:
+        content_path, style_path = pair_paths(DATA, key)
+        photo, painting = fit_longest_side(load_image(content_path), 512), load_image(style_path)
+        spec = f"{model_file}#{BUILTIN.get(style_path.stem, style_path.stem)}"
+        for label, layer, value in configs:
+            extra = {layer: value} if layer else {}
+            im = tensor_to_pil(fast.run(photo, [], make_options("fast", model=spec, size=None, **extra)).image)
+            for name, d in evaluate(im, photo, [painting])["style_layers"].items():
+                sums[label].setdefault(name, []).append(d)
+    out = {label: {n: statistics.mean(v) for n, v in per.items()} for label, per in sums.items()}
+    for label, per in out.items():
+        print(f"layers {label}: " + " ".join(f"{n} {v:.4f}" for n, v in per.items()), flush=True)
     return out
 
 
@@ -310,8 +316,9 @@ def _report(rows: list[dict], process: dict, strokes: dict, layers: dict, args) 
     names = list(next(iter(layers.values())))
     lines += [
         "",
-        "Run-time layer sliders (first pair, 512 px): style distance at each VGG layer with every slider at 1, "
-        "then with one slider raised to 3 (the raised layer's distance should fall):",
+        f"Run-time layer sliders ({len(rows) // len(args.sizes)} pairs at 512 px, averaged): style distance at each "
+        "VGG layer with every slider at 1, then with one slider at 0 and at 3 (fine = relu1_1, small = relu2_1, "
+        "medium = relu3_1, coarse = relu4_1; the moved layer's distance should rise at 0 and fall at 3):",
         "",
         "| sliders | " + " | ".join(names) + " |",
         "| --- |" + " ---: |" * len(names),

@@ -6,13 +6,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("impasto")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+local"
-
 from .api import available_methods, available_trainers, load, stylize, stylize_batch
 from .batch import batch
 from .engine import Cancelled, Progress, Result
@@ -39,4 +32,11 @@ def __getattr__(name: str):
         from .metrics import evaluate
 
         return evaluate
+    if name == "__version__":  # importlib.metadata costs a command line 30 ms of start-up: read it when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("impasto")
+        except PackageNotFoundError:  # running from a source tree without installing
+            return "0.0.0+local"
     raise AttributeError(f"module 'impasto' has no attribute {name!r}")

@@ -8,38 +8,59 @@ reported as one line on stderr with exit code 2, before any work, and leaves no 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from typing import Sequence
 
-from .. import __version__
 from ..errors import ImpastoError
-from . import batch, evaluate, export, serve, styles, stylize, train, video
 from .flags import EXIT_USAGE, Parser
 
 EXIT_INTERRUPTED = 130
+# Each command's module (and the object in it, where a module serves two commands), imported only when that command
+# runs or the full help is asked for: a one-picture command line should not pay for the others' imports.
 COMMANDS = {
-    "stylize": stylize,
-    "batch": batch,
-    "video": video,
-    "eval-video": video.EVAL,
-    "styles": styles,
-    "export": export,
-    "eval": evaluate,
-    "serve": serve,
-    "train": train,
+    "stylize": ("stylize", None),
+    "batch": ("batch", None),
+    "video": ("video", None),
+    "eval-video": ("video", "EVAL"),
+    "styles": ("styles", None),
+    "export": ("export", None),
+    "eval": ("evaluate", None),
+    "serve": ("serve", None),
+    "train": ("train", None),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand (also used by the docs and the tests)."""
+def command(name: str):
+    """The module (or object) with ``add_parser`` and ``run`` for command `name`."""
+    module, attr = COMMANDS[name]
+    found = importlib.import_module(f".{module}", __name__)
+    return getattr(found, attr) if attr else found
+
+
+class _Version(argparse.Action):
+    """--version, reading the installed version only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .. import __version__
+
+        print(f"impasto {__version__}")
+        parser.exit()
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (also used by the docs and the tests), or of command `only`."""
     parser = Parser(prog="impasto", description="Repaint a photo in the style of one or more paintings.")
-    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for module in COMMANDS.values():
-        module.add_parser(sub)
+    for name in COMMANDS if only is None else [only]:
+        command(name).add_parser(sub)
     return parser
 
 
@@ -79,14 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Libraries' warnings (Pillow's about damage it worked around, torch's about its internals) are not a
         # user's business: what matters reaches them as impasto's own one-line messages. IMPASTO_DEBUG shows them.
         warnings.simplefilter("ignore")
-    parser = build_parser()
-    argv = attach_dashed_values(parser, list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word that is no flag (the top level's flags take no value).
+    first = next((a for a in argv if not a.startswith("-")), None)
+    top_help = first is not None and {"-h", "--help"} & set(argv[: argv.index(first)])
+    parser = build_parser(first if first in COMMANDS and not top_help else None)
+    argv = attach_dashed_values(parser, argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors (already printed as one line)
         return int(e.code or 0)
     try:
-        return COMMANDS[args.command].run(args)
+        return command(args.command).run(args)
     except ImpastoError as e:
         if os.environ.get("IMPASTO_DEBUG"):
             raise

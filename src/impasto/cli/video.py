@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     v.set_defaults(method="fast")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
+
+def add_eval_parser(sub) -> None:
     e = sub.add_parser(
         "eval-video",
         help="measure how steady a stylized video is",
@@ -122,12 +124,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 class _EvalCommand:
-    """``eval-video`` as an entry of the command table (its parser is added with ``video``'s)."""
+    """``eval-video`` as an entry of the command table."""
 
-    @staticmethod
-    def add_parser(sub) -> None:
-        pass
-
+    add_parser = staticmethod(add_eval_parser)
     run = staticmethod(run_eval)
 
 
