@@ -185,9 +185,14 @@ def _runs(fast, adain) -> list[tuple[str, str, dict]]:
     fast_kw = dict(method="fast", engine=fast, model="starry_night")
     return [
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
-        ("impasto fast", "--temporal 0.3", dict(fast_kw, temporal=0.3)),
-        ("impasto fast", f"--temporal {DEFAULT_TEMPORAL} (default)", dict(fast_kw, temporal=DEFAULT_TEMPORAL)),
-        ("impasto fast", "--temporal 0.6", dict(fast_kw, temporal=0.6)),
+        *[
+            (
+                "impasto fast",
+                f"--temporal {t:g}" + (" (default)" if t == DEFAULT_TEMPORAL else ""),
+                dict(fast_kw, temporal=t),
+            )
+            for t in sorted({0.3, 0.45, DEFAULT_TEMPORAL, 0.6})
+        ],
         ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
         (
             "impasto adain",

@@ -301,3 +301,45 @@ def test_a_batch_sends_its_videos_through_impasto_video(clip, model, tmp_path, i
     assert sorted(report.done) == ["cat.png", "pan.mp4"] and not report.failed
     info = probe(tmp_path / "out" / "pan.mp4")
     assert info.width == 48 and info.audio == "aac" and len(frames_of(tmp_path / "out" / "pan.mp4")) == 12
+
+
+def test_the_grid_follows_a_pan_in_whole_strides_and_ignores_a_slow_drift():
+    from impasto.video import GridAnchor
+
+    rng = np.random.default_rng(0)
+    scene = (rng.random((72, 200, 3)) * 255).astype(np.uint8)
+    scene = np.asarray(Image.fromarray(scene).resize((400, 144), Image.BICUBIC).resize((200, 72), Image.BILINEAR))
+    pan = GridAnchor(4)
+    for i in range(8):  # the camera moves 3 px right a frame: the scene 3 px left
+        left, top = pan.shift(np.ascontiguousarray(scene[:, 3 * i : 3 * i + 96]))
+        assert (left - 3 * i) % 4 == 0 and top == 0  # the scene keeps its place on the network's 4 px grid
+        padded = pan.pad(scene[:, 3 * i : 3 * i + 96], left, top)
+        assert padded.shape == (76, 100, 3)  # one size for every frame
+    drift = GridAnchor(4)
+    big = np.asarray(Image.fromarray(scene).resize((2000, 720), Image.BICUBIC))
+    for i in range(8):  # 0.3 px a frame: the grid stays
+        crop = np.asarray(Image.fromarray(big[:, 3 * i : 3 * i + 960]).resize((96, 72), Image.BOX))
+        assert drift.shift(crop) == (0, 0)
+
+
+def test_keeping_the_grid_on_the_scene_steadies_a_pan(clip, model, tmp_path, monkeypatch):
+    import impasto.video as video
+
+    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.01)
+    anchored, loose = tmp_path / "anchored.mp4", tmp_path / "loose.mp4"
+    stylize_video(clip, anchored, **kw)
+    monkeypatch.setattr(video.GridAnchor, "MIN_SHIFT", float("inf"))  # the grid never moves
+    stylize_video(clip, loose, **kw)
+    a, b = temporal_error(anchored, clip), temporal_error(loose, clip)
+    assert a["warping_error"] < 0.5 * b["warping_error"], (a, b)
+
+
+def test_the_grid_period_of_the_fast_networks():
+    from impasto.methods.fast import GRID, Options, grid_period
+    from impasto.nets.fast import STRIDE
+
+    assert GRID == STRIDE
+    opts = Options(model="starry_night")
+    assert grid_period(opts, 512, 640, 360) == 4  # painted at its own size
+    assert grid_period(opts, 512, 1280, 1024) == pytest.approx(8)  # painted at half size: the grid is twice as wide
+    assert grid_period(Options(model="starry_night", masks=["m.png"]), 512, 640, 360) is None

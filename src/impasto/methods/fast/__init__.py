@@ -269,6 +269,19 @@ class Options:
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {len(styles)} styles in --model (one each)")
 
 
+GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays torch-free)
+
+
+def grid_period(opts: Options, training_scale: int, width: int, height: int) -> float | None:
+    """The period in output pixels of the network's stride grid on a `width` x `height` picture (larger pictures
+    are painted at the working scale, where the grid is coarser), or None where it has none to keep (regions)."""
+    if opts.masks is not None:
+        return None
+    work = training_scale if opts.work_size is None else opts.work_size
+    short = min(width, height)
+    return GRID * (short / work if work and short > work else 1.0)
+
+
 def load(options: Options | None = None) -> "Engine":
     """The fast-network engine: models loaded once and kept, for many pictures and frames.
 
