@@ -300,8 +300,9 @@ def test_interrupt_keeps_last_iterate_only_with_save_every(images, tmp_path, cap
 
     monkeypatch.setattr(gatys, "_converged", interrupt_at_step_3)
     iterates = []
-    real_save = cli.stylize.save_image
-    monkeypatch.setattr(cli.stylize, "save_image", lambda im, p: iterates.append(im.clone()) or real_save(im, p))
+    cli_stylize = cli.command("stylize")  # command modules load on demand
+    real_save = cli_stylize.save_image
+    monkeypatch.setattr(cli_stylize, "save_image", lambda im, p: iterates.append(im.clone()) or real_save(im, p))
     out = tmp_path / "kept.png"
     args = [
         "stylize",

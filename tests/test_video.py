@@ -315,6 +315,8 @@ def test_the_grid_follows_a_pan_in_whole_strides_and_ignores_a_slow_drift():
         assert (left - 3 * i) % 4 == 0 and top == 0  # the scene keeps its place on the network's 4 px grid
         padded = pan.pad(scene[:, 3 * i : 3 * i + 96], left, top)
         assert padded.shape == (76, 100, 3)  # one size for every frame
+    noise = (rng.random((72, 96, 3)) * 255).astype(np.uint8)  # nothing to follow (a cut, a blur): the grid stays
+    assert pan.shift(noise) == (left, top)
     drift = GridAnchor(4)
     big = np.asarray(Image.fromarray(scene).resize((2000, 720), Image.BICUBIC))
     for i in range(8):  # 0.3 px a frame: the grid stays
@@ -325,7 +327,8 @@ def test_the_grid_follows_a_pan_in_whole_strides_and_ignores_a_slow_drift():
 def test_keeping_the_grid_on_the_scene_steadies_a_pan(clip, model, tmp_path, monkeypatch):
     import impasto.video as video
 
-    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.01)
+    # work_size 0: painted at the frame's own size (the tiny model was trained at the clip's 48 px)
+    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.01, work_size=0)
     anchored, loose = tmp_path / "anchored.mp4", tmp_path / "loose.mp4"
     stylize_video(clip, anchored, **kw)
     monkeypatch.setattr(video.GridAnchor, "MIN_SHIFT", float("inf"))  # the grid never moves
@@ -341,5 +344,40 @@ def test_the_grid_period_of_the_fast_networks():
     assert GRID == STRIDE
     opts = Options(model="starry_night")
     assert grid_period(opts, 512, 640, 360) == 4  # painted at its own size
-    assert grid_period(opts, 512, 1280, 1024) == pytest.approx(8)  # painted at half size: the grid is twice as wide
+    # painted at half size: the grid is twice as wide (the padded frame's: 1024 + 8 px)
+    assert grid_period(opts, 512, 1280, 1024) == pytest.approx(4 * 1032 / 512)
+    assert grid_period(opts, 512, 600, 510) is None  # the padding would tip it over the working size
+    assert grid_period(Options(model="starry_night", work_size=0), 512, 600, 510) == 4
     assert grid_period(Options(model="starry_night", masks=["m.png"]), 512, 640, 360) is None
+
+
+def test_the_live_camera_paints_on_the_grid_that_follows_the_camera(clip, model, monkeypatch):
+    import io
+
+    import impasto
+    import impasto.video as video
+    from impasto.core import flow as flowlib
+    from impasto.serve.live import make_painter
+
+    frames = frames_of(clip)
+    engine = impasto.load("fast", model=model, device="cpu", precision="fp32", size=None, work_size=0)
+
+    def error() -> float:
+        paint = make_painter(engine, engine.options, 0.01, 10**7)
+        outs = []
+        for f in frames:
+            buf = io.BytesIO()
+            Image.fromarray(f).save(buf, format="PNG")
+            outs.append(np.asarray(Image.open(io.BytesIO(paint(buf.getvalue()))).convert("RGB")))
+        assert outs[0].shape == frames[0].shape
+        errors = []
+        for i in range(1, len(frames)):
+            a, b = flowlib.gray(frames[i]), flowlib.gray(frames[i - 1])
+            back = flowlib.flow(a, b)
+            errors.append(flowlib.warping_error(outs[i - 1], outs[i], back, flowlib.reliable(back, flowlib.flow(b, a))))
+        return float(np.mean(errors))
+
+    anchored = error()
+    monkeypatch.setattr(video.GridAnchor, "MIN_SHIFT", float("inf"))  # the grid never moves
+    loose = error()
+    assert anchored < 0.6 * loose

@@ -36,7 +36,9 @@ def __getattr__(name: str):
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            return version("impasto")
+            found = version("impasto")
         except PackageNotFoundError:  # running from a source tree without installing
-            return "0.0.0+local"
+            found = "0.0.0+local"
+        globals()["__version__"] = found
+        return found
     raise AttributeError(f"module 'impasto' has no attribute {name!r}")

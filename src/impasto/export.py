@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +30,11 @@ from .errors import ImpastoError
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
 TOLERANCE = 1e-3  # largest difference allowed between the exported graph's output and PyTorch's (fp32, RGB in [0, 1])
+
+
+# One export into the cache at a time in a process: torch.onnx.export keeps global state (two threads exporting at
+# once fail with "GLOBALS.in_onnx_export must be False"), and the temporary files are named by the process.
+_EXPORTING = threading.RLock()
 
 
 def _fast_model(spec: str):
@@ -419,14 +425,15 @@ def cached_adain_parts(decoder: str | os.PathLike, int8: bool = False) -> tuple[
             raise ImpastoError(f"the exported model differs from PyTorch by {worst:.2g}")
 
     paths = graph_path("adain-code", decoder), graph_path("adain-transfer", decoder)
-    if not all(p.exists() for p in paths):
-        _write_together(paths, export_parts)
-    if not int8:
-        return paths
-    quantized = graph_path("adain-code-int8", decoder), graph_path("adain-transfer-int8", decoder)
-    if not all(p.exists() for p in quantized):
-        _write_together(quantized, lambda code, transfer: _quantize_adain_parts(paths, code, transfer))
-    return quantized
+    with _EXPORTING:
+        if not all(p.exists() for p in paths):
+            _write_together(paths, export_parts)
+        if not int8:
+            return paths
+        quantized = graph_path("adain-code-int8", decoder), graph_path("adain-transfer-int8", decoder)
+        if not all(p.exists() for p in quantized):
+            _write_together(quantized, lambda code, transfer: _quantize_adain_parts(paths, code, transfer))
+        return quantized
 
 
 def _write_together(paths: Sequence[Path], make: Any) -> None:
@@ -480,7 +487,8 @@ def cached_graph(source: str | os.PathLike) -> Path:
     from .core.cache import graph_path
 
     path = graph_path("fast", source)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        export(str(source), path, "onnx")
+    with _EXPORTING:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export(str(source), path, "onnx")
     return path

@@ -118,23 +118,31 @@ class GridAnchor:
         self.position = np.zeros(2)  # where the scene has moved in the frame since the scene began (x, y)
         self.offset = np.zeros(2)  # the position the grid was last set to
         self.prev: np.ndarray | None = None
+        self.window: np.ndarray | None = None
 
     def shift(self, frame: np.ndarray) -> tuple[int, int]:
         """The (left, top) padding of `frame`, the next input frame (H, W, 3 uint8); frames come in order."""
         cv2 = flowlib._cv2()
         g = flowlib.gray(frame).astype(np.float32)
         if self.prev is not None and self.prev.shape == g.shape:
-            window = cv2.createHanningWindow(g.shape[::-1], cv2.CV_32F)
-            (dx, dy), response = cv2.phaseCorrelate(self.prev, g, window)
+            if self.window is None or self.window.shape != g.shape:
+                self.window = cv2.createHanningWindow(g.shape[::-1], cv2.CV_32F)
+            (dx, dy), response = cv2.phaseCorrelate(self.prev, g, self.window)
             if response < self.MIN_RESPONSE:
-                self.position[:], self.offset[:] = 0, 0
+                self.position[:] = self.offset  # the grid stays where it is; following starts again from there
             else:
                 self.position += (dx, dy)
                 moved = np.abs((dx, dy)) >= self.MIN_SHIFT
                 self.offset = np.where(moved, self.position, self.offset)
         self.prev = g
-        left, top = (int(round(-v % self.period)) % self.margin for v in self.offset)
+        left, top = (self._pad(-v % self.period) for v in self.offset)
         return left, top
+
+    def _pad(self, x: float) -> int:
+        """The whole number of pixels nearest to `x` on the circle of the period (a period that is no whole number
+        of pixels: 8.3 of 8.44 is nearer 0 than 8)."""
+        nearest = round(x)
+        return 0 if self.period - x < abs(x - nearest) else nearest % self.margin
 
     def pad(self, frame: np.ndarray, left: int, top: int) -> np.ndarray:
         """`frame` padded by reflection: `left`/`top` px before, the rest of the margin after (a constant size, so
@@ -143,7 +151,17 @@ class GridAnchor:
         return np.pad(frame, ((top, m - top), (left, m - left), (0, 0)), mode="reflect")
 
     def crop(self, painted: np.ndarray, left: int, top: int, shape: tuple[int, ...]) -> np.ndarray:
+        """The painting of a padded frame, cut back to the frame (`shape`)."""
         return painted[top : top + shape[0], left : left + shape[1]]
+
+
+def grid_anchor(engine: Any, opts: Any, temporal: float, width: int, height: int) -> GridAnchor | None:
+    """A :class:`GridAnchor` for `width` x `height` frames where temporal consistency is on and `engine` says its
+    grid (``engine.grid_period``); None otherwise."""
+    if temporal <= 0 or not callable(getattr(engine, "grid_period", None)):
+        return None
+    period = engine.grid_period(opts, width, height)
+    return GridAnchor(period) if period else None
 
 
 GUIDE_WEIGHT = 2000.0  # the temporal loss weight of an iterative method at --temporal 1 (pixels in [0, 1])
@@ -309,9 +327,8 @@ def stylize_video(
 
     def pipelined(rgb: np.ndarray, index: int, t: float) -> Any:
         nonlocal anchor
-        if index == 0 and temporal > 0 and callable(getattr(engine, "grid_period", None)):
-            period = engine.grid_period(opts, rgb.shape[1], rgb.shape[0])
-            anchor = GridAnchor(period) if period else None
+        if index == 0:
+            anchor = grid_anchor(engine, opts, temporal, rgb.shape[1], rgb.shape[0])
         pad = anchor.shift(rgb) if anchor is not None else None  # in order, here: each shift needs the last frame
         # The first frame runs here, so that the engine has loaded everything before two threads use it.
         if pool is None or index == 0:

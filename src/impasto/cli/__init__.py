@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import ImpastoError
 from .flags import EXIT_USAGE, Parser
@@ -33,7 +33,7 @@ COMMANDS = {
 }
 
 
-def command(name: str):
+def command(name: str) -> Any:
     """The module (or object) with ``add_parser`` and ``run`` for command `name`."""
     module, attr = COMMANDS[name]
     found = importlib.import_module(f".{module}", __name__)

@@ -15,6 +15,7 @@ optical flow like a video's (``temporal``), across the stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import struct
 import time
@@ -65,16 +66,34 @@ def split_frame(message: bytes) -> tuple[int, bytes]:
 
 
 def make_painter(engine: Any, options: Any, temporal: float, max_pixels: int) -> Callable[[bytes], bytes]:
-    """frame bytes -> stylized JPEG bytes, blending each frame with the last along the flow."""
-    from ..core.image import tensor_to_pil
-    from ..video import TemporalBlend
+    """frame bytes -> stylized JPEG bytes, blending each frame with the last along the flow, and (for networks with
+    a stride grid) painting it on a grid that follows the camera, as a video's frames."""
+    from ..core.image import fit_longest_side, tensor_to_pil
+    from ..video import GridAnchor, TemporalBlend, grid_anchor
 
     blend = TemporalBlend(temporal)
+    size = getattr(options, "size", None)
+    # Frames are sized here, so that the grid's padding is not resized with them.
+    unsized = dataclasses.replace(options, size=None) if size and dataclasses.is_dataclass(options) else options
+    grid: dict[tuple[int, ...], GridAnchor | None] = {}  # one anchor, for the current frame size
 
     def paint(data: bytes) -> bytes:
         im = decode_image(data, "frame", max_pixels, MAX_SIDE)
+        if unsized is not options:
+            im = fit_longest_side(im, size)
         frame = np.asarray(im)
-        stylized = np.asarray(tensor_to_pil(engine.run(im, [], options).image))
+        if frame.shape not in grid:
+            grid.clear()
+            grid[frame.shape] = grid_anchor(engine, unsized, temporal, frame.shape[1], frame.shape[0])
+        anchor = grid[frame.shape]
+        if anchor is None:
+            stylized = np.asarray(tensor_to_pil(engine.run(im, [], unsized).image))
+        else:
+            left, top = anchor.shift(frame)
+            padded = Image.fromarray(anchor.pad(frame, left, top))
+            stylized = anchor.crop(
+                np.asarray(tensor_to_pil(engine.run(padded, [], unsized).image)), left, top, frame.shape
+            )
         if stylized.shape != frame.shape:  # the method resized it: blend at its size
             frame = np.asarray(im.resize((stylized.shape[1], stylized.shape[0]), Image.LANCZOS))
         out = blend(frame, stylized)

@@ -273,13 +273,19 @@ GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays to
 
 
 def grid_period(opts: Options, training_scale: int, width: int, height: int) -> float | None:
-    """The period in output pixels of the network's stride grid on a `width` x `height` picture (larger pictures
-    are painted at the working scale, where the grid is coarser), or None where it has none to keep (regions)."""
+    """The period in output pixels of the network's stride grid on `width` x `height` frames padded by about a period
+    (as :class:`impasto.video.GridAnchor` paints them; larger pictures are painted at the working scale, where the
+    grid is coarser), or None where there is no grid to keep: regions, or a frame that the padding would tip over the
+    working size (it would then be painted smaller than without)."""
     if opts.masks is not None:
         return None
     work = training_scale if opts.work_size is None else opts.work_size
     short = min(width, height)
-    return GRID * (short / work if work and short > work else 1.0)
+    if not work or short + GRID <= work:
+        return float(GRID)
+    if short <= work:
+        return None
+    return GRID * (short + math.ceil(GRID * short / work)) / work
 
 
 def load(options: Options | None = None) -> "Engine":

@@ -77,7 +77,9 @@ class OrtFastEngine(StreamingEngine):
     def grid_period(self, opts: Options, width: int, height: int) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
         files = {path for path, _, _ in parse_model(opts.model)}
-        return grid_period(opts, self.session(next(iter(files)))[2], width, height) if len(files) == 1 else None
+        if len(files) != 1:
+            return None
+        return grid_period(opts, int(model_metadata(next(iter(files)))["image_size"]), width, height)
 
     def paint(self, picture: np.ndarray, model: str, style: np.ndarray, layers: Sequence[float]) -> np.ndarray:
         """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape."""
