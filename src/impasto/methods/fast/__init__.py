@@ -288,6 +288,15 @@ def grid_period(opts: Options, training_scale: int, width: int, height: int) -> 
     return GRID * (short + math.ceil(GRID * short / work)) / work
 
 
+def model_grid_period(opts: Options, width: int, height: int) -> float | None:
+    """:func:`grid_period` for the model file `opts.model` names (None for styles from several files), read from its
+    header: what both engines tell :mod:`impasto.video`."""
+    files = {path for path, _, _ in parse_model(opts.model)}
+    if len(files) != 1:
+        return None
+    return grid_period(opts, int(model_metadata(next(iter(files)))["image_size"]), width, height)
+
+
 def load(options: Options | None = None) -> "Engine":
     """The fast-network engine: models loaded once and kept, for many pictures and frames.
 

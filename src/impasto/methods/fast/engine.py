@@ -21,7 +21,7 @@ from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
-from . import Options, grid_period, painting_tone, parse_model
+from . import Options, model_grid_period, painting_tone, parse_model
 from .model import FastModel, load_model
 
 
@@ -69,8 +69,7 @@ class FastEngine(StreamingEngine):
 
     def grid_period(self, opts: Options, width: int, height: int) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
-        files = {path for path, _, _ in parse_model(opts.model)}
-        return grid_period(opts, self.model(next(iter(files))).image_size, width, height) if len(files) == 1 else None
+        return model_grid_period(opts, width, height)
 
     @torch.no_grad()
     def stylize(

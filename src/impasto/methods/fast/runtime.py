@@ -20,7 +20,7 @@ from ...core.image import ImageLike, as_pil, fit_longest_side
 from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
-from . import Options, grid_period, model_metadata, model_names, painting_tone, parse_model
+from . import Options, model_grid_period, model_metadata, model_names, painting_tone, parse_model
 
 MIN_SIDE = 8  # as impasto.nets.fast.MIN_SIDE
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -76,10 +76,7 @@ class OrtFastEngine(StreamingEngine):
 
     def grid_period(self, opts: Options, width: int, height: int) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
-        files = {path for path, _, _ in parse_model(opts.model)}
-        if len(files) != 1:
-            return None
-        return grid_period(opts, int(model_metadata(next(iter(files)))["image_size"]), width, height)
+        return model_grid_period(opts, width, height)
 
     def paint(self, picture: np.ndarray, model: str, style: np.ndarray, layers: Sequence[float]) -> np.ndarray:
         """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape."""
