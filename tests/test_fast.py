@@ -375,6 +375,69 @@ def test_a_deep_style_term_adds_relu5_1_following_the_coarse_slider(train_dirs, 
     assert load_model(cfg.output).recipe["style_layers"] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
+class _Follows(torch.nn.Module):
+    """A "network" whose painting follows any motion exactly (the photo itself), or, with a fixed pattern added, one
+    that keeps its own grid as strided networks do."""
+
+    n_styles = 2
+
+    def __init__(self, grid: bool) -> None:
+        super().__init__()
+        pattern = torch.zeros(1, 3, 32, 32)
+        pattern[..., ::4, :] = 0.3 if grid else 0.0
+        self.register_buffer("pattern", pattern)
+
+    def forward(self, x, style, layers):
+        return x + self.pattern
+
+
+def test_the_stability_term_measures_whether_the_painting_follows_a_moved_photo(train_dirs):
+    from impasto.core.weights import load_weights
+    from impasto.train.data import ImageFolder
+
+    contents = ImageFolder(train_dirs[0], 48)
+    plain = sample_batch(contents, 2, 32, 4, 0, 0.5, 48, 5)
+    moved = sample_batch(contents, 2, 32, 4, 0, 0.5, 48, 5, motion=True)
+    assert all(torch.equal(x, y) for x, y in zip(plain, moved[:3]))  # the same step's crops, paintings and sliders
+    c, s, layers, theta, noise = moved
+    assert theta.shape == (4, 2, 3) and noise.shape == (4, 3, 32, 32)
+    assert float((theta[:, :, :2] - torch.eye(2)).abs().max()) < 0.05  # a slight rotation and zoom
+    assert 0 < float(theta[:, :, 2].abs().max()) <= 2 * 2 / 32  # shifts of at most 2 px
+    paintings = [painting_tensor(p, 64) for p in train_dirs[1]]
+    still = torch.zeros_like(noise)
+    with torch.no_grad():
+        follows = FastTrainer(_Follows(grid=False), load_weights(), paintings)
+        own_grid = FastTrainer(_Follows(grid=True), load_weights(), paintings)
+        onehot = F.one_hot(s, 2).float()
+        assert float(follows.stability(c, onehot, layers, follows.stylize(c, onehot, layers), theta, still)) < 1e-10
+        with_noise = float(follows.stability(c, onehot, layers, follows.stylize(c, onehot, layers), theta, noise))
+        assert with_noise == pytest.approx(float((noise**2).mean()), rel=0.3)  # only the noise is left
+        gridded = own_grid.stability(c, onehot, layers, own_grid.stylize(c, onehot, layers), theta, still)
+        assert float(gridded) > 100 * with_noise
+
+
+def test_training_with_the_stability_term_makes_the_network_follow_motion(train_dirs, tmp_path):
+    from impasto.core.weights import load_weights
+    from impasto.train.data import ImageFolder
+
+    contents = ImageFolder(train_dirs[0], 48)
+    batches = [sample_batch(contents, 2, 32, 4, 1, 0.0, 48, 10**6 + i, motion=True) for i in range(3)]
+    paintings = [painting_tensor(p, 64) for p in train_dirs[1]]
+
+    def stability_of(out: Path) -> float:
+        model = FastTrainer(load_model(out).net, load_weights(), paintings)
+        with torch.no_grad():
+            return sum(float(model(c, s, lw, [0.25] * 4, (th, nz))[3]) for c, s, lw, th, nz in batches)
+
+    runs = {}
+    for weight in (0.0, 300.0):
+        out = tmp_path / f"s{int(weight)}.safetensors"
+        summary = train(_cfg(train_dirs, out, 12, stability_weight=weight))
+        assert ("stability" in summary["losses"]) == bool(weight)
+        runs[weight] = stability_of(out)
+    assert runs[300.0] < 0.5 * runs[0.0], runs  # measured: 0.07 x
+
+
 def test_resume_continues_exactly(train_dirs, tmp_path):
     straight = tmp_path / "straight.safetensors"
     train(_cfg(train_dirs, straight, 3, workers=1))

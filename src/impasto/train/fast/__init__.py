@@ -76,6 +76,14 @@ class Config(RunSettings):
         group=_LOSS,
     )
     tv_weight: float = option(0.0, "weight of the total-variation (smoothness) loss", "float", group=_LOSS)
+    stability_weight: float = option(
+        0.0,
+        "weight of the stability term: the painting of a slightly moved photo (a sub-pixel to 2 px shift, a slight "
+        "rotation and zoom, faint noise) must be the painting moved the same way, so that video flickers less "
+        "(Wang et al. 2020; 0 = off)",
+        "float",
+        group=_LOSS,
+    )
     adjustable: float = option(
         0.5,
         "share of the pictures trained with random per-layer weights (0 = no run-time layer control)",
@@ -123,7 +131,15 @@ class Config(RunSettings):
         check_settings(
             self,
             counts=("size", "batch", "steps", "checkpoint_every", "width", "blocks", "style_size"),
-            numbers=("lr", "lr_decay", "content_weight", "style_weight", "tv_weight", "deep_style_weight"),
+            numbers=(
+                "lr",
+                "lr_decay",
+                "content_weight",
+                "style_weight",
+                "tv_weight",
+                "deep_style_weight",
+                "stability_weight",
+            ),
         )
         if self.size < 32 or self.size % 4:
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")

@@ -45,6 +45,11 @@ RESUME_KEYS = (
 )
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
 DEEP_LAYER = "relu5_1"
+# The stability term's motions (see :func:`sample_motion`): shifts of up to MOTION_SHIFT px (any fraction: the flicker
+# of slowly drifting video is the network's answer to sub-pixel moves), rotations of up to MOTION_ANGLE degrees and
+# zooms of up to MOTION_ZOOM, plus Gaussian noise of MOTION_NOISE (images in [0, 1]).
+MOTION_SHIFT, MOTION_ANGLE, MOTION_ZOOM, MOTION_NOISE = 2.0, 1.0, 0.02, 0.01
+MOTION_BORDER = 8  # px at the edges left out of the term: there the network sees the moved picture's padding
 
 
 def sample_batch(
@@ -56,8 +61,11 @@ def sample_batch(
     adjustable: float,
     image_size: int,
     step: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (photo crops, painting indices, per-layer weights) of step `step`: a pure function of (seed, step)."""
+    motion: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """The (photo crops, painting indices, per-layer weights) of step `step`: a pure function of (seed, step); with
+    `motion`, also each crop's small motion and noise (:func:`sample_motion`), drawn after the rest (so the crops,
+    paintings and weights are those of the same step without it)."""
     g = step_generator(seed, step)
     ci = torch.randint(0, len(contents), (batch,), generator=g).tolist()
     top = image_size / size
@@ -66,7 +74,30 @@ def sample_batch(
     random_weights = torch.rand(batch, len(STYLE_LAYERS), generator=g) * MAX_LAYER_WEIGHT
     adjusted = torch.rand(batch, generator=g) < adjustable
     layers = torch.where(adjusted[:, None], random_weights, torch.ones_like(random_weights))
+    if motion:
+        return crops, styles, layers, *sample_motion(batch, size, g)
     return crops, styles, layers
+
+
+def sample_motion(batch: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random small camera motions of `size` px crops as affine matrices for ``F.affine_grid`` (batch, 2, 3): a
+    sub-pixel to 2 px shift, a slight rotation and zoom; and the noise added to the moved crops (batch, 3, size,
+    size). Wang et al. 2020 ("Consistent Video Style Transfer via Compound Regularization") train video stability
+    from single pictures with such motions and noise."""
+    u = torch.rand(batch, 4, generator=g) * 2 - 1
+    shift = u[:, :2] * MOTION_SHIFT * 2 / size  # in affine_grid's [-1, 1] coordinates
+    angle = torch.deg2rad(u[:, 2] * MOTION_ANGLE)
+    zoom = 1 + u[:, 3] * MOTION_ZOOM
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    noise = torch.randn(batch, 3, size, size, generator=g) * MOTION_NOISE
+    return theta, noise
+
+
+def move(x: torch.Tensor, theta: torch.Tensor, padding: str = "reflection") -> torch.Tensor:
+    """Pictures (B, C, H, W) moved by affine matrices `theta` (B, 2, 3) (bilinear)."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 class FastTrainer(torch.nn.Module):
@@ -114,9 +145,15 @@ class FastTrainer(torch.nn.Module):
             return self.net(x, style, layers).float()
 
     def forward(
-        self, content: torch.Tensor, styles: torch.Tensor, layers: torch.Tensor, layer_weights: Sequence[float]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation.
+        self,
+        content: torch.Tensor,
+        styles: torch.Tensor,
+        layers: torch.Tensor,
+        layer_weights: Sequence[float],
+        motion: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation; with
+        `motion` (:func:`sample_motion`), also the stability term (:meth:`stability`).
 
         `layers` are the pictures' slider values (B, len(STYLE_LAYERS)); `layer_weights` the recipe's weight of each
         of ``self.style_layers``, applied as given."""
@@ -135,7 +172,29 @@ class FastTrainer(torch.nn.Module):
         if extra > 0:
             layers = torch.cat([layers, layers[:, -1:].expand(-1, extra)], dim=1)
         style_loss = (style_layers * layers * w).sum(1)
-        return content_loss, style_loss, self.tv(out)
+        if motion is None:
+            return content_loss, style_loss, self.tv(out)
+        return content_loss, style_loss, self.tv(out), self.stability(content, onehot, layers, out, *motion)
+
+    def stability(
+        self,
+        content: torch.Tensor,
+        onehot: torch.Tensor,
+        layers: torch.Tensor,
+        out: torch.Tensor,
+        theta: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mean squared difference between the painting of the photo moved by `theta` (plus `noise`) and the painting
+        `out` moved the same way, over the pixels both show (the edges left out): small when the strokes follow the
+        picture instead of the network's grid."""
+        moved = self.stylize(move(content, theta) + noise, onehot, layers[:, : len(STYLE_LAYERS)])
+        target = move(out, theta)
+        inside = move(torch.ones_like(out[:, :1]), theta, padding="zeros") > 0.999
+        b = MOTION_BORDER
+        inside[..., :b, :] = inside[..., -b:, :] = inside[..., :, :b] = inside[..., :, -b:] = False
+        mask = inside.float()
+        return ((moved - target) ** 2 * mask).sum() / (3 * mask.sum()).clamp(min=1)
 
 
 def painting_tensor(path: str, style_size: int) -> torch.Tensor:
@@ -188,6 +247,7 @@ class _Task:
             cfg.seed,
             cfg.adjustable,
             cfg.image_size,
+            motion=bool(cfg.stability_weight),
         )
 
     def parameters(self):
@@ -201,9 +261,11 @@ class _Task:
 
     def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        c, s, layers = (t.to(self.device) for t in batch)
-        content_loss, style_loss, tv = self.model(c, s, layers, self.layer_weights)
+        c, s, layers, *motion = (t.to(self.device) for t in batch)
+        content_loss, style_loss, tv, *stable = self.model(c, s, layers, self.layer_weights, motion or None)
         loss = (cfg.content_weight * content_loss + cfg.style_weight * style_loss).mean() + cfg.tv_weight * tv
+        if stable:
+            loss = loss + cfg.stability_weight * stable[0]
         # The style loss at the recipe's weights is what the previews show; log it apart from the random ones.
         plain = (layers == 1).all(1)
         terms = {"content": content_loss.mean().item(), "style": style_loss.mean().item()}
@@ -211,6 +273,8 @@ class _Task:
             terms["style_recipe"] = style_loss[plain].mean().item()
         if cfg.tv_weight:
             terms["tv"] = tv.item()
+        if stable:
+            terms["stability"] = stable[0].item()
         return loss, terms
 
     def state_dict(self) -> dict:
