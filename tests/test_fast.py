@@ -677,6 +677,40 @@ def test_the_onnxruntime_engine_matches_the_pytorch_one(model_file, images, tmp_
     assert torch.allclose(a, b)
 
 
+def test_a_session_keeps_the_graph_optimized_for_this_cpu_and_opens_it_next_time(model_file, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    import onnxruntime as ort
+
+    from impasto.core.onnx import cpu_session, optimized_path
+    from impasto.methods.fast.runtime import ensure_onnx
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    graph = ensure_onnx(model_file)
+    opened = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    kept = optimized_path(graph)
+    assert kept is not None and not kept.exists()
+    first = cpu_session(graph, 1)
+    assert opened == [str(graph)] and kept.exists() and not list(kept.parent.glob(".*"))  # no temporary left
+    second = cpu_session(graph, 1)
+    assert opened[-1] == str(kept)
+    rng = np.random.default_rng(0)
+    feeds = {
+        "image": rng.random((1, 3, 40, 56), dtype=np.float32),
+        "style": np.full((1, 2), 0.5, np.float32),
+        "layers": np.ones((1, 4), np.float32),
+    }
+    assert np.array_equal(first.run(None, feeds)[0], second.run(None, feeds)[0])  # the same to the bit
+    kept.write_bytes(b"not a graph")  # damaged: optimized afresh and kept again
+    third = cpu_session(graph, 1)
+    assert opened[-2:] == [str(kept), str(graph)] and kept.stat().st_size > 1000
+    assert np.array_equal(first.run(None, feeds)[0], third.run(None, feeds)[0])
+    os_utime = __import__("os").utime
+    os_utime(graph, ns=(1, 1))  # a changed graph file is another entry
+    assert optimized_path(graph) != kept
+
+
 def test_the_command_line_fast_method_never_imports_torch(model_file, images, tmp_path):
     pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
     import subprocess

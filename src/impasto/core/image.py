@@ -216,6 +216,11 @@ def fit_area(im: Image.Image, area: float, min_side: int = 1) -> Image.Image:
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
+# zlib's fastest level, as OpenCV writes PNG: a painted 512 px picture takes 18 ms instead of 41 ms at Pillow's
+# default (6) and is 7 % larger (paintings compress poorly at any level; 2026-12-04).
+PNG_LEVEL = 1
+
+
 def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
     """Validate an output path before any work is done; returns it as a Path."""
     p = Path(path)
@@ -247,12 +252,14 @@ def _same_file(a: str | os.PathLike, b: Path) -> bool:
 
 
 def save_image(im: "Image.Image | torch.Tensor", path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same directory, then a rename."""
+    """Write atomically: a temporary file in the same directory, then a rename.
+
+    PNG at zlib's fastest level (:data:`PNG_LEVEL`)."""
     p = check_output_path(path)
     if _is_tensor(im) or isinstance(im, np.ndarray):
         im = tensor_to_pil(im)
     fmt = OUTPUT_FORMATS[p.suffix.lower()]
-    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {"compress_level": PNG_LEVEL} if fmt == "PNG" else {}
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")

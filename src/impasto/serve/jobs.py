@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..api import get_method
-from ..core.image import save_image, tensor_to_pil
+from ..core.image import PNG_LEVEL, save_image, tensor_to_pil
 from ..engine import Progress, Result
 from ..errors import ImpastoError
 from ..options import load_key
@@ -483,7 +483,7 @@ class JobManager:
                     if getattr(result, "stopped", None) == "interrupted":
                         raise _Stop("cancelled")
                     buf = io.BytesIO()
-                    tensor_to_pil(result.image).save(buf, format="PNG")
+                    tensor_to_pil(result.image).save(buf, format="PNG", compress_level=PNG_LEVEL)
                     z.writestr(f"result-{i:03d}.png", buf.getvalue())
                     job.step = i
                     self._changed(job)
