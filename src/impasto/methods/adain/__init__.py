@@ -178,6 +178,17 @@ class Options:
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {n_styles} style images (one per style)")
 
 
+GRID = 8  # the encoders' stride (VGG-19's and the student's: three poolings before relu4_1; torch-free here)
+
+
+def grid_period(opts: Options, width: int, height: int) -> float | None:
+    """The period in pixels of the encoder's stride grid on video frames (:class:`impasto.video.GridAnchor`; frames
+    are painted at their own size), or None with regions, whose masks are drawn for the frame as it is."""
+    if opts.masks is not None or opts.content_mask is not None:
+        return None
+    return float(GRID)
+
+
 def load(options: Options | None = None) -> "Engine":
     """The AdaIN engine: encoder and decoder loaded once, style codes cached, for many pictures.
 

@@ -30,7 +30,7 @@ from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad
 from ...nets.student import StudentDecoder, StudentEncoder
 from ...nets.vgg import VGGFeatures
 from .. import adain as package
-from . import Options
+from . import Options, grid_period
 
 DECODER_FORMAT = "impasto-adain-decoder"
 STUDENT_FORMAT = "impasto-adain-student"  # a compact encoder and its decoder in one file (impasto train distill)
@@ -144,6 +144,10 @@ class AdaINEngine(StreamingEngine):
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
     @torch.no_grad()
+    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+        """For video: the period of the encoder's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
+        return grid_period(opts, width, height)
+
     def style_code(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The relu4_1 (mean, std) of a (1, 3, H, W) style image, cached by its pixels."""
         key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape))

@@ -23,7 +23,7 @@ from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side
 from ...core.tone import match_tone, tone_stats
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
-from . import Options
+from . import Options, grid_period
 
 MIN_CONTENT_SIDE = 17  # the graph reflects a 16 px margin, which needs more than 16 px a side
 MIN_STYLE_SIDE = 8
@@ -64,6 +64,10 @@ class OrtAdaINEngine(StreamingEngine):
             code, transfer = cached_adain_parts(decoder, int8=package.onnx_int8(self.options))
             self._sessions[threads] = (cpu_session(code, threads), cpu_session(transfer, threads))
         return self._sessions[threads]
+
+    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+        """For video: the period of the encoder's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
+        return grid_period(opts, width, height)
 
     def style_code(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A painting's (mean, std), cached by its pixels: a video or a batch encodes its painting once."""
