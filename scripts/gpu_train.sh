@@ -13,12 +13,12 @@ timeout "$SECONDS_EACH" python3 -m impasto train fast \
   --style $B/starry_night.jpg $B/the_scream.jpg $B/great_wave.jpg $B/shipwreck.jpg $B/composition_vii.jpg \
           $B/udnie.jpg $B/woman_with_hat.jpg $B/street_scene.jpg \
   --names starry_night,the_scream,great_wave,shipwreck,composition_vii,udnie,woman_with_hat,street_scene \
-  --content-dir .gpu/content -o runs/gpu/lean_styles.safetensors --steps 40000 --batch 16 --size 128 \
-  --style-weight 4 --tv-weight 10 --width 12 --blocks 3 --decoder 12,8 --checkpoint-every 200 --preview-every 0 \
+  --content-dir .gpu/content -o runs/gpu/lean_styles.safetensors --steps 40000 --batch 16 --size 256 \
+  --style-weight 7 --stability-weight 30 --lr 3e-4 --tv-weight 10 --width 12 --blocks 3 --decoder 12,8 --checkpoint-every 200 --preview-every 0 \
   --log-every 200 --device "$DEVICE" --workers 8 --init training/lean_styles.safetensors -q || true
 timeout "$SECONDS_EACH" python3 -m impasto train distill --content-dir .gpu/content --style-dir .gpu/style \
-  -o runs/gpu/compact_adain.safetensors --size 128 --image-size 384 --identity-weight 100 --style-weight 3 \
-  --batch 16 --steps 80000 --lr 5e-4 --lr-decay 5e-5 --checkpoint-every 200 --preview-every 0 --log-every 200 \
+  -o runs/gpu/compact_adain.safetensors --size 256 --image-size 384 --identity-weight 100 --style-weight 3 \
+  --content-weight 2 --teacher-weight 5 --batch 16 --steps 80000 --lr 1.5e-4 --lr-decay 5e-5 --checkpoint-every 200 --preview-every 0 --log-every 200 \
   --device "$DEVICE" --workers 8 --init training/compact_adain.safetensors -q || true
 cp runs/gpu/*.safetensors "$OUT"/ 2>/dev/null || true
 ls -la "$OUT"

@@ -337,6 +337,27 @@ def test_keeping_the_grid_on_the_scene_steadies_a_pan(clip, model, tmp_path, mon
     assert a["warping_error"] < 0.5 * b["warping_error"], (a, b)
 
 
+def test_each_method_has_its_own_default_temporal_strength(clip, model, tmp_path, monkeypatch):
+    import impasto.video as video
+    from impasto.methods import adain, fast
+
+    assert video.default_temporal("fast") == fast.VIDEO_TEMPORAL
+    assert video.default_temporal("adain") == adain.VIDEO_TEMPORAL
+    assert video.default_temporal("gatys") == video.DEFAULT_TEMPORAL  # declares none
+    assert f"fast {fast.VIDEO_TEMPORAL:g}" in video.temporal_defaults()
+    strengths = []
+    real_init = video.TemporalBlend.__init__
+
+    def init(self, strength):
+        strengths.append(strength)
+        real_init(self, strength)
+
+    monkeypatch.setattr(video.TemporalBlend, "__init__", init)
+    stylize_video(clip, tmp_path / "o.mp4", method="fast", model=model, size=None, device="cpu", precision="fp32")
+    stylize_video(clip, tmp_path / "p.mp4", method="fast", model=model, size=None, temporal=0.2)
+    assert strengths == [fast.VIDEO_TEMPORAL, 0.2]
+
+
 def test_arbitrary_style_keeps_its_encoders_grid_on_the_scene_too(clip, tmp_path, monkeypatch):
     import impasto.video as video
     from impasto.methods.adain import GRID, Options, grid_period

@@ -33,9 +33,7 @@ from .engine import Progress
 from .errors import ImpastoError
 from .options import field_names, make
 
-# The default --temporal, for the built-in styles of 2026-12-04 (stronger strokes than before, which flicker more
-# and lose more to the blend): at 640 px, with the grid kept on the scene, 0.3 divides the fast method's warping error
-# by 3.6 on the pan at +8 % style distance and by 1.6 on the real clip at +9 %; 0.45 by 5.3 and 2.2 at +17 % and +18 %.
+# --temporal's default where a method declares none of its own (VIDEO_TEMPORAL in its module: see default_temporal).
 DEFAULT_TEMPORAL = 0.3
 PIPELINE_WORKERS = 2  # one-pass methods: frames painted at once (two keep a 2-core CPU busy between the steps)
 CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new scene
@@ -155,6 +153,19 @@ class GridAnchor:
         return painted[top : top + shape[0], left : left + shape[1]]
 
 
+def default_temporal(method: str) -> float:
+    """--temporal's default for `method`: what its module declares (``VIDEO_TEMPORAL``: the strength at which its
+    shipped models are measured steady enough), else DEFAULT_TEMPORAL."""
+    return float(getattr(get_method(method), "VIDEO_TEMPORAL", DEFAULT_TEMPORAL))
+
+
+def temporal_defaults() -> str:
+    """Each method's --temporal default, for help texts: "fast 0.5, adain 0.35, gatys 0.3"."""
+    from .api import available_methods
+
+    return ", ".join(f"{name} {default_temporal(name):g}" for name in available_methods())
+
+
 def grid_anchor(engine: Any, opts: Any, temporal: float, width: int, height: int) -> GridAnchor | None:
     """A :class:`GridAnchor` for `width` x `height` frames where temporal consistency is on and `engine` says its
     grid (``engine.grid_period``); None otherwise."""
@@ -217,7 +228,7 @@ def stylize_video(
     styles: Sequence[Any] = (),
     method: str = "fast",
     *,
-    temporal: float = DEFAULT_TEMPORAL,
+    temporal: float | None = None,
     size: int | None = 512,
     start: float = 0.0,
     duration: float | None = None,
@@ -232,6 +243,7 @@ def stylize_video(
 ) -> VideoReport:
     """Stylize `input` into `output` (.mp4 or .webm) with `method` and its `options`, frame by frame.
 
+    `temporal` is the strength of temporal consistency (None: the method's default, :func:`default_temporal`).
     `size` is the longest side of the output (None: the input's). The method is loaded once (or `engine`, already
     loaded, is used); `method_options` are its Options when already made (the server's). Iterative methods keep each
     finished frame beside the output until the end, and `resume` reuses them after an interruption. One-pass methods
@@ -240,6 +252,8 @@ def stylize_video(
     ImpastoError (one line) on a bad input; no partial output is left behind.
     """
     module = get_method(method)
+    if temporal is None:
+        temporal = default_temporal(method)
     if start < 0 or (duration is not None and duration <= 0):
         raise ImpastoError("--start must be >= 0 and --duration > 0 seconds")
     if size is not None and size < 16:

@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..api import available_methods, get_method
-from ..video import DEFAULT_TEMPORAL
+from ..video import temporal_defaults
 from .flags import HelpFormatter
 from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
 
@@ -30,9 +30,9 @@ def add_parser(sub) -> None:
     v.add_argument(
         "--temporal",
         type=float,
-        default=DEFAULT_TEMPORAL,
+        default=None,
         metavar="S",
-        help=f"temporal consistency from 0 (each frame on its own) to 1 (default: {DEFAULT_TEMPORAL})",
+        help=f"temporal consistency from 0 (each frame on its own) to 1 (default: the method's, {temporal_defaults()})",
     )
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")

@@ -28,7 +28,8 @@ def graph_path(kind: str, source: str | os.PathLike) -> Path:
     return cache_dir() / "onnx" / f"{kind}-{digest}.onnx"
 
 
-def _cpu_flags() -> set[str] | None:
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo, or None where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
@@ -40,12 +41,12 @@ def _cpu_flags() -> set[str] | None:
 def cpu_flags_say_fast_bf16() -> bool | None:
     """True when /proc/cpuinfo lists native bf16 matrix units (AMX-BF16 or AVX512-BF16), False when it lists none,
     None where there is no /proc/cpuinfo."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return None if flags is None else bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def cpu_flags_say_fast_int8() -> bool | None:
     """True when /proc/cpuinfo lists 8-bit dot-product units (VNNI or AMX-INT8), where onnxruntime's int8
     convolutions beat fp32 (3x for the VGG-19 AdaIN model on an AVX512-VNNI EPYC, 2026-12-04); None as above."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return None if flags is None else bool(flags & {"amx_int8", "avx512_vnni", "avx_vnni"})

@@ -87,12 +87,12 @@ def optimized_path(path: str | os.PathLike) -> Path | None:
 
     import onnxruntime as ort
 
-    from .cache import _cpu_flags, cache_dir
+    from .cache import cache_dir, cpu_flags
 
     try:
         st = os.stat(path)
     except OSError:
         return None
-    flags = " ".join(sorted(_cpu_flags() or [platform.processor()]))
+    flags = " ".join(sorted(cpu_flags() or [platform.processor()]))
     key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{ort.__version__}|{platform.machine()}|{flags}"
     return cache_dir() / "onnx" / "optimized" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"

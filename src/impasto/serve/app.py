@@ -28,7 +28,7 @@ from .. import __version__
 from ..api import available_methods, get_method, takes_style_images
 from ..errors import ImpastoError
 from ..options import field_names as declared_fields
-from ..video import DEFAULT_TEMPORAL, looks_like_video
+from ..video import default_temporal, looks_like_video
 from .gallery import Gallery
 from .inputs import MIME_TYPES, build_options, decode_image, form_schema, method_info
 from .jobs import Job, JobManager, QueueFull
@@ -275,7 +275,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             if not isinstance(config, dict):
                 raise ImpastoError("the first message is a JSON object: the method and its options")
             method = str(config.pop("method", "fast"))
-            temporal = float(config.pop("temporal", DEFAULT_TEMPORAL))
+            temporal = config.pop("temporal", None)
+            temporal = default_temporal(method) if temporal is None else float(temporal)
             if not 0 <= temporal <= 1:
                 raise ImpastoError(f"temporal must be from 0 to 1, got {temporal}")
             module = get_method(method)
@@ -412,7 +413,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         method = fields.pop("method", None) or DEFAULT_METHOD
         temporal_text = fields.pop("temporal", None) or None
         try:
-            temporal = DEFAULT_TEMPORAL if temporal_text is None else float(temporal_text)
+            temporal = default_temporal(method) if temporal_text is None else float(temporal_text)
         except ValueError:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
         if not 0 <= temporal <= 1:

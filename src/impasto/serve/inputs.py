@@ -21,7 +21,7 @@ from .. import options as declared_options
 from ..api import available_methods, get_method, make_options, method_title, takes_style_images
 from ..core.image import fit_longest_side, quiet_warnings, to_rgb
 from ..errors import ImpastoError
-from ..video import DEFAULT_TEMPORAL
+from ..video import temporal_defaults
 from .settings import ServeSettings
 
 # Formats Pillow decodes itself; anything else (EPS via Ghostscript, PDF, SVG...) is refused on purpose.
@@ -125,8 +125,8 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
             "type": "number",
             "minimum": 0,
             "maximum": 1,
-            "default": DEFAULT_TEMPORAL,
-            "description": "For a video: temporal consistency from 0 (each frame on its own) to 1.",
+            "description": "For a video: temporal consistency from 0 (each frame on its own) to 1 (default: the "
+            f"method's, {temporal_defaults()}).",
         },
         "styles": {
             "type": "array",

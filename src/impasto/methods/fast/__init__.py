@@ -269,6 +269,10 @@ class Options:
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {len(styles)} styles in --model (one each)")
 
 
+# impasto video's --temporal default for this method. The built-in network trained with the stability term steadies
+# well and loses little to the blend: at 640 px (2026-12-04) 0.5 divides its warping error by 4.6 on the pan at +9 %
+# style distance and by 2.0 on the real clip at +7 %.
+VIDEO_TEMPORAL = 0.5
 GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays torch-free)
 
 
