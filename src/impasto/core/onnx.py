@@ -70,8 +70,11 @@ def cpu_session(path: str | os.PathLike, threads: int | None = None) -> Any:
     try:
         session = ort.InferenceSession(str(path), so, providers=providers)
         if tmp is not None:
-            os.replace(tmp, optimized)
-            tmp = None
+            try:
+                os.replace(tmp, optimized)
+                tmp = None
+            except OSError:  # not kept this time; the session is good
+                pass
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
