@@ -152,6 +152,11 @@ class GridAnchor:
         """The painting of a padded frame, cut back to the frame (`shape`)."""
         return painted[top : top + shape[0], left : left + shape[1]]
 
+    def paint(self, frame: np.ndarray, pad: tuple[int, int], run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`run`'s painting of `frame` padded by `pad` ((left, top), from :meth:`shift`), cut back to the frame;
+        `run` takes and gives (H, W, 3) uint8 pictures."""
+        return self.crop(run(self.pad(frame, *pad)), *pad, frame.shape)
+
 
 def default_temporal(method: str) -> float:
     """--temporal's default for `method`: what its module declares (``VIDEO_TEMPORAL``: the strength at which its
@@ -321,10 +326,10 @@ def stylize_video(
         the pipeline), then blended with the previous output once that is done."""
         from PIL import Image
 
-        picture = rgb if pad is None or anchor is None else anchor.pad(rgb, *pad)
-        stylized = np.asarray(_to_pil(engine.run(Image.fromarray(picture), style_images, opts).image))
-        if picture is not rgb:
-            stylized = anchor.crop(stylized, *pad, rgb.shape)
+        def run(picture: np.ndarray) -> np.ndarray:
+            return np.asarray(_to_pil(engine.run(Image.fromarray(picture), style_images, opts).image))
+
+        stylized = run(rgb) if pad is None or anchor is None else anchor.paint(rgb, pad, run)
         motion = blend.motion(previous, rgb)
         previous_out = before.result() if isinstance(before, Future) else before
         out = blend.apply(stylized, motion, previous_out)

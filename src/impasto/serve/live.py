@@ -86,14 +86,11 @@ def make_painter(engine: Any, options: Any, temporal: float, max_pixels: int) ->
             grid.clear()
             grid[frame.shape] = grid_anchor(engine, unsized, temporal, frame.shape[1], frame.shape[0])
         anchor = grid[frame.shape]
-        if anchor is None:
-            stylized = np.asarray(tensor_to_pil(engine.run(im, [], unsized).image))
-        else:
-            left, top = anchor.shift(frame)
-            padded = Image.fromarray(anchor.pad(frame, left, top))
-            stylized = anchor.crop(
-                np.asarray(tensor_to_pil(engine.run(padded, [], unsized).image)), left, top, frame.shape
-            )
+
+        def run(picture: np.ndarray) -> np.ndarray:
+            return np.asarray(tensor_to_pil(engine.run(Image.fromarray(picture), [], unsized).image))
+
+        stylized = run(frame) if anchor is None else anchor.paint(frame, anchor.shift(frame), run)
         if stylized.shape != frame.shape:  # the method resized it: blend at its size
             frame = np.asarray(im.resize((stylized.shape[1], stylized.shape[0]), Image.LANCZOS))
         out = blend(frame, stylized)

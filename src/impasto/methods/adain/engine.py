@@ -143,11 +143,11 @@ class AdaINEngine(StreamingEngine):
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
-    @torch.no_grad()
     def grid_period(self, opts: Options, width: int, height: int) -> float | None:
         """For video: the period of the encoder's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
         return grid_period(opts, width, height)
 
+    @torch.no_grad()
     def style_code(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The relu4_1 (mean, std) of a (1, 3, H, W) style image, cached by its pixels."""
         key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape))
