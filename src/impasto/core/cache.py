@@ -19,13 +19,18 @@ def cache_dir() -> Path:
     return base / "impasto"
 
 
+# The exported graphs' layout: bumped when a network's forward is rewritten (2: the fast network's output and
+# upsampling convolutions run in 2x2 blocks), so that graphs exported by older code are made again, not reused.
+GRAPH_LAYOUT = 2
+
+
 def graph_path(kind: str, source: str | os.PathLike) -> Path:
-    """Where the ONNX graph `kind` of a model file is cached: named by the file's content, so a changed file gets a
-    new graph."""
+    """Where the ONNX graph `kind` of a model file is cached: named by the file's content and GRAPH_LAYOUT, so a
+    changed file or a rewritten network gets a new graph."""
     import hashlib
 
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-    return cache_dir() / "onnx" / f"{kind}-{digest}.onnx"
+    return cache_dir() / "onnx" / f"{kind}-{digest}-g{GRAPH_LAYOUT}.onnx"
 
 
 def cpu_flags() -> set[str] | None:
