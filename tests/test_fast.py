@@ -113,14 +113,16 @@ def test_a_fresh_network_is_plain_instance_norm_and_has_no_transposed_convolutio
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
 
 
-def test_the_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_would():
-    from impasto.nets.fast import ConvLayer, UpConv, in_blocks_of_four
+def test_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_would():
+    from impasto.nets.blocks import conv_in_blocks
+    from impasto.nets.fast import ConvLayer, UpConv
+    from impasto.nets.student import StudentDecoder
 
     torch.manual_seed(1)
     out, up = ConvLayer(5, 3, 9), UpConv(6, 4)
     x = torch.rand(2, 5, 12, 18, requires_grad=True)
     plain = torch.nn.Sequential.forward(out, x)  # reflection padding, then the 9x9 convolution
-    blocked = in_blocks_of_four(x, out)
+    blocked = conv_in_blocks(x, out[1], out[0].padding[0])
     assert blocked.shape == plain.shape and torch.allclose(blocked, plain, atol=1e-5)
     # Training goes through the same form: the gradients reach the plain layer's weights unchanged.
     (g_plain,) = torch.autograd.grad(plain.square().sum(), out[1].weight)
@@ -129,6 +131,9 @@ def test_the_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_
     # Nearest-neighbour doubling then a 3x3 convolution with reflected edges, including the edges.
     z = torch.rand(2, 6, 5, 7)
     assert torch.allclose(up(z), torch.nn.Sequential.forward(up, z), atol=1e-5)
+    # The compact AdaIN model's decoder: its RGB output in blocks too.
+    decoder, f = StudentDecoder((4, 4, 8, 8)).eval(), torch.rand(1, 8, 3, 5)
+    assert torch.allclose(decoder(f), decoder.net(f), atol=1e-5)
 
 
 def test_the_torch_free_declarations_match_the_network():

@@ -19,9 +19,9 @@ def cache_dir() -> Path:
     return base / "impasto"
 
 
-# The exported graphs' layout: bumped when a network's forward is rewritten (2: the fast network's output and
-# upsampling convolutions run in 2x2 blocks), so that graphs exported by older code are made again, not reused.
-GRAPH_LAYOUT = 2
+# The exported graphs' layout: bumped when a network's forward is rewritten (3: the fast network's and the compact
+# model's output and upsampling convolutions in 2x2 blocks), so that graphs exported by older code are made again.
+GRAPH_LAYOUT = 3
 
 
 def graph_path(kind: str, source: str | os.PathLike) -> Path:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import conv_in_blocks, doubled_conv
+
 # The style layers whose weights the network takes as inputs (fine to coarse) and the content layer of its training.
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu2_2"
@@ -34,30 +36,17 @@ class ConvLayer(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride))
 
 
-# For a 3x3 convolution after nearest-neighbour doubling: which of the small picture's three rows (columns) each of
-# the kernel's three taps falls on, for the even (0) and odd (1) output rows (columns): _UP_TAPS[r, row, tap].
-_UP_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float32)
-
-
 class UpConv(nn.Sequential):
     """Nearest-neighbour doubling, then a convolution: no transposed convolution, so no checkerboard.
 
-    Run as the same convolution at the small size painting each 2x2 block's four pixels as four channels, then put
-    in place (equal to float rounding): the doubled picture is never made, and the convolution runs on a quarter of
-    the positions with four times the channels, a shape CPU kernels use better (reflecting the doubled picture by one
-    pixel is repeating the small one's edge).
+    Run without making the doubled picture (:func:`impasto.nets.blocks.doubled_conv`: the same result).
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(c_in, c_out, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self[1][1]
-        taps = _UP_TAPS.to(conv.weight)
-        weight = torch.einsum("rla,oiab,smb->orsilm", taps, conv.weight, taps).flatten(0, 2)
-        bias = conv.bias.repeat_interleave(4)
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight.to(x.dtype), bias.to(x.dtype))
-        return F.pixel_shuffle(y, 2)
+        return doubled_conv(x, self[1][1])
 
 
 class CondNorm(nn.Module):
@@ -148,28 +137,9 @@ class TransformerNet(nn.Module):
             y = y + self.norm(conv_b(r), *next(params))
         for conv in self.up:
             y = F.relu(self.norm(conv(y), *next(params)))
-        y = torch.sigmoid(in_blocks_of_four(y, self.conv_out))
+        # In 2x2 blocks (impasto.nets.blocks): its 3 channels at full size would cost as 16.
+        y = torch.sigmoid(conv_in_blocks(y, self.conv_out[1], self.conv_out[0].padding[0]))
         return y[..., :h, :w]
-
-
-def in_blocks_of_four(x: torch.Tensor, layer: ConvLayer) -> torch.Tensor:
-    """`layer` (reflection padding, a stride-1 convolution with an odd kernel k) over `x`, whose sides are even,
-    computed as one stride-2 convolution with a (k+1)-wide kernel that paints each 2x2 block's four pixels as four
-    channels, which are then put in place: the same result (to float rounding).
-
-    Why: the output layer's 9x9 kernel makes only 3 channels, a shape onnxruntime's and oneDNN's blocked convolutions
-    pad to 8 or 16 (3 channels cost as 16); 12 channels at a quarter of the positions waste far less (the fast
-    network's whole pass at 368x212 on onnxruntime, one thread: 44 ms -> 35 ms).
-    """
-    pad, conv = layer[0].padding[0], layer[1]
-    k = conv.kernel_size[0]
-    # Output pixel (2p + r, 2q + s) is the kernel shifted by (r, s) inside a (k+1)-wide window at (2p, 2q). (As
-    # products with constant shift matrices, not padding, so that the exported graph knows the kernel's shape.)
-    shifts = torch.stack([torch.eye(k + 1, k).roll(r, 0) for r in (0, 1)]).to(conv.weight)
-    weight = torch.einsum("rua,oiab,svb->orsiuv", shifts, conv.weight, shifts).flatten(0, 2)
-    bias = conv.bias.repeat_interleave(4)
-    y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight.to(x.dtype), bias.to(x.dtype), stride=2)
-    return F.pixel_shuffle(y, 2)
 
 
 def pad_to_min_side(x: torch.Tensor) -> torch.Tensor:
