@@ -84,25 +84,23 @@ def _export_adain(spec: str, out: Path, fmt: str, int8: bool = False, calibratio
     import torch
 
     graph = _adain_net(spec)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        if fmt == "torchscript":
+    if fmt == "torchscript":
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
             torch.jit.trace(graph, _adain_example(), check_trace=False).save(str(out))
-        else:
-            torch.onnx.export(
-                graph,
-                _adain_example(),
-                str(out),
-                input_names=["content", "style", "strength"],
-                output_names=["stylized"],
-                dynamic_axes={
-                    "content": {2: "height", 3: "width"},
-                    "style": {2: "style_height", 3: "style_width"},
-                    "stylized": {2: "height", 3: "width"},
-                },
-                opset_version=OPSET,
-                dynamo=False,
-            )
+    else:
+        _write_onnx(
+            graph,
+            _adain_example(),
+            out,
+            input_names=["content", "style", "strength"],
+            output_names=["stylized"],
+            dynamic_axes={
+                "content": {2: "height", 3: "width"},
+                "style": {2: "style_height", 3: "style_width"},
+                "stylized": {2: "height", 3: "width"},
+            },
+        )
     feeds = []
     if int8:
         pictures = [_calibration_array(p) for p in calibration or example_pictures()]
@@ -197,22 +195,45 @@ def export(
 
 
 def _export_onnx(net, m, path: Path) -> None:
+    _write_onnx(
+        net,
+        _example(m),
+        path,
+        input_names=["image", "style", "layers"],
+        output_names=["stylized"],
+        dynamic_axes={"image": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
+    )
+
+
+def _write_onnx(module, args: tuple, path: Path, **names: Any) -> None:
+    """`module` traced on `args` into an ONNX file at `path` (opset OPSET; `names`: input_names, output_names,
+    dynamic_axes), with what depends only on the weights computed in the file."""
     import warnings
 
     import torch
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on shapes it records as they are meant
-        torch.onnx.export(
-            net,
-            _example(m),
-            str(path),
-            input_names=["image", "style", "layers"],
-            output_names=["stylized"],
-            dynamic_axes={"image": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+        torch.onnx.export(module, args, str(path), opset_version=OPSET, dynamo=False, **names)
+    _fold_constants(path)
+
+
+def _fold_constants(path: Path) -> None:
+    """Replace the ONNX graph at `path` by the same graph with its constant parts computed (onnxruntime's basic,
+    portable optimizations: standard operators only). The 2x2-block layers (:mod:`impasto.nets.blocks`) build their
+    kernels from the weights inside the graph, which torch's exporter leaves as operations: folded, they are stored
+    weights again, as other runtimes and int8 quantization (per-channel weights) expect."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    folded = path.with_name(f".{path.name}.folded")
+    options.optimized_model_filepath = str(folded)
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        os.replace(folded, path)
+    finally:
+        folded.unlink(missing_ok=True)
 
 
 CALIBRATION_SIZE = 256  # longest side of the calibration pictures
@@ -363,7 +384,6 @@ def check(path: Path, fmt: str, m, photos: Sequence[Any] = ()) -> dict[str, floa
 def _export_adain_parts(spec: str, code_path: Path, transfer_path: Path) -> float:
     """The arbitrary-style model as two graphs, style code and transfer (for runtimes that encode a painting once);
     returns their combined largest difference to the whole model in PyTorch."""
-    import warnings
 
     import onnxruntime as ort
     import torch
@@ -372,29 +392,24 @@ def _export_adain_parts(spec: str, code_path: Path, transfer_path: Path) -> floa
 
     graph = _adain_net(spec)
     content, style, strength = _adain_example()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with torch.no_grad():
         mean, std = graph.code(style)
-        torch.onnx.export(
-            AdaINCodeGraph(graph),
-            (style,),
-            str(code_path),
-            input_names=["style"],
-            output_names=["mean", "std"],
-            dynamic_axes={"style": {2: "style_height", 3: "style_width"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        torch.onnx.export(
-            AdaINTransferGraph(graph),
-            (content, mean, std, strength),
-            str(transfer_path),
-            input_names=["content", "mean", "std", "strength"],
-            output_names=["stylized"],
-            dynamic_axes={"content": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+    _write_onnx(
+        AdaINCodeGraph(graph),
+        (style,),
+        code_path,
+        input_names=["style"],
+        output_names=["mean", "std"],
+        dynamic_axes={"style": {2: "style_height", 3: "style_width"}},
+    )
+    _write_onnx(
+        AdaINTransferGraph(graph),
+        (content, mean, std, strength),
+        transfer_path,
+        input_names=["content", "mean", "std", "strength"],
+        output_names=["stylized"],
+        dynamic_axes={"content": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
+    )
     code = ort.InferenceSession(str(code_path), providers=["CPUExecutionProvider"])
     transfer = ort.InferenceSession(str(transfer_path), providers=["CPUExecutionProvider"])
     worst = 0.0
