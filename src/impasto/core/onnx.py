@@ -1,6 +1,6 @@
 """onnxruntime sessions as impasto's one-pass runtimes open them (imported lazily: onnxruntime is an extra).
 
-A pipeline that runs several pictures at once (video: two frames) asks, for its own threads, that each run use fewer
+A pipeline that runs several pictures at once (video: three frames) asks, for its own threads, that each run use fewer
 threads (:func:`set_thread_budget`): on two cores two single-threaded runs side by side paint more frames a second
 than one two-threaded run after another, whose threads wait for each other at every layer.
 """
