@@ -738,6 +738,23 @@ def test_a_session_keeps_the_graph_optimized_for_this_cpu_and_opens_it_next_time
     assert optimized_path(graph) != kept
 
 
+def test_a_new_export_removes_the_graphs_older_layouts_left(model_file, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    from impasto.core.cache import graph_path
+    from impasto.methods.fast.runtime import ensure_onnx
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    path = graph_path("fast", model_file)
+    stem = path.name.rsplit("-g", 1)[0]
+    path.parent.mkdir(parents=True)
+    old = [path.with_name(f"{stem}.onnx"), path.with_name(f"{stem}-g1.onnx")]
+    others = [path.with_name("fast-0123456789abcdef.onnx"), path.with_name(f"{stem}-int8-g1.onnx")]
+    for p in old + others:
+        p.write_bytes(b"an old graph")
+    assert ensure_onnx(model_file) == path and path.exists()
+    assert not any(p.exists() for p in old) and all(p.exists() for p in others)
+
+
 def test_the_command_line_fast_method_never_imports_torch(model_file, images, tmp_path):
     pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
     import subprocess

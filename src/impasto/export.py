@@ -432,7 +432,7 @@ def cached_adain_parts(decoder: str | os.PathLike, int8: bool = False) -> tuple[
     """The (style code, transfer) ONNX graphs of an AdaIN decoder file (or compact model), exported into the cache
     the first time and checked against PyTorch then (see :func:`cached_graph`); with `int8`, their int8 versions
     (calibrated on the bundled examples, checked against fp32)."""
-    from .core.cache import graph_path
+    from .core.cache import graph_path, remove_older_layouts
 
     def export_parts(code: Path, transfer: Path) -> None:
         worst = _export_adain_parts(f"adain:{decoder}", code, transfer)
@@ -443,11 +443,15 @@ def cached_adain_parts(decoder: str | os.PathLike, int8: bool = False) -> tuple[
     with _EXPORTING:
         if not all(p.exists() for p in paths):
             _write_together(paths, export_parts)
+            for p in paths:
+                remove_older_layouts(p)
         if not int8:
             return paths
         quantized = graph_path("adain-code-int8", decoder), graph_path("adain-transfer-int8", decoder)
         if not all(p.exists() for p in quantized):
             _write_together(quantized, lambda code, transfer: _quantize_adain_parts(paths, code, transfer))
+            for p in quantized:
+                remove_older_layouts(p)
         return quantized
 
 
@@ -499,11 +503,12 @@ def _quantize_adain_parts(fp32: tuple[Path, Path], code_out: Path, transfer_out:
 def cached_graph(source: str | os.PathLike) -> Path:
     """The ONNX graph of a fast-network model file, exported into the cache the first time and checked against
     PyTorch then; named by the file's content, so a changed file is exported again."""
-    from .core.cache import graph_path
+    from .core.cache import graph_path, remove_older_layouts
 
     path = graph_path("fast", source)
     with _EXPORTING:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             export(str(source), path, "onnx")
+            remove_older_layouts(path)
     return path

@@ -33,6 +33,21 @@ def graph_path(kind: str, source: str | os.PathLike) -> Path:
     return cache_dir() / "onnx" / f"{kind}-{digest}-g{GRAPH_LAYOUT}.onnx"
 
 
+def remove_older_layouts(path: Path) -> list[Path]:
+    """Delete the graphs of the same kind and model file that older layouts left beside `path` (a name from
+    :func:`graph_path`): they are never opened again. Returns what was removed."""
+    import re
+
+    stem = path.name[: -len(f"-g{GRAPH_LAYOUT}.onnx")]
+    older = re.compile(re.escape(stem) + r"(-g\d+)?\.onnx")
+    removed = []
+    for other in path.parent.glob(f"{stem}*.onnx"):
+        if other != path and older.fullmatch(other.name):
+            other.unlink(missing_ok=True)
+            removed.append(other)
+    return removed
+
+
 def cpu_flags() -> set[str] | None:
     """The CPU's feature flags from /proc/cpuinfo, or None where there is none."""
     try:
