@@ -19,6 +19,7 @@ from impasto.train.distill import Config
 from impasto.train.distill.trainer import train
 
 WIDTHS = [4, 8, 8, 16]  # tiny: these tests check the plumbing, not the looks
+SKIP_WIDTHS = [8, 16, 16, 16]
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +175,45 @@ def test_distill_settings_are_checked(dirs, tmp_path):
     ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(dirs, tmp_path / "m.safetensors", 1, **kw).validate()
+
+
+def test_a_relu3_1_skip_starts_at_the_model_it_warm_starts_from_and_runs_everywhere(dirs, images, tmp_path):
+    from impasto.nets.student import StudentDecoder
+
+    # Wider than WIDTHS: 4-channel stages die (all-zero ReLUs) within two steps, and a dead decoder passes no
+    # gradient back to the skip.
+
+    plain = tmp_path / "plain.safetensors"
+    train(_cfg(dirs, plain, 2, widths=SKIP_WIDTHS))
+    before = load_decoder(plain)
+    # The joint bottleneck: relu4_1 and relu3_1 folded to 1/8 resolution, even where relu3_1 has an odd row.
+    joint = StudentEncoder(SKIP_WIDTHS, ["relu4_1"], joint=True)
+    joint.load_state_dict(before.student_encoder.state_dict())
+    x = torch.rand(1, 3, 70, 54)
+    features = joint(x)["relu4_1"]
+    assert tuple(features.shape) == (1, SKIP_WIDTHS[3] + 4 * SKIP_WIDTHS[2], 8, 6)
+    assert torch.equal(features[:, : SKIP_WIDTHS[3]], before.student_encoder(x)["relu4_1"])
+    # The skip's convolution starts at zero: the same pictures as the model without it.
+    skipped = StudentDecoder(SKIP_WIDTHS, skip=True)
+    missing, _ = skipped.load_state_dict(before.state_dict(), strict=False)
+    assert sorted(missing) == ["skip.bias", "skip.weight"]
+    with torch.no_grad():
+        assert torch.allclose(skipped(features), before(features[:, : SKIP_WIDTHS[3]]), atol=1e-6)
+
+    # Trained on from the plain file with --skip, then run in PyTorch and through onnxruntime alike.
+    model = tmp_path / "skip.safetensors"
+    result = train(_cfg(dirs, model, 4, init=str(plain), skip=True, widths=SKIP_WIDTHS))
+    assert result["steps_this_run"] == 2
+    decoder = load_decoder(model)
+    assert decoder.skip is not None and decoder.student_encoder.joint
+    assert float(decoder.skip.weight.detach().abs().sum()) > 0  # it learnt something
+    kw = dict(decoder=str(model), device="cpu", precision="fp32", size=64)
+    by_torch = np.asarray(impasto.load("adain", runtime="torch", **kw).run(images["content"], [images["style"]]).image)
+    by_ort = np.asarray(impasto.load("adain", runtime="onnx", **kw).run(images["content"], [images["style"]]).image)
+    assert by_torch.shape == by_ort.shape == (1, 3, 43, 64) and np.abs(by_torch - by_ort).max() < 1e-3
+
+    # A checkpoint continues only with the same network; a skip model cannot warm-start a run without one.
+    with pytest.raises(ImpastoError, match="--skip"):
+        train(_cfg(dirs, model, 5, skip=False, widths=SKIP_WIDTHS), resume=True)
+    with pytest.raises(ImpastoError, match="do not fit"):
+        train(_cfg(dirs, tmp_path / "back.safetensors", 5, init=str(model), widths=SKIP_WIDTHS))

@@ -27,7 +27,7 @@ from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...losses.stats import normalized_weights
 from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
-from ...nets.student import StudentDecoder, StudentEncoder
+from ...nets.student import SKIP, StudentDecoder, StudentEncoder
 from ...nets.vgg import VGGFeatures
 from .. import adain as package
 from . import Options, grid_period
@@ -52,14 +52,19 @@ def save_student(
     state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
     state = {k: (v.detach().cpu().half() if k != "decoder.in_scale" else v.detach().cpu()) for k, v in state.items()}
     meta = {"format": STUDENT_FORMAT, "widths": ",".join(map(str, encoder.widths)), **(metadata or {})}
+    if decoder.skip is not None:
+        meta["skip"] = SKIP
     return save_tensors(state, path, meta)
 
 
 def _load_student(p: Path, state: dict, meta: dict) -> StudentDecoder:
     try:
         widths = [int(w) for w in meta["widths"].split(",")]
-        encoder = StudentEncoder(widths, [BOTTLENECK])
-        decoder = StudentDecoder(widths)
+        skip = meta.get("skip")
+        if skip not in (None, SKIP):
+            raise ValueError(skip)
+        encoder = StudentEncoder(widths, [BOTTLENECK], joint=skip is not None)
+        decoder = StudentDecoder(widths, skip=skip is not None)
         encoder.load_state_dict({k[8:]: v.float() for k, v in state.items() if k.startswith("encoder.")})
         decoder.load_state_dict({k[8:]: v.float() for k, v in state.items() if k.startswith("decoder.")})
     except (KeyError, ValueError, RuntimeError) as e:

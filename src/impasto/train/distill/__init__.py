@@ -35,6 +35,14 @@ class Config(AdaINConfig):
         "ints",
         group=_NET,
     )
+    skip: bool = option(
+        False,
+        "a decoder with a skip: the student's relu3_1 stage, restyled by AdaIN with the painting's relu3_1 "
+        "statistics, is added after the decoder's first doubling (starts at zero: an --init model without one "
+        "starts unchanged)",
+        "bool",
+        group=_NET,
+    )
     distill_weight: float = option(1.0, "weight of the distillation loss (student features onto VGG's)", "float")
     teacher_weight: float = option(
         0.0,

@@ -12,12 +12,12 @@ from ...errors import ImpastoError
 from ...losses.stats import mean_std
 from ...methods.adain.engine import check_encoder, load_decoder, save_student
 from ...nets.adain import BOTTLENECK, MARGIN, STYLE_LAYERS, Decoder, adain
-from ...nets.student import STAGES, Projections, StudentDecoder, StudentEncoder
+from ...nets.student import SKIP, STAGES, Projections, StudentDecoder, StudentEncoder, joint_bottleneck
 from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, PairTask, decoder_metadata, run_pairs
 from ..adain.trainer import RESUME_KEYS as ADAIN_KEYS
 from . import Config
 
-RESUME_KEYS = (*ADAIN_KEYS, "widths")
+RESUME_KEYS = (*ADAIN_KEYS, "widths", "skip")
 TEXTURE_LAYERS = STYLE_LAYERS[:2]  # relu1_1, relu2_1: the brush marks, at a quarter of VGG-19-to-relu4_1's cost
 
 
@@ -25,22 +25,33 @@ class DistillTrainer(AdaINTrainer):
     """VGG-19 (frozen teacher and loss network) + student encoder, projections and decoder; with a `teacher`
     decoder (VGG-19's, frozen), also the picture the VGG model paints, for output distillation."""
 
-    def __init__(self, widths, weights=None, dtype: torch.dtype | None = None, teacher: Decoder | None = None) -> None:
-        super().__init__(StudentDecoder(widths), weights=weights, dtype=dtype)
+    def __init__(
+        self,
+        widths,
+        weights=None,
+        dtype: torch.dtype | None = None,
+        teacher: Decoder | None = None,
+        skip: bool = False,
+    ) -> None:
+        super().__init__(StudentDecoder(widths, skip=skip), weights=weights, dtype=dtype)
         self.student = StudentEncoder(widths)
         self.projections = Projections(widths)
         self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The student's features at its four stages (what previews and inference decode from)."""
+        """The student's features at its four stages, the last one what previews and inference decode from (with a
+        skip, the joint bottleneck)."""
         with self._autocast(x.device):
             feats = self.student(x)
-        return [feats[name].float() for name in STAGES]
+        out = [feats[name].float() for name in STAGES]
+        if self.decoder.skip is not None:
+            out[-1] = joint_bottleneck(out[-1], feats[SKIP].float())
+        return out
 
     @torch.no_grad()
     def calibrate(self, content: torch.Tensor, style: torch.Tensor) -> None:
         super().calibrate(content, style)  # the teacher's layer normalizers
-        bottleneck = self.encode(torch.cat([content, style]))[-1]
+        bottleneck = self.encode(torch.cat([content, style]))[-1][:, : self.student.widths[-1]]
         self.decoder.in_scale.fill_(float(1 / bottleneck.mean().clamp_min(1e-6)))
 
     def forward(
@@ -70,6 +81,8 @@ class DistillTrainer(AdaINTrainer):
             mapped = self.projections(student)
         distill = sum(F.mse_loss(mapped[n].float(), teacher[n].float()) for n in STAGES) / len(STAGES)
         s4 = student[BOTTLENECK].float()
+        if self.decoder.skip is not None:
+            s4 = joint_bottleneck(s4, student[SKIP].float())
         dec_in = adain(s4[:b], *mean_std(s4[b:]))
         if identity:
             dec_in = torch.cat([dec_in, s4[:b]])
@@ -150,9 +163,12 @@ class _DistillTask(PairTask):
     def load_state_dict(self, state: dict) -> None:
         m = self.model
         m.student.load_state_dict(state["student"])
-        m.decoder.load_state_dict(state["decoder"])
-        # A warm start from a model file (--init) has no projections or teacher normalizers: fresh and calibrated.
+        # A warm start from a model file (--init) has no projections or teacher normalizers: fresh and calibrated;
+        # from a model without a skip, the skip starts at zero.
         self._warm = "layer_scale" not in state
+        missing, unexpected = m.decoder.load_state_dict(state["decoder"], strict=False)
+        if unexpected or any(not (self._warm and k.startswith("skip.")) for k in missing):
+            raise ImpastoError(f"the decoder's weights do not fit this network ({[*missing, *unexpected][0]})")
         if not self._warm:
             m.projections.load_state_dict(state["projections"])
             m.layer_scale.copy_(state["layer_scale"])
@@ -191,7 +207,7 @@ def train(
     def make_task(weights, dtype, device, contents, styles) -> _DistillTask:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the same seed starts from the same networks
-            model = DistillTrainer(tuple(cfg.widths), weights=weights, dtype=dtype, teacher=teacher)
+            model = DistillTrainer(tuple(cfg.widths), weights=weights, dtype=dtype, teacher=teacher, skip=cfg.skip)
         task = _DistillTask(cfg, model.to(device), contents, styles, device)
         if state is not None:
             task._in_scale = state["decoder"]["in_scale"].clone()
