@@ -207,13 +207,33 @@ def test_a_relu3_1_skip_starts_at_the_model_it_warm_starts_from_and_runs_everywh
     decoder = load_decoder(model)
     assert decoder.skip is not None and decoder.student_encoder.joint
     assert float(decoder.skip.weight.detach().abs().sum()) > 0  # it learnt something
-    kw = dict(decoder=str(model), device="cpu", precision="fp32", size=64)
-    by_torch = np.asarray(impasto.load("adain", runtime="torch", **kw).run(images["content"], [images["style"]]).image)
-    by_ort = np.asarray(impasto.load("adain", runtime="onnx", **kw).run(images["content"], [images["style"]]).image)
+    # Two steps leave the skip faint: made strong enough to matter (and zeroed, to see that it does), then run in
+    # PyTorch and through onnxruntime alike, with a painting whose sides are not multiples of 8.
+    from impasto.methods.adain.engine import save_student
+
+    style = Image.open(images["style"]).convert("RGB").resize((70, 54))
+    pictures = {}
+    for gain in (0.0, 300.0):
+        variant = load_decoder(model)
+        with torch.no_grad():
+            variant.skip.weight.mul_(gain)
+            variant.skip.bias.mul_(gain)
+        path = save_student(variant.student_encoder, variant, tmp_path / f"skip{gain:g}.safetensors")
+        kw = dict(decoder=str(path), device="cpu", precision="fp32", size=64, style_size=None)
+        pictures[gain] = [
+            np.asarray(impasto.load("adain", runtime=rt, **kw).run(images["content"], [style]).image)
+            for rt in ("torch", "onnx")
+        ]
+    (plain_torch, _), (by_torch, by_ort) = pictures[0.0], pictures[300.0]
     assert by_torch.shape == by_ort.shape == (1, 3, 43, 64) and np.abs(by_torch - by_ort).max() < 1e-3
+    assert np.abs(by_torch - plain_torch).mean() > 0.01  # the skip shows in the picture
+    # A sliver of a painting (12 px high: one relu4_1 row, too few for the encoder's reflection padding) is enlarged.
+    for rt in ("torch", "onnx"):
+        sliver = impasto.load("adain", runtime=rt, **kw).run(images["content"], [style.resize((40, 12))]).image
+        assert np.asarray(sliver).shape == (1, 3, 43, 64)
 
     # A checkpoint continues only with the same network; a skip model cannot warm-start a run without one.
     with pytest.raises(ImpastoError, match="--skip"):
         train(_cfg(dirs, model, 5, skip=False, widths=SKIP_WIDTHS), resume=True)
-    with pytest.raises(ImpastoError, match="do not fit"):
+    with pytest.raises(ImpastoError, match="add --skip"):
         train(_cfg(dirs, tmp_path / "back.safetensors", 5, init=str(model), widths=SKIP_WIDTHS))

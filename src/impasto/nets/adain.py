@@ -19,6 +19,7 @@ from .vgg import VGGFeatures
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 BOTTLENECK = "relu4_1"
 STRIDE = 8  # three poolings before relu4_1
+MIN_STYLE_SIDE = 2 * STRIDE  # a compact encoder's reflection padding needs two relu4_1 positions a side
 MARGIN = 16  # px of reflected picture around the content while stylizing (see pad_margin); a multiple of STRIDE
 _EPS = 1e-5
 

@@ -26,7 +26,15 @@ from ...core.weights import load_weights
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...losses.stats import normalized_weights
-from ...nets.adain import BOTTLENECK, STRIDE, AdaINNet, Decoder, pad_margin, pad_to_stride, target_features
+from ...nets.adain import (
+    BOTTLENECK,
+    MIN_STYLE_SIDE,
+    AdaINNet,
+    Decoder,
+    pad_margin,
+    pad_to_stride,
+    target_features,
+)
 from ...nets.student import SKIP, StudentDecoder, StudentEncoder
 from ...nets.vgg import VGGFeatures
 from .. import adain as package
@@ -49,7 +57,8 @@ def save_student(
 ) -> Path:
     """Write a compact model (encoder and decoder, fp16) as one safetensors file, atomically."""
     state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    # A loaded model's decoder carries its encoder as `student_encoder`: stored once, under "encoder.".
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items() if not k.startswith("student_encoder.")})
     state = {k: (v.detach().cpu().half() if k != "decoder.in_scale" else v.detach().cpu()) for k, v in state.items()}
     meta = {"format": STUDENT_FORMAT, "widths": ",".join(map(str, encoder.widths)), **(metadata or {})}
     if decoder.skip is not None:
@@ -216,8 +225,11 @@ class AdaINEngine(StreamingEngine):
         style_pils = [as_pil(s) for s in styles]
         if opts.style_size is not None:
             style_pils = [fit_longest_side(s, opts.style_size) for s in style_pils]
-        # A sliver of a painting still needs one relu4_1 position: enlarged to 8 px on its short side, as Gatys does.
-        style_pils = [s if min(s.size) >= STRIDE else fit_area(s, s.width * s.height, STRIDE) for s in style_pils]
+        # A sliver of a painting is enlarged to MIN_STYLE_SIDE on its short side (as Gatys enlarges one): a compact
+        # encoder's padding needs two relu4_1 positions.
+        style_pils = [
+            s if min(s.size) >= MIN_STYLE_SIDE else fit_area(s, s.width * s.height, MIN_STYLE_SIDE) for s in style_pils
+        ]
         style_ts = [pil_to_tensor(s) for s in style_pils]
         for index, content in enumerate(contents):
             c = as_pil(content)

@@ -26,7 +26,7 @@ from ...errors import ImpastoError
 from . import Options, grid_period
 
 MIN_CONTENT_SIDE = 17  # the graph reflects a 16 px margin, which needs more than 16 px a side
-MIN_STYLE_SIDE = 8
+MIN_STYLE_SIDE = 16  # impasto.nets.adain.MIN_STYLE_SIDE (this module stays torch-free)
 CODE_CACHE = 32  # paintings whose style codes are kept
 
 

@@ -168,7 +168,9 @@ class _DistillTask(PairTask):
         self._warm = "layer_scale" not in state
         missing, unexpected = m.decoder.load_state_dict(state["decoder"], strict=False)
         if unexpected or any(not (self._warm and k.startswith("skip.")) for k in missing):
-            raise ImpastoError(f"the decoder's weights do not fit this network ({[*missing, *unexpected][0]})")
+            first = [*missing, *unexpected][0]
+            hint = "; --skip must be as the run began" if first.startswith("skip.") else ""
+            raise ImpastoError(f"the decoder's weights do not fit this network ({first}{hint})")
         if not self._warm:
             m.projections.load_state_dict(state["projections"])
             m.layer_scale.copy_(state["layer_scale"])
@@ -244,6 +246,8 @@ def _warm_start(cfg: Config) -> dict:
         raise ImpastoError(f"--init {cfg.init}: not a compact model (made by impasto train distill)")
     if encoder.widths != tuple(cfg.widths):
         raise ImpastoError(f"--init {cfg.init} has widths {','.join(map(str, encoder.widths))}, not the --widths given")
+    if decoder.skip is not None and not cfg.skip:
+        raise ImpastoError(f"--init {cfg.init} has a relu3_1 skip: add --skip")
     student = StudentEncoder(encoder.widths)
     student.load_state_dict(encoder.state_dict(), strict=False)  # the file keeps the stages up to relu4_1: all
     own = {k: v for k, v in decoder.state_dict().items() if not k.startswith("student_encoder.")}
