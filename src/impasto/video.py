@@ -62,12 +62,12 @@ class TemporalBlend(_Temporal):
     and then :meth:`apply`, frame after frame.
     """
 
-    # DIS's medium preset on frames up to 640x360 px, its fast one (about 4-5x quicker) above. Measured with the
+    # DIS's medium preset on small frames (up to 480x270 px), its fast one (4-5x quicker) above. Measured with the
     # built-in Starry Night at --temporal 0.5 (2026-12-05): medium's flow lowers the warping error by 5-10 % at the
-    # same style distance (360 px real clip / 1.69 -> / 1.80, pan / 4.17 -> / 4.64; 640 px real clip / 2.01 -> / 2.11,
-    # pan / 4.57 -> / 4.91; 720p pan / 4.56 -> / 4.97) for 6 against 1.4 ms a flow at 360x202 px, 27 against 5 ms at
-    # 720x404: worth it on small frames (and the live camera), not at 720p, where painting takes most of the time.
-    MEDIUM_FLOW_PIXELS = 640 * 360
+    # same style distance (360 px real clip / 1.69 -> / 1.80, pan / 4.17 -> / 4.64; at 640 px / 2.01 -> / 2.11 and
+    # / 4.57 -> / 4.91; 720p pan / 4.56 -> / 4.97) for 6 against 1.4 ms a flow at 360x202 px, but 27 against 5 ms at
+    # 720x404: two flows a frame would cost a 640x360 frame about a fifth of its time, and a 720p one a tenth.
+    MEDIUM_FLOW_PIXELS = 480 * 270
 
     def motion(self, previous: np.ndarray | None, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(flow from `frame` back to `previous`, reliable-pixel mask) of two input frames; None when off or first."""
