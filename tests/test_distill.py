@@ -232,6 +232,14 @@ def test_a_relu3_1_skip_starts_at_the_model_it_warm_starts_from_and_runs_everywh
         sliver = impasto.load("adain", runtime=rt, **kw).run(images["content"], [style.resize((40, 12))]).image
         assert np.asarray(sliver).shape == (1, 3, 43, 64)
 
+    # --skip-lr: the skip's own learning rate (a parameter group of its own on the shared loop) moves it faster.
+    fast = tmp_path / "fast_skip.safetensors"
+    train(_cfg(dirs, fast, 4, init=str(plain), skip=True, widths=SKIP_WIDTHS, skip_lr=20.0))
+    moved = {f: float(load_decoder(f).skip.weight.detach().abs().mean()) for f in (model, fast)}
+    assert moved[fast] > 5 * moved[model], moved
+    with pytest.raises(ImpastoError, match="--skip-lr"):
+        train(_cfg(dirs, fast, 5, skip=True, widths=SKIP_WIDTHS), resume=True)
+
     # A checkpoint continues only with the same network; a skip model cannot warm-start a run without one.
     with pytest.raises(ImpastoError, match="--skip"):
         train(_cfg(dirs, model, 5, skip=False, widths=SKIP_WIDTHS), resume=True)

@@ -29,7 +29,8 @@ LOOP_FIELDS = ("output", "steps", "checkpoint_every", "preview_every", "seed")
 class Task(Protocol):
     """What a trainer gives the loop."""
 
-    def parameters(self) -> Sequence[torch.nn.Parameter]: ...  # what the optimizer trains
+    # What the optimizer trains: parameters, or parameter groups (dicts) where a group's "lr_scale" multiplies the rate.
+    def parameters(self) -> Sequence[torch.nn.Parameter] | Sequence[dict[str, Any]]: ...
 
     def start(self, resumed: bool) -> None: ...  # set-up once the state is known (e.g. calibration)
 
@@ -189,7 +190,10 @@ def run(
     if state is not None:
         task.load_state_dict(state)
         if "optimizer" in state:  # a warm start from a model file has none: Adam starts afresh
-            optimizer.load_state_dict(state["optimizer"])
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+            except ValueError as e:  # other parameter groups: settings that change what trains, or how fast
+                raise ImpastoError(f"--resume: the checkpoint's optimizer does not fit these settings ({e})") from None
         start_step = int(state["step"])
         log = list(state.get("log", []))
     task.start(resumed=state is not None)
@@ -210,7 +214,7 @@ def run(
     try:
         for batch in batches:
             for group in optimizer.param_groups:
-                group["lr"] = task.lr(step)
+                group["lr"] = task.lr(step) * group.get("lr_scale", 1.0)  # a task may give groups their own scale
             loss, terms = task.loss(batch, step)
             if not torch.isfinite(loss):
                 raise ImpastoError(f"the loss became NaN or infinite at step {step}; lower --lr")

@@ -43,6 +43,13 @@ class Config(AdaINConfig):
         "bool",
         group=_NET,
     )
+    skip_lr: float = option(
+        1.0,
+        "learning-rate multiplier for the skip's 1x1 convolution (with --skip): it starts at zero and learns slowly "
+        "at the run's rate",
+        "float",
+        group=_NET,
+    )
     distill_weight: float = option(1.0, "weight of the distillation loss (student features onto VGG's)", "float")
     teacher_weight: float = option(
         0.0,
@@ -72,7 +79,7 @@ class Config(AdaINConfig):
         widths = list(self.widths or ())
         if len(widths) != 4 or any(not isinstance(w, int) or w < 4 for w in widths):
             raise ImpastoError(f"--widths takes four channel counts of at least 4, as 16,32,64,128; got {self.widths}")
-        check_settings(self, numbers=("distill_weight", "teacher_weight", "texture_weight"))
+        check_settings(self, numbers=("distill_weight", "teacher_weight", "texture_weight", "skip_lr"))
 
 
 def train(

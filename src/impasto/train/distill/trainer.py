@@ -17,7 +17,7 @@ from ..adain.trainer import CALIBRATION_STEP, AdaINTrainer, PairTask, decoder_me
 from ..adain.trainer import RESUME_KEYS as ADAIN_KEYS
 from . import Config
 
-RESUME_KEYS = (*ADAIN_KEYS, "widths", "skip")
+RESUME_KEYS = (*ADAIN_KEYS, "widths", "skip", "skip_lr")
 TEXTURE_LAYERS = STYLE_LAYERS[:2]  # relu1_1, relu2_1: the brush marks, at a quarter of VGG-19-to-relu4_1's cost
 
 
@@ -130,7 +130,14 @@ def _inner(x: torch.Tensor) -> torch.Tensor:
 class _DistillTask(PairTask):
     def parameters(self):
         m = self.model
-        return [*m.student.parameters(), *m.projections.parameters(), *m.decoder.parameters()]
+        params = [*m.student.parameters(), *m.projections.parameters(), *m.decoder.parameters()]
+        if m.decoder.skip is None or self.cfg.skip_lr == 1:
+            return params
+        skip = {id(p) for p in m.decoder.skip.parameters()}
+        return [
+            {"params": [p for p in params if id(p) not in skip]},
+            {"params": list(m.decoder.skip.parameters()), "lr_scale": self.cfg.skip_lr},
+        ]
 
     def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
