@@ -43,10 +43,12 @@ class DistillTrainer(AdaINTrainer):
         skip, the joint bottleneck)."""
         with self._autocast(x.device):
             feats = self.student(x)
-        out = [feats[name].float() for name in STAGES]
-        if self.decoder.skip is not None:
-            out[-1] = joint_bottleneck(out[-1], feats[SKIP].float())
-        return out
+        return [feats[name].float() for name in STAGES[:-1]] + [self._bottleneck(feats)]
+
+    def _bottleneck(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the decoder reads of the student's features (fp32): relu4_1, or with a skip its joint bottleneck."""
+        relu4_1 = feats[BOTTLENECK].float()
+        return relu4_1 if self.decoder.skip is None else joint_bottleneck(relu4_1, feats[SKIP].float())
 
     @torch.no_grad()
     def calibrate(self, content: torch.Tensor, style: torch.Tensor) -> None:
@@ -80,9 +82,7 @@ class DistillTrainer(AdaINTrainer):
             student = self.student(both)
             mapped = self.projections(student)
         distill = sum(F.mse_loss(mapped[n].float(), teacher[n].float()) for n in STAGES) / len(STAGES)
-        s4 = student[BOTTLENECK].float()
-        if self.decoder.skip is not None:
-            s4 = joint_bottleneck(s4, student[SKIP].float())
+        s4 = self._bottleneck(student)
         dec_in = adain(s4[:b], *mean_std(s4[b:]))
         if identity:
             dec_in = torch.cat([dec_in, s4[:b]])
