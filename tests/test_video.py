@@ -102,6 +102,26 @@ def test_temporal_consistency_lowers_the_warping_error(clip, model, tmp_path):
     assert a["reliable"] > 0.5  # the pan is easy to follow: most pixels are checked
 
 
+def test_the_blend_carries_broad_colour_further_than_strokes_and_leaves_unreliable_pixels_alone():
+    from impasto.video import TemporalBlend
+
+    h, w = 40, 60
+    previous = np.full((h, w, 3), 100, np.uint8)
+    checker = (np.indices((h, w)).sum(0) % 2 * 40 - 20)[..., None]  # strokes: +-20 from pixel to pixel
+    stylized = (140 + checker).repeat(3, -1).astype(np.uint8)  # and the whole patch 40 brighter: broad flicker
+    mask = np.ones((h, w), np.float32)
+    mask[:, 40:] = 0  # the right third was occluded
+    blend = TemporalBlend(0.5)
+    out = blend.apply(stylized, (np.zeros((h, w, 2), np.float32), mask), previous).astype(float)
+    inner = out[8:-8, 8:32]  # away from the border and from the occlusion
+    lo = 1 - (1 - 0.5) ** TemporalBlend.LOW_BLENDS
+    assert abs(inner.mean() - (140 - 40 * lo)) < 1.5  # the broad part pulled 87.5 % of the way back
+    amplitude = np.abs(inner - inner.mean()).mean()
+    assert abs(amplitude - 20 * 0.5) < 1.5  # the strokes only half-way: a single strength would flatten them alike
+    assert (out[:, 40:] == stylized[:, 40:]).all()  # nothing reliable came from there
+    assert (TemporalBlend(0.0).apply(stylized, (np.zeros((h, w, 2), np.float32), mask), previous) == stylized).all()
+
+
 def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, model, tmp_path):
     kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.8)
     painted, steps = {}, {}

@@ -50,6 +50,11 @@ def warp(image: np.ndarray, f: np.ndarray, cubic: bool = False) -> np.ndarray:
     return cv2.remap(image, gx + f[..., 0], gy + f[..., 1], mode, borderMode=cv2.BORDER_REPLICATE)
 
 
+def lowpass(image: np.ndarray, sigma: float) -> np.ndarray:
+    """`image` (H, W, C float32) blurred by a Gaussian of `sigma` px, borders reflected."""
+    return _cv2().GaussianBlur(image, (0, 0), sigma)
+
+
 def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """Where the current frame's flow to the previous one can be trusted, (H, W) float32 in {0, 1}.
 
