@@ -4,7 +4,8 @@ Temporal consistency (``temporal``, a strength from 0 to 1): each new stylized f
 result warped into the current frame by the input's optical flow (OpenCV's DIS), only where the forward and backward
 flows agree (Ruder et al. 2016's consistency check, which leaves out occlusions and motion boundaries). Strokes then
 follow the motion instead of flickering; where nothing reliable comes from the previous frame, the new one shows as it
-is. A scene cut (few reliable pixels) starts afresh.
+is. Broad colour changes are carried along further than strokes (see TemporalBlend). A scene cut (few reliable
+pixels) starts afresh.
 
 The measure of steadiness is the warping error (:func:`impasto.core.flow.warping_error`): the mean squared difference
 between each output frame and the previous output warped by the input's flow, over the reliable pixels.
