@@ -102,7 +102,7 @@ def test_temporal_consistency_lowers_the_warping_error(clip, model, tmp_path):
     assert a["reliable"] > 0.5  # the pan is easy to follow: most pixels are checked
 
 
-def test_the_blend_carries_broad_colour_further_than_strokes_and_leaves_unreliable_pixels_alone():
+def test_the_blend_carries_broad_colour_further_than_strokes_keeps_their_energy_and_leaves_unreliable_pixels_alone():
     from impasto.video import TemporalBlend
 
     h, w = 40, 60
@@ -111,15 +111,23 @@ def test_the_blend_carries_broad_colour_further_than_strokes_and_leaves_unreliab
     stylized = (140 + checker).repeat(3, -1).astype(np.uint8)  # and the whole patch 40 brighter: broad flicker
     mask = np.ones((h, w), np.float32)
     mask[:, 40:] = 0  # the right third was occluded
+    still = np.zeros((h, w, 2), np.float32)
     blend = TemporalBlend(0.5)
-    out = blend.apply(stylized, (np.zeros((h, w, 2), np.float32), mask), previous).astype(float)
+    out = blend.apply(stylized, (still, mask), previous).astype(float)
     inner = out[8:-8, 8:32]  # away from the border and from the occlusion
     lo = 1 - (1 - 0.5) ** TemporalBlend.LOW_BLENDS
-    assert abs(inner.mean() - (140 - 40 * lo)) < 1.5  # the broad part pulled 87.5 % of the way back
+    assert lo > 0.5
+    assert abs(inner.mean() - (140 - 40 * lo)) < 1.5  # the broad part pulled further back than the strength
     amplitude = np.abs(inner - inner.mean()).mean()
-    assert abs(amplitude - 20 * 0.5) < 1.5  # the strokes only half-way: a single strength would flatten them alike
+    # Blended half-way with a frame without strokes, the strokes keep half their amplitude, a quarter of their
+    # energy; the gain gives back what it may (a single strength without it would flatten them to 10).
+    assert abs(amplitude - 20 * 0.5 * TemporalBlend.MAX_GAIN) < 1.5
     assert (out[:, 40:] == stylized[:, 40:]).all()  # nothing reliable came from there
-    assert (TemporalBlend(0.0).apply(stylized, (np.zeros((h, w, 2), np.float32), mask), previous) == stylized).all()
+    # The same strokes carried along (the previous output lines up): nothing to restore, nothing amplified.
+    same = blend.apply(stylized, (still, mask), (100 + checker).repeat(3, -1).astype(np.uint8)).astype(float)
+    inner = same[8:-8, 8:32]
+    assert abs(np.abs(inner - inner.mean()).mean() - 20) < 1.5
+    assert (TemporalBlend(0.0).apply(stylized, (still, mask), previous) == stylized).all()
 
 
 def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, model, tmp_path):

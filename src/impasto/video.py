@@ -4,8 +4,8 @@ Temporal consistency (``temporal``, a strength from 0 to 1): each new stylized f
 result warped into the current frame by the input's optical flow (OpenCV's DIS), only where the forward and backward
 flows agree (Ruder et al. 2016's consistency check, which leaves out occlusions and motion boundaries). Strokes then
 follow the motion instead of flickering; where nothing reliable comes from the previous frame, the new one shows as it
-is. Broad colour changes are carried along further than strokes (see TemporalBlend). A scene cut (few reliable
-pixels) starts afresh.
+is. Broad colour changes are carried along further than strokes, and the strokes keep their energy where blending
+would average it away (see TemporalBlend). A scene cut (few reliable pixels) starts afresh.
 
 The measure of steadiness is the warping error (:func:`impasto.core.flow.warping_error`): the mean squared difference
 between each output frame and the previous output warped by the input's flow, over the reliable pixels.
@@ -70,14 +70,18 @@ class TemporalBlend(_Temporal):
     # 720x404: two flows a frame would cost a 640x360 frame about a fifth of its time, and a 720p one a tenth.
     MEDIUM_FLOW_PIXELS = 480 * 270
     # A network's flicker is partly broad (a patch's colour or brightness wavers) and partly strokes redrawn. Blending
-    # the broad part costs no detail, while blending the strokes blurs them (and raises the style distance), so the
-    # broad part (below LOW_SIGMA px) is blended as LOW_BLENDS blends of the strength in a row would (0.5 -> 0.875),
-    # the rest at the strength itself. Measured with the built-in Starry Night at 0.5 (`video` benchmark, 2026-12-05):
-    # the real clip's error / 1.9, / 2.1, / 3.0 at 360 px, 640 px, 720p against / 1.8, / 2.0, / 2.7 for one strength
-    # throughout, the pan's / 4.8, / 4.7, / 5.0 against / 4.5, / 4.6, / 4.6, for about 1 % more style distance (a
-    # replay of the 360 px real clip: one strength needs 0.55 and +8.3 % style for what the split gives at +7.5 %).
+    # the broad part costs no detail, so it (below LOW_SIGMA px) is blended as LOW_BLENDS blends of the strength in a
+    # row would (0.7 -> 0.91, 0.5 -> 0.75); the strokes at the strength itself. Blending two sets of strokes that do
+    # not line up (the network redraws them; the flow is not exact) averages them out: the picture softens and the
+    # style distance rises. So where the blended strokes carry less energy than the frame's own (local mean square,
+    # Gaussian ENERGY_SIGMA px), they are scaled back up, by at most MAX_GAIN (two unrelated sets averaged half and
+    # half keep half their energy). Measured with the built-in Starry Night (2026-12-05, style over every 2nd frame):
+    # the real clip at 360 px, 0.7 with the gain / 2.19 at +8.3 % against 0.5 without / 1.93 at +8.0 %; at 640 px
+    # 0.7 / 1.88 at +12.3 % against / 2.05 at +15.8 % (see docs/BENCHMARKS.md for the sizes and clips together).
     LOW_SIGMA = 2.0
-    LOW_BLENDS = 3
+    LOW_BLENDS = 2
+    ENERGY_SIGMA = 4.0
+    MAX_GAIN = math.sqrt(2)
 
     def motion(self, previous: np.ndarray | None, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(flow from `frame` back to `previous`, reliable-pixel mask) of two input frames; None when off or first."""
@@ -105,24 +109,40 @@ class TemporalBlend(_Temporal):
         s = stylized.astype(np.float32)
         m = mask[..., None]
         hi, lo = self.strength, 1 - (1 - self.strength) ** self.LOW_BLENDS
-        # In place (a 720p frame's arrays are 11 MB each): s + hi * pull + (lo - hi) * lowpass(pull), pull being what
-        # carrying the previous output along would change, where that is reliable.
+        # pull: what carrying the previous output along would change, where that is reliable; split into its broad
+        # part (low) and its strokes (pull). In place: a 720p frame's arrays are 11 MB each.
         pull -= s
         pull *= m
         low = flowlib.lowpass(pull, self.LOW_SIGMA)
         low *= m
-        low *= lo - hi
-        pull *= hi
-        pull += low
-        pull += s
-        pull += 0.5
-        return np.clip(pull, 0, 255, out=pull).astype(np.uint8)
+        pull -= low
+        base = flowlib.lowpass(s, self.LOW_SIGMA)
+        strokes = s - base  # the frame's own strokes...
+        own = flowlib.lowpass(_energy(strokes), self.ENERGY_SIGMA)
+        strokes += hi * pull  # ...blended with the carried ones
+        gain = np.sqrt((own + 1) / (flowlib.lowpass(_energy(strokes), self.ENERGY_SIGMA) + 1))[..., None]
+        np.clip(gain, 1, self.MAX_GAIN, out=gain)
+        gain -= 1
+        gain *= m  # (the energy measure spreads a little into occlusions, where the frame is left as it is)
+        gain += 1
+        # out = the frame's broad part + the broad correction + the blended strokes, their energy restored
+        strokes *= gain
+        low *= lo
+        strokes += low
+        strokes += base
+        strokes += 0.5
+        return np.clip(strokes, 0, 255, out=strokes).astype(np.uint8)
 
     def __call__(self, frame: np.ndarray, stylized: np.ndarray) -> np.ndarray:
         """The output frame for input `frame` (H, W, 3 uint8) stylized as `stylized`."""
         out = self.apply(stylized, self.motion(self.prev_frame, frame), self.prev_out)
         self.prev_frame, self.prev_out = frame, out
         return out
+
+
+def _energy(x: np.ndarray) -> np.ndarray:
+    """(H, W) mean square over the channels of (H, W, C) float32 `x`."""
+    return np.einsum("hwc,hwc->hw", x, x) / x.shape[-1]
 
 
 class GridAnchor:
@@ -195,7 +215,7 @@ def default_temporal(method: str) -> float:
 
 
 def temporal_defaults() -> str:
-    """Each method's --temporal default, for help texts: "fast 0.5, adain 0.35, gatys 0.3"."""
+    """Each method's --temporal default, for help texts: "fast 0.7, adain 0.35, gatys 0.3"."""
     from .api import available_methods
 
     return ", ".join(f"{name} {default_temporal(name):g}" for name in available_methods())
