@@ -32,7 +32,7 @@ from PIL import Image
 import impasto
 from impasto.core.image import contact_sheet, load_image
 from impasto.metrics import Evaluator
-from impasto.video import default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
+from impasto.video import SAMPLE_EVERY, default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
 
 VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 PHOTO = DATA / "content" / "tubingen.jpg"
@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48, help="frames of the made clip")
     ap.add_argument("--real-frames", type=int, default=50, help="frames of the real clip")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--every", type=int, default=3, help="distances measured on every N-th frame")
+    ap.add_argument("--every", type=int, default=SAMPLE_EVERY, help="distances measured on every N-th frame")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")
     args = ap.parse_args()

@@ -193,6 +193,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(clip, model, tmp_path)
         (tmp_path / "missing.mp4", {}, "no such file"),
         (clip, {"max_pixels": 1000}, "above the cap"),
         (clip, {"start": 60.0}, "no video frames"),
+        (clip, {"crf": 52}, "--crf"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             stylize_video(src, out, **kw, **extra)
@@ -209,11 +210,26 @@ def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     assert main(["eval-video", str(out), "--source", str(clip), "--json", "--style", str(EXAMPLES / "swirls.png")]) == 0
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"warping_error", "reliable", "content", "style", "sampled_frames"} <= set(measured)
-    assert measured["sampled_frames"] == 2 and measured["content"] > 0
+    assert measured["sampled_frames"] == 4 and measured["content"] > 0  # every 3rd of 12 frames
+    assert main(["eval-video", str(out), "--source", str(clip), "--json", "--every", "6"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sampled_frames"] == 2
+    assert main(["eval-video", str(out), "--source", str(clip), "--every", "0"]) == 2
+    assert "--every" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(clip), "--model", model]) == 2
     assert "overwrite the input" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--temporal", "2", "--model", model]) == 2
     assert "--temporal" in capsys.readouterr().err
+
+
+def test_a_lower_crf_keeps_the_painted_frames_closer_in_a_larger_file(clip, model, tmp_path):
+    kw = dict(method="fast", model=model, size=None, device="cpu", precision="fp32", temporal=0.0)
+    outs = {crf: tmp_path / f"crf{crf}.mp4" for crf in (0, 10, 40)}
+    for crf, out in outs.items():
+        stylize_video(clip, out, crf=crf, **kw)
+    frames = {crf: np.stack(frames_of(out)).astype(float) for crf, out in outs.items()}
+    assert outs[10].stat().st_size > outs[40].stat().st_size
+    assert np.abs(frames[10] - frames[0]).mean() < np.abs(frames[40] - frames[0]).mean()
+    assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--crf", "-1", "--model", model]) == 2
 
 
 def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_path):

@@ -8,7 +8,8 @@ import json
 import sys
 
 from ..api import available_methods, get_method
-from ..video import temporal_defaults
+from ..core.video import DEFAULT_CRF
+from ..video import SAMPLE_EVERY, temporal_defaults
 from .flags import HelpFormatter
 from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
 
@@ -37,6 +38,14 @@ def add_parser(sub) -> None:
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
     v.add_argument(
+        "--crf",
+        type=int,
+        default=DEFAULT_CRF,
+        metavar="N",
+        help="the encoder's quality, H.264's constant rate factor from 0 (lossless) to 51: lower keeps more of the "
+        "painted texture in larger files (12-14: files about twice as large)",
+    )
+    v.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run of an iterative method (gatys) from its last finished frame",
@@ -62,7 +71,14 @@ def add_eval_parser(sub) -> None:
         nargs="+",
         default=[],
         metavar="PAINTING",
-        help="also the style distance of every 8th frame to these paintings (the content distance is always given)",
+        help="also the style distance of the sampled frames to these paintings (the content distance is always given)",
+    )
+    e.add_argument(
+        "--every",
+        type=int,
+        default=SAMPLE_EVERY,
+        metavar="N",
+        help="measure the content and style distances on every N-th frame",
     )
     e.add_argument("--json", action="store_true", help="print JSON")
 
@@ -84,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 size=size,
                 start=args.start,
                 duration=args.duration,
+                crf=args.crf,
                 progress=not args.quiet,
                 resume=args.resume,
                 **options,
@@ -108,8 +125,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..video import sampled_distances, temporal_error
 
     styles = [load_image(s) for s in args.style]  # a bad painting fails before any measuring
+    distances = sampled_distances(args.output, args.source, styles, args.every)  # (a bad --every fails first)
     result = temporal_error(args.output, args.source)
-    result.update(sampled_distances(args.output, args.source, styles))
+    result.update(distances)
     if args.json:
         print(json.dumps(result))
     else:

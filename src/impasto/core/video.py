@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -32,6 +32,9 @@ VIDEO_FORMATS = {
 }
 _WEBM_AUDIO = {"opus", "vorbis"}
 DEFAULT_MAX_PIXELS = 3840 * 2160
+# H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, on its 0-63 scale): see transcode.
+DEFAULT_CRF = 18
+MAX_CRF = 51
 
 FrameResult = Union[np.ndarray, "Future[np.ndarray]"]
 
@@ -143,7 +146,7 @@ def transcode(
     size: int | None = None,
     start: float = 0.0,
     duration: float | None = None,
-    crf: int = 18,
+    crf: int = DEFAULT_CRF,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_frame: Callable[[int], None] | None = None,
     in_flight: int = 0,
@@ -155,11 +158,13 @@ def transcode(
     next ones decode and the previous ones encode: at most `in_flight` frames wait unfinished (a bounded pipeline);
     frames are encoded in order, and an exception a future holds stops the run as if `fn` had raised it.
 
-    `start` and `duration` (seconds) cut a part. Raises ImpastoError (one line) for a file that is not a video, has
+    `start` and `duration` (seconds) cut a part; `crf` sets the encoder's quality (lower: closer to the frames `fn`
+    gives, larger files). Raises ImpastoError (one line) for a file that is not a video, has
     no frames, is larger than `max_pixels`, or an output that would replace the input; nothing is left at `dst`
     then.
     """
     av = _av()
+    check_crf(crf)
     out_path = Path(dst)
     if out_path.suffix.lower() not in VIDEO_FORMATS:
         raise ImpastoError(f"{out_path}: unsupported video extension; use one of {', '.join(sorted(VIDEO_FORMATS))}")
@@ -188,6 +193,12 @@ def transcode(
         ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def check_crf(crf: Any) -> None:
+    """Refuse an encoder quality outside H.264's scale."""
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:
+        raise ImpastoError(f"--crf must be a whole number from 0 (lossless) to {MAX_CRF}, got {crf}")
 
 
 def _even(x: int) -> int:
