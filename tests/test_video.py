@@ -347,6 +347,32 @@ def test_a_batch_sends_its_videos_through_impasto_video(clip, model, tmp_path, i
     assert info.width == 48 and info.audio == "aac" and len(frames_of(tmp_path / "out" / "pan.mp4")) == 12
 
 
+def test_every_flow_preset_follows_a_known_shift_and_frames_get_a_finer_one_the_smaller_they_are(monkeypatch):
+    from impasto import video
+    from impasto.core import flow as flowlib
+
+    photo = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("L").resize((320, 200)))
+    # in b, the scene has moved 3 px right and 2 px down
+    a, b = (np.ascontiguousarray(x) for x in (photo[12:-8, 20:-10], photo[10:-10, 17:-13]))
+    for preset in flowlib.PRESETS:
+        f = flowlib.flow(a, b, preset)[30:-30, 30:-30]
+        assert np.median(f[..., 0]) == pytest.approx(3, abs=0.25) and np.median(f[..., 1]) == pytest.approx(2, abs=0.25)
+    with pytest.raises(ValueError, match="preset"):
+        flowlib.flow(a, b, "slow")
+    used = []
+
+    def still(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray:
+        used.append(preset)
+        return np.zeros((*a.shape, 2), np.float32)
+
+    monkeypatch.setattr(flowlib, "flow", still)
+    blend = video.TemporalBlend(0.5)
+    for w, h in [(360, 202), (640, 360), (1280, 720)]:
+        frame = np.zeros((h, w, 3), np.uint8)
+        blend.motion(frame, frame)
+    assert used == ["medium", "medium", "balanced", "balanced", "fast", "fast"]
+
+
 def test_the_grid_follows_a_pan_in_whole_strides_and_ignores_a_slow_drift():
     from impasto.video import GridAnchor
 

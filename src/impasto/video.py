@@ -67,12 +67,15 @@ class TemporalBlend(_Temporal):
     and then :meth:`apply`, frame after frame.
     """
 
-    # DIS's medium preset on small frames (up to 480x270 px), its fast one (4-5x quicker) above. Measured with the
-    # built-in Starry Night at --temporal 0.5 (2026-12-05): medium's flow lowers the warping error by 5-10 % at the
-    # same style distance (360 px real clip / 1.69 -> / 1.80, pan / 4.17 -> / 4.64; at 640 px / 2.01 -> / 2.11 and
-    # / 4.57 -> / 4.91; 720p pan / 4.56 -> / 4.97) for 6 against 1.4 ms a flow at 360x202 px, but 27 against 5 ms at
-    # 720x404: two flows a frame would cost a 640x360 frame about a fifth of its time, and a 720p one a tenth.
+    # The optical flow's accuracy against its cost, by frame size: DIS's medium preset up to 480x270 px, the
+    # "balanced" one (impasto.core.flow) up to 960x540, the fast one above. Measured with the built-in Starry Night at
+    # the default 0.7 (2026-12-05, 36 frames, style over every 3rd frame; one thread): at 360x202 px medium (7.8 ms a
+    # flow) divides the real clip's warping error by 2.22 at +7.7 % style, balanced (2.5 ms) by 1.65 at +7.4 %; at
+    # 640x360 px fast (5.8 ms) by 1.91 at +10.5 %, balanced (8.0 ms) by 2.12 at +9.7 %, medium (28.6 ms) by 2.58 at
+    # +10.2 % (the pan: / 4.57 at +7.6 % fast, / 5.00 at +6.3 % balanced); at 1280x720 px fast (22 ms) / 3.11 at +4.3 %,
+    # balanced (38 ms) / 2.97 at +3.8 % (the pan / 5.31 and / 5.81): there fast's quarter resolution is fine enough.
     MEDIUM_FLOW_PIXELS = 480 * 270
+    BALANCED_FLOW_PIXELS = 960 * 540
     # A network's flicker is partly broad (a patch's colour or brightness wavers) and partly strokes redrawn. Blending
     # the broad part costs no detail, so it (below LOW_SIGMA px) is blended as LOW_BLENDS blends of the strength in a
     # row would (0.7 -> 0.91, 0.5 -> 0.75); the strokes at the strength itself. Blending two sets of strokes that do
@@ -92,7 +95,13 @@ class TemporalBlend(_Temporal):
         if self.strength <= 0 or previous is None:
             return None
         g, p = flowlib.gray(frame), flowlib.gray(previous)
-        preset = "medium" if g.size <= self.MEDIUM_FLOW_PIXELS else "fast"
+        preset = (
+            "medium"
+            if g.size <= self.MEDIUM_FLOW_PIXELS
+            else "balanced"
+            if g.size <= self.BALANCED_FLOW_PIXELS
+            else "fast"
+        )
         back = flowlib.flow(g, p, preset)
         return back, flowlib.reliable(back, flowlib.flow(p, g, preset))
 
