@@ -240,7 +240,7 @@ def default_temporal(method: str) -> float:
 
 
 def temporal_defaults() -> str:
-    """Each method's --temporal default, for help texts: "fast 0.7, adain 0.35, gatys 0.3"."""
+    """Each method's --temporal default, for help texts: "fast 0.7, adain 0.6, gatys 0.3"."""
     from .api import available_methods
 
     return ", ".join(f"{name} {default_temporal(name):g}" for name in available_methods())
