@@ -213,6 +213,8 @@ def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     assert measured["sampled_frames"] == 4 and measured["content"] > 0  # every 3rd of 12 frames
     assert main(["eval-video", str(out), "--source", str(clip), "--json", "--every", "6"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sampled_frames"] == 2
+    assert main(["eval-video", str(out), "--source", str(clip), "--every", "6"]) == 0
+    assert "(every 6th frame: 2 frames)" in capsys.readouterr().out
     assert main(["eval-video", str(out), "--source", str(clip), "--every", "0"]) == 2
     assert "--every" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(clip), "--model", model]) == 2

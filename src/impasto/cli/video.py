@@ -137,7 +137,7 @@ def run_eval(args: argparse.Namespace) -> int:
         )
         if "style" in result:
             line += f", style distance {result['style']:.4f}"
-        print(line + f" (every 8th frame: {result['sampled_frames']} frames)")
+        print(line + f" ({_sampling(args.every)}: {result['sampled_frames']} frames)")
     return 0
 
 
@@ -149,3 +149,11 @@ class _EvalCommand:
 
 
 EVAL = _EvalCommand()
+
+
+def _sampling(n: int) -> str:
+    """1 -> "every frame", 3 -> "every 3rd frame", 12 -> "every 12th frame"."""
+    if n == 1:
+        return "every frame"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"every {n}{suffix} frame"
