@@ -180,9 +180,9 @@ class Options:
 
 # impasto video's --temporal default for this method. With the blend restoring the strokes' energy, the VGG-19 model
 # at 0.6 divides the real clip's warping error by 2.78 at +4.1 % style distance at 360 px and by 2.22 at +6.5 % at
-# 640 px; at the former default 0.35 only by 1.73 (+2.0 %) and 1.57 (+2.6 %), 0.5 by 2.26 and 1.92 (2026-12-05, fp32 on
-# an AVX2 CPU, 36 frames, style over every 3rd frame; int8, on CPUs with VNNI, flickers more on its own and divides
-# by more at the same strength).
+# 640 px, the pan's by 9.8 at +3.3 % at 360 px; at the former default 0.35 the real clip's only by 1.73 (+2.0 %) and
+# 1.57 (+2.6 %), 0.5 by 2.26 and 1.92 (2026-12-05, fp32 on an AVX2 CPU, 36 frames, style over every 3rd frame;
+# int8, on CPUs with VNNI, flickers more on its own and divides by more at the same strength).
 VIDEO_TEMPORAL = 0.6
 GRID = 8  # the encoders' stride (VGG-19's and the student's: three poolings before relu4_1; torch-free here)
 
