@@ -232,6 +232,8 @@ def test_a_lower_crf_keeps_the_painted_frames_closer_in_a_larger_file(clip, mode
     assert outs[10].stat().st_size > outs[40].stat().st_size
     assert np.abs(frames[10] - frames[0]).mean() < np.abs(frames[40] - frames[0]).mean()
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--crf", "-1", "--model", model]) == 2
+    stylize_video(clip, tmp_path / "coarsest.webm", crf=51, **kw)  # (VP9's scale is shifted and ends at 63)
+    assert len(frames_of(tmp_path / "coarsest.webm")) == len(frames[0])
 
 
 def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_path):

@@ -32,7 +32,7 @@ VIDEO_FORMATS = {
 }
 _WEBM_AUDIO = {"opus", "vorbis"}
 DEFAULT_MAX_PIXELS = 3840 * 2160
-# H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, on its 0-63 scale): see transcode.
+# H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, at most 63, its scale's end): see transcode.
 DEFAULT_CRF = 18
 MAX_CRF = 51
 
@@ -231,7 +231,7 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         vout.options = (
             {"crf": str(crf), "preset": "veryfast"}
             if codec == "libx264"
-            else {"crf": str(crf + 13), "b": "0", "row-mt": "1"}
+            else {"crf": str(min(crf + 13, 63)), "b": "0", "row-mt": "1"}  # VP9's scale ends at 63
         )
         aout, audio_mode = None, "none"
         if ain is not None:
