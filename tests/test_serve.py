@@ -294,6 +294,7 @@ def test_openapi_schema_documents_every_field():
         "medium",
         "coarse",
         "temporal",
+        "crf",
     }
     assert set(form["required"]) == {"content"}  # the fast method paints trained styles: no upload
     assert [name for name, spec in body.items() if not spec.get("description")] == []

@@ -266,6 +266,22 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             data={"method": "fast", "model": model, "temporal": "0.5"},
         )
         assert photo.status_code == 400 and "only for a video" in photo.json()["error"]
+        # crf: the encoder's quality, as impasto video --crf
+        sizes = []
+        for crf in ("0", "45"):
+            r = c.post("/api/jobs?wait=true", files=files, data={"method": "fast", "model": model, "crf": crf})
+            assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", r.text
+            sizes.append(len(r.content))
+        assert sizes[1] < sizes[0] / 2
+        for crf in ("52", "x", "1.5"):
+            r = c.post("/api/jobs", files=files, data={"method": "fast", "model": model, "crf": crf})
+            assert r.status_code == 400 and r.json()["error"].startswith("crf: a whole number"), r.text
+        photo = c.post(
+            "/api/jobs",
+            files={"content": ("p.png", (EXAMPLES / "chelsea.png").read_bytes(), "image/png")},
+            data={"method": "fast", "model": model, "crf": "20"},
+        )
+        assert photo.status_code == 400 and photo.json()["error"] == "crf: only for a video upload"
 
 
 def test_gatys_video_follows_the_flow_and_resumes_from_its_last_frame(tmp_path, images):
@@ -349,6 +365,18 @@ def test_a_batch_sends_its_videos_through_impasto_video(clip, model, tmp_path, i
     assert sorted(report.done) == ["cat.png", "pan.mp4"] and not report.failed
     info = probe(tmp_path / "out" / "pan.mp4")
     assert info.width == 48 and info.audio == "aac" and len(frames_of(tmp_path / "out" / "pan.mp4")) == 12
+    # impasto video's --temporal and --crf reach the batch's videos
+    opts = dict(model=model, size=48, device="cpu", precision="fp32")
+    run_batch([folder / "pan.mp4"], tmp_path / "lossless", [], "fast", crf=0, temporal=0, **opts)
+    run_batch([folder / "pan.mp4"], tmp_path / "small", [], "fast", crf=45, temporal=0, **opts)
+    assert (tmp_path / "small" / "pan.mp4").stat().st_size < (tmp_path / "lossless" / "pan.mp4").stat().st_size / 2
+    per_frame = temporal_error(tmp_path / "lossless" / "pan.mp4", folder / "pan.mp4")["warping_error"]
+    run_batch([folder / "pan.mp4"], tmp_path / "steady", [], "fast", crf=0, temporal=0.8, **opts)
+    assert temporal_error(tmp_path / "steady" / "pan.mp4", folder / "pan.mp4")["warping_error"] < per_frame
+    for kw, message in [({"crf": 52}, "--crf must be"), ({"temporal": 1.5}, "--temporal must be")]:
+        with pytest.raises(ImpastoError, match=message):
+            run_batch([folder], tmp_path / "bad", [], "fast", **kw, **opts)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_every_flow_preset_follows_a_known_shift_and_frames_get_a_finer_one_the_smaller_they_are(monkeypatch):

@@ -194,12 +194,16 @@ def run_batch(
     progress: bool = False,
     on_item: Callable[[str, str, str], None] | None = None,
     ray: RaySettings | None = None,
+    temporal: float | None = None,
+    crf: int | None = None,
     **options: Any,
 ) -> Report:
     """Stylize every picture `inputs` name into `output_dir`; see the module's notes. `options` are the method's
     Options fields, for every picture (a manifest row may change them for its own). Returns the report, also
     written to ``output_dir/report.json``. `on_item(status, input, detail)` hears of each picture. With `ray`, the
-    pictures are stylized by a Ray Data actor pool (:mod:`impasto.batch_ray`) instead of in this process."""
+    pictures are stylized by a Ray Data actor pool (:mod:`impasto.batch_ray`) instead of in this process.
+    `temporal` and `crf` are :func:`impasto.video.stylize_video`'s, for the videos among the inputs (None: its
+    defaults)."""
     from tqdm import tqdm
 
     module = get_method(method)
@@ -215,6 +219,15 @@ def run_batch(
         if not default_styles and takes_style_images(module):
             raise ImpastoError("no style images: give --style, or a 'style' column for every manifest row")
         base.validate(len(default_styles))
+    video = {"temporal": temporal, "crf": crf}
+    if temporal is not None or crf is not None:
+        from .core.video import check_crf
+        from .video import check_temporal
+
+        if temporal is not None:
+            check_temporal(temporal)
+        if crf is not None:
+            check_crf(crf)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(method=method, ignored=ignored)
     start = time.perf_counter()
@@ -229,7 +242,7 @@ def run_batch(
             on_item(status, str(item.content), detail)
         bar.update(1)
 
-    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing)
+    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing, video)
     try:
         if ray is not None:
             from .batch_ray import run_on_ray
@@ -262,9 +275,19 @@ class Worker:
     """Makes one picture of a batch: the same code in this process and in each Ray actor. Engines are loaded on first
     use and kept while the pictures' options allow (one network in memory at a time)."""
 
-    def __init__(self, method: str, options: dict[str, Any], styles: list, out_dir: Path, skip_existing: bool) -> None:
+    def __init__(
+        self,
+        method: str,
+        options: dict[str, Any],
+        styles: list,
+        out_dir: Path,
+        skip_existing: bool,
+        video: dict[str, Any] | None = None,
+    ) -> None:
         self.method, self.options, self.styles = method, options, styles
         self.out_dir, self.skip_existing = Path(out_dir), skip_existing
+        # impasto video's settings for the videos among the pictures (temporal, crf); None: its defaults.
+        self.video = {k: v for k, v in (video or {}).items() if v is not None}
         self.engines: dict[tuple, Any] = {}
 
     def __getstate__(self) -> dict:  # sent to Ray actors without the loaded networks
@@ -299,6 +322,7 @@ class Worker:
                     size=opts.size,
                     engine=self.engines[key],
                     method_options=opts,
+                    **self.video,
                 )
                 return "done", item, ""
             content = load_image(item.content)

@@ -47,12 +47,17 @@ CUT_RELIABLE = 0.35  # below this share of reliable pixels, a frame starts a new
 SAMPLE_EVERY = 3
 
 
+def check_temporal(strength: Any) -> None:
+    """Raise ImpastoError unless `strength` is a --temporal strength: a number from 0 (off) to 1."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
+
+
 class _Temporal:
     """What both kinds of temporal consistency keep: the strength, the previous frame and result, the cuts seen."""
 
     def __init__(self, strength: float) -> None:
-        if not 0 <= strength <= 1:
-            raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
+        check_temporal(strength)
         self.strength = strength
         self.prev_gray: np.ndarray | None = None
         self.prev_frame: np.ndarray | None = None

@@ -10,6 +10,7 @@ from ..core.image import OUTPUT_FORMATS
 from ..errors import ImpastoError
 from .flags import HelpFormatter
 from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
+from .video import add_video_arguments
 
 EXIT_FAILED = 1
 
@@ -51,6 +52,7 @@ def add_parser(sub) -> None:
         choices=sorted({ext.lstrip(".") for ext in OUTPUT_FORMATS}),
         help="format of the results",
     )
+    add_video_arguments(ba.add_argument_group("videos among the pictures (each goes through impasto video)"))
     scale = ba.add_argument_group("Ray (more than one process or machine)")
     scale.add_argument(
         "--ray",
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             suffix="." + args.batch_format,
             progress=not args.quiet,
             ray=ray,
+            temporal=args.temporal,
+            crf=args.crf,
             **options,
         )
     for line in summary(report):

@@ -28,23 +28,9 @@ def add_parser(sub) -> None:
     v.add_argument("input", metavar="INPUT", help="the video to stylize")
     v.add_argument("styles", metavar="STYLE", nargs="*", help="style images (none for --method fast: see --model)")
     v.add_argument("-o", "--output", required=True, help="output video (.mp4, .m4v, .mov or .webm)")
-    v.add_argument(
-        "--temporal",
-        type=float,
-        default=None,
-        metavar="S",
-        help=f"temporal consistency from 0 (each frame on its own) to 1 (default: the method's, {temporal_defaults()})",
-    )
+    add_video_arguments(v)
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
-    v.add_argument(
-        "--crf",
-        type=int,
-        default=DEFAULT_CRF,
-        metavar="N",
-        help="the encoder's quality, H.264's constant rate factor from 0 (lossless) to 51: lower keeps more of the "
-        "painted texture in larger files (12-14: files about twice as large)",
-    )
     v.add_argument(
         "--resume",
         action="store_true",
@@ -53,6 +39,25 @@ def add_parser(sub) -> None:
     add_method_options(v, methods)
     v.set_defaults(method="fast")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_video_arguments(parser) -> None:
+    """--temporal and --crf, for impasto video and for the videos of impasto batch."""
+    parser.add_argument(
+        "--temporal",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"temporal consistency from 0 (each frame on its own) to 1 (default: the method's, {temporal_defaults()})",
+    )
+    parser.add_argument(
+        "--crf",
+        type=int,
+        default=DEFAULT_CRF,
+        metavar="N",
+        help="the encoder's quality, H.264's constant rate factor from 0 (lossless) to 51: lower keeps more of the "
+        "painted texture in larger files (12-14: files about twice as large)",
+    )
 
 
 def add_eval_parser(sub) -> None:

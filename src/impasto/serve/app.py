@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..api import available_methods, get_method, takes_style_images
+from ..core.video import DEFAULT_CRF, MAX_CRF
 from ..errors import ImpastoError
 from ..options import field_names as declared_fields
 from ..video import default_temporal, looks_like_video
@@ -246,7 +247,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     gallery = Gallery()
 
-    def save_video_upload(data: bytes, temporal: float, size: int) -> dict:
+    def save_video_upload(data: bytes, temporal: float, size: int, crf: int) -> dict:
         """Keep an uploaded clip on disk for its job, after checking that it is a video this server takes."""
         from ..core.video import probe
 
@@ -263,7 +264,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             path.unlink(missing_ok=True)
             raise ImpastoError("video: " + str(e).split(": ", 1)[-1]) from None
         frames = info.frames or max(1, round((info.duration or 1) * info.fps))
-        return {"path": str(path), "temporal": temporal, "size": size, "frames": frames}
+        return {"path": str(path), "temporal": temporal, "size": size, "crf": crf, "frames": frames}
 
     @app.websocket("/api/live")
     async def live(ws: WebSocket) -> None:
@@ -418,6 +419,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
         if not 0 <= temporal <= 1:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text}")
+        crf_text = fields.pop("crf", None) or None
+        crf = DEFAULT_CRF
+        if crf_text is not None:
+            try:
+                crf = int(crf_text)
+            except ValueError:
+                crf = None
+            if crf is None or not 0 <= crf <= MAX_CRF:
+                raise ImpastoError(f"crf: a whole number from 0 (lossless) to {MAX_CRF}, got {crf_text!r}")
+        video_only = [n for n, t in (("temporal", temporal_text), ("crf", crf_text)) if t is not None]
         contents, styles = files["content"], files.get("styles", [])
         content = contents[0]
         module = get_method(method)  # an unknown method is a 400 before any decoding
@@ -437,8 +448,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         content_data = await content.read()
         video = None
         if len(contents) > 1:  # a batch: several photos, one result each, answered as a ZIP
-            if temporal_text is not None:
-                raise ImpastoError("temporal: only for a video upload")
+            if video_only:
+                raise ImpastoError(f"{video_only[0]}: only for a video upload")
             content_im = [await run_in_threadpool(decode_image, content_data, "photo 1", settings.max_pixels, out_size)]
             for i, upload in enumerate(contents[1:], 2):
                 data = await upload.read()
@@ -446,11 +457,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                     await run_in_threadpool(decode_image, data, f"photo {i}", settings.max_pixels, out_size)
                 )
         elif looks_like_video(content_data):
-            video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size)
+            video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size, crf)
             content_im = None
         else:
-            if temporal_text is not None:
-                raise ImpastoError("temporal: only for a video upload")
+            if video_only:
+                raise ImpastoError(f"{video_only[0]}: only for a video upload")
             content_im = await run_in_threadpool(decode_image, content_data, "photo", settings.max_pixels, out_size)
         style_ims = []
         for i, upload in enumerate(styles, 1):

@@ -102,7 +102,9 @@ class Job:
     preview: str | None = None  # data URL of the latest preview thumbnail
     preview_step: int = 0
     preview_version: int = 0
-    video: dict | None = None  # a video job: {"path": the upload on disk, "temporal": strength, "size": px}
+    video: dict | None = (
+        None  # a video job: {"path": the upload on disk, "temporal": strength, "size": px, "crf": quality}
+    )
     version: int = 0  # bumped on every change; watchers compare it
     watchers: set = field(default_factory=set)  # (event loop, asyncio.Event) pairs
 
@@ -503,6 +505,7 @@ class JobManager:
             job.method,
             temporal=job.video["temporal"],
             size=job.video["size"],
+            crf=job.video["crf"],
             max_pixels=self.settings.max_pixels,
             engine=engine,
             callback=callback,
