@@ -827,3 +827,23 @@ def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):
         train(_cfg(train_dirs, tmp_path / "x.safetensors", 3, init=str(first), names=["p", "q"]))
     with pytest.raises(ImpastoError, match="not both"):
         train(_cfg(train_dirs, warm, 4, init=str(first)), resume=True)
+
+
+def test_tune_trains_one_paintings_look_and_leaves_the_network_and_the_others_as_they_were(train_dirs, tmp_path):
+    """--tune: only the named painting's embedding learns (a bolder Starry Night without retraining the rest)."""
+    first = tmp_path / "first.safetensors"
+    train(_cfg(train_dirs, first, 2, preview_every=0))
+    names = ["style", "style2"]
+    tuned = tmp_path / "tuned.safetensors"
+    train(_cfg(train_dirs, tuned, 5, preview_every=0, init=str(first), names=names, tune=["style2"], style_weight=50))
+    a, b = load_model(first).net.state_dict(), load_model(tuned).net.state_dict()
+    assert set(a) == set(b)
+    for key in a:
+        if key != "embedding":
+            assert torch.equal(a[key], b[key]), key
+    assert torch.equal(a["embedding"][0], b["embedding"][0])
+    assert not torch.equal(a["embedding"][1], b["embedding"][1])
+    with pytest.raises(ImpastoError, match="give it with --init"):
+        train(_cfg(train_dirs, tmp_path / "x.safetensors", 3, names=names, tune=["style2"]))
+    with pytest.raises(ImpastoError, match="--tune: 'nope' is not one of the paintings"):
+        _cfg(train_dirs, tmp_path / "x.safetensors", 3, names=names, tune=["nope"]).validate()

@@ -97,6 +97,13 @@ class Config(RunSettings):
         "str",
         group=_RUN,
     )
+    tune: Sequence[str] | None = option(
+        None,
+        "with --init: train only these paintings' looks (names, comma-separated), for instance a bolder one at a "
+        "higher --style-weight; the network and the other paintings stay exactly as --init has them",
+        "names",
+        group=_RUN,
+    )
     checkpoint_every: int = option(200, "steps between checkpoints", "int", group=_RUN)
     preview_every: int = option(500, "steps between preview grids (0 = never)", "int", group=_RUN)
     seed: int = option(0, "random seed of the network, crops and layer weights", "int", group=_DATA)
@@ -153,6 +160,12 @@ class Config(RunSettings):
             raise ImpastoError(f"--image-size must be a whole number >= --size ({self.size}), got {self.image_size}")
         if not 0 <= self.adjustable <= 1:
             raise ImpastoError(f"--adjustable must be between 0 and 1, got {self.adjustable}")
+        if self.tune is not None:
+            unknown = [n for n in self.tune if n not in names]
+            if unknown:
+                raise ImpastoError(f"--tune: {unknown[0]!r} is not one of the paintings ({', '.join(names)})")
+            if not self.tune:
+                raise ImpastoError("--tune: name at least one painting")
         if self.style_layer_weights is not None:
             w = list(self.style_layer_weights)
             if len(w) != 4 or any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:

@@ -42,6 +42,7 @@ RESUME_KEYS = (
     "decoder",
     "image_size",
     "style_size",
+    "tune",
 )
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
 DEEP_LAYER = "relu5_1"
@@ -62,15 +63,20 @@ def sample_batch(
     image_size: int,
     step: int,
     motion: bool = False,
+    paintings: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """The (photo crops, painting indices, per-layer weights) of step `step`: a pure function of (seed, step); with
     `motion`, also each crop's small motion and noise (:func:`sample_motion`), drawn after the rest (so the crops,
-    paintings and weights are those of the same step without it)."""
+    paintings and weights are those of the same step without it). `paintings` limits the paintings drawn to these
+    indices (--tune)."""
     g = step_generator(seed, step)
     ci = torch.randint(0, len(contents), (batch,), generator=g).tolist()
     top = image_size / size
     crops = torch.stack([random_crop(contents[i], size, g, (max(1.0, 0.75 * top), top)) for i in ci])
-    styles = torch.randint(0, n_styles, (batch,), generator=g)
+    if paintings is None:
+        styles = torch.randint(0, n_styles, (batch,), generator=g)
+    else:
+        styles = torch.tensor(list(paintings))[torch.randint(0, len(paintings), (batch,), generator=g)]
     random_weights = torch.rand(batch, len(STYLE_LAYERS), generator=g) * MAX_LAYER_WEIGHT
     adjusted = torch.rand(batch, generator=g) < adjustable
     layers = torch.where(adjusted[:, None], random_weights, torch.ones_like(random_weights))
@@ -248,10 +254,21 @@ class _Task:
             cfg.adjustable,
             cfg.image_size,
             motion=bool(cfg.stability_weight),
+            paintings=self.tuned,
         )
 
+    @property
+    def tuned(self) -> list[int] | None:
+        """The indices of the paintings --tune trains (None: every painting and the whole network)."""
+        names = self.cfg.style_names
+        return None if self.cfg.tune is None else [names.index(n) for n in self.cfg.tune]
+
     def parameters(self):
-        return self.model.net.parameters()
+        if self.tuned is None:
+            return self.model.net.parameters()
+        # Only the tuned paintings' rows of the embedding: the others see no gradient (the batches never draw them),
+        # and everything else is frozen, so every other painting's look stays exactly as it was.
+        return [self.model.net.embedding]
 
     def start(self, resumed: bool) -> None:
         pass
@@ -380,6 +397,14 @@ def train(
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     task = _Task(cfg, model, contents, paintings, device)
+    if task.tuned is not None:
+        if state is None:
+            raise ImpastoError("--tune changes paintings of a trained network: give it with --init")
+        for p in net.parameters():
+            p.requires_grad_(p is net.embedding)
+        keep = torch.zeros(len(paintings), 1, device=device)
+        keep[task.tuned] = 1
+        net.embedding.register_hook(lambda grad: grad * keep)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped}
     return result
