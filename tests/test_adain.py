@@ -62,6 +62,13 @@ def _t(path) -> torch.Tensor:
     return pil_to_tensor(Image.open(path).convert("RGB"))
 
 
+def test_the_torch_free_runtime_declares_the_networks_smallest_painting():
+    from impasto.methods.adain import runtime
+    from impasto.nets import adain as nets
+
+    assert runtime.MIN_STYLE_SIDE == nets.MIN_STYLE_SIDE
+
+
 def test_adain_gives_the_style_statistics():
     torch.manual_seed(1)
     content = torch.randn(2, 16, 9, 7) * 3 + 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,9 @@ def test_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_woul
 def test_the_torch_free_declarations_match_the_network():
     assert fast_method.MAX_LAYER_WEIGHT == MAX_LAYER_WEIGHT
     assert len(fast_method.LAYER_OPTIONS) == len(STYLE_LAYERS)
+    from impasto.nets.fast import STRIDE
+
+    assert fast_method.GRID == STRIDE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -733,9 +738,19 @@ def test_a_session_keeps_the_graph_optimized_for_this_cpu_and_opens_it_next_time
     third = cpu_session(graph, 1)
     assert opened[-2:] == [str(kept), str(graph)] and kept.stat().st_size > 1000
     assert np.array_equal(first.run(None, feeds)[0], third.run(None, feeds)[0])
-    os_utime = __import__("os").utime
-    os_utime(graph, ns=(1, 1))  # a changed graph file is another entry
+    # Each use marks the kept graph as used; a new one written removes those unused for 30 days (another CPU's, an
+    # older onnxruntime's, a replaced model's), never a recent one.
+    old, recent = kept.with_name("other-cpu.onnx"), kept.with_name("recent.onnx")
+    old.write_bytes(b"x")
+    recent.write_bytes(b"x")
+    for p, days in ((old, 31), (recent, 29), (kept, 40)):
+        os.utime(p, (time.time() - days * 86400,) * 2)
+    cpu_session(graph, 1)
+    assert time.time() - kept.stat().st_mtime < 3600 and old.exists()  # a use marks it; nothing new written
+    os.utime(graph, ns=(1, 1))  # a changed graph file is another entry
     assert optimized_path(graph) != kept
+    cpu_session(graph, 1)
+    assert optimized_path(graph).exists() and kept.exists() and recent.exists() and not old.exists()
 
 
 def test_a_new_export_removes_the_graphs_older_layouts_left(model_file, tmp_path, monkeypatch):

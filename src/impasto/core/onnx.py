@@ -35,7 +35,9 @@ def cpu_session(path: str | os.PathLike, threads: int | None = None) -> Any:
 
     The graph onnxruntime optimizes for this CPU is kept in the cache (:func:`optimized_path`) and opened as it is
     the next time: the compact AdaIN model's two sessions open in 10 ms instead of 25 ms, a part of every command's
-    start-up (2026-12-04); the outputs are the same to the bit.
+    start-up (2026-12-04); the outputs are the same to the bit. Each use marks the kept graph as used; writing a new
+    one removes those no session has used for UNUSED_DAYS (another CPU's, an older onnxruntime's, a replaced
+    model file's: nothing else would ever remove them).
     """
     import onnxruntime as ort
 
@@ -52,7 +54,9 @@ def cpu_session(path: str | os.PathLike, threads: int | None = None) -> Any:
         so = options()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # it is optimized already
         try:
-            return ort.InferenceSession(str(optimized), so, providers=providers)
+            session = ort.InferenceSession(str(optimized), so, providers=providers)
+            _mark_used(optimized)
+            return session
         except Exception:  # a damaged file (a full disk, an older onnxruntime): optimize afresh below
             optimized.unlink(missing_ok=True)
     so = options()
@@ -73,12 +77,39 @@ def cpu_session(path: str | os.PathLike, threads: int | None = None) -> Any:
             try:
                 os.replace(tmp, optimized)
                 tmp = None
+                remove_unused(optimized.parent)
             except OSError:  # not kept this time; the session is good
                 pass
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return session
+
+
+UNUSED_DAYS = 30
+
+
+def _mark_used(path: Path) -> None:
+    try:
+        os.utime(path)  # the modification time says when a session last used it (atime is often not kept)
+    except OSError:
+        pass
+
+
+def remove_unused(folder: Path, days: float = UNUSED_DAYS) -> list[Path]:
+    """Remove the optimized graphs in `folder` that no session has used for `days`; returns them."""
+    import time
+
+    cutoff = time.time() - days * 86400
+    removed = []
+    for p in folder.glob("*.onnx"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # gone already, or another process's
+            pass
+    return removed
 
 
 def optimized_path(path: str | os.PathLike) -> Path | None:
