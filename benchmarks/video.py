@@ -31,6 +31,7 @@ from PIL import Image
 
 import impasto
 from impasto.core.image import contact_sheet, load_image
+from impasto.core.video import DEFAULT_CRF
 from impasto.metrics import Evaluator
 from impasto.video import SAMPLE_EVERY, default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
 
@@ -99,6 +100,8 @@ def main() -> None:
     ap.add_argument("--real-frames", type=int, default=50, help="frames of the real clip")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--every", type=int, default=SAMPLE_EVERY, help="distances measured on every N-th frame")
+    ap.add_argument("--crf", type=int, default=DEFAULT_CRF, help="impasto's encoding quality (impasto video --crf)")
+    ap.add_argument("--model", default="starry_night", help="the fast method's style (impasto video --model)")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")
     args = ap.parse_args()
@@ -109,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     painting = load_image(PAINTING)
     evaluate = Evaluator().evaluate
-    fast = impasto.load("fast", model="starry_night")
+    fast = impasto.load("fast", model=args.model)
     adain = impasto.load("adain")
     lite = StyleTransfer(device="cpu", threads=args.threads)
     probe_frame = Image.open(PHOTO).convert("RGB").resize((args.sizes[0], args.sizes[0] * 3 // 4))
@@ -127,7 +130,7 @@ def main() -> None:
                 f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
             }
             for clip_name, clip in clips.items():
-                for i, (tool, setting, kw) in enumerate(_runs(fast, adain)):
+                for i, (tool, setting, kw) in enumerate(_runs(fast, adain, args.model)):
                     if kw.get("method") == "adain" and size not in args.adain_sizes:
                         continue
                     out = tmp / f"out{i}.mp4"
@@ -138,7 +141,7 @@ def main() -> None:
                         )["frames"]
                     else:
                         styles = [painting] if kw["method"] == "adain" else []
-                        n = stylize_video(clip, out, styles, size=size, **kw).frames
+                        n = stylize_video(clip, out, styles, size=size, crf=args.crf, **kw).frames
                     seconds = time.perf_counter() - t0
                     err = temporal_error(out, clip)
                     d = sampled_distances(out, clip, [painting], args.every, evaluate)
@@ -153,6 +156,7 @@ def main() -> None:
                         content=c,
                         style=s,
                         frames=n,
+                        kb=out.stat().st_size / 1000,
                     )
                     rows.append(row)
                     print(
@@ -172,9 +176,9 @@ def main() -> None:
     _report(rows, lite_style, args)
 
 
-def _runs(fast, adain) -> list[tuple[str, str, dict]]:
+def _runs(fast, adain, model: str) -> list[tuple[str, str, dict]]:
     """(tool, setting, how) of every run on a clip."""
-    fast_kw = dict(method="fast", engine=fast, model="starry_night")
+    fast_kw = dict(method="fast", engine=fast, model=model)
     fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
     return [
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
@@ -204,20 +208,21 @@ def _report(rows, lite_style, args) -> None:
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `python benchmarks/video.py --sizes {' '.join(map(str, args.sizes))} --adain-sizes "
         f"{' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames} "
-        f"--every {args.every}`",
-        "- output size: the longest side (1280 = the real clip's own 720p); impasto fast: built-in Starry Night; "
+        f"--every {args.every} --crf {args.crf} --model {args.model}`",
+        f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`; "
         "AdaIN: the painting; lite: "
         f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
         "encoding; warping error: `impasto eval-video` (lower is steadier); distances over one frame "
-        f"in {args.every}",
+        f"in {args.every}; file: the video's size (impasto: H.264 at `--crf {args.crf}`; lite writes MPEG-4 Part 2 "
+        "through OpenCV)",
         "",
-        "| size | clip | tool | setting | frames/s | warping error | content | style |",
-        "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| size | clip | tool | setting | frames/s | warping error | content | style | file kB |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']} | {r['clip']} | {r['tool']} | `{r['setting']}` | {r['fps']:.2f} | {r['error']:.5f} | "
-            f"{r['content']:.3f} | {r['style']:.4f} |"
+            f"{r['content']:.3f} | {r['style']:.4f} | {r['kb']:.0f} |"
         )
     lines += [
         "",
