@@ -219,15 +219,14 @@ def run_batch(
         if not default_styles and takes_style_images(module):
             raise ImpastoError("no style images: give --style, or a 'style' column for every manifest row")
         base.validate(len(default_styles))
-    video = {"temporal": temporal, "crf": crf}
-    if temporal is not None or crf is not None:
-        from .core.video import check_crf
+    if temporal is not None:
         from .video import check_temporal
 
-        if temporal is not None:
-            check_temporal(temporal)
-        if crf is not None:
-            check_crf(crf)
+        check_temporal(temporal)
+    if crf is not None:
+        from .core.video import check_crf
+
+        check_crf(crf)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(method=method, ignored=ignored)
     start = time.perf_counter()
@@ -242,7 +241,7 @@ def run_batch(
             on_item(status, str(item.content), detail)
         bar.update(1)
 
-    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing, video)
+    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing, {"temporal": temporal, "crf": crf})
     try:
         if ray is not None:
             from .batch_ray import run_on_ray

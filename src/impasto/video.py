@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import shutil
 import time
@@ -49,7 +50,7 @@ SAMPLE_EVERY = 3
 
 def check_temporal(strength: Any) -> None:
     """Raise ImpastoError unless `strength` is a --temporal strength: a number from 0 (off) to 1."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 <= strength <= 1:
         raise ImpastoError(f"--temporal must be from 0 (off) to 1, got {strength}")
 
 

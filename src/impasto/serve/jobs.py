@@ -102,9 +102,8 @@ class Job:
     preview: str | None = None  # data URL of the latest preview thumbnail
     preview_step: int = 0
     preview_version: int = 0
-    video: dict | None = (
-        None  # a video job: {"path": the upload on disk, "temporal": strength, "size": px, "crf": quality}
-    )
+    # a video job: {"path": the upload on disk, "temporal": strength, "size": px, "crf": quality}
+    video: dict | None = None
     version: int = 0  # bumped on every change; watchers compare it
     watchers: set = field(default_factory=set)  # (event loop, asyncio.Event) pairs
 

@@ -266,8 +266,8 @@ class _Task:
     def parameters(self):
         if self.tuned is None:
             return self.model.net.parameters()
-        # Only the tuned paintings' rows of the embedding: the others see no gradient (the batches never draw them),
-        # and everything else is frozen, so every other painting's look stays exactly as it was.
+        # Only the embedding, and train() masks its gradient to the tuned paintings' rows; everything else is frozen,
+        # so every other painting's look stays exactly as it was.
         return [self.model.net.embedding]
 
     def start(self, resumed: bool) -> None:
