@@ -152,6 +152,35 @@ def test_a_new_trainer_is_one_module_and_one_registry_line(tmp_path, capsys, mon
     assert abs(resumed - 3.0) < 0.5
 
 
+def test_a_data_worker_killed_by_a_signal_stops_the_run_as_ctrl_c_does(tmp_path, capsys, monkeypatch):
+    # `pkill -f` on a training command signals its DataLoader workers too (same command line); the trainer then
+    # sees the worker's death first: a clean checkpointed stop, not a traceback.
+    from impasto.train import loop
+
+    monkeypatch.setitem(api.TRAINERS, "toy", "toy_trainer")
+
+    def dying(make, start, stop, workers=0):
+        yield make(start)
+        yield make(start + 1)
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Terminated. ")
+
+    monkeypatch.setattr(loop, "stream", dying)
+    out = tmp_path / "fit.txt"
+    code = cli.main(["train", "toy", "-o", str(out), "--steps", "6", "--checkpoint-every", "100", "-q"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_INTERRUPTED and "interrupted at step 2" in err and "--resume continues" in err, err
+    assert "Traceback" not in err and loop.load_checkpoint(str(out) + ".ckpt")["step"] == 2
+
+    # Any other error from the data still propagates as itself.
+    def failing(make, start, stop, workers=0):
+        yield make(start)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(loop, "stream", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        cli.main(["train", "toy", "-o", str(tmp_path / "other.txt"), "-q"])
+
+
 def test_an_engine_loads_its_network_once_for_many_pictures(images, monkeypatch):
     from impasto.nets import vgg
 

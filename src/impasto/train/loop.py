@@ -49,6 +49,10 @@ class Task(Protocol):
     def preview(self, step: int) -> Image.Image | None: ...
 
 
+# How PyTorch's DataLoader reports a worker process that a signal ended (or that died without a word).
+WORKER_KILLED = "DataLoader worker ("
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C or SIGTERM; `saved` says whether a checkpoint of `step` was written."""
 
@@ -245,6 +249,10 @@ def run(
         if step > start_step:
             save(step)
         message = str(e)
+        if isinstance(e, RuntimeError) and message.startswith(WORKER_KILLED):
+            # A signal sent to every process of the command (`pkill -f`, a job runner) reaches the data workers
+            # too: that is the run being stopped, not a bug, so it ends as Ctrl-C does.
+            raise TrainingInterrupted(step, step > start_step or ckpt.exists(), ckpt) from None
         if "Original Traceback" in message and "ImpastoError: " in message:
             raise ImpastoError(message.rsplit("ImpastoError: ", 1)[1].strip().splitlines()[0]) from None
         raise
