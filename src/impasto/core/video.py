@@ -37,10 +37,11 @@ DEFAULT_CRF = 18
 MAX_CRF = 51
 # x264's faster preset: its sub-pixel and trellis steps keep a painting's fine strokes that veryfast's (half the
 # encoding time) smooths away. Measured on the real clip's first 36 frames with a bold Starry Night at crf 18 and the
-# default blend (2026-12-06): 640 px style distance 0.242 against veryfast's 0.253 at the same warping error (0.00047,
-# 0.00046), the file 14 % larger, 15.9 against 6.3 ms of CPU a frame (the network's ~100); 360 px 0.205 against
-# 0.215, 3.8 against 2.4 ms. medium kept a little more (640 px 0.232) at 22 ms a frame and a higher warping
-# error (0.00051); tune=grain more still (0.217) in files 2.8x as large and flickering more (0.00058).
+# default blend (2026-12-06): 640 px style distance 0.242 against veryfast's 0.253 at the same warping error
+# (0.00047, 0.00046), the file 14 % larger, 15.9 against 6.3 ms of CPU a frame (the network's ~100); 360 px 0.205
+# against 0.215, 3.8 against 2.4 ms; 720p 0.451 against 0.456 per frame, 37 against 24 ms (the network's ~300).
+# medium kept a little more (640 px 0.232) at 22 ms a frame and a higher warping error (0.00051); tune=grain more
+# still (0.217) in files 2.8x as large and flickering more (0.00058).
 X264_OPTIONS = {"preset": "faster"}
 
 FrameResult = Union[np.ndarray, "Future[np.ndarray]"]
