@@ -136,12 +136,45 @@ def test_output_distillation_holds_the_student_to_the_vgg_models_pictures(dirs, 
 
     # Without VGG's losses the run logs the teacher's and texture terms and no content or style.
     out = tmp_path / "student.safetensors"
-    cfg = _cfg(dirs, out, 2, size=40, teacher_weight=10.0, texture_weight=1.0, content_weight=0.0, style_weight=0.0)
+    cfg = _cfg(
+        dirs,
+        out,
+        2,
+        size=40,
+        teacher_weight=10.0,
+        texture_weight=1.0,
+        laplacian_weight=5.0,
+        content_weight=0.0,
+        style_weight=0.0,
+    )
     result = train(cfg)
-    assert {"teacher", "texture", "distill"} <= set(result["losses"]) and "content" not in result["losses"]
+    assert {"teacher", "texture", "laplacian", "distill"} <= set(result["losses"])
+    assert "content" not in result["losses"]
     assert out.exists()
     with pytest.raises(ImpastoError, match="--weights"):
         train(_cfg(dirs, tmp_path / "t2.safetensors", 1, teacher_weight=1.0, weights="torchvision"))
+
+
+def test_the_laplacian_term_holds_the_students_edges_to_the_photos(dirs):
+    from impasto.train.adain.trainer import sample_pairs
+    from impasto.train.data import ImageFolder
+    from impasto.train.distill.trainer import DistillTrainer
+
+    torch.manual_seed(0)
+    # SKIP_WIDTHS: WIDTHS' 4-channel stage starts dead at this seed (a constant picture, no edges to move).
+    model = DistillTrainer(SKIP_WIDTHS)
+    c, s = sample_pairs(ImageFolder(dirs[0], 96), ImageFolder(dirs[1], 96), 80, 2, 0, 0)
+    model.calibrate(c, s)
+    optimizer = torch.optim.Adam([*model.student.parameters(), *model.decoder.parameters()], lr=3e-3)
+    seen = []
+    for _ in range(20):
+        terms = model(c, s, perceptual=False, laplacian=True)
+        seen.append(terms["laplacian"].item())
+        optimizer.zero_grad()
+        terms["laplacian"].backward()
+        optimizer.step()
+    assert float(terms["content"]) == float(terms["texture"]) == 0.0
+    assert seen[0] > 0 and min(seen[10:]) < 0.85 * seen[0], seen[::5]  # (Adam at this rate swings a little)
 
 
 def test_a_compact_model_runs_through_the_adain_method_cli_and_export(dirs, images, tmp_path, capsys):
@@ -172,6 +205,7 @@ def test_distill_settings_are_checked(dirs, tmp_path):
         ({"distill_weight": -1.0}, "--distill-weight"),
         ({"teacher_weight": -1.0}, "--teacher-weight"),
         ({"texture_weight": float("nan")}, "--texture-weight"),
+        ({"laplacian_weight": -0.5}, "--laplacian-weight"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(dirs, tmp_path / "m.safetensors", 1, **kw).validate()

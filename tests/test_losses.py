@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from impasto.losses import ContentLoss, GramStyleLoss, TVLoss, blend_grams, gram_matrix
+from impasto.losses import ContentLoss, GramStyleLoss, LaplacianLoss, TVLoss, blend_grams, gram_matrix
 
 
 def test_gram_is_divided_by_positions_and_resolution_independent():
@@ -44,6 +44,26 @@ def test_tv_loss():
     x[..., 0, 0] = 1
     # dx: one of two horizontal pairs differs by 1; dy: one of two vertical pairs; scaled by 2 / 512.
     assert abs(float(TVLoss()(x)) - (0.5 + 0.5) * 2 / 512) < 1e-9
+
+
+def test_laplacian_loss_ignores_restyled_flat_areas_and_sees_a_rim_along_an_edge():
+    photo = torch.zeros(1, 3, 32, 32)
+    photo[..., :, 16:] = 0.8  # a dark-light edge
+    lap = LaplacianLoss()
+    assert float(lap(photo, photo)) == 0
+    # Another colour and a smooth shading over the whole picture: the edge's second derivative is unchanged.
+    recoloured = photo * torch.tensor([0.5, 1.0, 1.2])[:, None, None] + 0.1
+    ramp = photo + torch.linspace(0, 0.2, 32)[None, None, None, :]
+    assert float(lap(recoloured, photo)) < 0.03 * float(lap(photo, torch.zeros_like(photo)))
+    assert float(lap(ramp, photo)) < 1e-9
+    # A light rim drawn along the dark side of the edge (a halo) costs; the target's Laplacians can be given once.
+    halo = photo.clone()
+    halo[..., :, 12:16] = 0.5
+    want = lap.laplacians(photo)
+    assert float(lap(halo, want)) == float(lap(halo, photo)) > 0.1 * float(lap(photo, torch.zeros_like(photo)))
+    halo.requires_grad_(True)
+    lap(halo, want).backward()
+    assert halo.grad[..., 12:16].abs().sum() > 0
 
 
 def test_tv_loss_of_the_same_picture_does_not_depend_on_resolution():

@@ -91,6 +91,11 @@ class TemporalBlend(_Temporal):
     # half keep half their energy). Measured with the built-in Starry Night (2026-12-05, style over every 2nd frame):
     # the real clip at 360 px, 0.7 with the gain / 2.19 at +8.3 % against 0.5 without / 1.93 at +8.0 %; at 640 px
     # 0.7 / 1.88 at +12.3 % against / 2.05 at +15.8 % (see docs/BENCHMARKS.md for the sizes and clips together).
+    # Where the cost lies (step-7497 network, real clip, 640 px, 0.7, 36 frames, 2026-12-06): VGG's relu3_1 and
+    # relu4_1 style distances rise by 16 and 25 %, relu1_1's falls by 16 %: the cost is in the mid-sized marks, not
+    # the grain. Other band splits move along the same error/style line (LOW_SIGMA 1: / 1.82 at +9.1 %; 2: / 2.01 at
+    # +12.2 %; 4 or 8, ENERGY_SIGMA up to 16: / 2.06-2.13 at +13.5-15.0 %); a Lanczos warp gains a little (/ 2.00 at
+    # +11.3 %) for ten times the warp's time (38 against 3.6 ms a 640 px frame).
     LOW_SIGMA = 2.0
     LOW_BLENDS = 2
     ENERGY_SIGMA = 4.0

@@ -2,12 +2,13 @@
 
 from .perceptual import PerceptualLoss
 from .stats import blend_grams, gram_matrix, mean_cov, mean_std, normalized_weights, transposed_product
-from .terms import ContentLoss, GramStyleLoss, MeanCovStyleLoss, MeanStdStyleLoss, TVLoss
+from .terms import ContentLoss, GramStyleLoss, LaplacianLoss, MeanCovStyleLoss, MeanStdStyleLoss, TVLoss
 
 __all__ = [
     "PerceptualLoss",
     "ContentLoss",
     "GramStyleLoss",
+    "LaplacianLoss",
     "MeanCovStyleLoss",
     "MeanStdStyleLoss",
     "TVLoss",

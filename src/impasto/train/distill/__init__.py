@@ -65,6 +65,13 @@ class Config(AdaINConfig):
         "quarter of the full loss's cost); 0 = off",
         "float",
     )
+    laplacian_weight: float = option(
+        0.0,
+        "weight of a Laplacian term (Li et al. 2017): the Laplacian of the student's picture's luminance, at half "
+        "and a quarter of its size, held to the photo's, so that edges stay where the photo has them (no light rims "
+        "along dark-light edges, no buildings melted into the sky); 0 = off",
+        "float",
+    )
     lr: float = option(5e-4, "Adam learning rate", "float")
     init: str | None = option(
         None,
@@ -79,7 +86,9 @@ class Config(AdaINConfig):
         widths = list(self.widths or ())
         if len(widths) != 4 or any(not isinstance(w, int) or w < 4 for w in widths):
             raise ImpastoError(f"--widths takes four channel counts of at least 4, as 16,32,64,128; got {self.widths}")
-        check_settings(self, numbers=("distill_weight", "teacher_weight", "texture_weight", "skip_lr"))
+        check_settings(
+            self, numbers=("distill_weight", "teacher_weight", "texture_weight", "laplacian_weight", "skip_lr")
+        )
 
 
 def train(

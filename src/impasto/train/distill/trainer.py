@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ...errors import ImpastoError
 from ...losses.stats import mean_std
+from ...losses.terms import LaplacianLoss
 from ...methods.adain.engine import check_encoder, load_decoder, save_student
 from ...nets.adain import BOTTLENECK, MARGIN, STYLE_LAYERS, Decoder, adain
 from ...nets.student import SKIP, STAGES, Projections, StudentDecoder, StudentEncoder, joint_bottleneck
@@ -37,6 +38,7 @@ class DistillTrainer(AdaINTrainer):
         self.student = StudentEncoder(widths)
         self.projections = Projections(widths)
         self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
+        self.laplacian = LaplacianLoss()
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The student's features at its four stages, the last one what previews and inference decode from (with a
@@ -63,11 +65,13 @@ class DistillTrainer(AdaINTrainer):
         identity: bool = False,
         perceptual: bool = True,
         texture: bool = False,
+        laplacian: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """The losses of one batch, fp32 scalars: content, style, identity, distill, teacher, texture. Content and
-        style are 0 unless `perceptual` (then VGG's deeper layers never see the output and no gradient flows back
-        through them), identity unless `identity`, the teacher's without a teacher decoder, texture unless `texture`
-        (AdaIN's style loss at the two finest layers only: a quarter of VGG's cost)."""
+        """The losses of one batch, fp32 scalars: content, style, identity, distill, teacher, texture, laplacian.
+        Content and style are 0 unless `perceptual` (then VGG's deeper layers never see the output and no gradient
+        flows back through them), identity unless `identity`, the teacher's without a teacher decoder, texture unless
+        `texture` (AdaIN's style loss at the two finest layers only: a quarter of VGG's cost), laplacian unless
+        `laplacian` (the photo's edges held: :class:`impasto.losses.LaplacianLoss`)."""
         loss = self.loss_module()
         b = content.shape[0]
         both = torch.cat([content, style])
@@ -91,6 +95,7 @@ class DistillTrainer(AdaINTrainer):
         content_loss, style_loss = loss.terms(decoded[:b].float()) if perceptual else (zero, zero)
         identity_loss = F.mse_loss(decoded[b:].float(), content) if identity else zero
         teacher_loss = zero if painted is None else F.l1_loss(_inner(decoded[:b].float()), _inner(painted))
+        laplacian_loss = self.laplacian(_inner(decoded[:b].float()), _inner(content)) if laplacian else zero
         texture_loss = zero
         if texture:
             x = decoded[:b]
@@ -109,6 +114,7 @@ class DistillTrainer(AdaINTrainer):
             "distill": distill,
             "teacher": teacher_loss,
             "texture": texture_loss,
+            "laplacian": laplacian_loss,
         }
 
     def _teacher_picture(self, target: torch.Tensor) -> torch.Tensor:
@@ -144,7 +150,12 @@ class _DistillTask(PairTask):
         c, s = batch
         perceptual = cfg.content_weight > 0 or cfg.style_weight > 0
         losses = self.model(
-            c.to(self.device), s.to(self.device), cfg.identity_weight > 0, perceptual, cfg.texture_weight > 0
+            c.to(self.device),
+            s.to(self.device),
+            cfg.identity_weight > 0,
+            perceptual,
+            cfg.texture_weight > 0,
+            cfg.laplacian_weight > 0,
         )
         weights = {
             "content": cfg.content_weight if perceptual else 0.0,
@@ -152,6 +163,7 @@ class _DistillTask(PairTask):
             "distill": cfg.distill_weight,
             "teacher": cfg.teacher_weight,
             "texture": cfg.texture_weight,
+            "laplacian": cfg.laplacian_weight,
             "identity": cfg.identity_weight,
         }
         used = [name for name, w in weights.items() if w > 0 or name == "distill"]
@@ -191,7 +203,7 @@ class _DistillTask(PairTask):
 
     def save_output(self, step: int) -> None:
         meta = decoder_metadata(self.cfg, step)
-        for name in ("distill_weight", "teacher_weight", "texture_weight"):
+        for name in ("distill_weight", "teacher_weight", "texture_weight", "laplacian_weight"):
             meta[name] = str(getattr(self.cfg, name))
         save_student(self.model.student, self.model.decoder, self.cfg.output, metadata=meta)
 
