@@ -31,7 +31,7 @@ from PIL import Image
 
 import impasto
 from impasto.core.image import contact_sheet, load_image
-from impasto.core.video import DEFAULT_CRF
+from impasto.core.video import DEFAULT_CRF, X264_OPTIONS
 from impasto.metrics import Evaluator
 from impasto.video import SAMPLE_EVERY, default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
 
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--every", type=int, default=SAMPLE_EVERY, help="distances measured on every N-th frame")
     ap.add_argument("--crf", type=int, default=DEFAULT_CRF, help="impasto's encoding quality (impasto video --crf)")
+    ap.add_argument("--preset", default=None, help="impasto's encoding speed (impasto video --preset; default: its)")
     ap.add_argument("--model", default="starry_night", help="the fast method's style (impasto video --model)")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")
@@ -141,7 +142,7 @@ def main() -> None:
                         )["frames"]
                     else:
                         styles = [painting] if kw["method"] == "adain" else []
-                        n = stylize_video(clip, out, styles, size=size, crf=args.crf, **kw).frames
+                        n = stylize_video(clip, out, styles, size=size, crf=args.crf, preset=args.preset, **kw).frames
                     seconds = time.perf_counter() - t0
                     err = temporal_error(out, clip)
                     d = sampled_distances(out, clip, [painting], args.every, evaluate)
@@ -208,13 +209,14 @@ def _report(rows, lite_style, args) -> None:
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `python benchmarks/video.py --sizes {' '.join(map(str, args.sizes))} --adain-sizes "
         f"{' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames} "
-        f"--every {args.every} --crf {args.crf} --model {args.model}`",
+        f"--every {args.every} --crf {args.crf} --model {args.model}"
+        + (f" --preset {args.preset}`" if args.preset else "`"),
         f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`; "
         "AdaIN: the painting; lite: "
         f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
         "encoding; warping error: `impasto eval-video` (lower is steadier); distances over one frame "
-        f"in {args.every}; file: the video's size (impasto: H.264 at `--crf {args.crf}`; lite writes MPEG-4 Part 2 "
-        "through OpenCV)",
+        f"in {args.every}; file: the video's size (impasto: H.264 at `--crf {args.crf}`, x264's "
+        f"{args.preset or X264_OPTIONS['preset']} preset; lite writes MPEG-4 Part 2 through OpenCV)",
         "",
         "| size | clip | tool | setting | frames/s | warping error | content | style | file kB |",
         "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",

@@ -295,6 +295,7 @@ def test_openapi_schema_documents_every_field():
         "coarse",
         "temporal",
         "crf",
+        "preset",
     }
     assert set(form["required"]) == {"content"}  # the fast method paints trained styles: no upload
     assert [name for name, spec in body.items() if not spec.get("description")] == []

@@ -194,6 +194,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(clip, model, tmp_path)
         (clip, {"max_pixels": 1000}, "above the cap"),
         (clip, {"start": 60.0}, "no video frames"),
         (clip, {"crf": 52}, "--crf"),
+        (clip, {"preset": "quick"}, "--preset"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             stylize_video(src, out, **kw, **extra)
@@ -234,6 +235,21 @@ def test_a_lower_crf_keeps_the_painted_frames_closer_in_a_larger_file(clip, mode
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--crf", "-1", "--model", model]) == 2
     stylize_video(clip, tmp_path / "coarsest.webm", crf=51, **kw)  # (VP9's scale is shifted and ends at 63)
     assert len(frames_of(tmp_path / "coarsest.webm")) == len(frames[0])
+
+
+def test_the_encoder_preset_reaches_x264_and_vp9(clip, model, tmp_path, capsys):
+    kw = dict(method="fast", model=model, size=48, device="cpu", precision="fp32", temporal=0.0)
+    # x264 writes its settings into the stream: faster by default (subme=4), ultrafast's and veryslow's when asked.
+    for preset, subme in [(None, b"subme=4 "), ("ultrafast", b"subme=0 "), ("veryslow", b"subme=10 ")]:
+        out = tmp_path / f"{preset}.mp4"
+        stylize_video(clip, out, preset=preset, **kw)
+        assert subme in out.read_bytes(), preset
+    stylize_video(clip, tmp_path / "fast.webm", preset="ultrafast", **kw)  # VP9: cpu-used 8
+    assert len(frames_of(tmp_path / "fast.webm")) == len(frames_of(clip))
+    args = ["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--model", model, "--size", "48", "-q"]
+    assert main([*args, "--preset", "ultrafast"]) == 0 and b"subme=0 " in (tmp_path / "x.mp4").read_bytes()
+    assert main([*args, "--preset", "quick"]) == 2
+    assert "--preset must be one of ultrafast" in capsys.readouterr().err
 
 
 def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_path):
@@ -282,6 +298,11 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             data={"method": "fast", "model": model, "crf": "20"},
         )
         assert photo.status_code == 400 and photo.json()["error"] == "crf: only for a video upload"
+        # preset: the encoder's speed, as impasto video --preset
+        r = c.post("/api/jobs?wait=true", files=files, data={"method": "fast", "model": model, "preset": "ultrafast"})
+        assert r.status_code == 200 and b"subme=0 " in r.content, r.text[:200]
+        r = c.post("/api/jobs", files=files, data={"method": "fast", "model": model, "preset": "quick"})
+        assert r.status_code == 400 and r.json()["error"].startswith("preset: one of ultrafast"), r.text
 
 
 def test_gatys_video_follows_the_flow_and_resumes_from_its_last_frame(tmp_path, images):
@@ -373,7 +394,11 @@ def test_a_batch_sends_its_videos_through_impasto_video(clip, model, tmp_path, i
     per_frame = temporal_error(tmp_path / "lossless" / "pan.mp4", folder / "pan.mp4")["warping_error"]
     run_batch([folder / "pan.mp4"], tmp_path / "steady", [], "fast", crf=0, temporal=0.8, **opts)
     assert temporal_error(tmp_path / "steady" / "pan.mp4", folder / "pan.mp4")["warping_error"] < per_frame
-    for kw, message in [({"crf": 52}, "--crf must be"), ({"temporal": 1.5}, "--temporal must be")]:
+    for kw, message in [
+        ({"crf": 52}, "--crf must be"),
+        ({"temporal": 1.5}, "--temporal must be"),
+        ({"preset": "quick"}, "--preset must be"),
+    ]:
         with pytest.raises(ImpastoError, match=message):
             run_batch([folder], tmp_path / "bad", [], "fast", **kw, **opts)
         assert not (tmp_path / "bad").exists()

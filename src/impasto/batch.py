@@ -196,13 +196,14 @@ def run_batch(
     ray: RaySettings | None = None,
     temporal: float | None = None,
     crf: int | None = None,
+    preset: str | None = None,
     **options: Any,
 ) -> Report:
     """Stylize every picture `inputs` name into `output_dir`; see the module's notes. `options` are the method's
     Options fields, for every picture (a manifest row may change them for its own). Returns the report, also
     written to ``output_dir/report.json``. `on_item(status, input, detail)` hears of each picture. With `ray`, the
     pictures are stylized by a Ray Data actor pool (:mod:`impasto.batch_ray`) instead of in this process.
-    `temporal` and `crf` are :func:`impasto.video.stylize_video`'s, for the videos among the inputs (None: its
+    `temporal`, `crf` and `preset` are :func:`impasto.video.stylize_video`'s, for the videos among the inputs (None: its
     defaults)."""
     from tqdm import tqdm
 
@@ -223,10 +224,12 @@ def run_batch(
         from .video import check_temporal
 
         check_temporal(temporal)
-    if crf is not None:
-        from .core.video import check_crf
+    if crf is not None or preset is not None:
+        from .core.video import check_crf, check_preset
 
-        check_crf(crf)
+        if crf is not None:
+            check_crf(crf)
+        check_preset(preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(method=method, ignored=ignored)
     start = time.perf_counter()
@@ -241,7 +244,14 @@ def run_batch(
             on_item(status, str(item.content), detail)
         bar.update(1)
 
-    worker = Worker(method, _fields(base), default_styles, out_dir, skip_existing, {"temporal": temporal, "crf": crf})
+    worker = Worker(
+        method,
+        _fields(base),
+        default_styles,
+        out_dir,
+        skip_existing,
+        {"temporal": temporal, "crf": crf, "preset": preset},
+    )
     try:
         if ray is not None:
             from .batch_ray import run_on_ray
@@ -285,7 +295,7 @@ class Worker:
     ) -> None:
         self.method, self.options, self.styles = method, options, styles
         self.out_dir, self.skip_existing = Path(out_dir), skip_existing
-        # impasto video's settings for the videos among the pictures (temporal, crf); None: its defaults.
+        # impasto video's settings for the videos among the pictures (temporal, crf, preset); None: its defaults.
         self.video = {k: v for k, v in (video or {}).items() if v is not None}
         self.engines: dict[tuple, Any] = {}
 

@@ -30,7 +30,7 @@ from .api import get_method, takes_style_images
 from .core import flow as flowlib
 from .core import onnx
 from .core.image import load_image, save_image
-from .core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS, check_crf, probe, transcode
+from .core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS, check_crf, check_preset, probe, transcode
 from .engine import Progress
 from .errors import ImpastoError
 from .options import field_names, make
@@ -325,6 +325,7 @@ def stylize_video(
     duration: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     crf: int = DEFAULT_CRF,
+    preset: str | None = None,
     progress: bool = False,
     engine: Any = None,
     callback: Callable[[Progress], None] | None = None,
@@ -336,7 +337,8 @@ def stylize_video(
     """Stylize `input` into `output` (.mp4 or .webm) with `method` and its `options`, frame by frame.
 
     `temporal` is the strength of temporal consistency (None: the method's default, :func:`default_temporal`).
-    `size` is the longest side of the output (None: the input's). The method is loaded once (or `engine`, already
+    `size` is the longest side of the output (None: the input's); `crf` and `preset` are the encoder's quality and
+    speed (:func:`impasto.core.video.transcode`). The method is loaded once (or `engine`, already
     loaded, is used); `method_options` are its Options when already made (the server's). Iterative methods keep each
     finished frame beside the output until the end, and `resume` reuses them after an interruption. One-pass methods
     paint `workers` frames at once (default PIPELINE_WORKERS, 3) while the next frames decode and the finished ones
@@ -352,6 +354,7 @@ def stylize_video(
     if size is not None and size < 16:
         raise ImpastoError(f"--size must be at least 16 px, got {size}")
     check_crf(crf)
+    check_preset(preset)
     style_images = [load_image(s) if isinstance(s, (str, os.PathLike)) else s for s in styles]
     if not style_images and takes_style_images(module):
         raise ImpastoError(f"--method {method} needs one or more style images")
@@ -457,6 +460,7 @@ def stylize_video(
             duration=duration,
             max_pixels=max_pixels,
             crf=crf,
+            preset=preset,
             on_frame=(lambda n: bar.update(1)) if bar is not None else None,
             in_flight=n_workers + 1 if pool is not None else 0,
         )

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             ray=ray,
             temporal=args.temporal,
             crf=args.crf,
+            preset=args.preset,
             **options,
         )
     for line in summary(report):

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 
 
 def add_video_arguments(parser) -> None:
-    """--temporal and --crf, for impasto video and for the videos of impasto batch."""
+    """--temporal, --crf and --preset, for impasto video and for the videos of impasto batch."""
     parser.add_argument(
         "--temporal",
         type=float,
@@ -57,6 +57,13 @@ def add_video_arguments(parser) -> None:
         metavar="N",
         help="the encoder's quality, H.264's constant rate factor from 0 (lossless) to 51: lower keeps more of the "
         "painted texture in larger files (12-14: files about twice as large)",
+    )
+    parser.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="the encoder's speed, x264's names from ultrafast to veryslow: slower ones make smaller files at the same "
+        "--crf (default: faster for MP4, libvpx's own for WebM)",
     )
 
 
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 start=args.start,
                 duration=args.duration,
                 crf=args.crf,
+                preset=args.preset,
                 progress=not args.quiet,
                 resume=args.resume,
                 **options,

@@ -42,6 +42,9 @@ MAX_CRF = 51
 # against 0.215, 3.8 against 2.4 ms; 720p 0.451 against 0.456 per frame, 37 against 24 ms (the network's ~300).
 # medium kept a little more (640 px 0.232) at 22 ms a frame and a higher warping error (0.00051); tune=grain more
 # still (0.217) in files 2.8x as large and flickering more (0.00058).
+# --preset: x264's names, slowest last. None keeps each codec's default: faster for H.264 (above), libvpx's own for
+# VP9, where a named preset sets cpu-used (8 for ultrafast ... 0 for veryslow).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 X264_OPTIONS = {"preset": "faster"}
 
 FrameResult = Union[np.ndarray, "Future[np.ndarray]"]
@@ -155,6 +158,7 @@ def transcode(
     start: float = 0.0,
     duration: float | None = None,
     crf: int = DEFAULT_CRF,
+    preset: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_frame: Callable[[int], None] | None = None,
     in_flight: int = 0,
@@ -167,12 +171,14 @@ def transcode(
     frames are encoded in order, and an exception a future holds stops the run as if `fn` had raised it.
 
     `start` and `duration` (seconds) cut a part; `crf` sets the encoder's quality (lower: closer to the frames `fn`
-    gives, larger files). Raises ImpastoError (one line) for a file that is not a video, has
+    gives, larger files), `preset` its speed (one of PRESETS; slower ones make smaller files at the same crf; None: the
+    codec's default). Raises ImpastoError (one line) for a file that is not a video, has
     no frames, is larger than `max_pixels`, or an output that would replace the input; nothing is left at `dst`
     then.
     """
     av = _av()
     check_crf(crf)
+    check_preset(preset)
     out_path = Path(dst)
     if out_path.suffix.lower() not in VIDEO_FORMATS:
         raise ImpastoError(f"{out_path}: unsupported video extension; use one of {', '.join(sorted(VIDEO_FORMATS))}")
@@ -189,7 +195,7 @@ def transcode(
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
     os.close(fd)
     try:
-        stats = _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame, in_flight)
+        stats = _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, preset, on_frame, in_flight)
         if stats.frames == 0:
             raise ImpastoError(f"{src}: no video frames" + (" in the part asked for" if start or duration else ""))
         os.chmod(tmp, FILE_MODE)
@@ -209,11 +215,28 @@ def check_crf(crf: Any) -> None:
         raise ImpastoError(f"--crf must be a whole number from 0 (lossless) to {MAX_CRF}, got {crf}")
 
 
+def check_preset(preset: Any) -> None:
+    """Refuse an encoder speed that is not one of PRESETS (None is the codec's default)."""
+    if preset is not None and preset not in PRESETS:
+        raise ImpastoError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+
+
+def _encoder_options(codec: str, crf: int, preset: str | None) -> dict[str, str]:
+    if codec == "libx264":
+        return {"crf": str(crf), **X264_OPTIONS, **({"preset": preset} if preset else {})}
+    vp9 = {"crf": str(min(crf + 13, 63)), "b": "0", "row-mt": "1"}  # VP9's scale ends at 63
+    if preset:
+        vp9["cpu-used"] = str(len(PRESETS) - 1 - PRESETS.index(preset))
+    return vp9
+
+
 def _even(x: int) -> int:
     return max(2, x - x % 2)
 
 
-def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, on_frame, in_flight) -> TranscodeStats:
+def _transcode(
+    av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, preset, on_frame, in_flight
+) -> TranscodeStats:
     inp = av.open(str(src))
     out = av.open(tmp, "w", format=fmt)
     pending: deque = deque()  # (result or future, pts, time base, seconds), in decoding order
@@ -234,11 +257,7 @@ def _transcode(av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, o
         # variable; the encoder's default, 1/rate, would round them onto a constant grid).
         vout.time_base = vin.time_base
         vout.codec_context.time_base = vin.time_base
-        vout.options = (
-            {"crf": str(crf), **X264_OPTIONS}
-            if codec == "libx264"
-            else {"crf": str(min(crf + 13, 63)), "b": "0", "row-mt": "1"}  # VP9's scale ends at 63
-        )
+        vout.options = _encoder_options(codec, crf, preset)
         aout, audio_mode = None, "none"
         if ain is not None:
             if fmt == "webm" and ain.codec_context.name not in _WEBM_AUDIO:

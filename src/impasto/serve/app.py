@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..api import available_methods, get_method, takes_style_images
-from ..core.video import DEFAULT_CRF, MAX_CRF
+from ..core.video import DEFAULT_CRF, MAX_CRF, PRESETS
 from ..errors import ImpastoError
 from ..options import field_names as declared_fields
 from ..video import default_temporal, looks_like_video
@@ -247,7 +247,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     gallery = Gallery()
 
-    def save_video_upload(data: bytes, temporal: float, size: int, crf: int) -> dict:
+    def save_video_upload(data: bytes, temporal: float, size: int, crf: int, preset: str | None) -> dict:
         """Keep an uploaded clip on disk for its job, after checking that it is a video this server takes."""
         from ..core.video import probe
 
@@ -264,7 +264,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             path.unlink(missing_ok=True)
             raise ImpastoError("video: " + str(e).split(": ", 1)[-1]) from None
         frames = info.frames or max(1, round((info.duration or 1) * info.fps))
-        return {"path": str(path), "temporal": temporal, "size": size, "crf": crf, "frames": frames}
+        return {
+            "path": str(path),
+            "temporal": temporal,
+            "size": size,
+            "crf": crf,
+            "preset": preset,
+            "frames": frames,
+        }
 
     @app.websocket("/api/live")
     async def live(ws: WebSocket) -> None:
@@ -428,7 +435,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 crf = None
             if crf is None or not 0 <= crf <= MAX_CRF:
                 raise ImpastoError(f"crf: a whole number from 0 (lossless) to {MAX_CRF}, got {crf_text!r}")
-        video_only = [n for n, t in (("temporal", temporal_text), ("crf", crf_text)) if t is not None]
+        preset = fields.pop("preset", None) or None
+        if preset is not None and preset not in PRESETS:
+            raise ImpastoError(f"preset: one of {', '.join(PRESETS)}, got {preset!r}")
+        video_only = [
+            n for n, t in (("temporal", temporal_text), ("crf", crf_text), ("preset", preset)) if t is not None
+        ]
         contents, styles = files["content"], files.get("styles", [])
         content = contents[0]
         module = get_method(method)  # an unknown method is a 400 before any decoding
@@ -457,7 +469,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                     await run_in_threadpool(decode_image, data, f"photo {i}", settings.max_pixels, out_size)
                 )
         elif looks_like_video(content_data):
-            video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size, crf)
+            video = await run_in_threadpool(save_video_upload, content_data, temporal, out_size, crf, preset)
             content_im = None
         else:
             if video_only:

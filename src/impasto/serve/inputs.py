@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .. import options as declared_options
 from ..api import available_methods, get_method, make_options, method_title, takes_style_images
 from ..core.image import fit_longest_side, quiet_warnings, to_rgb
-from ..core.video import DEFAULT_CRF, MAX_CRF
+from ..core.video import DEFAULT_CRF, MAX_CRF, PRESETS
 from ..errors import ImpastoError
 from ..video import temporal_defaults
 from .settings import ServeSettings
@@ -30,7 +30,7 @@ FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "BMP", "TIFF", "GIF")  # JPEG includes
 FORMAT_NAMES = "PNG, JPEG, WebP, AVIF, BMP, TIFF or GIF"
 MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/avif", "image/bmp", "image/tiff", "image/gif")
 # The fields of POST /api/jobs that are not a method's options.
-RESERVED_FIELDS = ("content", "styles", "method", "temporal", "crf")
+RESERVED_FIELDS = ("content", "styles", "method", "temporal", "crf", "preset")
 MIN_SIZE = 16  # the server's smallest output size (px)
 _FLAG = re.compile(r"--([a-z][a-z-]*)")
 
@@ -136,6 +136,12 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
             "default": DEFAULT_CRF,
             "description": "For a video: the encoder's quality, H.264's constant rate factor from 0 (lossless) to "
             f"{MAX_CRF}; lower keeps more of the painted texture in a larger file.",
+        },
+        "preset": {
+            "type": "string",
+            "enum": list(PRESETS),
+            "description": "For a video: the encoder's speed, x264's names; slower ones make smaller files at the "
+            "same crf (default: faster).",
         },
         "styles": {
             "type": "array",

@@ -505,6 +505,7 @@ class JobManager:
             temporal=job.video["temporal"],
             size=job.video["size"],
             crf=job.video["crf"],
+            preset=job.video.get("preset"),
             max_pixels=self.settings.max_pixels,
             engine=engine,
             callback=callback,
