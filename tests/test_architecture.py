@@ -171,6 +171,40 @@ def test_a_data_worker_killed_by_a_signal_stops_the_run_as_ctrl_c_does(tmp_path,
     assert code == cli.EXIT_INTERRUPTED and "interrupted at step 2" in err and "--resume continues" in err, err
     assert "Traceback" not in err and loop.load_checkpoint(str(out) + ".ckpt")["step"] == 2
 
+    # Stopped with Ctrl-C (or SIGTERM) while the workers die of the same signal: their deaths, reported in the middle
+    # of the checkpoint's save, still end the run cleanly; the workers are stopped before the save.
+    closed = []
+
+    class CtrlC:  # a batch the step trips over while the stream waits at its next batch, as with a real signal
+        def __rsub__(self, other):
+            raise KeyboardInterrupt
+
+    def interrupted(make, start, stop, workers=0):
+        try:
+            yield make(start)
+            yield make(start + 1)
+            yield CtrlC()
+            yield make(start + 3)
+        finally:
+            closed.append(True)
+
+    real_save, attempts = loop.save_checkpoint, []
+
+    def save_hit_by_a_worker_death(path, state):
+        attempts.append(bool(closed))
+        if len(attempts) == 1:
+            raise RuntimeError("DataLoader worker (pid 4243) is killed by signal: Terminated. ")
+        real_save(path, state)
+
+    monkeypatch.setattr(loop, "stream", interrupted)
+    monkeypatch.setattr(loop, "save_checkpoint", save_hit_by_a_worker_death)
+    out = tmp_path / "fit2.txt"
+    code = cli.main(["train", "toy", "-o", str(out), "--steps", "6", "--checkpoint-every", "100", "-q"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_INTERRUPTED and "interrupted at step 2" in err and "Traceback" not in err, err
+    assert attempts == [True, True] and loop.load_checkpoint(str(out) + ".ckpt")["step"] == 2
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+
     # Any other error from the data still propagates as itself.
     def failing(make, start, stop, workers=0):
         yield make(start)

@@ -215,6 +215,27 @@ def run(
     t0 = time.perf_counter()
     step = start_step
     batches = stream(task.batch, start_step, cfg.steps, workers)
+
+    def stop_data() -> None:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+    def save_on_the_way_out(step: int) -> None:
+        # A signal sent to the whole command reaches the data workers too, and torch reports each worker's death
+        # as a RuntimeError from its SIGCHLD handler, wherever the main process is: in the middle of this save, it
+        # would end the run with a traceback. So the workers are shut down first (no longer watched), and a death
+        # reported all the same only costs a second try.
+        if step <= start_step:  # nothing new to save before the first step of this run: the old checkpoint stands
+            return
+        stop_data()
+        try:
+            save(step)
+        except RuntimeError as e:
+            if not str(e).startswith(WORKER_KILLED):
+                raise
+            save(step)
+
     try:
         for batch in batches:
             for group in optimizer.param_groups:
@@ -240,14 +261,11 @@ def run(
                     preview_path(cfg).mkdir(parents=True, exist_ok=True)
                     grid.save(preview_path(cfg) / f"step{step:06d}.jpg", quality=90)
     except KeyboardInterrupt:
-        # Nothing new to save when interrupted before the first step of this run: the old checkpoint stands.
-        if step > start_step:
-            save(step)
+        save_on_the_way_out(step)
         raise TrainingInterrupted(step, step > start_step or ckpt.exists(), ckpt) from None
     except Exception as e:
         # Keep what was learned, then report the problem (a worker's error arrives wrapped: unwrap its message).
-        if step > start_step:
-            save(step)
+        save_on_the_way_out(step)
         message = str(e)
         if isinstance(e, RuntimeError) and message.startswith(WORKER_KILLED):
             # A signal sent to every process of the command (`pkill -f`, a job runner) reaches the data workers
@@ -258,7 +276,5 @@ def run(
         raise
     finally:
         bar.close()
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
+        stop_data()
     return summary(step, time.perf_counter() - t0, step - start_step, log, cfg)
