@@ -294,3 +294,32 @@ def test_a_training_data_worker_ends_on_its_own_sigterm_so_the_process_can_exit(
     finally:
         if worker.is_alive():
             worker.kill()
+
+
+def test_a_data_stream_stops_its_workers_whatever_ends_it(monkeypatch):
+    """An interrupt raised while the trainer waits for a batch (inside the DataLoader, whose frames the traceback then
+    keeps alive) ends the stream there: its workers must stop with it, or torch, still watching them, reports their
+    deaths (a signal sent to the whole command) as errors later, in the middle of the interruption's checkpoint save."""
+    import multiprocessing
+
+    import torch
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter as Loading
+
+    from impasto.train.data import stream
+
+    real, calls = Loading._next_data, []
+
+    def waiting(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a signal would, while the second batch is awaited
+        return real(self)
+
+    monkeypatch.setattr(Loading, "_next_data", waiting)
+    batches = stream(lambda step: torch.full((1,), float(step)), 0, 100, workers=1)
+    assert float(next(batches)) == 0.0
+    assert multiprocessing.active_children()
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        next(batches)
+    # The traceback still held (as the trainer's except clause holds it while it saves), and the workers gone.
+    assert interrupted.traceback and not multiprocessing.active_children()

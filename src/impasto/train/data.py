@@ -182,6 +182,10 @@ def _leave_signals_to_the_trainer(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# How PyTorch's DataLoader reports a worker process that a signal ended (or that died without a word).
+WORKER_KILLED = "DataLoader worker ("
+
+
 def stream(make: Callable[[int], object], start: int, stop: int, workers: int = 0) -> Iterator[object]:
     """Batches `start`..`stop - 1` in order, prepared by `workers` processes ahead of the training (0: inline)."""
     if workers <= 0:
@@ -197,4 +201,18 @@ def stream(make: Callable[[int], object], start: int, stop: int, workers: int = 
         persistent_workers=False,
         worker_init_fn=_leave_signals_to_the_trainer,
     )
-    yield from loader
+    batches = iter(loader)
+    try:
+        yield from batches
+    finally:
+        # The workers stop here, whatever ends the stream (an interrupt raised while waiting for a batch included):
+        # until then torch watches them, and a death (a signal sent to the whole command) would be reported as an
+        # error wherever the trainer is next, in the middle of its checkpoint's save say. A death reported while
+        # they are being stopped is no news.
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except RuntimeError as e:
+                if not str(e).startswith(WORKER_KILLED):
+                    raise

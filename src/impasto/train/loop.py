@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ImpastoError
-from .data import stream
+from .data import WORKER_KILLED, stream
 
 # Fields a trainer's config must have for the loop.
 LOOP_FIELDS = ("output", "steps", "checkpoint_every", "preview_every", "seed")
@@ -47,10 +47,6 @@ class Task(Protocol):
     def save_output(self, step: int) -> None: ...  # write the model file(s)
 
     def preview(self, step: int) -> Image.Image | None: ...
-
-
-# How PyTorch's DataLoader reports a worker process that a signal ended (or that died without a word).
-WORKER_KILLED = "DataLoader worker ("
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -224,8 +220,8 @@ def run(
     def save_on_the_way_out(step: int) -> None:
         # A signal sent to the whole command reaches the data workers too, and torch reports each worker's death
         # as a RuntimeError from its SIGCHLD handler, wherever the main process is: in the middle of this save, it
-        # would end the run with a traceback. So the workers are shut down first (no longer watched), and a death
-        # reported all the same only costs a second try.
+        # would end the run with a traceback. So the stream is closed first (it stops its workers, see
+        # impasto.train.data.stream), and a death reported all the same only costs a second try.
         if step <= start_step:  # nothing new to save before the first step of this run: the old checkpoint stands
             return
         stop_data()
