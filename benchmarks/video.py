@@ -31,7 +31,7 @@ from PIL import Image
 
 import impasto
 from impasto.core.image import contact_sheet, load_image
-from impasto.core.video import DEFAULT_CRF, X264_OPTIONS
+from impasto.core.video import DEFAULT_CRF, PRESETS, X264_OPTIONS
 from impasto.metrics import Evaluator
 from impasto.video import SAMPLE_EVERY, default_temporal, frames_of, sampled_distances, stylize_video, temporal_error
 
@@ -101,7 +101,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--every", type=int, default=SAMPLE_EVERY, help="distances measured on every N-th frame")
     ap.add_argument("--crf", type=int, default=DEFAULT_CRF, help="impasto's encoding quality (impasto video --crf)")
-    ap.add_argument("--preset", default=None, help="impasto's encoding speed (impasto video --preset; default: its)")
+    ap.add_argument(
+        "--preset",
+        default=None,
+        choices=PRESETS,
+        help="impasto's encoding speed (impasto video --preset; default: its)",
+    )
     ap.add_argument("--model", default="starry_night", help="the fast method's style (impasto video --model)")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")

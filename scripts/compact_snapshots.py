@@ -71,7 +71,7 @@ def main() -> None:
         rows = []
         for out, photo, painting in zip(outs, photos, paintings):
             d = evaluate(out, photo, [painting])
-            lap = 1000 * float(laplacian(_tensor(out), _tensor(photo)))
+            lap = 1000 * float(laplacian(_tensor(out), _tensor(photo.resize(out.size, Image.LANCZOS))))
             rows.append([d["content"], d["style"], d["contrast"], d["saturation"], lap])
         m = np.mean(rows, 0)
         print(
@@ -87,6 +87,8 @@ def main() -> None:
     columns = []
     for spec in args.models:
         name, _, path = spec.partition("=")
+        if not path:
+            ap.error(f"{spec}: give NAME=FILE (a compact model file) or NAME=vgg")
         kw = {} if path == "vgg" else {"decoder": path}
         engine = impasto.load("adain", runtime="onnx", precision=args.precision, **kw)
         opts = dataclasses.replace(engine.options, size=None)  # the photos as given, already at their size

@@ -102,7 +102,7 @@ class Job:
     preview: str | None = None  # data URL of the latest preview thumbnail
     preview_step: int = 0
     preview_version: int = 0
-    # a video job: {"path": the upload on disk, "temporal": strength, "size": px, "crf": quality}
+    # a video job: {"path": the upload on disk, "temporal": strength, "size": px, "crf": quality, "preset": speed}
     video: dict | None = None
     version: int = 0  # bumped on every change; watchers compare it
     watchers: set = field(default_factory=set)  # (event loop, asyncio.Event) pairs
