@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -31,21 +30,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import PAIRS, pair_key, pair_paths  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.core.image import fit_longest_side, load_image  # noqa: E402
+from impasto.core.image import (  # noqa: E402
+    contact_sheet,
+    fit_longest_side,
+    load_image,
+    pil_to_tensor,
+    tensor_to_pil,
+)
 from impasto.losses import LaplacianLoss  # noqa: E402
 from impasto.metrics import Evaluator  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "eval"
 PAINTINGS = ("starry_night", "the_scream", "wave", "shipwreck", "composition_vii", "udnie")
-
-
-def _pil(image) -> Image.Image:
-    a = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, np.float32)[0]
-    return Image.fromarray((np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8))
-
-
-def _tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
 
 
 def main() -> None:
@@ -67,11 +63,11 @@ def main() -> None:
         "benchmark": [pair_paths(DATA, pair_key(*p)) for p in PAIRS],
     }
 
-    def measure(name: str, setname: str, outs: list[Image.Image], photos: list[Image.Image], paintings) -> None:
+    def measure(name: str, setname: str, outs: list, photos: list, paintings) -> None:
         rows = []
         for out, photo, painting in zip(outs, photos, paintings):
             d = evaluate(out, photo, [painting])
-            lap = 1000 * float(laplacian(_tensor(out), _tensor(photo.resize(out.size, Image.LANCZOS))))
+            lap = 1000 * float(laplacian(pil_to_tensor(out), pil_to_tensor(photo.resize(out.size))))
             rows.append([d["content"], d["style"], d["contrast"], d["saturation"], lap])
         m = np.mean(rows, 0)
         print(
@@ -93,7 +89,7 @@ def main() -> None:
         engine = impasto.load("adain", runtime="onnx", precision=args.precision, **kw)
         opts = dataclasses.replace(engine.options, size=None)  # the photos as given, already at their size
         for setname, (photos, paintings) in inputs.items():
-            outs = [_pil(engine.run(p, [s], opts).image) for p, s in zip(photos, paintings)]
+            outs = [tensor_to_pil(engine.run(p, [s], opts).image) for p, s in zip(photos, paintings)]
             measure(name, setname, outs, photos, paintings)
         columns.append(outs)  # the benchmark pairs' pictures (the last set)
 
@@ -105,16 +101,11 @@ def main() -> None:
     measure("lite", "benchmark", outs, photos, paintings)
     columns.append(outs)
 
-    cell = 384
-    heights = [round(o.size[1] * cell / o.size[0]) for o in columns[0]]
-    sheet = Image.new("RGB", (cell * len(columns), sum(heights)), "white")
-    for j, column in enumerate(columns):
-        y = 0
-        for out, h in zip(column, heights):
-            sheet.paste(out.resize((cell, h), Image.LANCZOS), (j * cell, y))
-            y += h
+    names = [s.partition("=")[0] for s in args.models] + ["lite"]
+    rows = list(zip(*columns))  # one row a pair
+    sheet = contact_sheet([pic for row in rows for pic in row], names * len(rows), columns=len(names), cell=384)
     sheet.save(args.sheet, quality=90)
-    print(f"sheet: {args.sheet} (columns: {', '.join(s.partition('=')[0] for s in args.models)}, lite)")
+    print(f"sheet: {args.sheet} (columns: {', '.join(names)})")
 
 
 if __name__ == "__main__":

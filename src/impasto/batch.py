@@ -224,12 +224,11 @@ def run_batch(
         from .video import check_temporal
 
         check_temporal(temporal)
-    if crf is not None or preset is not None:
-        from .core.video import check_crf, check_preset
+    from .core.video import check_crf, check_preset
 
-        if crf is not None:
-            check_crf(crf)
-        check_preset(preset)
+    if crf is not None:
+        check_crf(crf)
+    check_preset(preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(method=method, ignored=ignored)
     start = time.perf_counter()
