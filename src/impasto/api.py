@@ -31,6 +31,7 @@ METHODS: dict[str, str] = {
 TRAINERS: dict[str, str] = {
     "adain": "impasto.train.adain",
     "fast": "impasto.train.fast",
+    "fast-add": "impasto.train.fast.add",
     "distill": "impasto.train.distill",
 }
 

@@ -42,7 +42,7 @@ def save_model(
     recipe: dict,
     tones: dict[str, Sequence[float]] | None = None,
 ) -> Path:
-    """Write the network in fp16 with its names, recipe and paintings' tones (atomically)."""
+    """Write the network in fp16 with its names, recipe and paintings' tones (those given; atomically)."""
     if len(names) != net.n_styles:
         raise ValueError(f"{len(names)} names for a network of {net.n_styles} styles")
     state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
@@ -56,7 +56,8 @@ def save_model(
         "recipe": json.dumps(recipe, sort_keys=True),
     }
     if tones:
-        meta["tone"] = json.dumps({name: [round(float(v), 5) for v in tones[name]] for name in names})
+        # Paintings whose tone is unknown (added to a file made before impasto recorded tones) are painted as is.
+        meta["tone"] = json.dumps({name: [round(float(v), 5) for v in tones[name]] for name in names if name in tones})
     return save_tensors(state, path, meta)
 
 

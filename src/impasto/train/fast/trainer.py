@@ -45,6 +45,7 @@ RESUME_KEYS = (
     "tune",
 )
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
+PREVIEW_PAINTINGS = 12  # rows of a preview grid at most (a gallery of many paintings shows its first ones)
 DEEP_LAYER = "relu5_1"
 # The stability term's motions (see :func:`sample_motion`): shifts of up to MOTION_SHIFT px (any fraction: the flicker
 # of slowly drifting video is the network's answer to sub-pixel moves), rotations of up to MOTION_ANGLE degrees and
@@ -116,7 +117,10 @@ class FastTrainer(torch.nn.Module):
         paintings: Sequence[torch.Tensor],
         dtype=None,
         style_layers: Sequence[str] = STYLE_LAYERS,
+        rows: Sequence[int] | None = None,
     ) -> None:
+        """`rows`: the network's style input of each painting (default 0, 1, ...): a network extended with new
+        paintings (``impasto train fast-add``) gets only the new ones' Gram matrices."""
         super().__init__()
         self.net, self.dtype = net, dtype
         # The loss may reach past the sliders' layers (relu5_1, --deep-style-weight): such a layer follows the coarse
@@ -133,6 +137,9 @@ class FastTrainer(torch.nn.Module):
                 grams[n].append(gram_matrix(feats[n])[0])
         for i, n in enumerate(self.style_layers):
             self.register_buffer(f"gram{i}", torch.stack(grams[n]))
+        index = torch.zeros(net.n_styles, dtype=torch.long)  # network row -> Gram row (rows without one are not drawn)
+        index[list(range(len(paintings))) if rows is None else list(rows)] = torch.arange(len(paintings))
+        self.register_buffer("gram_index", index)
 
     def loss_module(self, layer_weights: Sequence[float]) -> PerceptualLoss:
         return PerceptualLoss(
@@ -168,7 +175,8 @@ class FastTrainer(torch.nn.Module):
             x = content.contiguous(memory_format=torch.channels_last) if content.device.type == "cpu" else content
             with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 target = self.content_net(x)[CONTENT_LAYER].float()
-            grams = {n: getattr(self, f"gram{i}")[styles] for i, n in enumerate(self.style_layers)}
+            g = self.gram_index[styles]
+            grams = {n: getattr(self, f"gram{i}")[g] for i, n in enumerate(self.style_layers)}
             loss.set_feature_targets(content={CONTENT_LAYER: target}, grams=grams)
         onehot = F.one_hot(styles, self.net.n_styles).float()
         out = self.stylize(content, onehot, layers)
@@ -209,34 +217,45 @@ def painting_tensor(path: str, style_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def preview_grid(model: FastTrainer, contents: torch.Tensor, paintings: Sequence[torch.Tensor]) -> Image.Image:
-    """One row per painting: the painting, then each photo in its style; a last row varies the layer weights of
-    the first painting (fine layers only, recipe, coarse layers only)."""
+def preview_grid(
+    model: FastTrainer, contents: torch.Tensor, paintings: Sequence[torch.Tensor], rows: Sequence[int] | None = None
+) -> Image.Image:
+    """One row per painting (`rows`: their network inputs, default 0, 1, ...): the painting, then each photo in its
+    style; a last row varies the layer weights of the first painting (fine layers only, recipe, coarse layers only)."""
     device = next(model.net.parameters()).device
     n, size = contents.shape[0], contents.shape[-1]
-    rows = []
-    for i, p in enumerate(paintings):
+    index = list(range(len(paintings))) if rows is None else list(rows)
+    lines = []
+    for i, p in zip(index, paintings):
         thumb = F.interpolate(p[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
         style = F.one_hot(torch.full((n,), i), model.net.n_styles).float().to(device)
         out = model.stylize(contents.to(device), style, torch.ones(n, len(STYLE_LAYERS), device=device))
-        rows.append(torch.cat([thumb, *out.clamp(0, 1).cpu()], dim=2))
-    style = F.one_hot(torch.zeros(1, dtype=torch.long), model.net.n_styles).float().to(device)
+        lines.append(torch.cat([thumb, *out.clamp(0, 1).cpu()], dim=2))
+    style = F.one_hot(torch.tensor([index[0]]), model.net.n_styles).float().to(device)
     cells = [contents[0]]
     for lw in ((MAX_LAYER_WEIGHT, MAX_LAYER_WEIGHT, 0, 0), (1, 1, 1, 1), (0, 0, MAX_LAYER_WEIGHT, MAX_LAYER_WEIGHT)):
         layers = torch.tensor([lw], dtype=torch.float32, device=device)
         cells.append(model.stylize(contents[:1].to(device), style, layers)[0].clamp(0, 1).cpu())
     cells += [torch.ones(3, size, size)] * (n + 1 - len(cells))
-    rows.append(torch.cat(cells[: n + 1], dim=2))
-    return tensor_to_pil(torch.cat(rows, dim=1))
+    lines.append(torch.cat(cells[: n + 1], dim=2))
+    return tensor_to_pil(torch.cat(lines, dim=1))
 
 
-class _Task:
+class FastTask:
     """The fast network as a task of the shared loop."""
 
     def __init__(
-        self, cfg: Config, model: FastTrainer, contents: ImageFolder, paintings: list[torch.Tensor], device
+        self,
+        cfg: Config,
+        model: FastTrainer,
+        contents: ImageFolder,
+        paintings: list[torch.Tensor],
+        device,
+        rows: Sequence[int] | None = None,
     ) -> None:
+        """`rows`: each painting's network input (default 0, 1, ...; see :class:`FastTrainer`)."""
         self.cfg, self.model, self.contents, self.paintings, self.device = cfg, model, contents, paintings, device
+        self.rows = list(range(len(paintings))) if rows is None else list(rows)
         self.layer_weights = loss_layer_weights(cfg)
         self._preview = None
 
@@ -247,7 +266,7 @@ class _Task:
         return functools.partial(
             sample_batch,
             self.contents,
-            len(self.paintings),
+            self.model.net.n_styles,
             cfg.size,
             cfg.batch,
             cfg.seed,
@@ -261,7 +280,7 @@ class _Task:
     def tuned(self) -> list[int] | None:
         """The indices of the paintings --tune trains (None: every painting and the whole network)."""
         names = self.cfg.style_names
-        return None if self.cfg.tune is None else [names.index(n) for n in self.cfg.tune]
+        return None if self.cfg.tune is None else [self.rows[names.index(n)] for n in self.cfg.tune]
 
     def parameters(self):
         if self.tuned is None:
@@ -317,9 +336,20 @@ class _Task:
             self._preview = sample_batch(self.contents, 1, size, 3, cfg.seed, 0.0, cfg.image_size, PREVIEW_STEP)[0]
         self.model.eval()
         try:
-            return preview_grid(self.model, self._preview, self.paintings)
+            n = PREVIEW_PAINTINGS
+            return preview_grid(self.model, self._preview, self.paintings[:n], self.rows[:n])
         finally:
             self.model.train()
+
+
+def learn_only_embeddings(net: TransformerNet, rows: Sequence[int]) -> None:
+    """Freeze the whole network but these rows of its embedding: every other painting's look stays exactly as it
+    is (Adam moves nothing whose gradient is always zero)."""
+    for p in net.parameters():
+        p.requires_grad_(p is net.embedding)
+    keep = torch.zeros(net.n_styles, 1, device=net.embedding.device)
+    keep[list(rows)] = 1
+    net.embedding.register_hook(lambda grad: grad * keep)
 
 
 def loss_style_layers(cfg: Config) -> tuple[str, ...]:
@@ -396,15 +426,11 @@ def train(
     model = FastTrainer(net, weights, paintings, dtype, loss_style_layers(cfg)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    task = _Task(cfg, model, contents, paintings, device)
+    task = FastTask(cfg, model, contents, paintings, device)
     if task.tuned is not None:
         if state is None:
             raise ImpastoError("--tune changes paintings of a trained network: give it with --init")
-        for p in net.parameters():
-            p.requires_grad_(p is net.embedding)
-        keep = torch.zeros(len(paintings), 1, device=device)
-        keep[task.tuned] = 1
-        net.embedding.register_hook(lambda grad: grad * keep)
+        learn_only_embeddings(net, task.tuned)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped}
     return result

@@ -1,0 +1,174 @@
+"""Adding paintings to a trained fast network (``impasto train fast-add``) on the shared loop.
+
+The network gets one embedding row per new painting (started at the mean of its paintings' rows), everything else
+frozen (:func:`.trainer.learn_only_embeddings`); the batches draw only the new paintings, with the loss of the
+network's own recipe (:func:`recipe_config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ...core.device import resolve_device, resolve_precision
+from ...core.tone import tone_stats
+from ...core.weights import load_weights
+from ...errors import ImpastoError
+from ...methods.fast import builtin_path, model_tones
+from ...methods.fast.model import FastModel, load_model, save_model
+from ...nets.fast import TransformerNet
+from .. import loop
+from ..data import ImageFolder, report_skipped
+from . import Config as FastConfig
+from .add import Config
+from .trainer import FastTrainer, FastTask, learn_only_embeddings, loss_style_layers, painting_tensor
+
+# Settings a resumed addition must keep (they decide the network and the stream of batches); --style-scale and --lr
+# may change.
+RESUME_KEYS = ("init", "seed", "size", "batch", "max_images")
+# The recipe entries a new painting is learnt with, as the network's own paintings were (files lacking one get the
+# fast trainer's default).
+RECIPE_KEYS = (
+    "content_weight",
+    "style_weight",
+    "style_layer_weights",
+    "deep_style_weight",
+    "tv_weight",
+    "adjustable",
+    "style_size",
+    "weights",
+)
+
+
+def base_path(cfg: Config) -> Path:
+    """The network file added to: --init, else the built-in styles."""
+    return Path(cfg.init) if cfg.init else builtin_path()
+
+
+def recipe_config(cfg: Config, base: FastModel) -> FastConfig:
+    """The fast trainer's settings for learning `cfg`'s paintings on `base`: its shape, scale and loss recipe, the
+    style weight times --style-scale, no stability term (the embedding cannot steady a frozen network), and only the
+    new paintings tuned."""
+    r = base.recipe
+    kept = {k: r[k] for k in RECIPE_KEYS if r.get(k) is not None}
+    inner = FastConfig(
+        style=list(cfg.style),
+        content_dir=cfg.content_dir,
+        output=cfg.output,
+        names=cfg.style_names,
+        width=base.net.width,
+        blocks=base.net.n_blocks,
+        decoder=list(base.net.decoder),
+        size=cfg.size or min(int(r.get("size", 256)), base.image_size),
+        image_size=base.image_size,
+        batch=cfg.batch,
+        steps=cfg.steps,
+        lr=cfg.lr,
+        lr_decay=0.0,
+        seed=cfg.seed,
+        max_images=cfg.max_images,
+        tune=cfg.style_names,
+        checkpoint_every=cfg.checkpoint_every,
+        preview_every=cfg.preview_every,
+        **kept,
+    )
+    inner.style_weight = float(inner.style_weight) * cfg.style_scale
+    inner.stability_weight = 0.0
+    return inner
+
+
+def extended(base: FastModel, n_new: int) -> TransformerNet:
+    """`base`'s network with `n_new` more paintings, their embeddings at the mean of its paintings' (a look between
+    them, from which a new painting's embedding moves least far)."""
+    net = TransformerNet(len(base.names) + n_new, base.net.width, base.net.n_blocks, base.net.decoder)
+    state = base.net.state_dict()
+    emb = state["embedding"]
+    state["embedding"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n_new, -1)])
+    net.load_state_dict(state)
+    return net
+
+
+class _AddTask(FastTask):
+    """The fast network's task, writing the whole gallery (old paintings and new) with the addition recorded."""
+
+    def __init__(
+        self, cfg: Config, inner: FastConfig, base: FastModel, model: FastTrainer, contents, paintings, device
+    ):
+        first = len(base.names)
+        super().__init__(inner, model, contents, paintings, device, rows=range(first, first + len(paintings)))
+        self.add_cfg, self.base = cfg, base
+
+    def save_output(self, step: int) -> None:
+        cfg, base = self.add_cfg, self.base
+        added = {
+            "names": cfg.style_names,
+            "style": [str(p) for p in cfg.style],
+            "init": str(base.path),
+            "steps": step,
+            "style_scale": cfg.style_scale,
+            "style_weight": self.cfg.style_weight,
+            "lr": cfg.lr,
+            "size": self.cfg.size,
+            "batch": cfg.batch,
+            "seed": cfg.seed,
+            "content_dir": str(cfg.content_dir),
+            "max_images": cfg.max_images,
+        }
+        recipe = dict(base.recipe)
+        recipe["added"] = [*base.recipe.get("added", []), added]
+        tones = {n: tuple(v) for n, v in model_tones(base.path).items()}
+        tones.update({n: tone_stats(p.permute(1, 2, 0).numpy()) for n, p in zip(cfg.style_names, self.paintings)})
+        names = [*base.names, *cfg.style_names]
+        save_model(self.model.net, names, cfg.output, base.image_size, recipe, tones)
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Learn the new paintings' embeddings; returns the loop's summary. ``resume`` / ``overwrite`` as for
+    :func:`impasto.train.fast.trainer.train`."""
+    ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
+    path = base_path(cfg)
+    if Path(cfg.output).resolve() == path.resolve():
+        raise ImpastoError(
+            f"-o {cfg.output}: write the gallery to a new file, not over --init (read again on --resume)"
+        )
+    base = load_model(path)
+    clash = [n for n in cfg.style_names if n in base.names]
+    if clash:
+        raise ImpastoError(f"{clash[0]!r} is already a painting of {path}; give the new one another name (--names)")
+    if state is not None:
+        stored = (state.get("config") or {}).get("names") or [Path(str(p)).stem for p in state["config"]["style"]]
+        if list(stored) != cfg.style_names:
+            raise ImpastoError(f"--resume: {ckpt_path} was learning the paintings {', '.join(stored)}")
+    inner = recipe_config(cfg, base)
+    inner.validate()
+    done = loop.already_done(state, cfg)
+    if done is not None:
+        return done
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, device)
+    paintings = [painting_tensor(p, inner.style_size) for p in cfg.style]
+    contents = ImageFolder(cfg.content_dir, inner.image_size, cfg.max_images, "content")
+    report_skipped(contents, cfg.content_dir)
+
+    net = extended(base, len(paintings))
+    first = len(base.names)
+    rows = list(range(first, first + len(paintings)))
+    model = FastTrainer(net, load_weights(inner.weights), paintings, dtype, loss_style_layers(inner), rows).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    learn_only_embeddings(net, rows)
+    task = _AddTask(cfg, inner, base, model, contents, paintings, device)
+    result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
+    result["skipped"] = {"content": contents.skipped}
+    return result
