@@ -23,7 +23,7 @@ from .. import loop
 from ..data import ImageFolder, report_skipped
 from . import Config as FastConfig
 from .add import Config
-from .trainer import FastTrainer, FastTask, learn_only_embeddings, loss_style_layers, painting_tensor
+from .trainer import FastTask, FastTrainer, learn_only_embeddings, loss_style_layers, painting_tensor
 
 # Settings a resumed addition must keep (they decide the network and the stream of batches); --style-scale and --lr
 # may change.
