@@ -71,17 +71,12 @@ class Config(RunSettings):
         """Raise ImpastoError naming the first bad setting."""
         from . import Config as FastConfig
 
-        for name in ("style", "content_dir", "output"):
-            if not getattr(self, name):
-                flag = "-o/--output" if name == "output" else "--" + name.replace("_", "-")
-                raise ImpastoError(f"{flag} is required")
-        # The names' rules are the fast trainer's.
+        # The required flags and the names' rules are the fast trainer's.
         FastConfig(style=self.style, content_dir=self.content_dir, output=self.output, names=self.names).validate()
-        check_settings(self, counts=("batch", "steps", "checkpoint_every"))
-        if not isinstance(self.style_scale, (int, float)) or not math.isfinite(self.style_scale):
-            raise ImpastoError(f"--style-scale must be a finite number > 0, got {self.style_scale}")
-        if self.style_scale <= 0:
-            raise ImpastoError(f"--style-scale must be a finite number > 0, got {self.style_scale}")
+        check_settings(self, counts=("batch", "steps", "checkpoint_every"), numbers=("lr",))
+        scale = self.style_scale
+        if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ImpastoError(f"--style-scale must be a finite number > 0, got {scale}")
         if self.size is not None and (not isinstance(self.size, int) or self.size < 32 or self.size % 4):
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")
 

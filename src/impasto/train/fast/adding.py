@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 
 from ...core.device import resolve_device, resolve_precision
-from ...core.tone import tone_stats
 from ...core.weights import load_weights
 from ...errors import ImpastoError
 from ...methods.fast import builtin_path, model_tones
@@ -23,13 +22,21 @@ from .. import loop
 from ..data import ImageFolder, report_skipped
 from . import Config as FastConfig
 from .add import Config
-from .trainer import FastTask, FastTrainer, learn_only_embeddings, loss_style_layers, painting_tensor
+from .trainer import (
+    FastTask,
+    FastTrainer,
+    learn_only_embeddings,
+    loss_style_layers,
+    painting_tensor,
+    painting_tones,
+)
 
 # Settings a resumed addition must keep (they decide the network and the stream of batches); --style-scale and --lr
 # may change.
 RESUME_KEYS = ("init", "seed", "size", "batch", "max_images")
+PREVIEW_PAINTINGS = 12  # the preview grid shows the first new paintings (a grid of 71 rows helps no one)
 # The recipe entries a new painting is learnt with, as the network's own paintings were (files lacking one get the
-# fast trainer's default).
+# fast trainer's default; the crop size, read apart, 256 or the training scale).
 RECIPE_KEYS = (
     "content_weight",
     "style_weight",
@@ -94,11 +101,20 @@ class _AddTask(FastTask):
     """The fast network's task, writing the whole gallery (old paintings and new) with the addition recorded."""
 
     def __init__(
-        self, cfg: Config, inner: FastConfig, base: FastModel, model: FastTrainer, contents, paintings, device
-    ):
+        self,
+        cfg: Config,
+        inner: FastConfig,
+        base: FastModel,
+        tones: dict[str, tuple[float, float]],
+        model: FastTrainer,
+        contents: ImageFolder,
+        paintings: list[torch.Tensor],
+        device,
+    ) -> None:
         first = len(base.names)
         super().__init__(inner, model, contents, paintings, device, rows=range(first, first + len(paintings)))
-        self.add_cfg, self.base = cfg, base
+        self.add_cfg, self.base, self.base_tones = cfg, base, tones
+        self.preview_limit = PREVIEW_PAINTINGS
 
     def save_output(self, step: int) -> None:
         cfg, base = self.add_cfg, self.base
@@ -118,10 +134,25 @@ class _AddTask(FastTask):
         }
         recipe = dict(base.recipe)
         recipe["added"] = [*base.recipe.get("added", []), added]
-        tones = {n: tuple(v) for n, v in model_tones(base.path).items()}
-        tones.update({n: tone_stats(p.permute(1, 2, 0).numpy()) for n, p in zip(cfg.style_names, self.paintings)})
+        tones = {**self.base_tones, **painting_tones(cfg.style_names, self.paintings)}
         names = [*base.names, *cfg.style_names]
         save_model(self.model.net, names, cfg.output, base.image_size, recipe, tones)
+
+
+def check_base(state: dict, base: FastModel, cfg: Config, where: Path) -> None:
+    """Refuse to resume a checkpoint of other paintings, or one whose network is no longer --init's (the file
+    retrained, or the built-in styles changed with an upgrade): one line, not a shape error from deep in torch."""
+    stored = state.get("config") or {}
+    names = stored.get("names") or [Path(str(p)).stem for p in stored.get("style") or []]
+    if list(names) != cfg.style_names:
+        raise ImpastoError(f"--resume: {where} was learning the paintings {', '.join(names)}")
+    net = state.get("net") or {}
+    old = base.net.state_dict()
+    n = len(base.names)
+    same = set(net) == set(old) and net["embedding"].shape[0] == n + len(names)
+    same = same and all(torch.equal(net[k][:n] if k == "embedding" else net[k], v) for k, v in old.items())
+    if not same:
+        raise ImpastoError(f"--resume: {base.path} is not the network {where} was started from")
 
 
 def train(
@@ -136,18 +167,19 @@ def train(
     :func:`impasto.train.fast.trainer.train`."""
     ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
     path = base_path(cfg)
+    if cfg.init is None and not path.is_file():
+        raise ImpastoError("this installation has no built-in styles to add to: give a fast-network file with --init")
     if Path(cfg.output).resolve() == path.resolve():
-        raise ImpastoError(
-            f"-o {cfg.output}: write the gallery to a new file, not over --init (read again on --resume)"
-        )
+        raise ImpastoError(f"-o {cfg.output}: write to a new file, not over --init (it is read again on --resume)")
     base = load_model(path)
+    tones = model_tones(path)
     clash = [n for n in cfg.style_names if n in base.names]
     if clash:
         raise ImpastoError(f"{clash[0]!r} is already a painting of {path}; give the new one another name (--names)")
+    if cfg.size is not None and cfg.size > base.image_size:
+        raise ImpastoError(f"--size {cfg.size}: at most the network's training scale, {base.image_size}")
     if state is not None:
-        stored = (state.get("config") or {}).get("names") or [Path(str(p)).stem for p in state["config"]["style"]]
-        if list(stored) != cfg.style_names:
-            raise ImpastoError(f"--resume: {ckpt_path} was learning the paintings {', '.join(stored)}")
+        check_base(state, base, cfg, ckpt_path)
     inner = recipe_config(cfg, base)
     inner.validate()
     done = loop.already_done(state, cfg)
@@ -162,13 +194,12 @@ def train(
     report_skipped(contents, cfg.content_dir)
 
     net = extended(base, len(paintings))
-    first = len(base.names)
-    rows = list(range(first, first + len(paintings)))
+    rows = list(range(len(base.names), net.n_styles))
     model = FastTrainer(net, load_weights(inner.weights), paintings, dtype, loss_style_layers(inner), rows).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     learn_only_embeddings(net, rows)
-    task = _AddTask(cfg, inner, base, model, contents, paintings, device)
+    task = _AddTask(cfg, inner, base, tones, model, contents, paintings, device)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped}
     return result

@@ -45,7 +45,6 @@ RESUME_KEYS = (
     "tune",
 )
 PREVIEW_STEP = 10**9 + 2  # the fixed preview crops
-PREVIEW_PAINTINGS = 12  # rows of a preview grid at most (a gallery of many paintings shows its first ones)
 DEEP_LAYER = "relu5_1"
 # The stability term's motions (see :func:`sample_motion`): shifts of up to MOTION_SHIFT px (any fraction: the flicker
 # of slowly drifting video is the network's answer to sub-pixel moves), rotations of up to MOTION_ANGLE degrees and
@@ -216,6 +215,11 @@ def painting_tensor(path: str, style_size: int) -> torch.Tensor:
     return pil_to_tensor(fit_longest_side(load_image(path), style_size))[0]
 
 
+def painting_tones(names: Sequence[str], paintings: Sequence[torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Each painting's tone (:func:`impasto.core.tone.tone_stats`), by name, for the model file's record."""
+    return {n: tone_stats(p.permute(1, 2, 0).numpy()) for n, p in zip(names, paintings)}
+
+
 @torch.no_grad()
 def preview_grid(
     model: FastTrainer, contents: torch.Tensor, paintings: Sequence[torch.Tensor], rows: Sequence[int] | None = None
@@ -257,6 +261,7 @@ class FastTask:
         self.cfg, self.model, self.contents, self.paintings, self.device = cfg, model, contents, paintings, device
         self.rows = list(range(len(paintings))) if rows is None else list(rows)
         self.layer_weights = loss_layer_weights(cfg)
+        self.preview_limit: int | None = None  # rows of the preview grid at most (None: every painting)
         self._preview = None
 
     @property
@@ -326,7 +331,7 @@ class FastTask:
             steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=self.model.style_layers
         )
         recipe["style"] = [str(p) for p in cfg.style]
-        tones = {n: tone_stats(p.permute(1, 2, 0).numpy()) for n, p in zip(cfg.style_names, self.paintings)}
+        tones = painting_tones(cfg.style_names, self.paintings)
         save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe, tones)
 
     def preview(self, step: int) -> Image.Image:
@@ -336,7 +341,7 @@ class FastTask:
             self._preview = sample_batch(self.contents, 1, size, 3, cfg.seed, 0.0, cfg.image_size, PREVIEW_STEP)[0]
         self.model.eval()
         try:
-            n = PREVIEW_PAINTINGS
+            n = self.preview_limit
             return preview_grid(self.model, self._preview, self.paintings[:n], self.rows[:n])
         finally:
             self.model.train()
@@ -347,9 +352,10 @@ def learn_only_embeddings(net: TransformerNet, rows: Sequence[int]) -> None:
     is (Adam moves nothing whose gradient is always zero)."""
     for p in net.parameters():
         p.requires_grad_(p is net.embedding)
-    keep = torch.zeros(net.n_styles, 1, device=net.embedding.device)
-    keep[list(rows)] = 1
-    net.embedding.register_hook(lambda grad: grad * keep)
+    keep = torch.zeros(net.n_styles, 1, dtype=torch.bool, device=net.embedding.device)
+    keep[list(rows)] = True
+    # where, not a product: a NaN in a frozen row's gradient must not reach Adam
+    net.embedding.register_hook(lambda grad: torch.where(keep, grad, torch.zeros_like(grad)))
 
 
 def loss_style_layers(cfg: Config) -> tuple[str, ...]:
