@@ -138,7 +138,7 @@ def main() -> None:
         y = np.concatenate([emb[train], *[np.repeat(emb[i : i + 1], args.crops, 0) for i in train]])
         for lam in args.lambdas:
             predicted[lam][test] = ridge(x, y, x_all[test], lam)
-        mu, sd = x_all[train].mean(0), x_all[train].std(0) + 1e-6
+        sd = x_all[train].std(0) + 1e-6
         d = (((x_all[test, None] - x_all[None, train]) / sd) ** 2).sum(-1)
         nearest[test] = emb[train[d.argmin(1)]]
     mean = np.repeat(emb.mean(0, keepdims=True), n, 0)
