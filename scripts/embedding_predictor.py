@@ -105,8 +105,13 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--crops", type=int, default=8, help="augmented crops of each painting for fitting")
-    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0])
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 1.0, 10.0, 30.0, 100.0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-crops", type=int, default=8, help="photo crops the losses are measured on")
+    ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--cache", type=Path, help="an .npz keeping the paintings' statistics between runs")
+    ap.add_argument("--no-losses", action="store_true", help="stop after the embeddings' errors")
+    ap.add_argument("--save", type=Path, help="an .npz of the names, learnt and out-of-fold predicted embeddings")
     ap.add_argument("--content-dir", type=Path, default=ROOT.parent / "shared" / "data" / "train" / "content")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,13 +121,19 @@ def main() -> None:
     weights = load_weights(None)
     vgg = VGGFeatures(weights, STYLE_LAYERS).eval()
     g = torch.Generator().manual_seed(0)
-    pictures, whole, augmented = [], [], []
-    with torch.no_grad():
-        for _, path in items:
-            p = painting_tensor(str(path), recipe["style_size"])
-            pictures.append(p)
-            whole.append(statistics(vgg, p).numpy())
-            augmented.append(np.stack([statistics(vgg, c).numpy() for c in crops(p, args.crops, g)]))
+    pictures = [painting_tensor(str(path), recipe["style_size"]) for _, path in items]
+    names = [n for n, _ in items]
+    if args.cache and args.cache.is_file() and list(np.load(args.cache)["names"]) == names:
+        cached = np.load(args.cache)
+        whole, augmented = list(cached["whole"]), list(cached["augmented"])
+    else:
+        whole, augmented = [], []
+        with torch.no_grad():
+            for p in pictures:
+                whole.append(statistics(vgg, p).numpy())
+                augmented.append(np.stack([statistics(vgg, c).numpy() for c in crops(p, args.crops, g)]))
+        if args.cache:
+            np.savez(args.cache, names=names, whole=np.stack(whole), augmented=np.stack(augmented))
     emb = model.net.embedding.detach().numpy()
     groups = [artwork(n) for n, _ in items]
     keys = sorted(set(groups))
@@ -150,12 +161,16 @@ def main() -> None:
     err = ((nearest - emb) ** 2).sum(1).mean()
     print(f"  nearest painting: squared error {err:.3f} ({err / spread:.2f} of the spread)")
     best = min(args.lambdas, key=lambda lam: ((predicted[lam] - emb) ** 2).sum())
+    if args.save:
+        np.savez(args.save, names=names, learnt=emb, predicted=predicted[best], nearest=nearest, lam=best)
+    if args.no_losses:
+        return
 
     # Losses of the frozen network with each embedding, on fixed photo crops.
     net = model.net.float()
     trainer = FastTrainer(net, weights, pictures).eval()
     contents = ImageFolder(args.content_dir, model.image_size)
-    batch = sample_batch(contents, 1, 256, 8, 999, 0.0, model.image_size, 0)[0]
+    batch = sample_batch(contents, 1, args.eval_size, args.eval_crops, 999, 0.0, model.image_size, 0)[0]
     layer_w = [0.25] * 4
     variants = {"learnt": emb, f"ridge {best:g}": predicted[best], "nearest": nearest, "mean": mean}
     table = {k: [] for k in variants}

@@ -108,6 +108,18 @@ def test_style_and_layer_inputs_change_the_output_and_styles_blend_linearly_in_t
         assert torch.allclose(s, (sa + sb) / 2, atol=1e-6) and torch.allclose(t, (ta + tb) / 2, atol=1e-6)
 
 
+def test_a_painting_given_as_an_embedding_paints_as_its_row_of_the_table():
+    """embedding_parameters + paint: a painting outside the table (found or predicted apart) as if it were in it."""
+    net = _perturbed_net()
+    x, layers = torch.rand(2, 3, 20, 28), torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 1.0, 3.0]])
+    rows = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    expected = net(x, rows, layers)
+    got = net.paint(x, net.embedding_parameters(net.embedding[[1, 0]], layers))
+    assert got.shape == x.shape and torch.allclose(got, expected, atol=1e-6)
+    other = net.paint(x, net.embedding_parameters(net.embedding[[1, 0]] + 1, layers))
+    assert float((other - expected).abs().mean()) > 1e-3
+
+
 def test_a_fresh_network_is_plain_instance_norm_and_has_no_transposed_convolution():
     net = TransformerNet(3, 4, 1)
     for scale, shift in net.norm_parameters(torch.eye(3)[:1], torch.rand(1, 4)):

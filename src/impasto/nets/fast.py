@@ -115,7 +115,16 @@ class TransformerNet(nn.Module):
         emb = self.embedding[None].expand(b, s, _EMBED)
         lw = layers.float()[:, None, :].expand(b, s, layers.shape[1])
         params = self.cond(torch.cat([emb, lw], dim=2))
-        params = (style[:, :, None] * params).sum(1)
+        return self._split((style[:, :, None] * params).sum(1))
+
+    def embedding_parameters(
+        self, embedding: torch.Tensor, layers: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) per norm, each (B, C), for paintings given as embeddings (B, 32) rather than as rows of
+        the network's table: a painting the network never learnt, whose embedding was found or predicted apart."""
+        return self._split(self.cond(torch.cat([embedding.float(), layers.float()], dim=1)))
+
+    def _split(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out, i = [], 0
         for c in self.norm_channels:
             out.append((1 + params[:, i : i + c], params[:, i + c : i + 2 * c]))
@@ -124,11 +133,15 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
         """Pictures of at least MIN_SIDE px a side (see :func:`pad_to_min_side` for smaller ones)."""
+        return self.paint(x, self.norm_parameters(style, layers))
+
+    def paint(self, x: torch.Tensor, norms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The picture painted with these norm parameters (:meth:`norm_parameters`, :meth:`embedding_parameters`)."""
         h, w = x.shape[-2], x.shape[-1]
         # Reflected up to a multiple of the stride, always (a pad of 0 is a no-op): no branch on the size, so that a
         # traced or exported graph serves every size.
         x = F.pad(x, (0, (STRIDE - w % STRIDE) % STRIDE, 0, (STRIDE - h % STRIDE) % STRIDE), mode="reflect")
-        params = iter(self.norm_parameters(style, layers))
+        params = iter(norms)
         y = (x - 0.5) * 2
         for conv in self.conv_in:
             y = F.relu(self.norm(conv(y), *next(params)))
