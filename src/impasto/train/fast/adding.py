@@ -110,9 +110,9 @@ class _AddTask(FastTask):
         contents: ImageFolder,
         paintings: list[torch.Tensor],
         device,
+        rows: list[int],
     ) -> None:
-        first = len(base.names)
-        super().__init__(inner, model, contents, paintings, device, rows=range(first, first + len(paintings)))
+        super().__init__(inner, model, contents, paintings, device, rows=rows)
         self.add_cfg, self.base, self.base_tones = cfg, base, tones
         self.preview_limit = PREVIEW_PAINTINGS
 
@@ -199,7 +199,7 @@ def train(
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     learn_only_embeddings(net, rows)
-    task = _AddTask(cfg, inner, base, tones, model, contents, paintings, device)
+    task = _AddTask(cfg, inner, base, tones, model, contents, paintings, device, rows)
     result = loop.run(task, cfg, resume=resume, workers=cfg.workers, progress=progress, on_step=on_step, state=state)
     result["skipped"] = {"content": contents.skipped}
     return result
