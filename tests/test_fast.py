@@ -540,6 +540,10 @@ def test_cli_stylize_styles_and_sheet(images, tmp_path, model_file, capsys):
         ]
     )
     assert code == 0 and Image.open(out).size == (48, 32)
+    # --size 0: the photo's own size (the flag is shared with methods where 0 is no size: it once gave 1x1).
+    own = tmp_path / "own.png"
+    assert main(["stylize", str(images["content"]), "-o", str(own), "--method", "fast", "--size", "0", "-q"]) == 0
+    assert Image.open(own).size == Image.open(images["content"]).size
     assert main(["styles", "--model", str(model_file)]) == 0
     assert capsys.readouterr().out.split()[-2:] == ["swirl", "blocks"]
     sheet = tmp_path / "sheet.png"

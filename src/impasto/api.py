@@ -32,6 +32,7 @@ TRAINERS: dict[str, str] = {
     "adain": "impasto.train.adain",
     "fast": "impasto.train.fast",
     "fast-add": "impasto.train.fast.add",
+    "fast-arbitrary": "impasto.train.fast.arbitrary",
     "distill": "impasto.train.distill",
 }
 

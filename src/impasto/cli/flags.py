@@ -138,6 +138,10 @@ def values(args: argparse.Namespace, options: type, load_image=None) -> dict[str
             value = load_image(raw) if load_image else raw
         elif kind == "images":
             value = [load_image(p) for p in raw] if load_image else list(raw)
+        elif d.spec.zero_is_none and raw == 0:
+            # A flag shared by several methods is parsed by one of their declarations: 0 means "none" for those
+            # that say so (--size 0: the photo's own size), whichever method's parser read it.
+            value = None
         else:
             value = raw
         out[d.name] = value

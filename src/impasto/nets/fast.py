@@ -27,6 +27,11 @@ MIN_SIDE = 2 * STRIDE  # reflection padding at the bottleneck needs 2 positions 
 MAX_LAYER_WEIGHT = 3.0  # per-layer weights are trained over [0, MAX_LAYER_WEIGHT]; 1 is the painting's recipe
 _EMBED = 32
 _HIDDEN = 128
+# The statistics a painting's embedding is predicted from (StylePredictor): each style layer's channel means and log
+# spreads in VGG-19, 2 x (64 + 128 + 256 + 512) numbers.
+STATS_CHANNELS = (64, 128, 256, 512)
+STATS_DIM = 2 * sum(STATS_CHANNELS)
+STATS_SIZE = 256  # the longest side a painting is scaled to for its statistics, in training and at run time
 
 
 class ConvLayer(nn.Sequential):
@@ -64,17 +69,49 @@ class CondNorm(nn.Module):
         return torch.addcmul(shift[:, :, None, None] - mean * k, x, k)
 
 
+def painting_statistics(features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, STATS_DIM): the channel means and log spreads of VGG-19 features at STYLE_LAYERS, what a
+    :class:`StylePredictor` reads (the first and second moments AdaIN transfers, in a form a linear map can use)."""
+    out = []
+    for layer in STYLE_LAYERS:
+        f = features[layer].float().flatten(2)
+        out += [f.mean(2), torch.log(f.std(2) + 1e-3)]
+    return torch.cat(out, dim=1)
+
+
+class StylePredictor(nn.Module):
+    """A painting's statistics (:func:`painting_statistics`) -> its embedding, for paintings the network never learnt
+    (Ghiasi et al. 2017, "Exploring the structure of a real-time, arbitrary neural artistic stylization network",
+    with a linear map on VGG statistics in place of their Inception network). The statistics are standardized by the
+    training paintings' means and spreads (buffers) before the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.zeros(STATS_DIM))
+        self.register_buffer("scale", torch.ones(STATS_DIM))
+        self.linear = nn.Linear(STATS_DIM, _EMBED)
+
+    def forward(self, stats: torch.Tensor) -> torch.Tensor:
+        return self.linear((stats.float() - self.center) / self.scale)
+
+
 class TransformerNet(nn.Module):
     """Image -> stylized image, for `n_styles` paintings, with `width` channels in the first layer (Johnson: 32).
 
     ``forward(x, style, layers)``: `x` is (B, 3, H, W) RGB in [0, 1] of any size; `style` (B, n_styles) mixes the
     paintings (a one-hot row is one painting; rows are normalized to sum to 1); `layers` (B, len(STYLE_LAYERS)) are
     the per-layer style weights (1 = the painting's recipe, 0 = that layer's style off). Returns RGB in [0, 1] at the
-    input's size.
+    input's size. With `predictor`, the network also paints paintings it never learnt, from their statistics
+    (:meth:`statistics_parameters`).
     """
 
     def __init__(
-        self, n_styles: int, width: int = 32, n_blocks: int = 5, decoder: tuple[int, int] | None = None
+        self,
+        n_styles: int,
+        width: int = 32,
+        n_blocks: int = 5,
+        decoder: tuple[int, int] | None = None,
+        predictor: bool = False,
     ) -> None:
         super().__init__()
         # `decoder`: the channels of the two upsampling layers (Johnson: 2 x width, width). Narrower ones cost little
@@ -106,6 +143,7 @@ class TransformerNet(nn.Module):
         # Start as plain instance norm (scale 1, shift 0): the conditioning learns departures from it.
         nn.init.zeros_(self.cond[-1].weight)
         nn.init.zeros_(self.cond[-1].bias)
+        self.predictor = StylePredictor() if predictor else None
 
     def norm_parameters(self, style: torch.Tensor, layers: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(scale, shift) per norm, each (B, C): each painting's parameters, mixed by the style weights."""
@@ -123,6 +161,14 @@ class TransformerNet(nn.Module):
         """(scale, shift) per norm, each (B, C), for paintings given as embeddings (B, 32) rather than as rows of
         the network's table: a painting the network never learnt, whose embedding was found or predicted apart."""
         return self._split(self.cond(torch.cat([embedding.float(), layers.float()], dim=1)))
+
+    def statistics_parameters(
+        self, stats: torch.Tensor, layers: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) per norm for paintings given as their statistics (B, STATS_DIM), through the predictor."""
+        if self.predictor is None:
+            raise ValueError("this network has no style predictor: it paints only the paintings it learnt")
+        return self.embedding_parameters(self.predictor(stats), layers)
 
     def _split(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out, i = [], 0

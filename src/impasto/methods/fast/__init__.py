@@ -40,15 +40,20 @@ def builtin_path() -> Path:
     return Path(str(resources.files("impasto") / "models" / BUILTIN_FILE))
 
 
+def _header(path: str | Path) -> dict[str, Any]:
+    """A safetensors file's JSON header: its tensors' names, shapes and offsets, and ``__metadata__``."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > 100_000_000:
+            raise ValueError("header too large")
+        return json.loads(f.read(n))
+
+
 def model_metadata(path: str | Path) -> dict[str, str]:
     """A fast-network file's metadata, read from its header (no torch, no weights)."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100_000_000:
-                raise ValueError("header too large")
-            meta = json.loads(f.read(n))["__metadata__"]
+        meta = _header(p)["__metadata__"]
         json.loads(meta["names"])
         int(meta["image_size"])
         return meta
@@ -56,6 +61,13 @@ def model_metadata(path: str | Path) -> dict[str, str]:
         raise ImpastoError(f"model {p}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         raise ImpastoError(f"model {p}: not an impasto fast-network file") from None
+
+
+def has_predictor(path: str | Path) -> bool:
+    """Whether a fast-network file paints any painting from its picture (a style predictor, ``impasto train
+    fast-arbitrary``), read from its header."""
+    model_metadata(path)  # a one-line error for what is not a model file
+    return any(k.startswith("predictor.") for k in _header(path))
 
 
 def model_names(path: str | Path) -> list[str]:
@@ -250,11 +262,6 @@ class Options:
 
     def validate(self, n_styles: int) -> None:
         """Raise ImpastoError naming the first bad setting."""
-        if n_styles:
-            raise ImpastoError(
-                "the fast method paints with trained styles, not style images: choose one with --model "
-                "(impasto styles lists them; impasto train fast makes new ones)"
-            )
         if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
             raise ImpastoError(f"--size must be a positive number of pixels, got {self.size}")
         if self.size is not None and self.size > self.max_size:
@@ -265,6 +272,16 @@ class Options:
             raise ImpastoError(f"--work-size must be 0 (off) or at least 16 px, got {self.work_size}")
         check_declared(self)
         styles = parse_model(self.model)
+        if n_styles:
+            files = {path for path, _, _ in styles}
+            if len(files) != 1 or not has_predictor(next(iter(files))):
+                raise ImpastoError(
+                    "the fast method paints trained styles, not style images: choose one with --model (impasto "
+                    "styles lists them; impasto train fast makes new ones), or give a model that paints any "
+                    "painting (impasto train fast-arbitrary)"
+                )
+            if self.masks is not None:
+                raise ImpastoError("--mask places the styles of --model; it does not take style images")
         if self.masks is not None and len(self.masks) != len(styles):
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {len(styles)} styles in --model (one each)")
 

@@ -8,9 +8,11 @@ a quarter as large, relative to the picture, as a 512 px one. Pictures larger th
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +25,8 @@ from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
 from . import Options, model_grid_period, painting_tone, parse_model
 from .model import FastModel, load_model
+
+PAINTING_PREFIX = "#painting"  # the names style images get in a model's extended table (no file name has '#')
 
 
 class FastEngine(StreamingEngine):
@@ -37,6 +41,7 @@ class FastEngine(StreamingEngine):
         self.device = resolve_device(options.device)
         self.dtype = resolve_precision(options.precision, self.device)
         self._models: dict[str, FastModel] = {}
+        self._vgg = None  # VGG-19 to relu4_1, for the statistics of style images (models with a predictor)
         parse_model(options.model)  # a bad --model fails at load, not at the first picture
 
     def model(self, path: str) -> FastModel:
@@ -110,11 +115,15 @@ class FastEngine(StreamingEngine):
         progress: bool = False,
     ) -> Iterator[Result]:
         """Many pictures (or a stream of frames) with the same settings; the model is loaded once."""
-        opts = self.resolve(options, len(list(styles)))
+        styles = list(styles)
+        opts = self.resolve(options, len(styles))
         items = parse_model(opts.model)
         files = {path for path, _, _ in items}
         if len(files) > 1 and opts.masks is None:
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
+        painted_from = None
+        if styles:
+            painted_from, items = self.painting_model(next(iter(files)), styles)
         layers = opts.layer_weights
         for index, content in enumerate(contents):
             c = as_pil(content)
@@ -125,12 +134,12 @@ class FastEngine(StreamingEngine):
             photo = pil_to_tensor(c)
             shares = None
             if opts.masks is None:
-                model = self.model(next(iter(files)))
+                model = painted_from or self.model(next(iter(files)))
                 out = self.stylize(photo, model, _mix(model, items), layers, opts.work_size, opts.detail)
             else:
                 out, shares = self._regions(photo, items, opts)
             if opts.tone > 0:
-                target = painting_tone(items, shares)
+                target = painting_tone(items, shares) if painted_from is None else painted_from.recipe["tone"]
                 if target is not None:
                     # The network's result is flatter than its painting (docs/MODELS.md); strength mixes after.
                     toned = match_tone(out[0].permute(1, 2, 0).numpy(), target, opts.tone)
@@ -147,6 +156,40 @@ class FastEngine(StreamingEngine):
             if callback is not None:
                 callback(Progress(step=1, total=1, image=out, index=index))
             yield Result(image=out)
+
+    @torch.no_grad()
+    def painting_model(self, path: str, styles: Sequence[ImageLike]) -> tuple[FastModel, list[tuple[str, str, float]]]:
+        """A model file with a style predictor, its table extended by the paintings `styles` (their embeddings
+        predicted from their VGG-19 statistics), and the ``--model`` items that blend them equally. The extended
+        model's recipe holds the paintings' blended tone under "tone"."""
+        from ...core.tone import blended_stats, tone_stats
+        from ...nets.fast import STYLE_LAYERS, painting_statistics
+
+        base = self.model(path)
+        if base.net.predictor is None:
+            raise ImpastoError(f"model {path} has no style predictor: it paints only its own paintings")
+        if self._vgg is None:
+            from ...core.weights import load_weights
+            from ...nets.vgg import VGGFeatures
+
+            self._vgg = VGGFeatures(load_weights(base.recipe.get("weights")), STYLE_LAYERS).eval().to(self.device)
+        pictures = [as_pil(s).convert("RGB") for s in styles]
+        stats = torch.cat([painting_statistics(self._vgg(self._small(p))) for p in pictures])
+        net = base.net
+        grown = copy.deepcopy(net)  # a few hundred kB: the kept model stays as it is
+        grown.embedding = torch.nn.Parameter(torch.cat([net.embedding, net.predictor(stats)]), requires_grad=False)
+        grown.n_styles = net.n_styles + len(pictures)
+        names = [*base.names, *(f"{PAINTING_PREFIX}{i}" for i in range(len(pictures)))]
+        tones = [tone_stats(np.asarray(p, np.float32) / 255) for p in pictures]
+        recipe = {**base.recipe, "tone": blended_stats(tones)}
+        model = FastModel(grown, names, base.image_size, recipe, base.path)
+        return model, [(path, n, 1.0) for n in names[net.n_styles :]]
+
+    def _small(self, picture) -> torch.Tensor:
+        """A painting at the predictor's scale (longest side STATS_SIZE), (1, 3, h, w) on the device."""
+        from ...nets.fast import STATS_SIZE
+
+        return pil_to_tensor(fit_longest_side(picture, STATS_SIZE)).to(self.device)
 
     def _regions(
         self, photo: torch.Tensor, items: list[tuple[str, str, float]], opts: Options

@@ -73,7 +73,8 @@ def load_model(path: str | os.PathLike) -> FastModel:
         width, blocks, image_size = int(meta["width"]), int(meta["blocks"]), int(meta["image_size"])
         recipe = json.loads(meta.get("recipe", "{}"))
         decoder = json.loads(meta["decoder"]) if "decoder" in meta else None  # files before it: Johnson's shape
-        net = TransformerNet(len(names), width, blocks, tuple(decoder) if decoder else None)
+        predictor = any(k.startswith("predictor.") for k in state)  # an arbitrary-style network (train fast-arbitrary)
+        net = TransformerNet(len(names), width, blocks, tuple(decoder) if decoder else None, predictor)
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ImpastoError(f"{what}: damaged fast-network file ({type(e).__name__})") from None

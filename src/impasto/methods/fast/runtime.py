@@ -137,8 +137,10 @@ class OrtFastEngine(StreamingEngine):
         progress: bool = False,
     ) -> Iterator[Result]:
         """Many pictures (or a stream of frames) with the same settings."""
-        opts = self.resolve(options, len(list(styles)))
-        if opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
+        styles = list(styles)
+        opts = self.resolve(options, len(styles))
+        # Style images (a model with a style predictor) need VGG-19's statistics: the PyTorch engine paints them.
+        if styles or opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
             yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
             return
         items = parse_model(opts.model)

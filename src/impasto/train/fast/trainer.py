@@ -156,6 +156,13 @@ class FastTrainer(torch.nn.Module):
         with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             return self.net(x, style, layers).float()
 
+    def paint(self, x: torch.Tensor, norms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The network's picture with these norm parameters (:meth:`impasto.nets.fast.TransformerNet.paint`)."""
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            return self.net.paint(x, norms).float()
+
     def forward(
         self,
         content: torch.Tensor,
@@ -163,9 +170,12 @@ class FastTrainer(torch.nn.Module):
         layers: torch.Tensor,
         layer_weights: Sequence[float],
         motion: tuple[torch.Tensor, torch.Tensor] | None = None,
+        norms: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Per picture: the content loss (B,), the weighted style loss (B,); and the batch's total variation; with
-        `motion` (:func:`sample_motion`), also the stability term (:meth:`stability`).
+        `motion` (:func:`sample_motion`), also the stability term (:meth:`stability`). `norms`: the pictures' norm
+        parameters when they come from elsewhere than the network's table (a predicted embedding); `styles` still
+        picks each picture's Gram matrices.
 
         `layers` are the pictures' slider values (B, len(STYLE_LAYERS)); `layer_weights` the recipe's weight of each
         of ``self.style_layers``, applied as given."""
@@ -178,7 +188,7 @@ class FastTrainer(torch.nn.Module):
             grams = {n: getattr(self, f"gram{i}")[g] for i, n in enumerate(self.style_layers)}
             loss.set_feature_targets(content={CONTENT_LAYER: target}, grams=grams)
         onehot = F.one_hot(styles, self.net.n_styles).float()
-        out = self.stylize(content, onehot, layers)
+        out = self.stylize(content, onehot, layers) if norms is None else self.paint(content, norms)
         content_loss, style_layers = loss.sample_terms(out)
         w = torch.tensor(list(layer_weights), dtype=torch.float32, device=out.device)
         extra = len(self.style_layers) - layers.shape[1]
@@ -187,6 +197,8 @@ class FastTrainer(torch.nn.Module):
         style_loss = (style_layers * layers * w).sum(1)
         if motion is None:
             return content_loss, style_loss, self.tv(out)
+        if norms is not None:
+            raise ValueError("the stability term repaints from the network's own paintings: no norms given apart")
         return content_loss, style_loss, self.tv(out), self.stability(content, onehot, layers, out, *motion)
 
     def stability(
@@ -301,9 +313,14 @@ class FastTask:
         return self.cfg.lr / (1 + self.cfg.lr_decay * step)
 
     def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg = self.cfg
         c, s, layers, *motion = (t.to(self.device) for t in batch)
-        content_loss, style_loss, tv, *stable = self.model(c, s, layers, self.layer_weights, motion or None)
+        return self.total(layers, *self.model(c, s, layers, self.layer_weights, motion or None))
+
+    def total(
+        self, layers: torch.Tensor, content_loss: torch.Tensor, style_loss: torch.Tensor, tv: torch.Tensor, *stable
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The recipe's weighted sum of :class:`FastTrainer`'s terms, and the terms to log."""
+        cfg = self.cfg
         loss = (cfg.content_weight * content_loss + cfg.style_weight * style_loss).mean() + cfg.tv_weight * tv
         if stable:
             loss = loss + cfg.stability_weight * stable[0]
@@ -324,13 +341,19 @@ class FastTask:
     def load_state_dict(self, state: dict) -> None:
         self.model.net.load_state_dict(state["net"])
 
-    def save_output(self, step: int) -> None:
+    def recipe(self, step: int) -> dict:
+        """The model file's record of how the network was made."""
         cfg = self.cfg
         recipe = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "preview_dir", "device", "threads")}
         recipe.update(
             steps=step, vgg=cfg.weights or "caffe", content_layer=CONTENT_LAYER, style_layers=self.model.style_layers
         )
         recipe["style"] = [str(p) for p in cfg.style]
+        return recipe
+
+    def save_output(self, step: int) -> None:
+        cfg = self.cfg
+        recipe = self.recipe(step)
         tones = painting_tones(cfg.style_names, self.paintings)
         save_model(self.model.net, cfg.style_names, cfg.output, cfg.image_size, recipe, tones)
 

@@ -1,0 +1,214 @@
+"""``impasto train fast-arbitrary``: a fast network and a style predictor trained together, so that paintings it
+never saw paint from their VGG-19 statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from impasto.cli import main
+from impasto.core.weights import load_weights
+from impasto.errors import ImpastoError
+from impasto.methods.fast.model import load_model, save_model
+from impasto.nets.fast import STATS_DIM, STYLE_LAYERS, StylePredictor, TransformerNet, painting_statistics
+from impasto.nets.vgg import VGGFeatures
+from impasto.train.data import ImageFolder
+from impasto.train.fast.arbitrary import Config
+from impasto.train.fast.arbitrary_training import fit_predictor, painting_views, view_statistics
+from impasto.train.fast.arbitrary_training import train as train_arbitrary
+from impasto.train.fast.trainer import FastTrainer, painting_tensor, sample_batch
+
+
+def _picture(path, seed: int, period: int, colour) -> str:
+    rng = np.random.default_rng(seed)
+    a = (rng.random((64, 64, 3)) * 60).astype(np.uint8)
+    a[:, ::period] = colour
+    a[:: period + 1] = tuple(255 - c for c in colour)
+    Image.fromarray(a).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, images) -> dict:
+    """Photos, four paintings to train on and one held out, and a tiny network whose conditioning matters, with
+    learnt embeddings for three of the four paintings (as ``impasto train fast-add`` leaves them)."""
+    root = tmp_path_factory.mktemp("fast_arbitrary")
+    content = root / "content"
+    content.mkdir()
+    for i, name in enumerate(["content", "style"]):
+        Image.open(images[name]).convert("RGB").save(content / f"c{i}.png")
+    colours = [(250, 200, 20), (20, 40, 220), (200, 30, 30), (30, 180, 60), (240, 120, 200)]
+    paintings = [_picture(root / f"p{i}.png", i, 4 + 2 * i, c) for i, c in enumerate(colours)]
+    torch.manual_seed(0)
+    net = TransformerNet(3, 4, 1)
+    with torch.no_grad():
+        net.cond[-1].weight.normal_(0, 1.0)
+        net.cond[-1].bias.normal_(0, 0.3)
+    recipe = {"steps": 2, "size": 32, "style_size": 64, "style_weight": 6.0, "content_weight": 1.0, "tv_weight": 0.0}
+    base = root / "base.safetensors"
+    save_model(net, ["p0", "p1", "p2"], base, image_size=48, recipe=recipe)
+    return {"base": base, "content": content, "style": paintings[:4], "held": paintings[4]}
+
+
+@pytest.fixture(autouse=True)
+def _small_statistics(monkeypatch):
+    """Statistics of 64 px paintings: the test's paintings are that small (run time uses STATS_SIZE)."""
+    monkeypatch.setattr("impasto.train.fast.arbitrary_training.STATS_SIZE", 64)
+    monkeypatch.setattr("impasto.nets.fast.STATS_SIZE", 64)
+
+
+def _cfg(setup, out, steps: int, **kw) -> Config:
+    settings = dict(
+        style=setup["style"],
+        content_dir=str(setup["content"]),
+        output=str(out),
+        init=str(setup["base"]),
+        batch=4,
+        views=3,
+        steps=steps,
+        lr=3e-3,
+        checkpoint_every=1,
+        preview_every=0,
+        device="cpu",
+        precision="fp32",
+        workers=0,
+    )
+    settings.update(kw)
+    return Config(**settings)
+
+
+def test_statistics_are_channel_means_and_log_spreads():
+    feats = {n: torch.rand(2, c, 5, 7) for n, c in zip(STYLE_LAYERS, (64, 128, 256, 512))}
+    stats = painting_statistics(feats)
+    assert stats.shape == (2, STATS_DIM)
+    f = feats["relu2_1"][1].flatten(1)
+    assert torch.allclose(stats[1, 128:256], f.mean(1))
+    assert torch.allclose(stats[1, 256:384], torch.log(f.std(1) + 1e-3))
+
+
+def test_the_predictor_starts_from_a_ridge_fit_of_the_learnt_embeddings():
+    """The fitted map reaches its paintings' embeddings when barely penalized and moves toward them from their
+    mean under the default penalty; without embeddings to fit it predicts the fallback whatever the painting."""
+    g = torch.Generator().manual_seed(0)
+    paintings = torch.randn(6, 1, STATS_DIM, generator=g) * 3 + 5
+    stats = paintings + 0.1 * torch.randn(6, 3, STATS_DIM, generator=g)  # three views each
+    targets = torch.randn(6, 32, generator=g)
+    spread = ((targets - targets.mean(0)) ** 2).sum()
+    p = StylePredictor()
+    errors = []
+    for lam in (1e-4, 10.0):
+        fit_predictor(p, stats, targets, torch.zeros(32), lam=lam)
+        with torch.no_grad():
+            errors.append(float(((p(stats[:, 0]) - targets) ** 2).sum() / spread))
+    assert errors[0] < 0.01 and errors[0] < errors[1] < 1
+    fit_predictor(p, stats, None, torch.full((32,), 0.25))
+    with torch.no_grad():
+        assert torch.allclose(p(torch.randn(4, STATS_DIM)), torch.full((4, 32), 0.25))
+
+
+def test_views_are_the_whole_painting_then_crops():
+    picture = torch.rand(3, 40, 60)
+    views = painting_views(picture, 4, torch.Generator().manual_seed(1))
+    assert len(views) == 4 and views[0] is picture
+    for v in views[1:]:
+        assert 24 <= v.shape[1] <= 40 and 36 <= v.shape[2] <= 60
+
+
+def _loss(net: TransformerNet, setup) -> float:
+    """The recipe's loss of the training paintings, each painted from its predicted embedding, on fixed crops."""
+    weights = load_weights(None)
+    paintings = [painting_tensor(p, 64) for p in setup["style"]]
+    model = FastTrainer(net, weights, paintings)
+    small = [painting_tensor(p, 64) for p in setup["style"]]
+    stats = view_statistics(VGGFeatures(weights, STYLE_LAYERS).eval(), small, 1, 0)[:, 0]
+    crops = sample_batch(ImageFolder(setup["content"], 48), 1, 32, 4, 123, 0.0, 48, 0)[0]
+    layers = torch.ones(4, len(STYLE_LAYERS))
+    total = 0.0
+    for i in range(len(paintings)):
+        with torch.no_grad():
+            norms = net.statistics_parameters(stats[i : i + 1].expand(4, -1), layers)
+            content, style, _ = model(crops, torch.full((4,), i), layers, [0.25] * 4, norms=norms)
+        total += float((content + 6.0 * style).mean())
+    return total / len(paintings)
+
+
+def test_training_lowers_the_predicted_paintings_loss_and_the_file_paints_by_name(setup, tmp_path, images):
+    out = tmp_path / "any.safetensors"
+    summary = train_arbitrary(_cfg(setup, out, 30, lr=1e-3, checkpoint_every=30))
+    assert summary["step"] == 30
+    m = load_model(out)
+    assert m.names == ["p0", "p1", "p2", "p3"] and m.net.predictor is not None
+    assert m.recipe["arbitrary"]["stats_size"] == 64 and m.recipe["steps"] == 30
+    # Step 0's network: --init's, with the predictor fitted to its three learnt embeddings (p3 has none).
+    first = tmp_path / "first.safetensors"
+    train_arbitrary(_cfg(setup, first, 1, lr=1e-12))
+    start = load_model(first)
+    assert torch.allclose(start.net.conv_in[0][1].weight, load_model(setup["base"]).net.conv_in[0][1].weight)
+    before, after = _loss(start.net, setup), _loss(m.net, setup)
+    assert after < 0.9 * before
+    # The table holds each painting's predicted embedding, so FILE#NAME paints as the predictor does.
+    weights = load_weights(None)
+    small = painting_tensor(setup["style"][2], 64)
+    stats = view_statistics(VGGFeatures(weights, STYLE_LAYERS).eval(), [small], 1, 0)[:, 0]
+    with torch.no_grad():
+        assert torch.allclose(m.net.predictor(stats), m.net.embedding[2:3], atol=2e-2)
+    # A painting given as a style image paints as its row does: the same statistics, the same embedding.
+    by_name, by_picture = tmp_path / "p2.png", tmp_path / "p2_picture.png"
+    assert main(["stylize", str(images["content"]), "--method", "fast", "--model", f"{out}#p2", "-o",
+                 str(by_name), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
+    assert main(["stylize", str(images["content"]), setup["style"][2], "--method", "fast", "--model", str(out),
+                 "-o", str(by_picture), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
+    a, b = (np.asarray(Image.open(p), np.float32) for p in (by_name, by_picture))
+    assert np.abs(a - b).max() <= 2
+    # A painting it never saw, as a style image, on both engines (onnxruntime hands it to PyTorch).
+    photo = np.asarray(Image.open(images["content"]), np.float32)
+    for runtime in ("torch", "auto"):
+        held = tmp_path / f"held_{runtime}.png"
+        assert main(["stylize", str(images["content"]), setup["held"], "--method", "fast", "--model", str(out),
+                     "-o", str(held), "--runtime", runtime, "--size", "0"]) == 0  # fmt: skip
+        painted = np.asarray(Image.open(held), np.float32)
+        assert painted.shape == photo.shape and np.abs(painted - photo).mean() > 10
+        assert np.abs(painted - a).mean() > 2  # not p2's look
+
+
+def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    argv = ["stylize", str(images["content"]), str(images["style"]), "--method", "fast", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "impasto train fast-arbitrary" in err[0]
+    assert not out.exists()
+
+
+def test_resume_continues_exactly_and_refuses_other_paintings(setup, tmp_path):
+    straight = tmp_path / "straight.safetensors"
+    train_arbitrary(_cfg(setup, straight, 4))
+    out = tmp_path / "more.safetensors"
+    train_arbitrary(_cfg(setup, out, 2))
+    summary = train_arbitrary(_cfg(setup, out, 4), resume=True)
+    assert (summary["step"], summary["steps_this_run"]) == (4, 2)
+    a, b = load_model(out).net.state_dict(), load_model(straight).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ImpastoError, match="trained on other paintings"):
+        train_arbitrary(_cfg(setup, out, 5, style=setup["style"][:3]), resume=True)
+    with pytest.raises(ImpastoError, match="views"):
+        train_arbitrary(_cfg(setup, out, 5, views=2), resume=True)
+
+
+def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
+    with pytest.raises(ImpastoError, match="at least two paintings"):
+        _cfg(setup, tmp_path / "x.safetensors", 1, style=setup["style"][:1]).validate()
+    with pytest.raises(ImpastoError, match="--views must be a whole number"):
+        _cfg(setup, tmp_path / "x.safetensors", 1, views=0).validate()
+    with pytest.raises(ImpastoError, match="--style-scale must be a finite number > 0"):
+        _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
+    with pytest.raises(ImpastoError, match="at most the network's training scale, 48"):
+        train_arbitrary(_cfg(setup, tmp_path / "x.safetensors", 1, size=64))
+    argv = ["train", "fast-arbitrary", "--style", *setup["style"], "--content-dir", str(setup["content"]), "-o",
+            str(tmp_path / "y.safetensors"), "--init", str(tmp_path / "missing.safetensors")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.safetensors" in err[0]
+    assert not (tmp_path / "y.safetensors").exists()
