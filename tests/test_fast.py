@@ -157,9 +157,9 @@ def test_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_woul
 def test_the_torch_free_declarations_match_the_network():
     assert fast_method.MAX_LAYER_WEIGHT == MAX_LAYER_WEIGHT
     assert len(fast_method.LAYER_OPTIONS) == len(STYLE_LAYERS)
-    from impasto.nets.fast import STRIDE
+    from impasto.nets.fast import STATS_SIZE, STRIDE
 
-    assert fast_method.GRID == STRIDE
+    assert fast_method.GRID == STRIDE and fast_method.STATS_SIZE == STATS_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------

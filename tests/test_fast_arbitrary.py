@@ -3,11 +3,15 @@ never saw paint from their VGG-19 statistics."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import impasto
 from impasto.cli import main
 from impasto.core.weights import load_weights
 from impasto.errors import ImpastoError
@@ -57,6 +61,7 @@ def _small_statistics(monkeypatch):
     """Statistics of 64 px paintings: the test's paintings are that small (run time uses STATS_SIZE)."""
     monkeypatch.setattr("impasto.train.fast.arbitrary_training.STATS_SIZE", 64)
     monkeypatch.setattr("impasto.nets.fast.STATS_SIZE", 64)
+    monkeypatch.setattr("impasto.methods.fast.runtime.STATS_SIZE", 64)
 
 
 def _cfg(setup, out, steps: int, **kw) -> Config:
@@ -162,15 +167,47 @@ def test_training_lowers_the_predicted_paintings_loss_and_the_file_paints_by_nam
                  "-o", str(by_picture), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
     a, b = (np.asarray(Image.open(p), np.float32) for p in (by_name, by_picture))
     assert np.abs(a - b).max() <= 2
-    # A painting it never saw, as a style image, on both engines (onnxruntime hands it to PyTorch).
-    photo = np.asarray(Image.open(images["content"]), np.float32)
-    for runtime in ("torch", "auto"):
-        held = tmp_path / f"held_{runtime}.png"
-        assert main(["stylize", str(images["content"]), setup["held"], "--method", "fast", "--model", str(out),
-                     "-o", str(held), "--runtime", runtime, "--size", "0"]) == 0  # fmt: skip
-        painted = np.asarray(Image.open(held), np.float32)
-        assert painted.shape == photo.shape and np.abs(painted - photo).mean() > 10
-        assert np.abs(painted - a).mean() > 2  # not p2's look
+    # A painting it never saw, as a style image.
+    held = tmp_path / "held.png"
+    assert main(["stylize", str(images["content"]), setup["held"], "--method", "fast", "--model", str(out),
+                 "-o", str(held), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
+    painted = np.asarray(Image.open(held), np.float32)
+    assert painted.shape == a.shape and np.abs(painted - np.asarray(Image.open(images["content"]))).mean() > 10
+    assert np.abs(painted - a).mean() > 2  # not p2's look
+
+
+def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    from impasto.core.cache import graph_path
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "any.safetensors"
+    train_arbitrary(_cfg(setup, out, 2))
+    alone = None
+    for styles in ([setup["held"]], [setup["held"], setup["style"][0]]):  # one painting; two blended equally
+        by = {}
+        for runtime in ("torch", "onnx"):
+            # At the picture's own size: above the working size the engines resize differently (Pillow, torch).
+            kw = dict(size=None, work_size=0, device="cpu", precision="fp32")
+            engine = impasto.load("fast", model=str(out), runtime=runtime, **kw)
+            by[runtime] = np.asarray(engine.run(str(images["content"]), styles).image)
+        assert by["onnx"].shape == by["torch"].shape
+        assert np.abs(by["onnx"] - by["torch"]).max() < 1e-3
+        alone = by["onnx"] if alone is None else alone
+    assert engine._torch_engine is None  # the onnxruntime engine painted them itself
+    assert graph_path("fast-code", out).exists() and graph_path("fast-paint", out).exists()
+    # With the graphs in the cache, a style image through the command line never imports torch.
+    code = (
+        "import sys, os; os.environ['IMPASTO_CACHE'] = sys.argv[1]; from impasto.cli import main; "
+        "import impasto.methods.fast.runtime as r; r.STATS_SIZE = 64; "
+        "rc = main(sys.argv[2:]); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)"
+    )
+    argv = ["stylize", str(images["content"]), setup["held"], "-o", str(tmp_path / "o.png"), "--method", "fast",
+            "--model", str(out), "--size", "0", "--work-size", "0", "-q"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), *argv], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "NO-TORCH", done.stderr
+    saved = np.asarray(Image.open(tmp_path / "o.png"), np.float32) / 255
+    assert np.abs(saved - alone[0].transpose(1, 2, 0)).max() <= 1 / 255 + 1e-6
 
 
 def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):

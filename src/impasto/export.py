@@ -6,6 +6,9 @@ Today: the fast per-style networks (a built-in style's name, ``builtin`` for the
 crops back), ``style`` (1, n_styles) blend weights and ``layers`` (1, 4) per-layer style weights; output
 ``stylized`` (1, 3, H + pad, W + pad), to crop to (H, W).
 
+A fast-network file with a style predictor (``impasto train fast-arbitrary``) also gets, in the cache only, the two
+graphs that paint style images (:func:`cached_arbitrary_graphs`).
+
 The arbitrary-style model (``adain`` or ``adain:FILE``) exports as one graph: inputs ``content`` (1, 3, H, W),
 ``style`` (1, 3, h, w), ``strength`` (1,); output ``stylized`` (1, 3, H, W), before the tone step.
 
@@ -512,3 +515,90 @@ def cached_graph(source: str | os.PathLike) -> Path:
             export(str(source), path, "onnx")
             remove_older_layouts(path)
     return path
+
+
+def cached_arbitrary_graphs(source: str | os.PathLike) -> tuple[Path, Path]:
+    """The two ONNX graphs that paint style images with a fast-network file that has a style predictor, exported into
+    the cache the first time and checked against PyTorch then: ``painting`` (1, 3, h, w) -> ``embedding`` (1, 32), and
+    ``image``, ``embeddings`` (k, 32), ``weights`` (k,), ``layers`` (1, 4) -> ``stylized`` (as the named styles' graph,
+    to crop)."""
+    from .core.cache import graph_path, remove_older_layouts
+
+    code, paint = graph_path("fast-code", source), graph_path("fast-paint", source)
+    with _EXPORTING:
+        if not (code.exists() and paint.exists()):
+            code.parent.mkdir(parents=True, exist_ok=True)
+            _export_arbitrary(source, code, paint)
+            for p in (code, paint):
+                remove_older_layouts(p)
+    return code, paint
+
+
+def _export_arbitrary(source: str | os.PathLike, code_path: Path, paint_path: Path) -> None:
+    import torch
+
+    from .core.weights import load_weights
+    from .methods.fast.model import load_model
+    from .nets.fast import STYLE_LAYERS, EmbeddingPainter, PaintingEmbedding
+    from .nets.vgg import VGGFeatures
+
+    m = load_model(source)
+    if m.net.predictor is None:
+        raise ImpastoError(f"model {source} has no style predictor: it paints only its own paintings")
+    net = m.net.float().eval()
+    features = VGGFeatures(load_weights(m.recipe.get("weights")), STYLE_LAYERS).eval()
+    code, paint = PaintingEmbedding(features, net.predictor).eval(), EmbeddingPainter(net).eval()
+    g = torch.Generator().manual_seed(0)
+    painting = torch.rand(1, 3, 72, 80, generator=g)
+    image = torch.rand(1, 3, 64, 96, generator=g)
+    embeddings, weights, layers = torch.randn(2, 32, generator=g), torch.tensor([1.0, 0.5]), torch.ones(1, 4)
+    tmp_code, tmp_paint = (p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (code_path, paint_path))
+    try:
+        _write_onnx(
+            code,
+            (painting,),
+            tmp_code,
+            input_names=["painting"],
+            output_names=["embedding"],
+            dynamic_axes={"painting": {2: "height", 3: "width"}},
+        )
+        _write_onnx(
+            paint,
+            (image, embeddings, weights, layers),
+            tmp_paint,
+            input_names=["image", "embeddings", "weights", "layers"],
+            output_names=["stylized"],
+            dynamic_axes={
+                "image": {2: "height", 3: "width"},
+                "embeddings": {0: "paintings"},
+                "weights": {0: "paintings"},
+                "stylized": {2: "height", 3: "width"},
+            },
+        )
+        import onnxruntime as ort
+
+        sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (tmp_code, tmp_paint)]
+        worst = 0.0
+        # Another painting size, a single painting: the graphs must not have kept the example's shapes.
+        for p, x, k in ((painting, image, 2), (torch.rand(1, 3, 50, 37, generator=g), image[..., :45, :70], 1)):
+            with torch.no_grad():
+                e = code(p)
+                ref = paint(x, torch.cat([e, embeddings[1:k]]), weights[:k], layers).numpy()
+            e_ort = sessions[0].run(None, {"painting": p.numpy()})[0]
+            feed = {
+                "image": x.numpy(),
+                "embeddings": np.concatenate([e_ort, embeddings[1:k].numpy()]),
+                "weights": weights[:k].numpy(),
+                "layers": layers.numpy(),
+            }
+            got = sessions[1].run(None, feed)[0]
+            if got.shape != ref.shape:
+                raise ImpastoError(f"the exported model gives {got.shape}, PyTorch {ref.shape}")
+            worst = max(worst, float(np.abs(got - ref).max()))
+        if worst > TOLERANCE:
+            raise ImpastoError(f"the exported style-image graphs differ from PyTorch by {worst:.2g}")
+        os.replace(tmp_code, code_path)
+        os.replace(tmp_paint, paint_path)
+    finally:
+        tmp_code.unlink(missing_ok=True)
+        tmp_paint.unlink(missing_ok=True)

@@ -170,6 +170,16 @@ class TransformerNet(nn.Module):
             raise ValueError("this network has no style predictor: it paints only the paintings it learnt")
         return self.embedding_parameters(self.predictor(stats), layers)
 
+    def blended_parameters(
+        self, embeddings: torch.Tensor, weights: torch.Tensor, layers: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) per norm, each (1, C), for a blend of paintings given as embeddings (k, 32) with weights
+        (k,) at the layer weights (1, 4): each painting's parameters mixed, as :meth:`norm_parameters` mixes rows."""
+        k = embeddings.shape[0]
+        params = self.cond(torch.cat([embeddings.float(), layers.float().expand(k, -1)], dim=1))
+        w = weights.float() / weights.float().sum().clamp_min(1e-8)
+        return self._split((w[:, None] * params).sum(0, keepdim=True))
+
     def _split(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out, i = [], 0
         for c in self.norm_channels:
@@ -199,6 +209,32 @@ class TransformerNet(nn.Module):
         # In 2x2 blocks (impasto.nets.blocks): its 3 channels at full size would cost as 16.
         y = torch.sigmoid(conv_in_blocks(y, self.conv_out[1], self.conv_out[0].padding[0]))
         return y[..., :h, :w]
+
+
+class PaintingEmbedding(nn.Module):
+    """A painting (1, 3, h, w) in [0, 1] -> its predicted embedding (1, 32): `features` (VGG-19 to relu4_1, a
+    module returning STYLE_LAYERS by name), the statistics, the predictor. Run once per style image."""
+
+    def __init__(self, features: nn.Module, predictor: StylePredictor) -> None:
+        super().__init__()
+        self.features, self.predictor = features, predictor
+
+    def forward(self, painting: torch.Tensor) -> torch.Tensor:
+        return self.predictor(painting_statistics(self.features(painting)))
+
+
+class EmbeddingPainter(nn.Module):
+    """(image, embeddings (k, 32), weights (k,), layers (1, 4)) -> the image painted in the blend of those
+    paintings: a model's network, for paintings given as embeddings (:class:`PaintingEmbedding`)."""
+
+    def __init__(self, net: TransformerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, image: torch.Tensor, embeddings: torch.Tensor, weights: torch.Tensor, layers: torch.Tensor
+    ) -> torch.Tensor:
+        return self.net.paint(image, self.net.blended_parameters(embeddings, weights, layers))
 
 
 def pad_to_min_side(x: torch.Tensor) -> torch.Tensor:

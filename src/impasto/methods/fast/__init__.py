@@ -290,6 +290,7 @@ class Options:
 # well, and the blend restores the strokes' energy (TemporalBlend), so it takes a strong blend: at 0.7 the real clip's
 # warping error is divided by 2.2 at 360 px at +8 % style distance (2026-12-05; 0.5: by 1.9 at the same cost).
 VIDEO_TEMPORAL = 0.7
+STATS_SIZE = 256  # a style image's longest side for the style predictor (impasto.nets.fast.STATS_SIZE)
 GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays torch-free)
 
 

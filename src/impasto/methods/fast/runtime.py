@@ -20,7 +20,16 @@ from ...core.image import ImageLike, as_pil, fit_longest_side
 from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
-from . import Options, model_grid_period, model_metadata, model_names, painting_tone, parse_model
+from . import (
+    STATS_SIZE,
+    Options,
+    has_predictor,
+    model_grid_period,
+    model_metadata,
+    model_names,
+    painting_tone,
+    parse_model,
+)
 
 MIN_SIDE = 8  # as impasto.nets.fast.MIN_SIDE
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -74,22 +83,46 @@ class OrtFastEngine(StreamingEngine):
             self._sessions[model, threads] = (session, model_names(model), int(meta["image_size"]))
         return self._sessions[model, threads]
 
+    def arbitrary(self, model: str) -> tuple[Any, Any]:
+        """(painting -> embedding, embeddings -> picture) sessions of a model with a style predictor."""
+        from ...core.onnx import cpu_session, thread_budget
+        from ...export import cached_arbitrary_graphs
+
+        threads = thread_budget(self.threads)
+        key = (f"{model}#arbitrary", threads)
+        if key not in self._sessions:
+            code, paint = cached_arbitrary_graphs(model)
+            self._sessions[key] = (cpu_session(code, threads), cpu_session(paint, threads), 0)
+        return self._sessions[key][:2]
+
+    def embeddings(self, model: str, styles: Sequence[ImageLike]) -> np.ndarray:
+        """(k, 32): each style image's predicted embedding."""
+        code = self.arbitrary(model)[0]
+        out = []
+        for s in styles:
+            small = fit_longest_side(as_pil(s).convert("RGB"), STATS_SIZE)
+            x = np.ascontiguousarray(np.asarray(small, np.float32).transpose(2, 0, 1)[None] / 255)
+            out.append(code.run(None, {"painting": x})[0])
+        return np.concatenate(out).astype(np.float32)
+
     def grid_period(self, opts: Options, width: int, height: int) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
         return model_grid_period(opts, width, height)
 
-    def paint(self, picture: np.ndarray, model: str, style: np.ndarray, layers: Sequence[float]) -> np.ndarray:
-        """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape."""
-        session = self.session(model)[0]
+    def paint(self, picture: np.ndarray, model: str, style: Any, layers: Sequence[float]) -> np.ndarray:
+        """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape. `style`: the
+        model's paintings' blend weights (n_styles,), or (embeddings (k, 32), weights (k,)) of style images."""
         h, w = picture.shape[:2]
         x = picture.transpose(2, 0, 1)[None]
         if h < MIN_SIDE or w < MIN_SIDE:
             x = np.pad(x, ((0, 0), (0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w))), mode="edge")
-        feed = {
-            "image": np.ascontiguousarray(x, dtype=np.float32),
-            "style": style[None].astype(np.float32),
-            "layers": np.asarray([layers], np.float32),
-        }
+        feed = {"image": np.ascontiguousarray(x, dtype=np.float32), "layers": np.asarray([layers], np.float32)}
+        if isinstance(style, tuple):
+            session = self.arbitrary(model)[1]
+            feed["embeddings"], feed["weights"] = style
+        else:
+            session = self.session(model)[0]
+            feed["style"] = style[None].astype(np.float32)
         out = session.run(None, feed)[0][0, :, :h, :w]
         return np.clip(out.transpose(1, 2, 0), 0, 1)
 
@@ -97,7 +130,7 @@ class OrtFastEngine(StreamingEngine):
         self,
         photo: Image.Image,
         model: str,
-        style: np.ndarray,
+        style: Any,
         layers: Sequence[float],
         work: int | None,
         detail: float,
@@ -139,8 +172,7 @@ class OrtFastEngine(StreamingEngine):
         """Many pictures (or a stream of frames) with the same settings."""
         styles = list(styles)
         opts = self.resolve(options, len(styles))
-        # Style images (a model with a style predictor) need VGG-19's statistics: the PyTorch engine paints them.
-        if styles or opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
+        if opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
             yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
             return
         items = parse_model(opts.model)
@@ -148,12 +180,20 @@ class OrtFastEngine(StreamingEngine):
         if len(files) > 1:
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
         model = next(iter(files))
-        names = self.session(model)[1]
-        style = np.zeros(len(names), np.float32)
-        for _, name, weight in items:
-            style[names.index(name)] += weight
-        style /= style.sum()
-        tone = painting_tone(items) if opts.tone > 0 else None
+        if styles:
+            if not _can_export_arbitrary(model):
+                yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
+                return
+            # Style images blend equally (a model with a style predictor: validated by resolve()).
+            style: Any = (self.embeddings(model, styles), np.ones(len(styles), np.float32))
+            tone = _style_images_tone(styles) if opts.tone > 0 else None
+        else:
+            names = self.session(model)[1]
+            style = np.zeros(len(names), np.float32)
+            for _, name, weight in items:
+                style[names.index(name)] += weight
+            style /= style.sum()
+            tone = painting_tone(items) if opts.tone > 0 else None
         for index, content in enumerate(contents):
             photo = as_pil(content)
             if opts.size is not None:
@@ -171,6 +211,25 @@ class OrtFastEngine(StreamingEngine):
             if callback is not None:
                 callback(Progress(step=1, total=1, image=image, index=index))
             yield Result(image=image)
+
+
+def _can_export_arbitrary(model: str) -> bool:
+    """Whether the style-image graphs of a model are cached or can be exported (the `onnx` package)."""
+    import importlib.util
+
+    from ...core.cache import graph_path
+
+    if not has_predictor(model):
+        return False
+    cached = all(graph_path(kind, model).exists() for kind in ("fast-code", "fast-paint"))
+    return cached or importlib.util.find_spec("onnx") is not None
+
+
+def _style_images_tone(styles: Sequence[ImageLike]) -> np.ndarray:
+    """The tone (:func:`impasto.core.tone.tone_stats`) style images blended equally should have."""
+    from ...core.tone import blended_stats, tone_stats
+
+    return blended_stats([tone_stats(np.asarray(as_pil(s).convert("RGB"), np.float32) / 255) for s in styles])
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
