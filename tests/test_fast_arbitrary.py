@@ -243,6 +243,8 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
         _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
     with pytest.raises(ImpastoError, match="at most the network's training scale, 48"):
         train_arbitrary(_cfg(setup, tmp_path / "x.safetensors", 1, size=64))
+    with pytest.raises(ImpastoError, match="not over --init"):
+        train_arbitrary(_cfg(setup, setup["base"], 1), overwrite=True)
     argv = ["train", "fast-arbitrary", "--style", *setup["style"], "--content-dir", str(setup["content"]), "-o",
             str(tmp_path / "y.safetensors"), "--init", str(tmp_path / "missing.safetensors")]  # fmt: skip
     assert main(argv) == 2

@@ -54,6 +54,20 @@ def base_path(cfg: Config) -> Path:
     return Path(cfg.init) if cfg.init else builtin_path()
 
 
+def load_base(cfg, verb: str) -> FastModel:
+    """The network a run starts from (--init, else the built-in styles), after the checks every such trainer makes:
+    it exists, the output does not overwrite it, --size is within its training scale."""
+    path = base_path(cfg)
+    if cfg.init is None and not path.is_file():
+        raise ImpastoError(f"this installation has no built-in styles to {verb}: give a fast-network file with --init")
+    if Path(cfg.output).resolve() == path.resolve():
+        raise ImpastoError(f"-o {cfg.output}: write to a new file, not over --init (it is read again on --resume)")
+    base = load_model(path)
+    if cfg.size is not None and cfg.size > base.image_size:
+        raise ImpastoError(f"--size {cfg.size}: at most the network's training scale, {base.image_size}")
+    return base
+
+
 def recipe_config(cfg: Config, base: FastModel) -> FastConfig:
     """The fast trainer's settings for learning `cfg`'s paintings on `base`: its shape, scale and loss recipe, the
     style weight times --style-scale, no stability term (the embedding cannot steady a frozen network), and only the
@@ -166,18 +180,12 @@ def train(
     """Learn the new paintings' embeddings; returns the loop's summary. ``resume`` / ``overwrite`` as for
     :func:`impasto.train.fast.trainer.train`."""
     ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
+    base = load_base(cfg, "add to")
     path = base_path(cfg)
-    if cfg.init is None and not path.is_file():
-        raise ImpastoError("this installation has no built-in styles to add to: give a fast-network file with --init")
-    if Path(cfg.output).resolve() == path.resolve():
-        raise ImpastoError(f"-o {cfg.output}: write to a new file, not over --init (it is read again on --resume)")
-    base = load_model(path)
     tones = model_tones(path)
     clash = [n for n in cfg.style_names if n in base.names]
     if clash:
         raise ImpastoError(f"{clash[0]!r} is already a painting of {path}; give the new one another name (--names)")
-    if cfg.size is not None and cfg.size > base.image_size:
-        raise ImpastoError(f"--size {cfg.size}: at most the network's training scale, {base.image_size}")
     if state is not None:
         check_base(state, base, cfg, ckpt_path)
     inner = recipe_config(cfg, base)

@@ -20,13 +20,13 @@ from ...core.device import resolve_device, resolve_precision
 from ...core.image import tensor_to_pil
 from ...core.weights import load_weights
 from ...errors import ImpastoError
-from ...methods.fast.model import FastModel, load_model
+from ...methods.fast.model import FastModel
 from ...nets.fast import STATS_DIM, STATS_SIZE, STYLE_LAYERS, StylePredictor, TransformerNet, painting_statistics
 from ...nets.vgg import VGGFeatures
 from .. import loop
 from ..data import ImageFolder, report_skipped, step_generator
 from . import Config as FastConfig
-from .adding import base_path, recipe_config
+from .adding import base_path, load_base, recipe_config
 from .arbitrary import Config
 from .trainer import PREVIEW_STEP, FastTask, FastTrainer, loss_style_layers, painting_tensor, sample_batch
 
@@ -231,12 +231,7 @@ def train(
     """Train the network and its predictor; returns the loop's summary. ``resume`` / ``overwrite`` as for
     :func:`impasto.train.fast.trainer.train`."""
     ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
-    path = base_path(cfg)
-    if cfg.init is None and not path.is_file():
-        raise ImpastoError("this installation has no built-in styles to start from: give a fast network with --init")
-    base = load_model(path)
-    if cfg.size is not None and cfg.size > base.image_size:
-        raise ImpastoError(f"--size {cfg.size}: at most the network's training scale, {base.image_size}")
+    base = load_base(cfg, "start from")
     if state is not None:
         stored = state.get("config") or {}
         names = stored.get("names") or [Path(str(p)).stem for p in stored.get("style") or []]
