@@ -544,6 +544,8 @@ def test_cli_stylize_styles_and_sheet(images, tmp_path, model_file, capsys):
     own = tmp_path / "own.png"
     assert main(["stylize", str(images["content"]), "-o", str(own), "--method", "fast", "--size", "0", "-q"]) == 0
     assert Image.open(own).size == Image.open(images["content"]).size
+    h, w = impasto.load("fast", size=0).run(images["content"]).image.shape[-2:]  # the Python API likewise
+    assert (w, h) == Image.open(images["content"]).size
     assert main(["styles", "--model", str(model_file)]) == 0
     assert capsys.readouterr().out.split()[-2:] == ["swirl", "blocks"]
     sheet = tmp_path / "sheet.png"

@@ -58,10 +58,9 @@ def setup(tmp_path_factory, images) -> dict:
 
 @pytest.fixture(autouse=True)
 def _small_statistics(monkeypatch):
-    """Statistics of 64 px paintings: the test's paintings are that small (run time uses STATS_SIZE)."""
+    """Statistics of 64 px paintings: the test's paintings are that small (the file records the size, and the engines
+    read it from there)."""
     monkeypatch.setattr("impasto.train.fast.arbitrary_training.STATS_SIZE", 64)
-    monkeypatch.setattr("impasto.nets.fast.STATS_SIZE", 64)
-    monkeypatch.setattr("impasto.methods.fast.runtime.STATS_SIZE", 64)
 
 
 def _cfg(setup, out, steps: int, **kw) -> Config:
@@ -182,7 +181,8 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
 
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "any.safetensors"
-    train_arbitrary(_cfg(setup, out, 2))
+    train_arbitrary(_cfg(setup, out, 2, preview_every=2))  # the preview grid paints held-out paintings too
+    assert (tmp_path / "any_previews" / "step000002.jpg").exists()
     alone = None
     for styles in ([setup["held"]], [setup["held"], setup["style"][0]]):  # one painting; two blended equally
         by = {}
@@ -199,15 +199,35 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
     # With the graphs in the cache, a style image through the command line never imports torch.
     code = (
         "import sys, os; os.environ['IMPASTO_CACHE'] = sys.argv[1]; from impasto.cli import main; "
-        "import impasto.methods.fast.runtime as r; r.STATS_SIZE = 64; "
         "rc = main(sys.argv[2:]); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)"
     )
     argv = ["stylize", str(images["content"]), setup["held"], "-o", str(tmp_path / "o.png"), "--method", "fast",
-            "--model", str(out), "--size", "0", "--work-size", "0", "-q"]  # fmt: skip
+            "--model", str(out), "--size", "0", "-q"]  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), *argv], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split()[-1] == "NO-TORCH", done.stderr
     saved = np.asarray(Image.open(tmp_path / "o.png"), np.float32) / 255
-    assert np.abs(saved - alone[0].transpose(1, 2, 0)).max() <= 1 / 255 + 1e-6
+    engine = impasto.load("fast", model=str(out), runtime="onnx", size=None)
+    again = engine.run(str(images["content"]), [setup["held"]]).image[0].transpose(1, 2, 0)
+    assert np.abs(saved - again).max() <= 1 / 255 + 1e-6
+    # Frames and batches: the style image's embedding is predicted once for the engine's calls.
+    kept = engine._painted[1]
+    engine.run(str(images["style"]), [setup["held"]])
+    assert engine._painted[1] is kept
+
+
+def test_a_network_with_a_predictor_takes_added_paintings_and_keeps_its_predictor(setup, tmp_path, images):
+    from impasto.train.fast.add import Config as AddConfig
+    from impasto.train.fast.adding import train as add
+
+    out = tmp_path / "any.safetensors"
+    train_arbitrary(_cfg(setup, out, 1))
+    more = tmp_path / "more.safetensors"
+    add(AddConfig(style=[setup["held"]], names=["held"], content_dir=str(setup["content"]), output=str(more),
+                  init=str(out), batch=2, steps=1, checkpoint_every=1, preview_every=0, device="cpu",
+                  precision="fp32", workers=0))  # fmt: skip
+    grown = load_model(more)
+    assert grown.names[-1] == "held" and grown.net.predictor is not None
+    assert torch.equal(grown.net.predictor.linear.weight, load_model(out).net.predictor.linear.weight)
 
 
 def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):
@@ -217,6 +237,15 @@ def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "impasto train fast-arbitrary" in err[0]
     assert not out.exists()
+
+
+def test_named_paintings_do_not_mix_with_style_images(setup, tmp_path, images, capsys):
+    model = tmp_path / "any.safetensors"
+    train_arbitrary(_cfg(setup, model, 1))
+    argv = ["stylize", str(images["content"]), setup["held"], "--method", "fast", "--model", f"{model}#p1", "-o",
+            str(tmp_path / "x.png")]  # fmt: skip
+    assert main(argv) == 2
+    assert "give the model file alone" in capsys.readouterr().err
 
 
 def test_resume_continues_exactly_and_refuses_other_paintings(setup, tmp_path):

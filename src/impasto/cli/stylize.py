@@ -79,7 +79,10 @@ def add_parser(sub) -> None:
     )
     st.add_argument("content", metavar="CONTENT", help="the photo to repaint")
     st.add_argument(
-        "styles", metavar="STYLE", nargs="*", help="one or more style images (none for --method fast: see --model)"
+        "styles",
+        metavar="STYLE",
+        nargs="*",
+        help="one or more style images (for --method fast only with a model that paints any painting: see --model)",
     )
     st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
     add_method_options(st, methods)

@@ -26,7 +26,12 @@ def add_parser(sub) -> None:
         "reliable, so strokes follow the motion instead of flickering. The output appears only when complete.",
     )
     v.add_argument("input", metavar="INPUT", help="the video to stylize")
-    v.add_argument("styles", metavar="STYLE", nargs="*", help="style images (none for --method fast: see --model)")
+    v.add_argument(
+        "styles",
+        metavar="STYLE",
+        nargs="*",
+        help="style images (for --method fast only with a model that paints any painting: see --model)",
+    )
     v.add_argument("-o", "--output", required=True, help="output video (.mp4, .m4v, .mov or .webm)")
     add_video_arguments(v)
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from ...engine import Engine
 
 DEFAULT_MAX_SIZE = 8192
-STYLE_IMAGES = False  # paints trained styles: no style images (see impasto.api.takes_style_images)
+# Paints trained styles: no style images needed (see impasto.api.takes_style_images); a model file with a style
+# predictor (impasto train fast-arbitrary) also takes them.
+STYLE_IMAGES = False
 BUILTIN_FILE = "fast_styles.safetensors"
 MAX_LAYER_WEIGHT = 3.0  # as trained (impasto.nets.fast.MAX_LAYER_WEIGHT; this module stays torch-free)
 LAYER_OPTIONS = ("fine", "small", "medium", "coarse")  # relu1_1 .. relu4_1
@@ -68,6 +70,27 @@ def has_predictor(path: str | Path) -> bool:
     fast-arbitrary``), read from its header."""
     model_metadata(path)  # a one-line error for what is not a model file
     return any(k.startswith("predictor.") for k in _header(path))
+
+
+def stats_size(path: str | Path) -> int:
+    """The longest side a model with a style predictor reads style images at, as its file records it."""
+    recipe = json.loads(model_metadata(path).get("recipe") or "{}")
+    return int((recipe.get("arbitrary") or {}).get("stats_size", STATS_SIZE))
+
+
+def style_images_key(styles: Sequence[Any]) -> tuple:
+    """What identifies a run's style images, for engines that keep their statistics between calls (video frames,
+    batches): files by path and modification time, pictures by identity (the caller keeps them alive)."""
+    key = []
+    for s in styles:
+        if isinstance(s, (str, os.PathLike)):
+            try:
+                key.append(("file", str(s), os.stat(s).st_mtime_ns))
+            except OSError:
+                key.append(("file", str(s), None))
+        else:
+            key.append(("object", id(s)))
+    return tuple(key)
 
 
 def model_names(path: str | Path) -> list[str]:
@@ -262,6 +285,8 @@ class Options:
 
     def validate(self, n_styles: int) -> None:
         """Raise ImpastoError naming the first bad setting."""
+        if self.size == 0:
+            self.size = None  # 0 = the photo's own size, as on the command line
         if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
             raise ImpastoError(f"--size must be a positive number of pixels, got {self.size}")
         if self.size is not None and self.size > self.max_size:
@@ -282,6 +307,11 @@ class Options:
                 )
             if self.masks is not None:
                 raise ImpastoError("--mask places the styles of --model; it does not take style images")
+            if len(styles) > 1 or "#" in str(self.model):
+                raise ImpastoError(
+                    f"--model {self.model}: with style images give the model file alone (its own paintings do not "
+                    "blend with them)"
+                )
         if self.masks is not None and len(self.masks) != len(styles):
             raise ImpastoError(f"--mask: got {len(self.masks)} masks for {len(styles)} styles in --model (one each)")
 

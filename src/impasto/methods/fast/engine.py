@@ -23,7 +23,7 @@ from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
-from . import Options, model_grid_period, painting_tone, parse_model
+from . import Options, model_grid_period, painting_tone, parse_model, stats_size, style_images_key
 from .model import FastModel, load_model
 
 PAINTING_PREFIX = "#painting"  # the names style images get in a model's extended table (no file name has '#')
@@ -41,7 +41,8 @@ class FastEngine(StreamingEngine):
         self.device = resolve_device(options.device)
         self.dtype = resolve_precision(options.precision, self.device)
         self._models: dict[str, FastModel] = {}
-        self._vgg = None  # VGG-19 to relu4_1, for the statistics of style images (models with a predictor)
+        self._vgg: dict = {}  # VGG-19 to relu4_1 by weights, for the statistics of style images
+        self._painted: tuple = ((), None, [])  # (key, painting_model's answer, the style images) of the last run
         parse_model(options.model)  # a bad --model fails at load, not at the first picture
 
     def model(self, path: str) -> FastModel:
@@ -123,7 +124,11 @@ class FastEngine(StreamingEngine):
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
         painted_from = None
         if styles:
-            painted_from, items = self.painting_model(next(iter(files)), styles)
+            # Video frames and batches call once a picture with the same style images: predicted once.
+            key = (next(iter(files)), style_images_key(styles))
+            if self._painted[0] != key:
+                self._painted = (key, self.painting_model(next(iter(files)), styles), styles)
+            painted_from, items = self._painted[1]
         layers = opts.layer_weights
         for index, content in enumerate(contents):
             c = as_pil(content)
@@ -168,13 +173,16 @@ class FastEngine(StreamingEngine):
         base = self.model(path)
         if base.net.predictor is None:
             raise ImpastoError(f"model {path} has no style predictor: it paints only its own paintings")
-        if self._vgg is None:
+        spec = base.recipe.get("weights")
+        if spec not in self._vgg:
             from ...core.weights import load_weights
             from ...nets.vgg import VGGFeatures
 
-            self._vgg = VGGFeatures(load_weights(base.recipe.get("weights")), STYLE_LAYERS).eval().to(self.device)
+            self._vgg[spec] = VGGFeatures(load_weights(spec), STYLE_LAYERS).eval().to(self.device)
         pictures = [as_pil(s).convert("RGB") for s in styles]
-        stats = torch.cat([painting_statistics(self._vgg(self._small(p))) for p in pictures])
+        side = stats_size(path)
+        small = [pil_to_tensor(fit_longest_side(p, side)).to(self.device) for p in pictures]
+        stats = torch.cat([painting_statistics(self._vgg[spec](s)) for s in small])
         net = base.net
         grown = copy.deepcopy(net)  # a few hundred kB: the kept model stays as it is
         grown.embedding = torch.nn.Parameter(torch.cat([net.embedding, net.predictor(stats)]), requires_grad=False)
@@ -184,12 +192,6 @@ class FastEngine(StreamingEngine):
         recipe = {**base.recipe, "tone": blended_stats(tones)}
         model = FastModel(grown, names, base.image_size, recipe, base.path)
         return model, [(path, n, 1.0) for n in names[net.n_styles :]]
-
-    def _small(self, picture) -> torch.Tensor:
-        """A painting at the predictor's scale (longest side STATS_SIZE), (1, 3, h, w) on the device."""
-        from ...nets.fast import STATS_SIZE
-
-        return pil_to_tensor(fit_longest_side(picture, STATS_SIZE)).to(self.device)
 
     def _regions(
         self, photo: torch.Tensor, items: list[tuple[str, str, float]], opts: Options

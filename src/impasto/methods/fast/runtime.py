@@ -21,7 +21,6 @@ from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from . import (
-    STATS_SIZE,
     Options,
     has_predictor,
     model_grid_period,
@@ -29,6 +28,8 @@ from . import (
     model_names,
     painting_tone,
     parse_model,
+    stats_size,
+    style_images_key,
 )
 
 MIN_SIDE = 8  # as impasto.nets.fast.MIN_SIDE
@@ -70,6 +71,8 @@ class OrtFastEngine(StreamingEngine):
         self.threads = threads
         self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
         self._torch_engine = None
+        self._painted: tuple = ((), None, [])  # (key, (embeddings, tone), the style images) of the last run
+        self._scales: dict[str, int] = {}
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
         """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
@@ -98,9 +101,10 @@ class OrtFastEngine(StreamingEngine):
     def embeddings(self, model: str, styles: Sequence[ImageLike]) -> np.ndarray:
         """(k, 32): each style image's predicted embedding."""
         code = self.arbitrary(model)[0]
+        side = stats_size(model)
         out = []
         for s in styles:
-            small = fit_longest_side(as_pil(s).convert("RGB"), STATS_SIZE)
+            small = fit_longest_side(as_pil(s).convert("RGB"), side)
             x = np.ascontiguousarray(np.asarray(small, np.float32).transpose(2, 0, 1)[None] / 255)
             out.append(code.run(None, {"painting": x})[0])
         return np.concatenate(out).astype(np.float32)
@@ -138,7 +142,10 @@ class OrtFastEngine(StreamingEngine):
         """As :meth:`impasto.methods.fast.engine.FastEngine.stylize`: large pictures painted at the working scale,
         enlarged, with the photo's fine luminance detail put back."""
         rgb = np.asarray(photo, np.float32) / 255
-        work = self.session(model)[2] if work is None else work
+        if work is None:
+            if model not in self._scales:  # from the header: style images need no named-style graph
+                self._scales[model] = int(model_metadata(model)["image_size"])
+            work = self._scales[model]
         w, h = photo.size
         if not work or min(h, w) <= work:
             return self.paint(rgb, model, style, layers)
@@ -181,12 +188,18 @@ class OrtFastEngine(StreamingEngine):
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
         model = next(iter(files))
         if styles:
-            if not _can_export_arbitrary(model):
-                yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
-                return
-            # Style images blend equally (a model with a style predictor: validated by resolve()).
-            style: Any = (self.embeddings(model, styles), np.ones(len(styles), np.float32))
-            tone = _style_images_tone(styles) if opts.tone > 0 else None
+            # Video frames and batches call once a picture with the same style images: predicted once.
+            key = (model, style_images_key(styles))
+            if self._painted[0] != key:
+                if not _can_export_arbitrary(model):
+                    yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
+                    return
+                # Style images blend equally (a model with a style predictor: validated by resolve()).
+                code = (self.embeddings(model, styles), np.ones(len(styles), np.float32))
+                found = (code, _style_images_tone(styles))
+                self._painted = (key, found, styles)
+            style: Any = self._painted[1][0]
+            tone = self._painted[1][1] if opts.tone > 0 else None
         else:
             names = self.session(model)[1]
             style = np.zeros(len(names), np.float32)

@@ -103,7 +103,9 @@ def recipe_config(cfg: Config, base: FastModel) -> FastConfig:
 def extended(base: FastModel, n_new: int) -> TransformerNet:
     """`base`'s network with `n_new` more paintings, their embeddings at the mean of its paintings' (a look between
     them, from which a new painting's embedding moves least far)."""
-    net = TransformerNet(len(base.names) + n_new, base.net.width, base.net.n_blocks, base.net.decoder)
+    # A network with a style predictor keeps it: the network is untouched, so it still paints any painting.
+    predictor = base.net.predictor is not None
+    net = TransformerNet(len(base.names) + n_new, base.net.width, base.net.n_blocks, base.net.decoder, predictor)
     state = base.net.state_dict()
     emb = state["embedding"]
     state["embedding"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n_new, -1)])

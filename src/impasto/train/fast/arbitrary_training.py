@@ -121,7 +121,8 @@ def predicted_grid(
     lines = []
     for p, st in zip(paintings, stats):
         thumb = F.interpolate(p[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-        norms = model.net.statistics_parameters(st[None].expand(n, -1), torch.ones(n, len(STYLE_LAYERS)))
+        layers = torch.ones(n, len(STYLE_LAYERS), device=device)
+        norms = model.net.statistics_parameters(st[None].expand(n, -1).to(device), layers)
         out = model.paint(contents.to(device), norms)
         lines.append(torch.cat([thumb, *out.clamp(0, 1).cpu()], dim=2))
     return tensor_to_pil(torch.cat(lines, dim=1))

@@ -411,7 +411,9 @@ def _warm_start(cfg: Config) -> dict:
             f"--init {cfg.init} is a network of width {m.net.width}, {m.net.n_blocks} blocks and decoder "
             f"{','.join(map(str, m.net.decoder))}"
         )
-    return {"step": int(m.recipe.get("steps", 0)), "net": m.net.state_dict(), "log": []}
+    # A style predictor (impasto train fast-arbitrary) is left behind: it would not follow the retrained network.
+    state = {k: v for k, v in m.net.state_dict().items() if not k.startswith("predictor.")}
+    return {"step": int(m.recipe.get("steps", 0)), "net": state, "log": []}
 
 
 def train(
