@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from impasto.core.weights import load_weights  # noqa: E402
 from impasto.methods.fast.model import load_model  # noqa: E402
-from impasto.nets.fast import STYLE_LAYERS  # noqa: E402
+from impasto.nets.fast import STYLE_LAYERS, painting_statistics  # noqa: E402
 from impasto.nets.vgg import VGGFeatures  # noqa: E402
 from impasto.train.data import ImageFolder  # noqa: E402
+from impasto.train.fast.arbitrary_training import painting_views  # noqa: E402
 from impasto.train.fast.trainer import FastTrainer, painting_tensor, sample_batch  # noqa: E402
 
 # Words that mark one artwork under several file names (different sources, crops): such files share a fold.
@@ -67,27 +68,13 @@ def paintings(model) -> list[tuple[str, Path]]:
 
 
 def statistics(vgg: VGGFeatures, picture: torch.Tensor) -> torch.Tensor:
-    """Channel means and log spreads of relu1_1..relu4_1, (1920,)."""
-    feats = vgg(picture[None])
-    out = []
-    for layer in STYLE_LAYERS:
-        f = feats[layer][0].flatten(1)
-        out += [f.mean(1), torch.log(f.std(1) + 1e-3)]
-    return torch.cat(out)
+    """Channel means and log spreads of relu1_1..relu4_1, (1920,): what the style predictor reads."""
+    return painting_statistics(vgg(picture[None]))[0]
 
 
 def crops(picture: torch.Tensor, n: int, g: torch.Generator) -> list[torch.Tensor]:
-    """`n` random crops of 60-100 % of each side, half of them mirrored."""
-    _, h, w = picture.shape
-    out = []
-    for _ in range(n):
-        s = 0.6 + 0.4 * torch.rand(2, generator=g)
-        ch, cw = int(h * s[0]), int(w * s[1])
-        y = int(torch.randint(0, h - ch + 1, (1,), generator=g))
-        x = int(torch.randint(0, w - cw + 1, (1,), generator=g))
-        c = picture[:, y : y + ch, x : x + cw]
-        out.append(c.flip(-1) if torch.rand(1, generator=g) < 0.5 else c)
-    return out
+    """`n` random crops of 60-100 % of each side, half of them mirrored (the trainer's views, less the whole)."""
+    return painting_views(picture, n + 1, g)[1:]
 
 
 def ridge(x: np.ndarray, y: np.ndarray, xq: np.ndarray, lam: float) -> np.ndarray:
