@@ -20,7 +20,14 @@ from impasto.nets.fast import STATS_DIM, STYLE_LAYERS, StylePredictor, Transform
 from impasto.nets.vgg import VGGFeatures
 from impasto.train.data import ImageFolder
 from impasto.train.fast.arbitrary import Config
-from impasto.train.fast.arbitrary_training import fit_predictor, painting_views, view_statistics
+from impasto.train.fast.arbitrary_training import (
+    fit_predictor,
+    hue_turns,
+    painting_views,
+    turn_hues,
+    view_statistics,
+    with_recoloured,
+)
 from impasto.train.fast.arbitrary_training import train as train_arbitrary
 from impasto.train.fast.trainer import FastTrainer, painting_tensor, sample_batch
 
@@ -118,6 +125,24 @@ def test_views_are_the_whole_painting_then_crops():
     assert len(views) == 4 and views[0] is picture
     for v in views[1:]:
         assert 24 <= v.shape[1] <= 40 and 36 <= v.shape[2] <= 60
+
+
+def test_recoloured_copies_keep_the_light_and_turn_the_hues():
+    """A turned copy keeps the painting's luma and chroma strength and moves its hues; copies spread over the
+    circle, none back at the original; the list holds the paintings first, then copy by copy."""
+    from impasto.core.color import rgb_to_yiq
+
+    picture = torch.rand(3, 20, 30) * 0.5 + 0.25  # inside the gamut whatever the turn: nothing clipped
+    turned = turn_hues(picture, 2.0)
+    a, b = rgb_to_yiq(picture[None])[0], rgb_to_yiq(turned[None])[0]
+    assert torch.allclose(a[0], b[0], atol=1e-5) and not torch.allclose(a[1:], b[1:], atol=0.05)
+    assert torch.allclose(a[1:].norm(dim=0), b[1:].norm(dim=0), atol=1e-5)
+    assert torch.allclose(turn_hues(picture, 0.0), picture, atol=1e-5)
+    turns = hue_turns(5, 3, 0)
+    assert turns.shape == (3, 5) and bool((turns > 0.3).all() and (turns < 2 * torch.pi - 0.3).all())
+    assert bool((turns[1:] > turns[:-1]).all())
+    out = with_recoloured([picture, 1 - picture], turns[:2, :2])
+    assert len(out) == 6 and out[0] is picture and torch.allclose(out[3], turn_hues(1 - picture, float(turns[0, 1])))
 
 
 def _loss(net: TransformerNet, setup) -> float:
@@ -261,6 +286,28 @@ def test_resume_continues_exactly_and_refuses_other_paintings(setup, tmp_path):
         train_arbitrary(_cfg(setup, out, 5, style=setup["style"][:3]), resume=True)
     with pytest.raises(ImpastoError, match="views"):
         train_arbitrary(_cfg(setup, out, 5, views=2), resume=True)
+    with pytest.raises(ImpastoError, match="recolour"):
+        train_arbitrary(_cfg(setup, out, 5, recolour=1), resume=True)
+
+
+def test_recoloured_copies_train_with_the_paintings_and_stay_out_of_the_file(setup, tmp_path, monkeypatch):
+    """--recolour 2: the loss reaches the copies' Gram matrices (batches draw from all twelve) while the file holds
+    the four paintings only."""
+    drawn = []
+    real = FastTrainer.forward
+
+    def spy(self, content, styles, *args, **kw):
+        drawn.extend(styles.tolist())
+        assert self.gram0.shape[0] == 12
+        return real(self, content, styles, *args, **kw)
+
+    monkeypatch.setattr(FastTrainer, "forward", spy)
+    out = tmp_path / "recoloured.safetensors"
+    train_arbitrary(_cfg(setup, out, 6, recolour=2))
+    assert max(drawn) >= 4 and min(drawn) < 4
+    m = load_model(out)
+    assert m.names == ["p0", "p1", "p2", "p3"] and m.net.embedding.shape[0] == 4
+    assert m.recipe["arbitrary"]["recolour"] == 2
 
 
 def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
@@ -268,6 +315,8 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
         _cfg(setup, tmp_path / "x.safetensors", 1, style=setup["style"][:1]).validate()
     with pytest.raises(ImpastoError, match="--views must be a whole number"):
         _cfg(setup, tmp_path / "x.safetensors", 1, views=0).validate()
+    with pytest.raises(ImpastoError, match="--recolour must be a whole number"):
+        _cfg(setup, tmp_path / "x.safetensors", 1, recolour=-1).validate()
     with pytest.raises(ImpastoError, match="--style-scale must be a finite number > 0"):
         _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
     with pytest.raises(ImpastoError, match="at most the network's training scale, 48"):

@@ -253,3 +253,70 @@ def test_the_live_camera_streams_stylized_frames(images):
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_a_video_upload_plays_back_painted_with_its_sound_and_progress_in_frames(tmp_path):
+    """A clip chosen as the photo: its size and length shown, the steady-video slider at the method's default, the
+    job's progress in frames, then the painted MP4 playing in the page with its download link; the job got the
+    slider's value."""
+    import av
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "pan.mp4", frames=8)
+    settings = ServeSettings(port=0, max_size=64, default_size=64, job_defaults={"device": "cpu", "precision": "fp32"})
+    with background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("response", lambda r: r.status == 404 and problems.append(f"404: {r.url}"))
+            posted: list[str] = []
+            page.on(
+                "response",
+                lambda r: r.request.method == "POST" and r.url.endswith("/api/jobs") and posted.append(r.json()["id"]),
+            )
+            page.goto(url + "/")
+            page.wait_for_selector("#methods button[data-method='fast']")
+            page.click("#methods button[data-method='fast']")
+            page.wait_for_selector("#builtins button[data-name]")
+            assert not page.locator("#video-field").is_visible()
+            page.set_input_files("#content-input", str(clip))
+            page.wait_for_selector("#content-video:not([hidden])")
+            playable = page.evaluate(
+                "() => document.createElement('video').canPlayType('video/mp4; codecs=avc1.42E01E')"
+            )
+            meta = page.locator("#content-meta").inner_text()
+            assert "video" in meta and "kB" in meta
+            if playable:  # Chromium built with H.264 reads the clip's size and length
+                assert "64 × 48" in meta
+            assert page.locator("#video-field").is_visible()
+            methods = page.request.get(f"{url}/api/methods").json()
+            default = next(m for m in methods if m["name"] == "fast")["video_temporal"]
+            assert page.locator("#temporal").input_value() == str(default)
+            page.locator("#temporal").fill("0.25")
+            assert page.locator("#temporal-out").inner_text() == "0.25"
+            assert "every frame" in page.locator("#go-hint").inner_text()
+            page.click("#go")
+            page.wait_for_selector("#download-group:not([hidden])", timeout=120_000)
+            status = page.locator("#status-text").inner_text()
+            assert status.startswith("Done") and "8 frames" in status and "MP4" in status
+            assert page.locator("#view-video").is_visible() and not page.locator("#view").is_visible()
+            assert page.locator("#download").get_attribute("download").endswith(".mp4")
+            assert not page.locator("#download-format").is_visible()
+            assert page.locator("#gallery button").count() == 0  # videos stay out of the history
+            if playable:
+                page.wait_for_function("() => document.getElementById('view-video').videoWidth === 64")
+            with page.expect_download() as got:
+                page.click("#download")
+            saved = tmp_path / "painted.mp4"
+            got.value.save_as(saved)
+            with av.open(str(saved)) as f:
+                assert f.streams.video[0].frames == 8 and len(f.streams.audio) == 1
+            job = page.request.get(f"{url}/api/jobs/{posted[0]}").json()
+            assert job["video"]["temporal"] == 0.25 and job["video"]["frames"] == 8
+            assert (job["width"], job["height"]) == (64, 48)
+            assert not problems, problems
+        finally:
+            browser.close()

@@ -44,12 +44,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SAMPLES = {"chelsea.png": ("photo", "Chelsea the cat"), "swirls.png": ("painting", "Swirls")}
 DEFAULT_METHOD = "gatys"
 KEEPALIVE_S = 15.0
-# The page loads nothing from elsewhere; previews are data: URLs and results blob: URLs.
+# The page loads nothing from elsewhere; previews are data: URLs, results blob: URLs (a video's too: media-src).
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),

@@ -22,7 +22,7 @@ from ..api import available_methods, get_method, make_options, method_title, tak
 from ..core.image import fit_longest_side, quiet_warnings, to_rgb
 from ..core.video import DEFAULT_CRF, MAX_CRF, PRESETS
 from ..errors import ImpastoError
-from ..video import temporal_defaults
+from ..video import default_temporal, temporal_defaults
 from .settings import ServeSettings
 
 # Formats Pillow decodes itself; anything else (EPS via Ghostscript, PDF, SVG...) is refused on purpose.
@@ -108,6 +108,7 @@ def method_info(name: str, settings: ServeSettings) -> dict[str, Any]:
         "description": description,
         "iterative": "steps" in declared_options.field_names(module.Options),
         "style_images": takes_style_images(module),
+        "video_temporal": default_temporal(name),
         "options": [describe_option(d, settings) for d in _http(name).values()],
     }
 

@@ -68,6 +68,15 @@ def _move_file(result: Result, path: Path) -> None:
     return None
 
 
+def _move_video(result: Result, path: Path) -> tuple[int, int]:
+    """Like :func:`_move_file`, and the video's frame size, for the job's width and height."""
+    from ..core.video import probe
+
+    _move_file(result, path)
+    info = probe(path)
+    return info.width, info.height
+
+
 class _Stop(Exception):
     """Raised from the method's callback to end a job early ('cancelled' or 'timeout')."""
 
@@ -261,7 +270,9 @@ class JobManager:
         suffix = Path(result.path).suffix.lower()
         if not suffix[1:].isalnum():  # never a client's string, but keep result file names plain anyway
             suffix = ".bin"
-        return OutputWriter(media_type=result.media_type or "application/octet-stream", suffix=suffix, write=_move_file)
+        media_type = result.media_type or "application/octet-stream"
+        write = _move_video if media_type.startswith("video/") else _move_file
+        return OutputWriter(media_type=media_type, suffix=suffix, write=write)
 
     def engine(self, method: str, options: Any) -> Any:
         """The engine for `options` of `method`: loaded once, kept for the next jobs that can share it."""

@@ -19,6 +19,15 @@ class ErrorOut(BaseModel):
     job_id: Optional[str] = Field(None, description="The job concerned, where there is one.")
 
 
+class VideoOut(BaseModel):
+    """A video job's settings."""
+
+    temporal: float = Field(description="Temporal consistency, 0 (each frame on its own) to 1.")
+    crf: int = Field(description="H.264's constant rate factor.")
+    preset: Optional[str] = Field(None, description="x264's speed preset (null: impasto's default).")
+    frames: int = Field(description="Frames expected, from the upload's header.")
+
+
 class JobOut(BaseModel):
     """A job's state."""
 
@@ -38,11 +47,14 @@ class JobOut(BaseModel):
     ignored_options: list[str] = Field(description="Options sent that this method has no use for.")
     created_at: datetime = Field(description="When the job was submitted (UTC).")
     elapsed: Optional[float] = Field(None, description="Seconds the job has run (or ran), once started.")
+    video: Optional[VideoOut] = Field(None, description="For a video upload: how its frames are painted and encoded.")
     width: Optional[int] = Field(None, description="Width of the result in pixels, once done.")
     height: Optional[int] = Field(None, description="Height of the result in pixels, once done.")
     status_url: str = Field(description="GET: this state.")
     events_url: str = Field(description="GET: server-sent events with progress (and previews for iterative methods).")
-    result_url: Optional[str] = Field(None, description="GET: the result (a PNG for every method today), once done.")
+    result_url: Optional[str] = Field(
+        None, description="GET: the result once done: a PNG, an MP4 for a video upload, a ZIP for a batch."
+    )
 
     @classmethod
     def of(cls, job: Job, queue_position: Optional[int], now: float) -> "JobOut":
@@ -66,6 +78,7 @@ class JobOut(BaseModel):
             ignored_options=job.ignored_options,
             created_at=datetime.fromtimestamp(job.created_wall, timezone.utc),
             elapsed=elapsed,
+            video=VideoOut(**{k: job.video[k] for k in ("temporal", "crf", "preset", "frames")}) if job.video else None,
             width=job.result_size[0] if job.result_size else None,
             height=job.result_size[1] if job.result_size else None,
             status_url=base,
@@ -103,6 +116,9 @@ class MethodOut(BaseModel):
     style_images: bool = Field(
         description="True when a job uploads its paintings as 'styles'; false for methods that paint trained styles "
         "(the fast method: choose one of GET /api/styles with the 'model' field)."
+    )
+    video_temporal: float = Field(
+        description="The 'temporal' field's default for a video upload with this method (0: each frame on its own)."
     )
     options: list[OptionOut] = Field(description="The form fields it accepts; others are ignored.")
 

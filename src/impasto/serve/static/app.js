@@ -14,7 +14,9 @@ const state = {
   builtins: [], // GET /api/styles: the fast method's built-in styles
   builtin: null, // the chosen built-in style's name
   method: null, // the chosen method's description
-  content: null, // {file, url, width, height}
+  content: null, // {file, url, width, height, name, video, duration}: width and height null for a clip this
+  // browser cannot decode (the server may still read it)
+  temporal: null, // the video slider's value once moved (null: the chosen method's default)
   styles: [], // [{file, url, weight}]
   size: 512,
   keepColors: false,
@@ -112,6 +114,56 @@ function limits() {
   return state.info ? state.info.limits : { max_pixels: Infinity, max_size: 4096, max_upload_bytes: Infinity };
 }
 
+// A video goes to the server as it is (it decodes any container FFmpeg reads); the browser only reads its size and
+// length, where it can, to show them and to check the server's caps before the upload.
+const VIDEO_NAME = /\.(mp4|m4v|mov|webm|mkv|avi|ts|mts|m2ts|ogv|3gp)$/i;
+
+function isVideo(file) {
+  return (file.type || "").startsWith("video/") || VIDEO_NAME.test(file.name || "");
+}
+
+function videoMeta(url) {
+  return new Promise((resolve) => {
+    const v = document.createElement("video");
+    v.muted = true;
+    v.preload = "metadata";
+    let timer = null;
+    const done = (meta) => {
+      clearTimeout(timer);
+      v.removeAttribute("src");
+      v.load();
+      resolve(meta);
+    };
+    timer = setTimeout(() => done(null), 5000);
+    v.addEventListener("loadedmetadata", () => done(v.videoWidth
+      ? { width: v.videoWidth, height: v.videoHeight, duration: Number.isFinite(v.duration) ? v.duration : null }
+      : null));
+    v.addEventListener("error", () => done(null));
+    v.src = url;
+  });
+}
+
+async function prepareVideo(file) {
+  const lim = limits();
+  if (file.size > lim.max_upload_bytes) {
+    problem(`${file.name} is ${fmtBytes(file.size)}; this server takes at most ${fmtBytes(lim.max_upload_bytes)} ` +
+      "in one upload. Use a shorter or smaller clip (or impasto video on the command line, which takes any length).");
+    return null;
+  }
+  const url = URL.createObjectURL(file);
+  const meta = await videoMeta(url);
+  if (meta && meta.width * meta.height > lim.max_pixels) {
+    URL.revokeObjectURL(url);
+    problem(`${file.name} is ${meta.width} × ${meta.height}; this server takes at most ` +
+      `${(lim.max_pixels / 1e6).toFixed(0)} megapixels a frame. Use a smaller clip.`);
+    return null;
+  }
+  return {
+    file, url, video: true, width: meta ? meta.width : null, height: meta ? meta.height : null,
+    duration: meta ? meta.duration : null, note: meta ? "" : "this browser cannot play it; the server will read it",
+  };
+}
+
 // Check a picture in the browser before it goes anywhere: one the server cannot read, or one above its caps, is
 // converted or shrunk here (said in `note`); one this browser cannot open is named plainly. Null when refused.
 async function prepare(file, role) {
@@ -167,21 +219,32 @@ let contentToken = 0;
 async function setContent(file) {
   clearProblem();
   const token = ++contentToken;
-  const ready = await prepare(file, "photo");
+  const ready = isVideo(file) ? await prepareVideo(file) : await prepare(file, "photo");
   if (!ready) return;
   if (token !== contentToken) { // a later photo was chosen while this one was being read
     URL.revokeObjectURL(ready.url);
     return;
   }
   if (state.content) URL.revokeObjectURL(state.content.url);
-  state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name };
-  $("content-thumb").src = ready.url;
-  $("content-thumb").hidden = false;
+  state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name,
+    video: !!ready.video, duration: ready.duration };
+  const thumb = $("content-thumb"), clip = $("content-video");
+  thumb.hidden = clip.hidden = true;
+  thumb.removeAttribute("src");
+  clip.removeAttribute("src");
+  if (ready.video) {
+    clip.src = ready.url;
+    clip.hidden = false;
+  } else {
+    thumb.src = ready.url;
+    thumb.hidden = false;
+  }
   $("content-drop").classList.add("filled");
   $("content-clear").hidden = false;
   $("content-meta").hidden = false;
-  $("content-meta").textContent = `${ready.width} × ${ready.height} · ${fmtBytes(ready.file.size)}` +
-    (ready.note ? ` · ${ready.note}` : "");
+  const parts = [ready.width ? `${ready.width} × ${ready.height}` : "", ready.duration ? fmtTime(ready.duration) : "",
+    fmtBytes(ready.file.size), ready.video ? "video" : "", ready.note];
+  $("content-meta").textContent = parts.filter(Boolean).join(" · ");
   if (!state.job && (!state.view || state.view.kind === "placeholder")) showPlaceholder();
   refresh();
 }
@@ -189,8 +252,10 @@ async function setContent(file) {
 function clearContent() {
   if (state.content) URL.revokeObjectURL(state.content.url);
   state.content = null;
-  $("content-thumb").hidden = true;
-  $("content-thumb").removeAttribute("src");
+  for (const id of ["content-thumb", "content-video"]) {
+    $(id).hidden = true;
+    $(id).removeAttribute("src");
+  }
   $("content-drop").classList.remove("filled");
   $("content-clear").hidden = true;
   $("content-meta").hidden = true;
@@ -283,7 +348,9 @@ function wireDrop(zone, input, onFiles) {
 
 // Files dropped or pasted anywhere else: the photo first, then paintings.
 async function takeLoose(files) {
-  files = files.filter((f) => !f.type || f.type.startsWith("image/"));
+  const clip = files.find(isVideo); // a video can only be the thing to repaint
+  if (clip) await setContent(clip);
+  files = files.filter((f) => !isVideo(f) && (!f.type || f.type.startsWith("image/")));
   if (!files.length) return;
   if (!state.content) await setContent(files.shift());
   if (files.length && !usesGallery()) await addStyles(files);
@@ -446,6 +513,7 @@ function chooseMethod(name, save = true) {
     $("keep-colors").disabled = !modes.length;
   }
   if (keep) setKeepColors(state.keepColors);
+  showTemporal();
   if (state.view && state.view.kind === "placeholder") showPlaceholder();
   $("keep-mode-field").hidden = !(option("preserve_color") && state.keepColors);
   if (save) savePrefs();
@@ -606,6 +674,19 @@ function markSize() {
   $("size-out").textContent = `${state.size} px`;
 }
 
+// The video slider: the method's own default until moved.
+function temporalValue() {
+  if (state.temporal != null) return state.temporal;
+  return state.method && state.method.video_temporal != null ? state.method.video_temporal : 0.5;
+}
+
+function showTemporal() {
+  const input = $("temporal");
+  input.value = String(temporalValue());
+  $("temporal-out").textContent = Number(input.value).toFixed(2);
+  setFill(input);
+}
+
 function setKeepColors(on) {
   state.keepColors = on;
   $("keep-colors").setAttribute("aria-checked", String(on));
@@ -619,6 +700,8 @@ function refresh() {
   const single = state.styles.length <= 1 || !option("style_weights");
   $("styles").classList.toggle("single", single);
   $("blend").hidden = single || gallery;
+  const video = !!(state.content && state.content.video);
+  $("video-field").hidden = !video;
   $("styles-count").textContent = gallery
     ? (state.builtin ? state.builtin.replace(/_/g, " ") : "")
     : state.styles.length ? `${state.styles.length} selected` : "";
@@ -630,6 +713,9 @@ function refresh() {
   else if (!state.method) hint = "Connecting to the server…";
   else if (gallery && !state.builtins.length) hint = "No built-in styles are installed on the server.";
   else if (gallery && !state.content) hint = "Add the photo to repaint, or try the example.";
+  else if (ready && video) hint = state.method.iterative
+    ? "Paints every frame by optimization: minutes for each second of video."
+    : "Paints every frame: progress counts them.";
   else if (gallery) hint = "Takes a second or two.";
   else if (!state.content && !state.styles.length) hint = "Add a photo and a painting, or try the example.";
   else if (!state.content) hint = "Add the photo to repaint.";
@@ -647,6 +733,7 @@ function showEmpty() {
   $("canvas").classList.add("empty");
   $("empty-state").hidden = false;
   $("view").hidden = true;
+  hideVideo();
   $("badge").hidden = true;
   $("compare").hidden = true;
   $("download-group").hidden = true;
@@ -654,7 +741,7 @@ function showEmpty() {
 
 // The output's expected size: the photo scaled so its longest side is the chosen size.
 function targetDims() {
-  if (!state.content) return null;
+  if (!state.content || !state.content.width) return null;
   const { width: w, height: h } = state.content;
   if (!option("size")) return { width: w, height: h };
   const s = state.size / Math.max(w, h);
@@ -662,8 +749,7 @@ function targetDims() {
 }
 
 // Placeholder, previews and result share one box on screen, so the picture forms in place (small ones enlarged).
-function fit(dims) {
-  const img = $("view");
+function fit(dims, img = $("view")) {
   if (!dims) {
     img.style.width = "";
     img.style.height = "";
@@ -677,6 +763,7 @@ function fit(dims) {
 
 function showImage(url, kind, badge, dims) {
   const view = $("view");
+  hideVideo();
   fit(dims);
   $("canvas").classList.remove("empty");
   $("empty-state").hidden = true;
@@ -689,11 +776,43 @@ function showImage(url, kind, badge, dims) {
   $("badge").textContent = badge || "";
 }
 
+// A clip in the canvas: the one to paint, dimmed and still, or a painted one playing (muted at first, as browsers
+// require for playing by itself; its controls turn the sound on).
+function showVideo(url, kind, badge, dims) {
+  const v = $("view-video");
+  $("view").hidden = true;
+  $("canvas").classList.remove("empty");
+  $("empty-state").hidden = true;
+  fit(dims, v);
+  const result = kind === "result";
+  v.classList.toggle("placeholder", !result);
+  v.controls = result;
+  v.muted = true;
+  v.autoplay = result;
+  v.setAttribute("aria-label", result ? "The stylized video" : "Your video");
+  if (v.getAttribute("src") !== url) v.src = url;
+  v.hidden = false;
+  if (result) v.play().catch(() => {});
+  else v.pause();
+  $("badge").hidden = !badge;
+  $("badge").textContent = badge || "";
+}
+
+function hideVideo() {
+  const v = $("view-video");
+  if (v.hidden) return;
+  v.pause();
+  v.hidden = true;
+  v.removeAttribute("src");
+  v.load();
+}
+
 function showPlaceholder() {
   if (!state.content) return showEmpty();
   state.view = { kind: "placeholder", dims: targetDims() };
   view().style.filter = "";
-  showImage(state.content.url, "placeholder", "", state.view.dims);
+  if (state.content.video) showVideo(state.content.url, "placeholder", "", state.view.dims);
+  else showImage(state.content.url, "placeholder", "", state.view.dims);
   $("compare").hidden = true;
   $("download-group").hidden = true;
 }
@@ -701,13 +820,16 @@ function showPlaceholder() {
 function view() { return $("view"); }
 
 function showResult(item) {
-  state.view = { kind: "result", item, dims: { width: item.width, height: item.height } };
+  const dims = item.width ? { width: item.width, height: item.height } : null;
+  state.view = { kind: "result", item, dims };
   view().style.filter = "";
-  showImage(item.url, "result", `${item.method} · ${item.width}×${item.height} · ${fmtTime(item.seconds)}`,
-    state.view.dims);
+  const size = item.width ? ` · ${item.width}×${item.height}` : "";
+  if (item.video) showVideo(item.url, "result", `${item.method} · video${size} · ${fmtTime(item.seconds)}`, dims);
+  else showImage(item.url, "result", `${item.method}${size} · ${fmtTime(item.seconds)}`, dims);
   const dl = $("download");
   dl.href = item.url;
-  dl.download = `${item.name}.png`;
+  dl.download = `${item.name}.${item.video ? "mp4" : "png"}`;
+  $("download-format").hidden = !!item.video; // the MP4 as it is: no other format to pick
   $("download-group").hidden = false;
   $("compare").hidden = !item.originalUrl;
   for (const b of $("gallery").querySelectorAll("button.entry")) b.setAttribute("aria-current", String(b.dataset.id === item.id));
@@ -803,10 +925,12 @@ async function stylize() {
   }
   if (option("preserve_color")) form.append("preserve_color", state.keepColors ? state.keepMode : "none");
   if (option("seed") && $("seed").value !== "") form.append("seed", $("seed").value);
+  const video = state.content.video;
+  if (video) form.append("temporal", String(temporalValue()));
 
   const total = state.content.file.size + (usesGallery() ? 0 : state.styles.reduce((a, s) => a + s.file.size, 0));
   if (state.info && total > state.info.limits.max_upload_bytes) {
-    problem(`The photo and paintings come to ${fmtBytes(total)}; this server takes at most ` +
+    problem(`The ${video ? "video" : "photo"} and paintings come to ${fmtBytes(total)}; this server takes at most ` +
       `${fmtBytes(state.info.limits.max_upload_bytes)} at once. Use fewer or smaller paintings.`);
     return;
   }
@@ -814,7 +938,8 @@ async function stylize() {
   const names = usesGallery() ? [] : state.styles.map((s) => s.name);
   state.job = {
     // The result keeps its own link to the photo: the page's may be revoked when the photo changes.
-    id: null, started: performance.now(), method: m.name, originalUrl: URL.createObjectURL(state.content.file),
+    id: null, started: performance.now(), method: m.name, video,
+    originalUrl: video ? null : URL.createObjectURL(state.content.file),
     lastPreview: null,
     dims: targetDims(), cancelling: false, settings, painting: paintingLabel(settings, names),
     photo: state.content, paintings: usesGallery() ? [] : state.styles.map((s) => ({ file: s.file, name: s.name })),
@@ -928,7 +1053,8 @@ function tick() {
     // The time left comes from the steps seen here, not from the start (which includes loading the model).
     const seen = job.firstStep == null ? 0 : s.step - job.firstStep;
     const left = seen >= 3 ? ((now - job.firstStepAt) / 1000 / seen) * (s.total - s.step) : null;
-    setStatus(`Step <b>${s.step}</b> of ${s.total} · ${fmtTime(elapsed)} elapsed · ` +
+    const rate = seen >= 3 && job.video ? ` · ${(seen / ((now - job.firstStepAt) / 1000)).toFixed(1)} frames/s` : "";
+    setStatus(`${job.video ? "Frame" : "Step"} <b>${s.step}</b> of ${s.total}${rate} · ${fmtTime(elapsed)} elapsed · ` +
       (left == null ? "estimating the time left…" : `about ${fmtTime(left)} left`));
   } else {
     setStatus(`Painting… ${fmtTime(elapsed)}`);
@@ -958,9 +1084,11 @@ function onPreview(p) {
   const s = state.job.lastState;
   const fraction = s && s.total ? p.step / s.total : 0;
   state.view = { kind: "preview", dims: state.job.dims };
-  // The preview sharpens as the optimization goes: a soft blur that lifts with progress.
-  view().style.filter = `blur(${(4 * (1 - fraction)).toFixed(2)}px) saturate(${(0.85 + 0.15 * fraction).toFixed(2)})`;
-  showImage(p.image, "preview", `Preview · step ${p.step}`, state.view.dims);
+  // The preview sharpens as the optimization goes: a soft blur that lifts with progress. A video's previews are
+  // its frames as painted, each finished.
+  view().style.filter = state.job.video ? ""
+    : `blur(${(4 * (1 - fraction)).toFixed(2)}px) saturate(${(0.85 + 0.15 * fraction).toFixed(2)})`;
+  showImage(p.image, "preview", state.job.video ? `Frame ${p.step}` : `Preview · step ${p.step}`, state.view.dims);
   $("download-group").hidden = true;
   $("compare").hidden = true;
 }
@@ -992,6 +1120,7 @@ async function onDone(s, job) {
   }
   if (state.job !== job) return;
   finish(true);
+  if (job.video) return doneVideo(s, job, blob, seconds);
   const when = new Date();
   const item = {
     id: s.id,
@@ -1019,6 +1148,22 @@ async function onDone(s, job) {
     state.rerun = false;
     autoRender();
   }
+}
+
+// A painted video: shown playing with its download; not kept in the history (clips are large, and the history
+// lives in this browser's storage).
+function doneVideo(s, job, blob, seconds) {
+  const dims = job.dims;
+  const item = {
+    id: s.id, url: URL.createObjectURL(blob), blob, video: true, originalUrl: null, settings: job.settings,
+    name: `impasto-${slug(job.painting)}-${s.method}-${stamp(new Date())}`, method: s.method,
+    width: dims ? dims.width : null, height: dims ? dims.height : null, seconds,
+  };
+  showResult(item);
+  const frames = s.total ? `${s.total} frames · ` : "";
+  setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${frames}${fmtBytes(blob.size)} MP4 · ` +
+    "download it: videos are not kept in the history");
+  bringIntoView();
 }
 
 function finish(keepBar = false) {
@@ -1071,6 +1216,7 @@ async function cancel(again = false) {
 // A one-pass method paints again by itself when a setting is released (once a result is on screen).
 function autoRender() {
   if (!state.method || state.method.iterative || !state.content || live.ws || state.restoring) return;
+  if (state.content.video) return; // a whole clip is not repainted at every touch of a setting
   if (!state.view || state.view.kind !== "result") return;
   clearTimeout(state.autoTimer);
   state.autoTimer = setTimeout(() => {
@@ -1267,7 +1413,7 @@ async function setUpAs(item) {
 async function download(e) {
   const item = state.view && state.view.kind === "result" ? state.view.item : null;
   const format = $("download-format").value;
-  if (!item || format === "png") return; // the link itself serves the PNG
+  if (!item || item.video || format === "png") return; // the link itself serves the PNG (or the MP4)
   e.preventDefault();
   const img = new Image();
   img.src = item.url;
@@ -1575,6 +1721,10 @@ function init() {
   // A problem stays in the status line until the next action.
   document.querySelector(".panel").addEventListener("change", clearProblem);
   $("seed-dice").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); });
+  $("temporal").addEventListener("input", () => {
+    state.temporal = Number($("temporal").value);
+    showTemporal();
+  });
   $("go").addEventListener("click", stylize);
   $("cancel").addEventListener("click", cancel);
   const cmp = $("compare");

@@ -6,7 +6,8 @@ learnt per painting but predicted from the painting's VGG-19 statistics (the cha
 relu1_1..relu4_1, :func:`impasto.nets.fast.painting_statistics`) by a linear map trained with the network: each
 picture of a batch draws a painting and one of several views of it (the whole painting or a random crop, mirrored or
 not), and the loss is the network's recipe against that painting. A painting never trained on then paints from its
-statistics in one pass.
+statistics in one pass. --recolour adds copies of each painting with its hues turned (the same strokes in other
+palettes), so that the predictor learns how colour moves the embedding from more than a few dozen palettes.
 
 The network starts from a trained fast network (--init, default the built-in styles) and keeps its recipe (loss
 weights, crop scale, VGG weights; the style weight times --style-scale). When --init holds embeddings learnt for
@@ -64,6 +65,13 @@ class Config(RunSettings):
     views: int = option(
         8, "views of each painting the predictor learns from: the whole painting and random crops", "int", group=_DATA
     )
+    recolour: int = option(
+        0,
+        "recoloured copies of each painting (its hues turned at random) trained on too: more palettes for the "
+        "predictor to learn from",
+        "int",
+        group=_DATA,
+    )
     size: int | None = option(None, "training crop size in pixels (default: --init's)", "int", group=_DATA)
     batch: int = option(8, "images per step", "int", group=_DATA)
     steps: int = option(5000, "total steps (a resumed run continues up to this)", "int", group=_RUN)
@@ -84,6 +92,8 @@ class Config(RunSettings):
 
         FastConfig(style=self.style, content_dir=self.content_dir, output=self.output, names=self.names).validate()
         check_settings(self, counts=("batch", "steps", "checkpoint_every", "views"), numbers=("lr",))
+        if not isinstance(self.recolour, int) or isinstance(self.recolour, bool) or self.recolour < 0:
+            raise ImpastoError(f"--recolour must be a whole number >= 0, got {self.recolour}")
         if len(self.style) < 2:
             raise ImpastoError("--style: give at least two paintings (a predictor learns from many)")
         scale = self.style_scale

@@ -1,7 +1,8 @@
 """Training a fast network and its style predictor together (``impasto train fast-arbitrary``) on the shared loop.
 
 Each painting is described by the statistics of several views (:func:`painting_views`: the whole painting, then
-random crops, half of them mirrored), computed once at the start; every picture of a batch draws a painting and one
+random crops, half of them mirrored), computed once at the start, and likewise for the paintings' recoloured copies
+(--recolour); every picture of a batch draws a painting and one
 of its views, the predictor turns the view's statistics into the embedding, and the network paints with it. The
 loss is the fast trainer's, against the whole painting's Gram matrices.
 """
@@ -9,6 +10,7 @@ loss is the fast trainer's, against the whole painting's Gram matrices.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...core.color import rgb_to_yiq, yiq_to_rgb
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import tensor_to_pil
 from ...core.weights import load_weights
@@ -31,10 +34,34 @@ from .arbitrary import Config
 from .trainer import PREVIEW_STEP, FastTask, FastTrainer, loss_style_layers, painting_tensor, sample_batch
 
 # Settings a resumed run must keep (they decide the network, the views and the stream of batches).
-RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views")
+RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views", "recolour")
 RIDGE_LAMBDA = 10.0  # the predictor's starting fit (scripts/embedding_predictor.py: best of 0.1..100 out of fold)
 PREVIEW_TRAINED = 4  # training paintings in a preview grid, before the --preview-style ones
 _VIEW_STREAM = 7_777_777  # offset of the views' random stream from the batches'
+_HUE_STREAM = 5_555_555  # offset of the recoloured copies' hue turns
+
+
+def turn_hues(picture: torch.Tensor, angle: float) -> torch.Tensor:
+    """A (3, H, W) painting with its chroma (YIQ's I and Q) turned by `angle` radians: the same strokes and light
+    in another palette."""
+    y, i, q = rgb_to_yiq(picture[None])[0]
+    c, s = math.cos(angle), math.sin(angle)
+    return yiq_to_rgb(torch.stack([y, c * i - s * q, s * i + c * q])[None])[0].clamp(0, 1)
+
+
+def hue_turns(paintings: int, copies: int, seed: int) -> torch.Tensor:
+    """(copies, paintings) angles: copy k of each painting turned by about (k + 1) / (copies + 1) of the circle,
+    give or take a quarter of that step, so that the copies spread over the hues and none comes back to the
+    original."""
+    g = torch.Generator().manual_seed(seed + _HUE_STREAM)
+    step = 2 * math.pi / (copies + 1)
+    jitter = (torch.rand(copies, paintings, generator=g) - 0.5) * 0.5 * step
+    return (torch.arange(1, copies + 1)[:, None] * step + jitter).double()
+
+
+def with_recoloured(pictures: list[torch.Tensor], turns: torch.Tensor) -> list[torch.Tensor]:
+    """The paintings, then each copy's recoloured paintings (turns: :func:`hue_turns`)."""
+    return [*pictures, *(turn_hues(p, float(a)) for row in turns for p, a in zip(pictures, row))]
 
 
 def painting_views(picture: torch.Tensor, n: int, g: torch.Generator) -> list[torch.Tensor]:
@@ -143,6 +170,8 @@ class ArbitraryTask(FastTask):
         shown_stats: torch.Tensor,
         device,
     ) -> None:
+        """`paintings` and `stats` (their views' statistics): the training paintings, then their recoloured copies
+        (drawn alike, painted from the predictor only)."""
         super().__init__(inner, model, contents, paintings, device)
         self.arb_cfg, self.stats, self.shown, self.shown_stats = cfg, stats.to(device), shown, shown_stats
 
@@ -152,7 +181,7 @@ class ArbitraryTask(FastTask):
         return functools.partial(
             sample_views,
             self.contents,
-            self.model.net.n_styles,
+            len(self.paintings),
             cfg.size,
             cfg.batch,
             cfg.seed,
@@ -171,7 +200,7 @@ class ArbitraryTask(FastTask):
         training paintings also paint by name (``--model FILE#NAME``) as the predictor paints them."""
         net = self.model.net
         with torch.no_grad():
-            net.embedding.copy_(net.predictor(self.stats[:, 0]))
+            net.embedding.copy_(net.predictor(self.stats[: net.n_styles, 0]))
 
     def recipe(self, step: int) -> dict:
         cfg = self.arb_cfg
@@ -181,6 +210,7 @@ class ArbitraryTask(FastTask):
             "views": cfg.views,
             "stats_size": STATS_SIZE,
             "style_scale": cfg.style_scale,
+            "recolour": cfg.recolour,
         }
         return recipe
 
@@ -249,18 +279,19 @@ def train(
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     weights = load_weights(inner.weights)
-    paintings = [painting_tensor(p, inner.style_size) for p in cfg.style]
+    turns = hue_turns(len(cfg.style), cfg.recolour, cfg.seed)
+    paintings = with_recoloured([painting_tensor(p, inner.style_size) for p in cfg.style], turns)
     shown = [painting_tensor(p, inner.style_size) for p in cfg.preview_style or []]
     contents = ImageFolder(cfg.content_dir, inner.image_size, cfg.max_images, "content")
     report_skipped(contents, cfg.content_dir)
 
     vgg = VGGFeatures(weights, STYLE_LAYERS).eval()
-    small = [painting_tensor(p, STATS_SIZE) for p in cfg.style]
+    small = with_recoloured([painting_tensor(p, STATS_SIZE) for p in cfg.style], turns)
     stats = view_statistics(vgg, small, cfg.views, cfg.seed)
     shown_stats = view_statistics(vgg, [painting_tensor(p, STATS_SIZE) for p in cfg.preview_style or []], 1, 0)[:, 0]
     del vgg
 
-    net = start_network(base, cfg.style_names, stats)
+    net = start_network(base, cfg.style_names, stats[: len(cfg.style)])
     model = FastTrainer(net, weights, paintings, dtype, loss_style_layers(inner)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)

@@ -136,7 +136,9 @@ class FastTrainer(torch.nn.Module):
                 grams[n].append(gram_matrix(feats[n])[0])
         for i, n in enumerate(self.style_layers):
             self.register_buffer(f"gram{i}", torch.stack(grams[n]))
-        index = torch.zeros(net.n_styles, dtype=torch.long)  # network row -> Gram row (rows without one are not drawn)
+        # network row -> Gram row (rows without one are not drawn); paintings past the table's rows (recoloured
+        # copies, painted from predicted norms only) index their own Gram matrices
+        index = torch.zeros(max(net.n_styles, len(paintings)), dtype=torch.long)
         index[list(range(len(paintings))) if rows is None else list(rows)] = torch.arange(len(paintings))
         self.register_buffer("gram_index", index)
 
@@ -187,7 +189,7 @@ class FastTrainer(torch.nn.Module):
             g = self.gram_index[styles]
             grams = {n: getattr(self, f"gram{i}")[g] for i, n in enumerate(self.style_layers)}
             loss.set_feature_targets(content={CONTENT_LAYER: target}, grams=grams)
-        onehot = F.one_hot(styles, self.net.n_styles).float()
+        onehot = F.one_hot(styles, self.net.n_styles).float() if norms is None else None
         out = self.stylize(content, onehot, layers) if norms is None else self.paint(content, norms)
         content_loss, style_layers = loss.sample_terms(out)
         w = torch.tensor(list(layer_weights), dtype=torch.float32, device=out.device)
