@@ -320,3 +320,28 @@ def test_a_video_upload_plays_back_painted_with_its_sound_and_progress_in_frames
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_a_video_above_the_servers_upload_cap_is_refused_in_the_page(tmp_path):
+    """The page names the clip, its size and the server's cap, and uploads nothing."""
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", frames=8)
+    settings = ServeSettings(port=0, max_size=64, default_size=64, max_upload_bytes=clip.stat().st_size - 1)
+    with background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            posted: list[str] = []
+            page.on("request", lambda r: r.method == "POST" and posted.append(r.url))
+            page.goto(url + "/")
+            page.wait_for_selector("#methods button[data-method='fast']")
+            page.click("#methods button[data-method='fast']")
+            page.set_input_files("#content-input", str(clip))
+            page.wait_for_function("() => document.getElementById('status-text').classList.contains('error')")
+            status = page.locator("#status-text").inner_text()
+            assert "long.mp4" in status and "at most" in status and "kB" in status
+            assert not page.locator("#content-video").is_visible() and page.locator("#go").is_disabled()
+            assert not posted
+        finally:
+            browser.close()

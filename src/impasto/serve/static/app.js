@@ -1719,7 +1719,8 @@ function init() {
   $("download").addEventListener("click", download);
   $("camera").addEventListener("click", () => (live.ws ? stopLive(false) : startLive()));
   // A problem stays in the status line until the next action.
-  document.querySelector(".panel").addEventListener("change", clearProblem);
+  // (Not for the file inputs: what they load clears the line itself, and may put a problem there at once.)
+  document.querySelector(".panel").addEventListener("change", (e) => { if (e.target.type !== "file") clearProblem(); });
   $("seed-dice").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); });
   $("temporal").addEventListener("input", () => {
     state.temporal = Number($("temporal").value);
