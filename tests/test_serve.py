@@ -328,7 +328,8 @@ def test_a_real_gatys_job_streams_progress_and_previews_then_serves_the_png(uplo
         assert r.status_code == 202, r.text
         job = r.json()
         assert r.headers["location"] == f"/api/jobs/{job['id']}"
-        assert job["status"] in ("queued", "running") and job["total"] == 4
+        # (a warm worker may have finished four 64 px steps by the time the answer is made)
+        assert job["status"] in ("queued", "running", "done") and job["total"] == 4
         assert job["options"] == {"size": 64, "steps": 4, "seed": 3}
         stream = events(c, job["id"])
         result = c.get(f"/api/jobs/{job['id']}/result")

@@ -545,3 +545,24 @@ def test_the_live_camera_paints_on_the_grid_that_follows_the_camera(clip, model,
     monkeypatch.setattr(video.GridAnchor, "MIN_SHIFT", float("inf"))  # the grid never moves
     loose = error()
     assert anchored < 0.6 * loose
+
+
+def test_uploads_are_told_apart_by_their_bytes(clip, tmp_path):
+    """Videos by their container's signature; AVIF and HEIC photos (an ISO ftyp box too) stay photos."""
+    import io
+
+    from impasto.video import looks_like_video
+
+    assert looks_like_video(clip.read_bytes())
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "AVIF")
+    assert buf.getvalue()[4:8] == b"ftyp" and not looks_like_video(buf.getvalue())
+    assert not looks_like_video(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16)).save(buf, fmt)
+        assert not looks_like_video(buf.getvalue())
+    assert looks_like_video(b"\x00\x00\x00\x08wide\x00\x00\x10\x00mdat" + bytes(64))  # QuickTime without ftyp
+    ts = b"".join(b"\x47" + bytes(187) for _ in range(4))
+    m2ts = b"".join(bytes(4) + b"\x47" + bytes(187) for _ in range(4))
+    assert looks_like_video(ts) and looks_like_video(m2ts) and not looks_like_video(bytes(800))

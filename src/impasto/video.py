@@ -313,6 +313,11 @@ class VideoReport:
         return self.frames / self.elapsed if self.elapsed > 0 else 0.0
 
 
+def kept_frames_dir(output: str | os.PathLike) -> Path:
+    """Where an iterative method's finished frames wait beside `output` until the video is written (--resume)."""
+    return Path(output).with_name(f".{Path(output).name}.frames")
+
+
 def stylize_video(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -368,7 +373,7 @@ def stylize_video(
     guide = TemporalGuide(temporal if iterative else 0.0)
     info = probe(input)  # a bad file fails here, before the model loads
     # Iterative methods take seconds a frame: every finished frame is kept, so that --resume continues from there.
-    frames_dir = Path(output).with_name(f".{Path(output).name}.frames") if iterative else None
+    frames_dir = kept_frames_dir(output) if iterative else None
     if frames_dir is not None:
         if not resume and frames_dir.exists():
             shutil.rmtree(frames_dir)
@@ -585,17 +590,33 @@ def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
 
 
 _SIGNATURES = (
-    (4, b"ftyp"),  # MP4, MOV, M4V, 3GP
+    (4, b"ftyp"),  # MP4, MOV, M4V, 3GP (and AVIF and HEIC pictures: told apart by their brand below)
+    # QuickTime files older than the ftyp atom start with one of these
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"wide"),
+    (4, b"free"),
+    (4, b"skip"),
+    (4, b"pnot"),
     (0, b"\x1aE\xdf\xa3"),  # Matroska, WebM
     (0, b"OggS"),
     (0, b"FLV"),
 )
+# ISO media brands of still pictures (AVIF, HEIF/HEIC): an ftyp box, but a photo
+_PICTURE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
+def _ts(data: bytes, start: int, packet: int) -> bool:
+    """MPEG transport stream packets of `packet` bytes, their sync byte at `start`, `start` + packet, ..."""
+    return len(data) > start + 2 * packet and all(data[start + k * packet] == 0x47 for k in range(3))
 
 
 def looks_like_video(data: bytes) -> bool:
     """Whether uploaded bytes start like a video container (the server's choice between a photo and a clip)."""
+    if data[4:8] == b"ftyp" and data[8:12] in _PICTURE_BRANDS:
+        return False
     if any(data[i : i + len(sig)] == sig for i, sig in _SIGNATURES):
         return True
     if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
         return True
-    return len(data) > 376 and data[0] == 0x47 and data[188] == 0x47 and data[376] == 0x47  # MPEG-TS
+    return _ts(data, 0, 188) or _ts(data, 4, 192)  # MPEG-TS; M2TS (AVCHD, Blu-ray: a 4-byte time code first)

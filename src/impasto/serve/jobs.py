@@ -4,8 +4,8 @@ Jobs wait in a bounded queue (a full queue is refused, never grown). The worker 
 timeouts through the engine's progress callback (see :mod:`impasto.engine`), where it raises a private exception that
 unwinds the run. Engines are loaded once and kept for the next jobs (a few, most recently used first), per manager.
 Watchers (server-sent events, ``?wait=true``) are woken on every change through their own event loop. Each job's
-result is written by its output writer (a PNG today) into a private temporary directory, named by job id; a janitor
-forgets finished jobs after a while.
+result is written by its output writer (a PNG, or the MP4 or ZIP the run made) into a private temporary directory,
+named by job id; a janitor forgets finished jobs after a while.
 """
 
 from __future__ import annotations
@@ -68,12 +68,16 @@ def _move_file(result: Result, path: Path) -> None:
     return None
 
 
-def _move_video(result: Result, path: Path) -> tuple[int, int]:
-    """Like :func:`_move_file`, and the video's frame size, for the job's width and height."""
+def _move_video(result: Result, path: Path) -> tuple[int, int] | None:
+    """Like :func:`_move_file`, and the video's frame size, for the job's width and height (None if unreadable:
+    the size only informs, and the video is made)."""
     from ..core.video import probe
 
     _move_file(result, path)
-    info = probe(path)
+    try:
+        info = probe(path)
+    except Exception:
+        return None
     return info.width, info.height
 
 
@@ -122,12 +126,12 @@ class Job:
 
     @property
     def media_type(self) -> str:
-        """The result's media type (image/png today)."""
+        """The result's media type: image/png, video/mp4 for a video, application/zip for a batch."""
         return self.output.media_type
 
     @property
     def suffix(self) -> str:
-        """The result file's suffix ('.png' today)."""
+        """The result file's suffix: '.png', '.mp4' or '.zip'."""
         return self.output.suffix
 
 
@@ -505,23 +509,29 @@ class JobManager:
         return Result(image=None, path=out, media_type="application/zip", steps=len(contents))
 
     def _run_video(self, job: Job, engine: Any, styles: list, callback) -> Result:
-        from ..video import stylize_video
+        from ..video import kept_frames_dir, stylize_video
 
         out = self.results_dir / f"{job.id}.work.mp4"
-        stylize_video(
-            job.video["path"],
-            out,
-            styles,
-            job.method,
-            temporal=job.video["temporal"],
-            size=job.video["size"],
-            crf=job.video["crf"],
-            preset=job.video.get("preset"),
-            max_pixels=self.settings.max_pixels,
-            engine=engine,
-            callback=callback,
-            method_options=job.options,
-        )
+        try:
+            stylize_video(
+                job.video["path"],
+                out,
+                styles,
+                job.method,
+                temporal=job.video["temporal"],
+                size=job.video["size"],
+                crf=job.video["crf"],
+                preset=job.video.get("preset"),
+                max_pixels=self.settings.max_pixels,
+                engine=engine,
+                callback=callback,
+                method_options=job.options,
+            )
+        except BaseException:
+            # An iterative method keeps its finished frames for --resume, which a job never uses: a cancelled or
+            # failed job leaves none behind.
+            shutil.rmtree(kept_frames_dir(out), ignore_errors=True)
+            raise
         return Result(image=None, path=out, media_type="video/mp4", steps=job.step)
 
 

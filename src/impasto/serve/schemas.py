@@ -78,7 +78,7 @@ class JobOut(BaseModel):
             ignored_options=job.ignored_options,
             created_at=datetime.fromtimestamp(job.created_wall, timezone.utc),
             elapsed=elapsed,
-            video=VideoOut(**{k: job.video[k] for k in ("temporal", "crf", "preset", "frames")}) if job.video else None,
+            video=VideoOut(**{k: job.video.get(k) for k in VideoOut.model_fields}) if job.video else None,
             width=job.result_size[0] if job.result_size else None,
             height=job.result_size[1] if job.result_size else None,
             status_url=base,

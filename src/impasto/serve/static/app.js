@@ -16,7 +16,8 @@ const state = {
   method: null, // the chosen method's description
   content: null, // {file, url, width, height, name, video, duration}: width and height null for a clip this
   // browser cannot decode (the server may still read it)
-  temporal: null, // the video slider's value once moved (null: the chosen method's default)
+  temporals: {}, // the video slider's value per method, once moved there (else the method's default)
+  videoUrl: null, // the painted video on screen: its object URL, revoked when the canvas moves on
   styles: [], // [{file, url, weight}]
   size: 512,
   keepColors: false,
@@ -232,6 +233,7 @@ async function setContent(file) {
   thumb.hidden = clip.hidden = true;
   thumb.removeAttribute("src");
   clip.removeAttribute("src");
+  clip.load(); // let go of the previous clip
   if (ready.video) {
     clip.src = ready.url;
     clip.hidden = false;
@@ -256,6 +258,7 @@ function clearContent() {
     $(id).hidden = true;
     $(id).removeAttribute("src");
   }
+  $("content-video").load();
   $("content-drop").classList.remove("filled");
   $("content-clear").hidden = true;
   $("content-meta").hidden = true;
@@ -676,8 +679,9 @@ function markSize() {
 
 // The video slider: the method's own default until moved.
 function temporalValue() {
-  if (state.temporal != null) return state.temporal;
-  return state.method && state.method.video_temporal != null ? state.method.video_temporal : 0.5;
+  if (!state.method) return 0.5;
+  const moved = state.temporals[state.method.name];
+  return moved != null ? moved : state.method.video_temporal != null ? state.method.video_temporal : 0.5;
 }
 
 function showTemporal() {
@@ -790,6 +794,8 @@ function showVideo(url, kind, badge, dims) {
   v.muted = true;
   v.autoplay = result;
   v.setAttribute("aria-label", result ? "The stylized video" : "Your video");
+  if (state.videoUrl && state.videoUrl !== url) releaseVideo();
+  if (result) state.videoUrl = url;
   if (v.getAttribute("src") !== url) v.src = url;
   v.hidden = false;
   if (result) v.play().catch(() => {});
@@ -800,18 +806,31 @@ function showVideo(url, kind, badge, dims) {
 
 function hideVideo() {
   const v = $("view-video");
-  if (v.hidden) return;
-  v.pause();
-  v.hidden = true;
-  v.removeAttribute("src");
-  v.load();
+  if (!v.hidden) {
+    v.pause();
+    v.hidden = true;
+    v.removeAttribute("src");
+    v.load();
+  }
+  releaseVideo();
+}
+
+// A painted video is not in the history: once the canvas shows something else, nothing links to it (the download
+// link is hidden or pointed elsewhere at the same time), so its memory goes.
+function releaseVideo() {
+  if (!state.videoUrl) return;
+  URL.revokeObjectURL(state.videoUrl);
+  state.videoUrl = null;
 }
 
 function showPlaceholder() {
   if (!state.content) return showEmpty();
   state.view = { kind: "placeholder", dims: targetDims() };
   view().style.filter = "";
-  if (state.content.video) showVideo(state.content.url, "placeholder", "", state.view.dims);
+  if (state.content.video) {
+    showVideo(state.content.url, "placeholder", state.content.width ? "" : "This browser cannot show this video",
+      state.view.dims);
+  }
   else showImage(state.content.url, "placeholder", "", state.view.dims);
   $("compare").hidden = true;
   $("download-group").hidden = true;
@@ -1053,9 +1072,15 @@ function tick() {
     // The time left comes from the steps seen here, not from the start (which includes loading the model).
     const seen = job.firstStep == null ? 0 : s.step - job.firstStep;
     const left = seen >= 3 ? ((now - job.firstStepAt) / 1000 / seen) * (s.total - s.step) : null;
-    const rate = seen >= 3 && job.video ? ` · ${(seen / ((now - job.firstStepAt) / 1000)).toFixed(1)} frames/s` : "";
+    const perSecond = seen / ((now - job.firstStepAt) / 1000);
+    const rate = seen < 3 || !job.video ? ""
+      : perSecond >= 1 ? ` · ${perSecond.toFixed(1)} frames/s` : ` · ${fmtTime(1 / perSecond)} a frame`;
+    // The server ends a job at its time limit: say so while there is time to cancel and choose a shorter clip.
+    const limit = state.info ? state.info.limits.job_timeout : Infinity;
+    const over = left != null && elapsed + left > limit
+      ? ` · <b>longer than this server's ${fmtTime(limit)} limit: it will stop</b>` : "";
     setStatus(`${job.video ? "Frame" : "Step"} <b>${s.step}</b> of ${s.total}${rate} · ${fmtTime(elapsed)} elapsed · ` +
-      (left == null ? "estimating the time left…" : `about ${fmtTime(left)} left`));
+      (left == null ? "estimating the time left…" : `about ${fmtTime(left)} left`) + over);
   } else {
     setStatus(`Painting… ${fmtTime(elapsed)}`);
   }
@@ -1157,13 +1182,17 @@ function doneVideo(s, job, blob, seconds) {
   const item = {
     id: s.id, url: URL.createObjectURL(blob), blob, video: true, originalUrl: null, settings: job.settings,
     name: `impasto-${slug(job.painting)}-${s.method}-${stamp(new Date())}`, method: s.method,
-    width: dims ? dims.width : null, height: dims ? dims.height : null, seconds,
+    width: s.width || (dims ? dims.width : null), height: s.height || (dims ? dims.height : null), seconds,
   };
   showResult(item);
   const frames = s.total ? `${s.total} frames · ` : "";
   setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${frames}${fmtBytes(blob.size)} MP4 · ` +
     "download it: videos are not kept in the history");
   bringIntoView();
+  if (state.rerun) { // a setting moved for a photo while the video was painting
+    state.rerun = false;
+    autoRender();
+  }
 }
 
 function finish(keepBar = false) {
@@ -1723,7 +1752,7 @@ function init() {
   document.querySelector(".panel").addEventListener("change", (e) => { if (e.target.type !== "file") clearProblem(); });
   $("seed-dice").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 1e6)); });
   $("temporal").addEventListener("input", () => {
-    state.temporal = Number($("temporal").value);
+    if (state.method) state.temporals[state.method.name] = Number($("temporal").value);
     showTemporal();
   });
   $("go").addEventListener("click", stylize);
@@ -1738,7 +1767,10 @@ function init() {
     if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); stylize(); }
     if (e.key === "Escape" && state.job) cancel();
   });
-  window.addEventListener("resize", () => { if (state.view && state.view.dims) fit(state.view.dims); });
+  window.addEventListener("resize", () => {
+    if (!state.view || !state.view.dims) return;
+    fit(state.view.dims, $("view-video").hidden ? $("view") : $("view-video"));
+  });
   refresh();
   connect();
 }
