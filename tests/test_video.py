@@ -547,6 +547,25 @@ def test_the_live_camera_paints_on_the_grid_that_follows_the_camera(clip, model,
     assert anchored < 0.6 * loose
 
 
+def test_a_gatys_video_job_that_fails_leaves_no_frames_behind(clip, images):
+    """Gatys keeps each finished frame for --resume; a job (no resume) that stops early removes them."""
+    from fastapi.testclient import TestClient
+
+    from impasto.serve import ServeSettings
+    from impasto.serve.app import create_app
+
+    settings = ServeSettings(
+        max_size=32, default_size=32, max_steps=2, job_timeout=1e-6, job_defaults={"device": "cpu", "precision": "fp32"}
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        files = [("content", ("pan.mp4", clip.read_bytes(), "video/mp4")),
+                 ("styles", ("s.png", images["style"].read_bytes(), "image/png"))]  # fmt: skip
+        r = c.post("/api/jobs?wait=true", files=files, data={"method": "gatys", "steps": "2", "temporal": "0.5"})
+        assert r.status_code == 422 and "timed out" in r.json()["error"], r.text
+        left = c.app.state.jobs.results_dir
+        assert not list(left.glob(".*.frames")) and not list(left.glob("*.work.mp4"))
+
+
 def test_uploads_are_told_apart_by_their_bytes(clip, tmp_path):
     """Videos by their container's signature; AVIF and HEIC photos (an ISO ftyp box too) stay photos."""
     import io
