@@ -830,8 +830,9 @@ function showPlaceholder() {
   if (state.content.video) {
     showVideo(state.content.url, "placeholder", state.content.width ? "" : "This browser cannot show this video",
       state.view.dims);
+  } else {
+    showImage(state.content.url, "placeholder", "", state.view.dims);
   }
-  else showImage(state.content.url, "placeholder", "", state.view.dims);
   $("compare").hidden = true;
   $("download-group").hidden = true;
 }
@@ -1145,12 +1146,12 @@ async function onDone(s, job) {
   }
   if (state.job !== job) return;
   finish(true);
-  if (job.video) return doneVideo(s, job, blob, seconds);
   const when = new Date();
   const item = {
     id: s.id,
     url: URL.createObjectURL(blob),
     blob,
+    video: job.video,
     originalUrl: job.originalUrl,
     photo: job.photo,
     paintings: job.paintings,
@@ -1163,33 +1164,20 @@ async function onDone(s, job) {
     seconds,
     when,
   };
-  state.gallery.unshift(item);
-  addToGallery(item);
-  showResult(item);
-  setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${s.width} × ${s.height}`);
-  bringIntoView();
-  keepInHistory(item);
-  if (state.rerun) {
-    state.rerun = false;
-    autoRender();
+  // A video is not kept in the history: clips are large, and the history lives in this browser's storage.
+  if (!job.video) {
+    state.gallery.unshift(item);
+    addToGallery(item);
   }
-}
-
-// A painted video: shown playing with its download; not kept in the history (clips are large, and the history
-// lives in this browser's storage).
-function doneVideo(s, job, blob, seconds) {
-  const dims = job.dims;
-  const item = {
-    id: s.id, url: URL.createObjectURL(blob), blob, video: true, originalUrl: null, settings: job.settings,
-    name: `impasto-${slug(job.painting)}-${s.method}-${stamp(new Date())}`, method: s.method,
-    width: s.width || (dims ? dims.width : null), height: s.height || (dims ? dims.height : null), seconds,
-  };
   showResult(item);
   const frames = s.total ? `${s.total} frames · ` : "";
-  setStatus(`Done in <b>${fmtTime(seconds)}</b> · ${frames}${fmtBytes(blob.size)} MP4 · ` +
-    "download it: videos are not kept in the history");
+  setStatus(job.video
+    ? `Done in <b>${fmtTime(seconds)}</b> · ${frames}${fmtBytes(blob.size)} MP4 · download it: videos are not kept ` +
+      "in the history"
+    : `Done in <b>${fmtTime(seconds)}</b> · ${s.width} × ${s.height}`);
   bringIntoView();
-  if (state.rerun) { // a setting moved for a photo while the video was painting
+  if (!job.video) keepInHistory(item);
+  if (state.rerun) {
     state.rerun = false;
     autoRender();
   }

@@ -2,9 +2,9 @@
 
 Each painting is described by the statistics of several views (:func:`painting_views`: the whole painting, then
 random crops, half of them mirrored), computed once at the start, and likewise for the paintings' recoloured copies
-(--recolour); every picture of a batch draws a painting and one
-of its views, the predictor turns the view's statistics into the embedding, and the network paints with it. The
-loss is the fast trainer's, against the whole painting's Gram matrices.
+(--recolour); every picture of a batch draws a painting and one of its views, the predictor turns the view's
+statistics into the embedding, and the network paints with it. The loss is the fast trainer's, against the whole
+painting's Gram matrices.
 """
 
 from __future__ import annotations
