@@ -578,7 +578,7 @@ def test_cli_stylize_styles_and_sheet(images, tmp_path, model_file, capsys):
     [
         (["--model", "nope"], "not a built-in style"),
         (["--fine", "5"], "--fine"),
-        (["STYLE"], "not style images"),
+        (["STYLE", "--model", "the_scream"], "not style images"),
     ],
 )
 def test_cli_stylize_bad_input(images, tmp_path, capsys, argv, message):

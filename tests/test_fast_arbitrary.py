@@ -258,11 +258,38 @@ def test_a_network_with_a_predictor_takes_added_paintings_and_keeps_its_predicto
 
 def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):
     out = tmp_path / "x.png"
-    argv = ["stylize", str(images["content"]), str(images["style"]), "--method", "fast", "-o", str(out)]
+    argv = ["stylize", str(images["content"]), str(images["style"]), "--method", "fast", "--model", "the_scream",
+            "-o", str(out)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "impasto train fast-arbitrary" in err[0]
+    assert len(err) == 1 and "not style images" in err[0] and "--model any" in err[0]
     assert not out.exists()
+    argv = ["stylize", str(images["content"]), "--method", "fast", "--model", "any", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "style images" in err[0] and not out.exists()
+
+
+def test_style_images_without_a_model_paint_through_the_built_in_model_for_any_painting(images, tmp_path):
+    from impasto.methods.fast import ANY, DEFAULT_MODEL, Options, arbitrary_path, has_predictor, run_model
+
+    assert has_predictor(arbitrary_path())
+    assert run_model(Options(), 1) == ANY and run_model(Options(), 0) == DEFAULT_MODEL
+    assert run_model(Options(model="the_scream"), 1) == "the_scream"  # given: kept (and refused by validate)
+    photo = np.asarray(Image.open(images["content"]), np.float32)
+    painted = {}
+    for key in ("style", "style2"):
+        out = tmp_path / f"{key}.png"
+        argv = ["stylize", str(images["content"]), str(images[key]), "--method", "fast", "--runtime", "torch",
+                "--size", "0", "-o", str(out), "-q"]  # fmt: skip
+        assert main(argv) == 0
+        painted[key] = np.asarray(Image.open(out), np.float32)
+        assert painted[key].shape == photo.shape and np.abs(painted[key] - photo).mean() > 10
+    assert np.abs(painted["style"] - painted["style2"]).mean() > 5  # each painting its own look
+    # --model any is the same model, said outright.
+    engine = impasto.load("fast", model=ANY, runtime="torch", size=None, device="cpu", precision="fp32")
+    again = engine.run(str(images["content"]), [str(images["style"])]).image[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(again - painted["style"]).max() <= 1.0 + 1e-3
 
 
 def test_named_paintings_do_not_mix_with_style_images(setup, tmp_path, images, capsys):

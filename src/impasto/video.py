@@ -257,12 +257,14 @@ def temporal_defaults() -> str:
     return ", ".join(f"{name} {default_temporal(name):g}" for name in available_methods())
 
 
-def grid_anchor(engine: Any, opts: Any, temporal: float, width: int, height: int) -> GridAnchor | None:
-    """A :class:`GridAnchor` for `width` x `height` frames where temporal consistency is on and `engine` says its
-    grid (``engine.grid_period``); None otherwise."""
+def grid_anchor(
+    engine: Any, opts: Any, temporal: float, width: int, height: int, n_styles: int = 0
+) -> GridAnchor | None:
+    """A :class:`GridAnchor` for `width` x `height` frames painted with `n_styles` style images where temporal
+    consistency is on and `engine` says its grid (``engine.grid_period``); None otherwise."""
     if temporal <= 0 or not callable(getattr(engine, "grid_period", None)):
         return None
-    period = engine.grid_period(opts, width, height)
+    period = engine.grid_period(opts, width, height, n_styles)
     return GridAnchor(period) if period else None
 
 
@@ -444,7 +446,7 @@ def stylize_video(
     def pipelined(rgb: np.ndarray, index: int, t: float) -> Any:
         nonlocal anchor
         if index == 0:
-            anchor = grid_anchor(engine, opts, temporal, rgb.shape[1], rgb.shape[0])
+            anchor = grid_anchor(engine, opts, temporal, rgb.shape[1], rgb.shape[0], len(style_images))
         pad = anchor.shift(rgb) if anchor is not None else None  # in order, here: each shift needs the last frame
         # The first frame runs here, so that the engine has loaded everything before two threads use it.
         if pool is None or index == 0:

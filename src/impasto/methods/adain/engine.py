@@ -157,7 +157,7 @@ class AdaINEngine(StreamingEngine):
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
-    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+    def grid_period(self, opts: Options, width: int, height: int, n_styles: int = 0) -> float | None:
         """For video: the period of the encoder's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
         return grid_period(opts, width, height)
 

@@ -65,7 +65,7 @@ class OrtAdaINEngine(StreamingEngine):
             self._sessions[threads] = (cpu_session(code, threads), cpu_session(transfer, threads))
         return self._sessions[threads]
 
-    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+    def grid_period(self, opts: Options, width: int, height: int, n_styles: int = 0) -> float | None:
         """For video: the period of the encoder's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
         return grid_period(opts, width, height)
 

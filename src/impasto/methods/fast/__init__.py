@@ -28,10 +28,15 @@ if TYPE_CHECKING:
     from ...engine import Engine
 
 DEFAULT_MAX_SIZE = 8192
-# Paints trained styles: no style images needed (see impasto.api.takes_style_images); a model file with a style
-# predictor (impasto train fast-arbitrary) also takes them.
+# Paints trained styles: no style images needed (see impasto.api.takes_style_images); a model with a style predictor
+# (the built-in ANY, or a file from impasto train fast-arbitrary) also takes them.
 STYLE_IMAGES = False
 BUILTIN_FILE = "fast_styles.safetensors"
+DEFAULT_MODEL = "starry_night"
+# The built-in model that paints any painting given as a style image (a fast network with a style predictor, trained
+# by impasto train fast-arbitrary): what --model means with style images when it is left at its default.
+ANY = "any"
+ARBITRARY_FILE = "fast_any.safetensors"
 MAX_LAYER_WEIGHT = 3.0  # as trained (impasto.nets.fast.MAX_LAYER_WEIGHT; this module stays torch-free)
 LAYER_OPTIONS = ("fine", "small", "medium", "coarse")  # relu1_1 .. relu4_1
 RUNTIMES = ("auto", "onnx", "torch")
@@ -40,6 +45,19 @@ RUNTIMES = ("auto", "onnx", "torch")
 def builtin_path() -> Path:
     """The model file of the built-in styles, shipped in the package."""
     return Path(str(resources.files("impasto") / "models" / BUILTIN_FILE))
+
+
+def arbitrary_path() -> Path:
+    """The model file of the built-in model that paints style images (--model any), shipped in the package."""
+    return Path(str(resources.files("impasto") / "models" / ARBITRARY_FILE))
+
+
+def run_model(opts: "Options", n_styles: int) -> str:
+    """The ``--model`` a run with `n_styles` style images paints with: --model as given, except that style images
+    with --model left at its default go to the built-in model that paints any painting (--model any)."""
+    if n_styles and opts.model == DEFAULT_MODEL and arbitrary_path().is_file():
+        return ANY
+    return opts.model
 
 
 def _header(path: str | Path) -> dict[str, Any]:
@@ -146,6 +164,9 @@ def parse_model(spec: str) -> list[tuple[str, str, float]]:
         if item in builtin:
             out.append((str(builtin_path()), item, weight))
             continue
+        if item == ANY and arbitrary_path().is_file():
+            out.append((str(arbitrary_path()), model_names(arbitrary_path())[0], weight))
+            continue
         path, _, name = item.partition("#")
         if not Path(path).is_file():
             known = ", ".join(builtin) or "none installed"
@@ -186,9 +207,10 @@ class Options:
     """Settings of a fast-network run: the command line's flags, HTTP fields and web page controls come from here."""
 
     model: str = option(
-        "starry_night",
+        DEFAULT_MODEL,
         "a built-in style (impasto styles lists them), a model file from impasto train fast (FILE or FILE#NAME), "
-        "or several blended as STYLE:WEIGHT,STYLE:WEIGHT",
+        "or several blended as STYLE:WEIGHT,STYLE:WEIGHT; with style images: 'any' (the default then: the built-in "
+        "model that paints any painting) or a file from impasto train fast-arbitrary",
         "str",
         http=True,
         label="Style",
@@ -296,20 +318,22 @@ class Options:
         if self.work_size is not None and (not isinstance(self.work_size, int) or 0 < self.work_size < 16):
             raise ImpastoError(f"--work-size must be 0 (off) or at least 16 px, got {self.work_size}")
         check_declared(self)
-        styles = parse_model(self.model)
+        model = run_model(self, n_styles)
+        styles = parse_model(model)
+        if not n_styles and model == ANY:
+            raise ImpastoError("--model any paints the paintings given as style images: give one or more")
         if n_styles:
             files = {path for path, _, _ in styles}
             if len(files) != 1 or not has_predictor(next(iter(files))):
                 raise ImpastoError(
-                    "the fast method paints trained styles, not style images: choose one with --model (impasto "
-                    "styles lists them; impasto train fast makes new ones), or give a model that paints any "
-                    "painting (impasto train fast-arbitrary)"
+                    f"--model {model} paints its trained styles, not style images: leave --model out (or give "
+                    "--model any) to paint the style images, or drop them to paint the trained style"
                 )
             if self.masks is not None:
                 raise ImpastoError("--mask places the styles of --model; it does not take style images")
-            if len(styles) > 1 or "#" in str(self.model):
+            if len(styles) > 1 or "#" in str(model):
                 raise ImpastoError(
-                    f"--model {self.model}: with style images give the model file alone (its own paintings do not "
+                    f"--model {model}: with style images give the model file alone (its own paintings do not "
                     "blend with them)"
                 )
         if self.masks is not None and len(self.masks) != len(styles):
@@ -340,10 +364,10 @@ def grid_period(opts: Options, training_scale: int, width: int, height: int) -> 
     return GRID * (short + math.ceil(GRID * short / work)) / work
 
 
-def model_grid_period(opts: Options, width: int, height: int) -> float | None:
-    """:func:`grid_period` for the model file `opts.model` names (None for styles from several files), read from its
-    header: what both engines tell :mod:`impasto.video`."""
-    files = {path for path, _, _ in parse_model(opts.model)}
+def model_grid_period(opts: Options, width: int, height: int, n_styles: int = 0) -> float | None:
+    """:func:`grid_period` for the model file a run with `n_styles` style images paints with (None for styles from
+    several files), read from its header: what both engines tell :mod:`impasto.video`."""
+    files = {path for path, _, _ in parse_model(run_model(opts, n_styles))}
     if len(files) != 1:
         return None
     return grid_period(opts, int(model_metadata(next(iter(files)))["image_size"]), width, height)

@@ -23,7 +23,7 @@ from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
-from . import Options, model_grid_period, painting_tone, parse_model, stats_size, style_images_key
+from . import Options, model_grid_period, painting_tone, parse_model, run_model, stats_size, style_images_key
 from .model import FastModel, load_model
 
 PAINTING_PREFIX = "#painting"  # the names style images get in a model's extended table (no file name has '#')
@@ -77,9 +77,9 @@ class FastEngine(StreamingEngine):
         with self._autocast():
             return model.net(x, s, lw)[..., :h, :w].float().clamp(0, 1).cpu()
 
-    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+    def grid_period(self, opts: Options, width: int, height: int, n_styles: int = 0) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
-        return model_grid_period(opts, width, height)
+        return model_grid_period(opts, width, height, n_styles)
 
     @torch.no_grad()
     def stylize(
@@ -122,7 +122,7 @@ class FastEngine(StreamingEngine):
         """Many pictures (or a stream of frames) with the same settings; the model is loaded once."""
         styles = list(styles)
         opts = self.resolve(options, len(styles))
-        items = parse_model(opts.model)
+        items = parse_model(run_model(opts, len(styles)))
         files = {path for path, _, _ in items}
         if len(files) > 1 and opts.masks is None:
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")

@@ -28,6 +28,7 @@ from . import (
     model_names,
     painting_tone,
     parse_model,
+    run_model,
     stats_size,
     style_images_key,
 )
@@ -113,9 +114,9 @@ class OrtFastEngine(StreamingEngine):
             out.append(code.run(None, {"painting": x})[0])
         return np.concatenate(out).astype(np.float32)
 
-    def grid_period(self, opts: Options, width: int, height: int) -> float | None:
+    def grid_period(self, opts: Options, width: int, height: int, n_styles: int = 0) -> float | None:
         """For video: the period of the network's stride grid on such frames (see :class:`impasto.video.GridAnchor`)."""
-        return model_grid_period(opts, width, height)
+        return model_grid_period(opts, width, height, n_styles)
 
     def paint(self, picture: np.ndarray, model: str, style: Any, layers: Sequence[float]) -> np.ndarray:
         """One pass over a (H, W, 3) float32 picture in [0, 1] at its own size; returns the same shape. `style`: the
@@ -186,7 +187,7 @@ class OrtFastEngine(StreamingEngine):
         if opts.masks is not None or opts.content_mask is not None or opts.preserve_color != "none":
             yield from self._torch().run_many(contents, styles, opts, callback=callback, progress=progress)
             return
-        items = parse_model(opts.model)
+        items = parse_model(run_model(opts, len(styles)))
         files = {path for path, _, _ in items}
         if len(files) > 1:
             raise ImpastoError("--model: styles from different model files cannot blend; use --mask to place them")
