@@ -6,6 +6,7 @@ by default the job is tiny and the screenshot goes to a temporary directory.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -322,7 +323,7 @@ def test_a_video_upload_plays_back_painted_with_its_sound_and_progress_in_frames
             browser.close()
 
 
-def test_a_video_above_the_servers_upload_cap_is_refused_in_the_page(tmp_path):
+def test_a_video_above_the_servers_upload_cap_is_refused_in_the_page(tmp_path, images):
     """The page names the clip, its size and the server's cap, and uploads nothing."""
     from test_video import make_clip
 
@@ -342,6 +343,19 @@ def test_a_video_above_the_servers_upload_cap_is_refused_in_the_page(tmp_path):
             status = page.locator("#status-text").inner_text()
             assert "long.mp4" in status and "at most" in status and "kB" in status
             assert not page.locator("#content-video").is_visible() and page.locator("#go").is_disabled()
+            # The clip dropped again together with a picture (what a drop or a paste outside the boxes hands over):
+            # the refusal stays, and the picture does not take the clip's place.
+            picture = base64.b64encode(images["content"].read_bytes()).decode()
+            page.evaluate(
+                """async ([size, picture]) => {
+                  const bytes = Uint8Array.from(atob(picture), (c) => c.charCodeAt(0));
+                  await takeLoose([new File([new Uint8Array(size)], "long.mp4", { type: "video/mp4" }),
+                                   new File([bytes], "cat.png", { type: "image/png" })]);
+                }""",
+                [clip.stat().st_size, picture],
+            )
+            assert "long.mp4" in page.locator("#status-text").inner_text()
+            assert not page.locator("#content-thumb").is_visible() and page.locator("#go").is_disabled()
             assert not posted
         finally:
             browser.close()

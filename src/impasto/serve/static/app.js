@@ -217,14 +217,15 @@ async function prepare(file, role) {
 
 let contentToken = 0;
 
+// True once `file` is the thing to repaint; false when it was refused (the reason is said) or overtaken.
 async function setContent(file) {
   clearProblem();
   const token = ++contentToken;
   const ready = isVideo(file) ? await prepareVideo(file) : await prepare(file, "photo");
-  if (!ready) return;
+  if (!ready) return false;
   if (token !== contentToken) { // a later photo was chosen while this one was being read
     URL.revokeObjectURL(ready.url);
-    return;
+    return false;
   }
   if (state.content) URL.revokeObjectURL(state.content.url);
   state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name,
@@ -249,6 +250,7 @@ async function setContent(file) {
   $("content-meta").textContent = parts.filter(Boolean).join(" · ");
   if (!state.job && (!state.view || state.view.kind === "placeholder")) showPlaceholder();
   refresh();
+  return true;
 }
 
 function clearContent() {
@@ -352,7 +354,8 @@ function wireDrop(zone, input, onFiles) {
 // Files dropped or pasted anywhere else: the photo first, then paintings.
 async function takeLoose(files) {
   const clip = files.find(isVideo); // a video can only be the thing to repaint
-  if (clip) await setContent(clip);
+  // A refused clip's reason stays on screen: the pictures dropped with it do not take its place.
+  if (clip && !(await setContent(clip))) return;
   files = files.filter((f) => !isVideo(f) && (!f.type || f.type.startsWith("image/")));
   if (!files.length) return;
   if (!state.content) await setContent(files.shift());
