@@ -353,6 +353,20 @@ def test_a_real_gatys_job_streams_progress_and_previews_then_serves_the_png(uplo
     assert state["status"] == "done" and state["elapsed"] > 0
 
 
+def test_a_real_fast_job_paints_an_uploaded_painting_through_the_network_for_any_painting(uploads):
+    job_defaults = {"device": "cpu", "precision": "fp32", "runtime": "torch"}
+    with make_client(job_defaults=job_defaults) as c:
+        painted = []
+        for n_styles in (1, 2):  # the second painting changes the picture: it is painted, not a trained style
+            r = c.post("/api/jobs?wait=true", files=files(uploads, n_styles), data={"method": "fast", "size": "64"})
+            assert r.status_code == 200, r.text
+            painted.append(np.asarray(Image.open(io.BytesIO(r.content)), np.float32))
+        assert painted[0].shape == (43, 64, 3) and np.abs(painted[0] - painted[1]).mean() > 1
+        # A trained style named with a painting: refused in one line, nothing run.
+        r = c.post("/api/jobs", files=files(uploads), data={"method": "fast", "model": "the_scream", "size": "64"})
+        assert r.status_code in (400, 422) and "not style images" in r.text
+
+
 def test_wait_answers_the_png_at_once_and_only_known_options_reach_the_method(fakes, uploads):
     with make_client() as c:
         r = c.post(

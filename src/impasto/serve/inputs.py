@@ -148,7 +148,8 @@ def form_schema(settings: ServeSettings, default_method: str) -> dict[str, Any]:
             "type": "array",
             "items": {"type": "string", "format": "binary"},
             "description": "One or more style images (paintings), as repeated 'styles' fields; blended. Required by "
-            "the methods that paint from a style image (gatys, adain); the fast method paints its trained styles.",
+            "the methods that paint from a style image (gatys, adain); the fast method paints its trained styles, or "
+            "with style images (and no 'model') any painting through its built-in network for any painting.",
         },
         "method": {
             "type": "string",

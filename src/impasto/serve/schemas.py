@@ -115,7 +115,8 @@ class MethodOut(BaseModel):
     )
     style_images: bool = Field(
         description="True when a job uploads its paintings as 'styles'; false for methods that paint trained styles "
-        "(the fast method: choose one of GET /api/styles with the 'model' field)."
+        "(the fast method: choose one of GET /api/styles with the 'model' field; it also takes 'styles' without a "
+        "'model', painting them through its built-in network for any painting)."
     )
     video_temporal: float = Field(
         description="The 'temporal' field's default for a video upload with this method (0: each frame on its own)."
