@@ -3,6 +3,7 @@ never saw paint from their VGG-19 statistics."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -316,6 +317,14 @@ def test_resume_continues_exactly_and_refuses_other_paintings(setup, tmp_path):
         train_arbitrary(_cfg(setup, out, 5, views=2), resume=True)
     with pytest.raises(ImpastoError, match="recolour"):
         train_arbitrary(_cfg(setup, out, 5, recolour=1), resume=True)
+    # The --init file changed in place since the run began (its recipe is read again on resume): refused.
+    init = tmp_path / "init.safetensors"
+    shutil.copyfile(setup["base"], init)
+    other = tmp_path / "other.safetensors"
+    train_arbitrary(_cfg(setup, other, 1, init=str(init)))
+    shutil.copyfile(straight, init)
+    with pytest.raises(ImpastoError, match="has changed"):
+        train_arbitrary(_cfg(setup, other, 2, init=str(init)), resume=True)
 
 
 def test_recoloured_copies_train_with_the_paintings_and_stay_out_of_the_file(setup, tmp_path, monkeypatch):

@@ -130,6 +130,22 @@ def check_resumable(state: dict, cfg: Any, keys: Sequence[str], where: Path) -> 
         raise ImpastoError(f"--resume: {where} was trained with " + ", ".join(changed) + "; use the same settings")
 
 
+def init_digest(cfg: Any) -> str | None:
+    """The SHA-256 of the model file a run starts from (``cfg.init``), or None without one: a resumed run reads its
+    recipe (and, for some trainers, frozen weights) from that file again, so a file changed in place since the run
+    began would silently continue another experiment."""
+    init = getattr(cfg, "init", None)
+    if not isinstance(init, (str, os.PathLike)) or not Path(init).is_file():
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(init, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def begin(cfg: Any, resume: bool, overwrite: bool, resume_keys: Sequence[str]) -> tuple[Path, dict | None]:
     """The start every trainer shares: settings checked, paths checked (in the first second, not at the first
     checkpoint), and with `resume` the checkpoint loaded and checked against `resume_keys`. Returns (checkpoint path,
@@ -140,6 +156,11 @@ def begin(cfg: Any, resume: bool, overwrite: bool, resume_keys: Sequence[str]) -
     state = load_checkpoint(path) if resume else None
     if state is not None:
         check_resumable(state, cfg, resume_keys, path)
+        if state.get("init_digest") and init_digest(cfg) != state["init_digest"]:
+            raise ImpastoError(
+                f"--resume: --init {cfg.init} is not the file {path} began from (it has changed since); "
+                "use that file, or start afresh"
+            )
     return path, state
 
 
@@ -197,11 +218,19 @@ def run(
         start_step = int(state["step"])
         log = list(state.get("log", []))
     task.start(resumed=state is not None)
+    digest = init_digest(cfg)
 
     def save(step: int) -> None:
         save_checkpoint(
             ckpt,
-            {"step": step, **task.state_dict(), "optimizer": optimizer.state_dict(), "config": asdict(cfg), "log": log},
+            {
+                "step": step,
+                **task.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "config": asdict(cfg),
+                "log": log,
+                "init_digest": digest,
+            },
         )
         task.save_output(step)
 
