@@ -860,6 +860,9 @@ def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):
         train(_cfg(train_dirs, tmp_path / "x.safetensors", 3, init=str(first), names=["p", "q"]))
     with pytest.raises(ImpastoError, match="not both"):
         train(_cfg(train_dirs, warm, 4, init=str(first)), resume=True)
+    # Resumed without --init, as it must be: the checkpoint holds what the file gave.
+    summary = train(_cfg(train_dirs, warm, 4, preview_every=0), resume=True)
+    assert (summary["step"], summary["steps_this_run"]) == (4, 1)
 
 
 def test_tune_trains_one_paintings_look_and_leaves_the_network_and_the_others_as_they_were(train_dirs, tmp_path):

@@ -265,10 +265,11 @@ def test_style_images_need_a_model_with_a_predictor(images, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not style images" in err[0] and "--model any" in err[0]
     assert not out.exists()
-    argv = ["stylize", str(images["content"]), "--method", "fast", "--model", "any", "-o", str(out)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "style images" in err[0] and not out.exists()
+    for spec in ("any", "any:1"):
+        argv = ["stylize", str(images["content"]), "--method", "fast", "--model", spec, "-o", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "style images" in err[0] and not out.exists()
 
 
 def test_style_images_without_a_model_paint_through_the_built_in_model_for_any_painting(images, tmp_path):
@@ -276,7 +277,9 @@ def test_style_images_without_a_model_paint_through_the_built_in_model_for_any_p
 
     assert has_predictor(arbitrary_path())
     assert run_model(Options(), 1) == ANY and run_model(Options(), 0) == DEFAULT_MODEL
-    assert run_model(Options(model="the_scream"), 1) == "the_scream"  # given: kept (and refused by validate)
+    # Given, --model is kept (a trained style with style images is then refused by validate).
+    assert run_model(Options(model="the_scream"), 1) == run_model(Options(model="the_scream"), 0) == "the_scream"
+    assert run_model(Options(model=DEFAULT_MODEL), 1) == DEFAULT_MODEL
     photo = np.asarray(Image.open(images["content"]), np.float32)
     painted = {}
     for key in ("style", "style2"):

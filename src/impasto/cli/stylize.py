@@ -82,7 +82,8 @@ def add_parser(sub) -> None:
         "styles",
         metavar="STYLE",
         nargs="*",
-        help="one or more style images (for --method fast only with a model that paints any painting: see --model)",
+        help="one or more style images (--method fast paints them through its built-in model for any painting, "
+        "unless --model names a model file from impasto train fast-arbitrary)",
     )
     st.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
     add_method_options(st, methods)

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
         "styles",
         metavar="STYLE",
         nargs="*",
-        help="style images (for --method fast only with a model that paints any painting: see --model)",
+        help="style images (--method fast paints them through its built-in model for any painting, "
+        "unless --model names a model file from impasto train fast-arbitrary)",
     )
     v.add_argument("-o", "--output", required=True, help="output video (.mp4, .m4v, .mov or .webm)")
     add_video_arguments(v)

@@ -156,7 +156,9 @@ def begin(cfg: Any, resume: bool, overwrite: bool, resume_keys: Sequence[str]) -
     state = load_checkpoint(path) if resume else None
     if state is not None:
         check_resumable(state, cfg, resume_keys, path)
-        if state.get("init_digest") and init_digest(cfg) != state["init_digest"]:
+        # Trainers that resume without --init (fast, distill: "not both") keep what the file gave in the checkpoint.
+        given = getattr(cfg, "init", None) is not None
+        if given and state.get("init_digest") and init_digest(cfg) != state["init_digest"]:
             raise ImpastoError(
                 f"--resume: --init {cfg.init} is not the file {path} began from (it has changed since); "
                 "use that file, or start afresh"

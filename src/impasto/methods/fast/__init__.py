@@ -53,11 +53,11 @@ def arbitrary_path() -> Path:
 
 
 def run_model(opts: "Options", n_styles: int) -> str:
-    """The ``--model`` a run with `n_styles` style images paints with: --model as given, except that style images
-    with --model left at its default go to the built-in model that paints any painting (--model any)."""
-    if n_styles and opts.model == DEFAULT_MODEL and arbitrary_path().is_file():
-        return ANY
-    return opts.model
+    """The ``--model`` a run with `n_styles` style images paints with: --model as given; left out, DEFAULT_MODEL, or
+    with style images the built-in model that paints any painting (--model any)."""
+    if opts.model is not None:
+        return opts.model
+    return ANY if n_styles and arbitrary_path().is_file() else DEFAULT_MODEL
 
 
 def _header(path: str | Path) -> dict[str, Any]:
@@ -206,11 +206,11 @@ def _layer_option(label: str, layer: str) -> Any:
 class Options:
     """Settings of a fast-network run: the command line's flags, HTTP fields and web page controls come from here."""
 
-    model: str = option(
-        DEFAULT_MODEL,
+    model: str | None = option(
+        None,
         "a built-in style (impasto styles lists them), a model file from impasto train fast (FILE or FILE#NAME), "
-        "or several blended as STYLE:WEIGHT,STYLE:WEIGHT; with style images: 'any' (the default then: the built-in "
-        "model that paints any painting) or a file from impasto train fast-arbitrary",
+        "or several blended as STYLE:WEIGHT,STYLE:WEIGHT (default: starry_night); with style images: any (the "
+        "default then: the built-in model that paints any painting) or a file from impasto train fast-arbitrary",
         "str",
         http=True,
         label="Style",
@@ -320,11 +320,17 @@ class Options:
         check_declared(self)
         model = run_model(self, n_styles)
         styles = parse_model(model)
-        if not n_styles and model == ANY:
+        if not n_styles and any(Path(path) == arbitrary_path() for path, _, _ in styles):
             raise ImpastoError("--model any paints the paintings given as style images: give one or more")
         if n_styles:
             files = {path for path, _, _ in styles}
             if len(files) != 1 or not has_predictor(next(iter(files))):
+                if self.model is None:
+                    raise ImpastoError(
+                        f"no built-in model for any painting is installed ({arbitrary_path()} is missing; reinstall "
+                        "impasto), so the fast method cannot paint style images: give --model FILE from impasto "
+                        "train fast-arbitrary, or drop them to paint a trained style"
+                    )
                 raise ImpastoError(
                     f"--model {model} paints its trained styles, not style images: leave --model out (or give "
                     "--model any) to paint the style images, or drop them to paint the trained style"
@@ -396,14 +402,14 @@ def uses_onnxruntime(opts: Options) -> bool:
     if opts.runtime != "auto":
         if opts.runtime == "onnx" and (opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32")):
             raise ImpastoError("--runtime onnx runs on the CPU in fp32; use --runtime torch for --device/--precision")
-        if opts.runtime == "onnx" and not available(parse_model(opts.model)):
+        if opts.runtime == "onnx" and not available(parse_model(run_model(opts, 0))):
             raise ImpastoError("--runtime onnx needs onnxruntime and onnx: pip install 'impasto[export]'")
         return opts.runtime == "onnx"
     if opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32"):
         return False
     if opts.device == "auto" and (os.path.exists("/dev/nvidia0") or "torch.cuda" in sys.modules and _cuda()):
         return False  # a GPU may be there: PyTorch uses it
-    return available(parse_model(opts.model))
+    return available(parse_model(run_model(opts, 0)))
 
 
 def _cuda() -> bool:

@@ -43,7 +43,7 @@ class FastEngine(StreamingEngine):
         self._models: dict[str, FastModel] = {}
         self._vgg: dict = {}  # VGG-19 to relu4_1 by weights, for the statistics of style images
         self._painted: tuple = ((), None, [])  # (key, painting_model's answer, the style images) of the last run
-        parse_model(options.model)  # a bad --model fails at load, not at the first picture
+        parse_model(run_model(options, 0))  # a bad --model fails at load, not at the first picture
 
     def clear_cache(self) -> None:
         """Forget the last style images' predicted embeddings (the next run predicts them again)."""

@@ -68,7 +68,7 @@ class OrtFastEngine(StreamingEngine):
 
     def __init__(self, options: Options, threads: int | None = None) -> None:
         super().__init__(options)
-        parse_model(options.model)  # a bad --model fails at load
+        parse_model(run_model(options, 0))  # a bad --model fails at load
         self.threads = threads
         self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
         self._torch_engine = None

@@ -217,7 +217,8 @@ async function prepare(file, role) {
 
 let contentToken = 0;
 
-// True once `file` is the thing to repaint; false when it was refused (the reason is said) or overtaken.
+// True once `file` is the thing to repaint; false when it was refused (the reason is said); null when a later choice
+// overtook it while it was being read.
 async function setContent(file) {
   clearProblem();
   const token = ++contentToken;
@@ -225,7 +226,7 @@ async function setContent(file) {
   if (!ready) return false;
   if (token !== contentToken) { // a later photo was chosen while this one was being read
     URL.revokeObjectURL(ready.url);
-    return false;
+    return null;
   }
   if (state.content) URL.revokeObjectURL(state.content.url);
   state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name,
@@ -355,7 +356,7 @@ function wireDrop(zone, input, onFiles) {
 async function takeLoose(files) {
   const clip = files.find(isVideo); // a video can only be the thing to repaint
   // A refused clip's reason stays on screen: the pictures dropped with it do not take its place.
-  if (clip && !(await setContent(clip))) return;
+  if (clip && (await setContent(clip)) === false) return;
   files = files.filter((f) => !isVideo(f) && (!f.type || f.type.startsWith("image/")));
   if (!files.length) return;
   if (!state.content) await setContent(files.shift());
