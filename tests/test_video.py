@@ -501,6 +501,27 @@ def test_arbitrary_style_keeps_its_encoders_grid_on_the_scene_too(clip, tmp_path
     assert a["warping_error"] < 0.5 * b["warping_error"], (a, b)  # measured: 0.31 x
 
 
+def test_a_painting_through_the_fast_method_makes_a_video(clip, tmp_path, monkeypatch):
+    """impasto video CLIP PAINTING (the fast method by default): the built-in model for any painting paints it, and
+    the grid the video keeps is that model's."""
+    from impasto.methods import fast
+
+    out = tmp_path / "any.mp4"
+    painting = str(EXAMPLES / "swirls.png")
+    argv = ["video", str(clip), painting, "-o", str(out), "--size", "64", "--runtime", "torch", "-q"]
+    assert main(argv) == 0
+    painted, source = frames_of(out), frames_of(clip)
+    assert len(painted) == 12 and painted[0].shape == source[0].shape
+    assert np.abs(painted[5].astype(np.float32) - source[5]).mean() > 10
+    asked: list[Path] = []
+    real = fast.model_metadata
+    monkeypatch.setattr(fast, "model_metadata", lambda p: asked.append(Path(p)) or real(p))
+    assert fast.model_grid_period(fast.Options(), 640, 360, n_styles=1) == 4
+    assert asked[-1] == fast.arbitrary_path()
+    fast.model_grid_period(fast.Options(), 640, 360)
+    assert asked[-1] == fast.builtin_path()
+
+
 def test_the_grid_period_of_the_fast_networks():
     from impasto.methods.fast import GRID, Options, grid_period
     from impasto.nets.fast import STRIDE
