@@ -160,6 +160,9 @@ def test_the_torch_free_declarations_match_the_network():
     from impasto.nets.fast import STATS_SIZE, STRIDE
 
     assert fast_method.GRID == STRIDE and fast_method.STATS_SIZE == STATS_SIZE
+    from impasto.train.fast import arbitrary
+
+    assert arbitrary.STATS_SIZE == STATS_SIZE and arbitrary.Config.stats_size == STATS_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------

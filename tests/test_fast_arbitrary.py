@@ -64,13 +64,6 @@ def setup(tmp_path_factory, images) -> dict:
     return {"base": base, "content": content, "style": paintings[:4], "held": paintings[4]}
 
 
-@pytest.fixture(autouse=True)
-def _small_statistics(monkeypatch):
-    """Statistics of 64 px paintings: the test's paintings are that small (the file records the size, and the engines
-    read it from there)."""
-    monkeypatch.setattr("impasto.train.fast.arbitrary_training.STATS_SIZE", 64)
-
-
 def _cfg(setup, out, steps: int, **kw) -> Config:
     settings = dict(
         style=setup["style"],
@@ -86,6 +79,9 @@ def _cfg(setup, out, steps: int, **kw) -> Config:
         device="cpu",
         precision="fp32",
         workers=0,
+        # Statistics of 64 px paintings: the test's paintings are that small (the file records the size, and the
+        # engines read it from there: the tests below that paint through the predictor rely on it).
+        stats_size=64,
     )
     settings.update(kw)
     return Config(**settings)
@@ -320,6 +316,9 @@ def test_resume_continues_exactly_and_refuses_other_paintings(setup, tmp_path):
         train_arbitrary(_cfg(setup, out, 5, views=2), resume=True)
     with pytest.raises(ImpastoError, match="recolour"):
         train_arbitrary(_cfg(setup, out, 5, recolour=1), resume=True)
+    with pytest.raises(ImpastoError, match="stats-size"):
+        train_arbitrary(_cfg(setup, out, 5, stats_size=96), resume=True)
+    assert load_model(out).recipe["arbitrary"]["stats_size"] == 64
     # The --init file changed in place since the run began (its recipe is read again on resume): refused.
     init = tmp_path / "init.safetensors"
     shutil.copyfile(setup["base"], init)
@@ -359,6 +358,9 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
         _cfg(setup, tmp_path / "x.safetensors", 1, recolour=-1).validate()
     with pytest.raises(ImpastoError, match="--style-scale must be a finite number > 0"):
         _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
+    for bad in (32, 1000, 100.5):
+        with pytest.raises(ImpastoError, match="--stats-size must be a whole number of pixels from 64 to 512"):
+            _cfg(setup, tmp_path / "x.safetensors", 1, stats_size=bad).validate()
     with pytest.raises(ImpastoError, match="at most the network's training scale, 48"):
         train_arbitrary(_cfg(setup, tmp_path / "x.safetensors", 1, size=64))
     with pytest.raises(ImpastoError, match="not over --init"):

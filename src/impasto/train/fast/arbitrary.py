@@ -30,6 +30,10 @@ from .. import RunSettings, check_settings
 
 _DATA = "data"
 _RUN = "run"
+# A painting's statistics: the side it is read at (impasto.nets.fast.STATS_SIZE; this module imports no torch), and
+# the bounds of --stats-size (VGG-19's relu4_1 at 1/8 needs a few positions; above 512 a new painting costs seconds).
+STATS_SIZE = 256
+MIN_STATS_SIZE, MAX_STATS_SIZE = 64, 512
 
 
 @dataclass
@@ -72,6 +76,13 @@ class Config(RunSettings):
         "int",
         group=_DATA,
     )
+    stats_size: int = option(
+        STATS_SIZE,
+        "longest side in pixels a painting is read at for its statistics, in training and by the model at run time "
+        "(smaller: less time per new painting, coarser statistics)",
+        "int",
+        group=_DATA,
+    )
     size: int | None = option(None, "training crop size in pixels (default: --init's)", "int", group=_DATA)
     batch: int = option(8, "images per step", "int", group=_DATA)
     steps: int = option(5000, "total steps (a resumed run continues up to this)", "int", group=_RUN)
@@ -99,6 +110,11 @@ class Config(RunSettings):
         scale = self.style_scale
         if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ImpastoError(f"--style-scale must be a finite number > 0, got {scale}")
+        stats = self.stats_size
+        if not isinstance(stats, int) or isinstance(stats, bool) or not MIN_STATS_SIZE <= stats <= MAX_STATS_SIZE:
+            raise ImpastoError(
+                f"--stats-size must be a whole number of pixels from {MIN_STATS_SIZE} to {MAX_STATS_SIZE}, got {stats}"
+            )
         if self.size is not None and (not isinstance(self.size, int) or self.size < 32 or self.size % 4):
             raise ImpastoError(f"--size must be a multiple of 4 and at least 32, got {self.size}")
 

@@ -24,7 +24,7 @@ from ...core.image import tensor_to_pil
 from ...core.weights import load_weights
 from ...errors import ImpastoError
 from ...methods.fast.model import FastModel
-from ...nets.fast import STATS_DIM, STATS_SIZE, STYLE_LAYERS, StylePredictor, TransformerNet, painting_statistics
+from ...nets.fast import STATS_DIM, STYLE_LAYERS, StylePredictor, TransformerNet, painting_statistics
 from ...nets.vgg import VGGFeatures
 from .. import loop
 from ..data import ImageFolder, report_skipped, step_generator
@@ -34,7 +34,7 @@ from .arbitrary import Config
 from .trainer import PREVIEW_STEP, FastTask, FastTrainer, loss_style_layers, painting_tensor, sample_batch
 
 # Settings a resumed run must keep (they decide the network, the views and the stream of batches).
-RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views", "recolour")
+RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views", "recolour", "stats_size")
 RIDGE_LAMBDA = 10.0  # the predictor's starting fit (scripts/embedding_predictor.py: best of 0.1..100 out of fold)
 PREVIEW_TRAINED = 4  # training paintings in a preview grid, before the --preview-style ones
 _VIEW_STREAM = 7_777_777  # offset of the views' random stream from the batches'
@@ -208,7 +208,7 @@ class ArbitraryTask(FastTask):
         recipe["arbitrary"] = {
             "init": str(base_path(cfg)),
             "views": cfg.views,
-            "stats_size": STATS_SIZE,
+            "stats_size": cfg.stats_size,
             "style_scale": cfg.style_scale,
             "recolour": cfg.recolour,
         }
@@ -286,9 +286,10 @@ def train(
     report_skipped(contents, cfg.content_dir)
 
     vgg = VGGFeatures(weights, STYLE_LAYERS).eval()
-    small = with_recoloured([painting_tensor(p, STATS_SIZE) for p in cfg.style], turns)
+    small = with_recoloured([painting_tensor(p, cfg.stats_size) for p in cfg.style], turns)
     stats = view_statistics(vgg, small, cfg.views, cfg.seed)
-    shown_stats = view_statistics(vgg, [painting_tensor(p, STATS_SIZE) for p in cfg.preview_style or []], 1, 0)[:, 0]
+    shown_small = [painting_tensor(p, cfg.stats_size) for p in cfg.preview_style or []]
+    shown_stats = view_statistics(vgg, shown_small, 1, 0)[:, 0]
     del vgg
 
     net = start_network(base, cfg.style_names, stats[: len(cfg.style)])
