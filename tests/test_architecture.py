@@ -150,6 +150,14 @@ def test_a_new_trainer_is_one_module_and_one_registry_line(tmp_path, capsys, mon
     assert cli.main(["train", "toy", "-o", str(straight), "--steps", "6", "-q"]) == 0
     assert float(straight.read_text()) == resumed  # batches depend only on (seed, step)
     assert abs(resumed - 3.0) < 0.5
+    # --keep-every: copies of the output at the first save past each multiple, beside it, across a resume too.
+    kept = tmp_path / "kept.txt"
+    assert cli.main(["train", "toy", "-o", str(kept), "--steps", "5", "--keep-every", "2", "-q"]) == 0
+    assert cli.main(["train", "toy", "-o", str(kept), "--steps", "7", "--keep-every", "2", "--resume", "-q"]) == 0
+    copies = sorted(p.name for p in (tmp_path / "kept_steps").iterdir())
+    assert copies == ["step000002.txt", "step000004.txt", "step000006.txt"]
+    fits = [float((tmp_path / "kept_steps" / name).read_text()) for name in copies]
+    assert fits[0] != fits[1] != fits[2]  # each the model of its step, not the last one
 
 
 def test_a_data_worker_killed_by_a_signal_stops_the_run_as_ctrl_c_does(tmp_path, capsys, monkeypatch):

@@ -21,6 +21,7 @@ class Config:
     preview_every: int = option(0, "steps between previews (0 = never)", "int")
     preview_dir: str | None = option(None, "preview folder", "str")
     seed: int = option(0, "random seed", "int")
+    keep_every: int = option(0, "keep a copy of the output every N steps (0 = never)", "int")
 
     def validate(self) -> None:
         if self.steps < 1:

@@ -32,6 +32,13 @@ class RunSettings:
         "int",
         group=_RUN,
     )
+    keep_every: int = option(
+        0,
+        "also keep a copy of the model file every N steps, in OUTPUT_steps/ (0 = never): a long run can go back to a "
+        "step before a loss spike",
+        "int",
+        group=_RUN,
+    )
 
 
 def check_settings(cfg: Any, counts: Sequence[str] = (), numbers: Sequence[str] = ()) -> None:
@@ -56,6 +63,9 @@ def check_settings(cfg: Any, counts: Sequence[str] = (), numbers: Sequence[str] 
         raise ImpastoError(f"--preview-every must be >= 0, got {cfg.preview_every}")
     if not isinstance(cfg.workers, int) or cfg.workers < 0:
         raise ImpastoError(f"--workers must be a whole number >= 0, got {cfg.workers}")
+    keep = getattr(cfg, "keep_every", 0)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+        raise ImpastoError(f"--keep-every must be a whole number >= 0, got {keep}")
     for name in ("max_images", "threads"):
         v = getattr(cfg, name)
         if v is not None and (not isinstance(v, int) or v < 1):

@@ -9,6 +9,7 @@ checkpoint holds the step, the optimizer and the task's state.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -55,6 +56,12 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: int, saved: bool, checkpoint: Path) -> None:
         super().__init__(f"interrupted at step {step}")
         self.step, self.saved, self.checkpoint = step, saved, checkpoint
+
+
+def kept_dir(cfg: Any) -> Path:
+    """The folder of the model files kept by --keep-every: OUTPUT_steps/ next to the output."""
+    out = Path(cfg.output)
+    return out.with_suffix("").with_name(out.stem + "_steps")
 
 
 def checkpoint_path(cfg: Any) -> Path:
@@ -235,6 +242,23 @@ def run(
             },
         )
         task.save_output(step)
+        keep(step)
+
+    kept = [start_step]  # the step of the last copy kept (or of the run's start)
+
+    def keep(step: int) -> None:
+        # A copy of the model file at the first save past each multiple of --keep-every: a long run on a CPU can
+        # meet a loss spike that training takes hundreds of steps to undo, and its checkpoint then holds only the
+        # spoilt weights.
+        every = getattr(cfg, "keep_every", 0) or 0
+        if every > 0 and step // every > kept[0] // every and Path(cfg.output).is_file():
+            folder = kept_dir(cfg)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = Path(cfg.output)
+            tmp = folder / f".step{step:06d}{out.suffix}.tmp"
+            shutil.copyfile(out, tmp)
+            os.replace(tmp, folder / f"step{step:06d}{out.suffix}")
+            kept[0] = step
 
     bar = tqdm(
         total=cfg.steps, initial=start_step, disable=True if not progress else None, unit="step", dynamic_ncols=True
