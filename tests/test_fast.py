@@ -162,7 +162,7 @@ def test_the_torch_free_declarations_match_the_network():
     assert fast_method.GRID == STRIDE and fast_method.STATS_SIZE == STATS_SIZE
     from impasto.train.fast import arbitrary
 
-    assert arbitrary.STATS_SIZE == STATS_SIZE and arbitrary.Config.stats_size == STATS_SIZE
+    assert arbitrary.Config.stats_size == STATS_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import ImpastoError
+from ...methods.fast import STATS_SIZE
 from ...options import option
 from .. import RunSettings, check_settings
 
 _DATA = "data"
 _RUN = "run"
-# A painting's statistics: the side it is read at (impasto.nets.fast.STATS_SIZE; this module imports no torch), and
-# the bounds of --stats-size (VGG-19's relu4_1 at 1/8 needs a few positions; above 512 a new painting costs seconds).
-STATS_SIZE = 256
+# The bounds of --stats-size (VGG-19's relu4_1 at 1/8 needs a few positions; above 512 a new painting costs seconds).
 MIN_STATS_SIZE, MAX_STATS_SIZE = 64, 512
 
 
