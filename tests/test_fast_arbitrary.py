@@ -358,6 +358,8 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
         _cfg(setup, tmp_path / "x.safetensors", 1, recolour=-1).validate()
     with pytest.raises(ImpastoError, match="--style-scale must be a finite number > 0"):
         _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
+    with pytest.raises(ImpastoError, match="--keep-every must be a whole number >= 0"):
+        _cfg(setup, tmp_path / "x.safetensors", 1, keep_every=-1).validate()
     for bad in (32, 1000, 100.5):
         with pytest.raises(ImpastoError, match="--stats-size must be a whole number of pixels from 64 to 512"):
             _cfg(setup, tmp_path / "x.safetensors", 1, stats_size=bad).validate()
