@@ -284,7 +284,7 @@ def test_a_video_upload_plays_back_painted_with_its_sound_and_progress_in_frames
             page.wait_for_selector("#builtins button[data-name]")
             assert not page.locator("#video-field").is_visible()
             page.set_input_files("#content-input", str(clip))
-            page.wait_for_selector("#content-video:not([hidden])")
+            page.wait_for_selector("#content-video:not([hidden]), #content-clip:not([hidden])")
             playable = page.evaluate(
                 "() => document.createElement('video').canPlayType('video/mp4; codecs=avc1.42E01E')"
             )
@@ -292,6 +292,11 @@ def test_a_video_upload_plays_back_painted_with_its_sound_and_progress_in_frames
             assert "video" in meta and "kB" in meta
             if playable:  # Chromium built with H.264 reads the clip's size and length
                 assert "64 × 48" in meta
+                assert page.locator("#content-video").is_visible()
+            else:  # no black frame: the clip's name, and that the server reads it
+                assert not page.locator("#content-video").is_visible()
+                assert "pan.mp4" in page.locator("#content-clip").inner_text()
+                assert "server will read it" in meta
             assert page.locator("#video-field").is_visible()
             methods = page.request.get(f"{url}/api/methods").json()
             default = next(m for m in methods if m["name"] == "fast")["video_temporal"]
@@ -356,6 +361,16 @@ def test_a_video_above_the_servers_upload_cap_is_refused_in_the_page(tmp_path, i
             )
             assert "long.mp4" in page.locator("#status-text").inner_text()
             assert not page.locator("#content-thumb").is_visible() and page.locator("#go").is_disabled()
+            # A clip under the cap that this browser cannot decode: its name in the box, not a black frame.
+            shown = page.evaluate(
+                """() => setContent(new File([new Uint8Array(4096)], "odd.mp4", { type: "video/mp4" }))"""
+            )
+            assert shown is True
+            assert page.locator("#content-clip").is_visible() and not page.locator("#content-video").is_visible()
+            assert "odd.mp4" in page.locator("#content-clip").inner_text()
+            assert "server will read it" in page.locator("#content-meta").inner_text()
+            page.click("#content-clear")
+            assert not page.locator("#content-clip").is_visible()
             assert not posted
         finally:
             browser.close()

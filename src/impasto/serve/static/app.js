@@ -231,12 +231,15 @@ async function setContent(file) {
   if (state.content) URL.revokeObjectURL(state.content.url);
   state.content = { file: ready.file, url: ready.url, width: ready.width, height: ready.height, name: file.name,
     video: !!ready.video, duration: ready.duration };
-  const thumb = $("content-thumb"), clip = $("content-video");
-  thumb.hidden = clip.hidden = true;
+  const thumb = $("content-thumb"), clip = $("content-video"), box = $("content-clip");
+  thumb.hidden = clip.hidden = box.hidden = true;
   thumb.removeAttribute("src");
   clip.removeAttribute("src");
   clip.load(); // let go of the previous clip
-  if (ready.video) {
+  if (ready.video && !ready.width) { // this browser cannot decode it: its name instead of a black frame
+    box.querySelector("strong").textContent = file.name;
+    box.hidden = false;
+  } else if (ready.video) {
     clip.src = ready.url;
     clip.hidden = false;
   } else {
@@ -261,6 +264,7 @@ function clearContent() {
     $(id).hidden = true;
     $(id).removeAttribute("src");
   }
+  $("content-clip").hidden = true;
   $("content-video").load();
   $("content-drop").classList.remove("filled");
   $("content-clear").hidden = true;
