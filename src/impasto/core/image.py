@@ -210,6 +210,17 @@ def fit_longest_side(im: Image.Image, size: int) -> Image.Image:
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
+def sized_content(content: ImageLike, size: int | None, max_size: int) -> Image.Image:
+    """A one-pass method's photo: `content` with its longest side at `size`, or as it is when `size` is None and
+    it fits within `max_size` (else a one-line error)."""
+    c = as_pil(content)
+    if size is not None:
+        return fit_longest_side(c, size)
+    if max(c.size) > max_size:
+        raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {max_size} px")
+    return c
+
+
 def fit_area(im: Image.Image, area: float, min_side: int = 1) -> Image.Image:
     """Resize to about `area` pixels in all, keeping the aspect ratio; never below `min_side` on the short side."""
     new = area_size(im.size, area, min_side)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ...core.color import color_inputs, combine_luminance
 from ...core.device import resolve_device, resolve_precision
-from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor
+from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor, sized_content
 from ...core.modelfile import read_tensors, save_tensors
 from ...core.tone import blended_stats, match_tone, tone_stats
 from ...core.weights import load_weights
@@ -232,12 +232,7 @@ class AdaINEngine(StreamingEngine):
         ]
         style_ts = [pil_to_tensor(s) for s in style_pils]
         for index, content in enumerate(contents):
-            c = as_pil(content)
-            if opts.size is not None:
-                c = fit_longest_side(c, opts.size)
-            elif max(c.size) > opts.max_size:
-                raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
-            content_t = pil_to_tensor(c)
+            content_t = pil_to_tensor(sized_content(content, opts.size, opts.max_size))
             content_in, styles_in = color_inputs(content_t, style_ts, opts.preserve_color)
             codes = [self.style_code(s) for s in styles_in]
             masks = _region_masks(opts, content_t.shape[-2:], len(codes))

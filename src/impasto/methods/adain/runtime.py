@@ -19,10 +19,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side
+from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, sized_content
 from ...core.tone import match_tone, tone_stats
 from ...engine import Callback, Progress, Result, StreamingEngine
-from ...errors import ImpastoError
 from . import Options, grid_period
 
 MIN_CONTENT_SIDE = 17  # the graph reflects a 16 px margin, which needs more than 16 px a side
@@ -122,11 +121,7 @@ class OrtAdaINEngine(StreamingEngine):
         painting_tone = tone_stats(style_a[0].transpose(1, 2, 0))
         strength = np.array([opts.strength], np.float32)
         for index, content in enumerate(contents):
-            c = as_pil(content)
-            if opts.size is not None:
-                c = fit_longest_side(c, opts.size)
-            elif max(c.size) > opts.max_size:
-                raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
+            c = sized_content(content, opts.size, opts.max_size)
             if min(c.size) < MIN_CONTENT_SIDE:
                 engine, torch_opts = self._torch(opts)
                 result = engine.run(c, styles, torch_opts)

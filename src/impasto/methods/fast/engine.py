@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ...core.color import combine_luminance, luminance, match_histogram
 from ...core.device import resolve_device, resolve_precision
-from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor
+from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor, sized_content
 from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
@@ -135,12 +135,7 @@ class FastEngine(StreamingEngine):
             painted_from, items = self._painted[1]
         layers = opts.layer_weights
         for index, content in enumerate(contents):
-            c = as_pil(content)
-            if opts.size is not None:
-                c = fit_longest_side(c, opts.size)
-            elif max(c.size) > opts.max_size:
-                raise ImpastoError(f"the content image is {c.width}x{c.height}, above the cap of {opts.max_size} px")
-            photo = pil_to_tensor(c)
+            photo = pil_to_tensor(sized_content(content, opts.size, opts.max_size))
             shares = None
             if opts.masks is None:
                 model = painted_from or self.model(next(iter(files)))

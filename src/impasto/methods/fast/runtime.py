@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ...core.image import ImageLike, as_pil, fit_longest_side
+from ...core.image import ImageLike, as_pil, fit_longest_side, sized_content
 from ...core.tone import match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
@@ -213,13 +213,7 @@ class OrtFastEngine(StreamingEngine):
             style /= style.sum()
             tone = painting_tone(items) if opts.tone > 0 else None
         for index, content in enumerate(contents):
-            photo = as_pil(content)
-            if opts.size is not None:
-                photo = fit_longest_side(photo, opts.size)
-            elif max(photo.size) > opts.max_size:
-                raise ImpastoError(
-                    f"the content image is {photo.width}x{photo.height}, above the cap of {opts.max_size} px"
-                )
+            photo = sized_content(content, opts.size, opts.max_size)
             out = self.stylize(photo, model, style, opts.layer_weights, opts.work_size, opts.detail)
             if tone is not None:
                 out = match_tone(out, tone, opts.tone, inplace=True)
