@@ -468,7 +468,7 @@ def test_the_tone_step_brings_contrast_and_saturation_to_the_painting(images):
     from impasto.core.tone import MAX_GAIN, match_tone, tone_stats
     from impasto.metrics import tone
 
-    engine = AdaINEngine(Options(device="cpu", precision="fp32"))
+    engine = AdaINEngine(Options(device="cpu", precision="fp32", palette=0.0))  # the tone step alone
     flat = _run(engine, images["content"], images["style"], size=64, tone=0.0)
     toned = _run(engine, images["content"], images["style"], size=64)  # --tone 1, the default
     half = _run(engine, images["content"], images["style"], size=64, tone=0.5)
@@ -481,6 +481,38 @@ def test_the_tone_step_brings_contrast_and_saturation_to_the_painting(images):
     grey[0, 0] = 0.52
     stretched = match_tone(grey, np.array([0.3, 0.9], np.float32))
     assert tone_stats(stretched)[0] <= MAX_GAIN * tone_stats(grey)[0] + 1e-4
+
+
+def test_the_palette_step_moves_colours_to_the_paintings_mean_and_covariance(images):
+    from impasto.core.tone import blended_stats, match_palette, palette_stats
+
+    rng = np.random.default_rng(0)
+    photo = (rng.random((40, 50, 3)) * 0.4 + 0.3).astype(np.float32)
+    bluish = np.clip(rng.normal([0.2, 0.3, 0.7], [0.05, 0.08, 0.1], (30, 60, 3)), 0, 1).astype(np.float32)
+
+    def mean_cov(x):
+        s = palette_stats(x)
+        return s[:3], s[3:].reshape(3, 3) - np.outer(s[:3], s[:3])
+
+    target = palette_stats(bluish)
+    moved = match_palette(photo, target)
+    (m, c), (tm, tc) = mean_cov(moved), mean_cov(bluish)
+    assert np.abs(m - tm).max() < 0.01 and np.abs(c - tc).max() < 0.002
+    half = match_palette(photo, target, 0.5)
+    assert 0.3 < np.abs(mean_cov(half)[0] - tm).max() / np.abs(mean_cov(photo)[0] - tm).max() < 0.7
+    assert match_palette(photo, target, 0.0) is photo and photo.min() >= 0.3  # off: the input itself, untouched
+    # Paintings blend as the mixture of their colours.
+    reddish = np.clip(rng.normal([0.8, 0.3, 0.2], 0.1, (30, 60, 3)), 0, 1).astype(np.float32)
+    mixture = palette_stats(np.concatenate([bluish, reddish]))
+    assert np.abs(blended_stats([target, palette_stats(reddish)]) - mixture).max() < 1e-6
+    # In the method: --palette 1 brings the result's mean colour nearer the painting's than --palette 0.
+    engine = AdaINEngine(Options(device="cpu", precision="fp32"))
+    painting = np.asarray(Image.open(images["style"]).convert("RGB"), np.float32) / 255
+    gap = {}
+    for amount in (0.0, 1.0):
+        out = _run(engine, images["content"], images["style"], size=64, palette=amount)[0].permute(1, 2, 0).numpy()
+        gap[amount] = np.abs(out.reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).sum()
+    assert gap[1.0] < 0.5 * gap[0.0] + 0.01, gap
 
 
 def test_a_missing_bundled_decoder_is_a_one_line_error(images, tmp_path, capsys, monkeypatch):

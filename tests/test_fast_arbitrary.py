@@ -3,6 +3,7 @@ never saw paint from their VGG-19 statistics."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -184,9 +185,10 @@ def test_training_lowers_the_predicted_paintings_loss_and_the_file_paints_by_nam
     # A painting given as a style image paints as its row does: the same statistics, the same embedding.
     by_name, by_picture = tmp_path / "p2.png", tmp_path / "p2_picture.png"
     assert main(["stylize", str(images["content"]), "--method", "fast", "--model", f"{out}#p2", "-o",
-                 str(by_name), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
+                 str(by_name), "--runtime", "torch", "--size", "0", "--precision", "fp32"]) == 0  # fmt: skip
     assert main(["stylize", str(images["content"]), setup["style"][2], "--method", "fast", "--model", str(out),
-                 "-o", str(by_picture), "--runtime", "torch", "--size", "0"]) == 0  # fmt: skip
+                 "-o", str(by_picture), "--runtime", "torch", "--size", "0", "--palette", "0",
+                 "--precision", "fp32"]) == 0  # fmt: skip
     a, b = (np.asarray(Image.open(p), np.float32) for p in (by_name, by_picture))
     assert np.abs(a - b).max() <= 2
     # A painting it never saw, as a style image.
@@ -281,7 +283,7 @@ def test_style_images_without_a_model_paint_through_the_built_in_model_for_any_p
     for key in ("style", "style2"):
         out = tmp_path / f"{key}.png"
         argv = ["stylize", str(images["content"]), str(images[key]), "--method", "fast", "--runtime", "torch",
-                "--size", "0", "-o", str(out), "-q"]  # fmt: skip
+                "--size", "0", "--device", "cpu", "--precision", "fp32", "-o", str(out), "-q"]  # fmt: skip
         assert main(argv) == 0
         painted[key] = np.asarray(Image.open(out), np.float32)
         assert painted[key].shape == photo.shape and np.abs(painted[key] - photo).mean() > 10
@@ -290,6 +292,28 @@ def test_style_images_without_a_model_paint_through_the_built_in_model_for_any_p
     engine = impasto.load("fast", model=ANY, runtime="torch", size=None, device="cpu", precision="fp32")
     again = engine.run(str(images["content"]), [str(images["style"])]).image[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(again - painted["style"]).max() <= 1.0 + 1e-3
+
+
+def test_the_palette_step_brings_the_any_models_colours_to_the_paintings(images):
+    """--palette (default 1 with style images) on both engines; a trained style keeps its learnt palette."""
+    painting = np.asarray(Image.open(images["style"]).convert("RGB"), np.float32) / 255
+    gaps = {}
+    for runtime in ("torch", "onnx"):
+        if runtime == "onnx" and importlib.util.find_spec("onnx") is None:
+            continue
+        for amount in (0.0, 1.0):
+            engine = impasto.load("fast", runtime=runtime, size=64, device="cpu", precision="fp32", palette=amount)
+            out = np.asarray(engine.run(str(images["content"]), [str(images["style"])]).image)
+            out = out[0].transpose(1, 2, 0)
+            gaps[runtime, amount] = np.abs(out.reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).sum()
+    for runtime in {r for r, _ in gaps}:
+        assert gaps[runtime, 1.0] < 0.5 * gaps[runtime, 0.0] + 0.01, gaps
+    # A trained style: the setting changes nothing.
+    by = [
+        np.asarray(impasto.load("fast", runtime="torch", size=64, palette=a).run(str(images["content"]), []).image)
+        for a in (0.0, 1.0)
+    ]
+    assert np.array_equal(by[0], by[1])
 
 
 def test_named_paintings_do_not_mix_with_style_images(setup, tmp_path, images, capsys):

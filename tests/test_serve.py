@@ -226,7 +226,7 @@ def test_methods_are_listed_with_the_options_their_dataclass_has(fakes):
     assert gatys["steps"]["label"] == "Steps" and gatys["steps"]["type"] == "integer"
     assert gatys["preserve_color"]["choices"] == ["none", "luminance", "histogram"]
     adain = {o["name"]: o for o in methods["adain"]["options"]}
-    assert set(adain) == {"size", "strength", "tone", "style_weights", "preserve_color"}
+    assert set(adain) == {"size", "strength", "tone", "palette", "style_weights", "preserve_color"}
 
 
 def test_steps_default_to_the_method_s_within_the_server_s_cap(fakes):
@@ -285,6 +285,7 @@ def test_openapi_schema_documents_every_field():
         "steps",
         "strength",
         "tone",
+        "palette",
         "style_weights",
         "preserve_color",
         "seed",

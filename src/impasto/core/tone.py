@@ -67,3 +67,47 @@ def match_tone(rgb: np.ndarray, target: np.ndarray, amount: float = 1.0, inplace
     out *= np.float32(chroma)
     out += shift[..., None]
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+# A painting's palette: the mean and second moment of its RGB colours (12 numbers), so that several paintings blend
+# exactly as a mixture of their colours. Arbitrary-style models paint an unseen painting's strokes better than its
+# colours (a fast network with a style predictor turned Turner's Shipwreck into a neon-green Golden Gate): moving the
+# result's colour mean and covariance to the painting's (the affine colour transfer of Gatys et al. 2016, with
+# symmetric matrix square roots) fixes most of that. On the six evaluation pairs at 512 px (2026-12-06, AVX2 EPYC)
+# content / style: --model any 1.107 / 0.237 -> 1.065 / 0.184 at 1; the compact AdaIN model 0.911 / 0.289 ->
+# 0.911 / 0.261 at 0.5 and 0.929 / 0.251 at 1.
+def palette_stats(rgb: np.ndarray) -> np.ndarray:
+    """(12,) float64: the mean (3) and second moment (3 x 3, flattened) of an (H, W, 3) picture's colours in [0, 1]."""
+    x = _sample(np.asarray(rgb, np.float32)).reshape(-1, 3).astype(np.float64)
+    return np.concatenate([x.mean(0), (x.T @ x / len(x)).ravel()])
+
+
+def _mean_cov(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = stats[:3]
+    return mean, stats[3:].reshape(3, 3) - np.outer(mean, mean) + np.eye(3) * 1e-5
+
+
+def _sqrtm(cov: np.ndarray, inverse: bool = False) -> np.ndarray:
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, 1e-8)
+    return (vectors * (values**-0.5 if inverse else values**0.5)) @ vectors.T
+
+
+def match_palette(rgb: np.ndarray, target: np.ndarray, amount: float = 1.0, inplace: bool = False) -> np.ndarray:
+    """`rgb` ((H, W, 3) in [0, 1]) with its colours moved `amount` (0 to 1) of the way to the palette `target`
+    (:func:`palette_stats`, or several blended by :func:`blended_stats`): the affine map that gives them the
+    target's mean and covariance, mixed with the identity; clipped to [0, 1]. `inplace` as for :func:`match_tone`."""
+    if amount <= 0:
+        return rgb
+    rgb = np.asarray(rgb, np.float32)
+    own_mean, own_cov = _mean_cov(palette_stats(rgb))
+    mean, cov = _mean_cov(np.asarray(target, np.float64))
+    a = amount * (_sqrtm(cov) @ _sqrtm(own_cov, inverse=True)) + (1 - amount) * np.eye(3)
+    shift = amount * (mean - own_mean) + own_mean - a @ own_mean
+    # Channel planes times scalars (no BLAS product: its threads fight the video pipeline's workers).
+    planes = [rgb[..., c].copy() for c in range(3)] if inplace else [rgb[..., c] for c in range(3)]
+    out = rgb if inplace else np.empty_like(rgb)
+    for c in range(3):
+        m = a[c].astype(np.float32)
+        out[..., c] = planes[0] * m[0] + planes[1] * m[1] + planes[2] * m[2] + np.float32(shift[c])
+    return np.clip(out, 0.0, 1.0, out=out)

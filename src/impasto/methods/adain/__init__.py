@@ -90,6 +90,17 @@ class Options:
         label="Painting's tone",
         step=0.05,
     )
+    palette: float = option(
+        0.5,
+        "bring the result's colours this far (0 to 1) to the painting's palette, its colour mean and covariance, "
+        "after --tone (1 = all the way: closer to the painting, a little further from the photo)",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Painting's palette",
+        step=0.05,
+    )
     style_weights: Sequence[float] | None = option(
         None,
         "blend weights, one per style image (default equal): the AdaIN targets are interpolated",

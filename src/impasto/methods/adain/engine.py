@@ -21,7 +21,7 @@ from ...core.color import color_inputs, combine_luminance
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, load_mask, pil_to_tensor, sized_content
 from ...core.modelfile import read_tensors, save_tensors
-from ...core.tone import blended_stats, match_tone, tone_stats
+from ...core.tone import blended_stats, match_palette, match_tone, palette_stats, tone_stats
 from ...core.weights import load_weights
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
@@ -239,15 +239,26 @@ class AdaINEngine(StreamingEngine):
             out = self.transfer(
                 content_in, codes, strength=opts.strength, style_weights=opts.style_weights, masks=masks
             )
-            if opts.tone > 0:
-                # The paintings' tones mixed as their styles are: by blend weight, or by the share of the picture
-                # each one's mask covers.
+            if opts.tone > 0 or opts.palette > 0:
+                # The paintings' tones and palettes mixed as their styles are: by blend weight, or by the share of
+                # the picture each one's mask covers.
                 shares = opts.style_weights
                 if masks is not None:
                     shares = [max(float(m.mean()), 1e-6) for m in masks]
                 target = blended_stats([tone_stats(_hwc(s)) for s in styles_in], shares)
+                palette = blended_stats([palette_stats(_hwc(s)) for s in styles_in], shares)
                 out = torch.stack(
-                    [torch.from_numpy(match_tone(_hwc(o), target, opts.tone * opts.strength)) for o in out]
+                    [
+                        torch.from_numpy(
+                            match_palette(
+                                match_tone(_hwc(o), target, opts.tone * opts.strength),
+                                palette,
+                                opts.palette * opts.strength,
+                                inplace=True,
+                            )
+                        )
+                        for o in out
+                    ]
                 )
                 out = out.permute(0, 3, 1, 2).contiguous()
             if opts.preserve_color == "luminance":

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ...core.image import ImageLike, as_pil, fit_area, fit_longest_side, sized_content
-from ...core.tone import match_tone, tone_stats
+from ...core.tone import match_palette, match_tone, palette_stats, tone_stats
 from ...engine import Callback, Progress, Result, StreamingEngine
 from . import Options, grid_period
 
@@ -119,6 +119,7 @@ class OrtAdaINEngine(StreamingEngine):
             style = fit_area(style, style.width * style.height, MIN_STYLE_SIDE)
         style_a = _array(style)
         painting_tone = tone_stats(style_a[0].transpose(1, 2, 0))
+        painting_palette = palette_stats(style_a[0].transpose(1, 2, 0))
         strength = np.array([opts.strength], np.float32)
         for index, content in enumerate(contents):
             c = sized_content(content, opts.size, opts.max_size)
@@ -129,8 +130,9 @@ class OrtAdaINEngine(StreamingEngine):
                 mean, std = self.style_code(style_a)
                 feed = {"content": _array(c), "mean": mean, "std": std, "strength": strength}
                 out = np.clip(self.session()[1].run(None, feed)[0], 0, 1)
-                if opts.tone > 0:
+                if opts.tone > 0 or opts.palette > 0:
                     toned = match_tone(out[0].transpose(1, 2, 0), painting_tone, opts.tone * opts.strength)
+                    toned = match_palette(toned, painting_palette, opts.palette * opts.strength, inplace=True)
                     out = np.ascontiguousarray(toned.transpose(2, 0, 1)[None])
                 result = Result(image=out)
             if callback is not None:

@@ -245,6 +245,18 @@ class Options:
         label="Painting's tone",
         step=0.05,
     )
+    palette: float = option(
+        1.0,
+        "with style images (--model any): bring the result's colours this far (0 to 1) to the paintings' palette, "
+        "their colour mean and covariance (the network paints an unseen painting's strokes better than its "
+        "colours); a trained style keeps the palette it learnt",
+        "float",
+        http=True,
+        minimum=0,
+        maximum=1,
+        label="Painting's palette",
+        step=0.05,
+    )
     fine: float = _layer_option("Fine detail", "relu1_1")
     small: float = _layer_option("Small strokes", "relu2_1")
     medium: float = _layer_option("Medium strokes", "relu3_1")

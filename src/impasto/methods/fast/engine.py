@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ...core.color import combine_luminance, luminance, match_histogram
 from ...core.device import resolve_device, resolve_precision
 from ...core.image import ImageLike, as_pil, fit_longest_side, load_mask, pil_to_tensor, sized_content
-from ...core.tone import match_tone
+from ...core.tone import match_palette, match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from ...nets.fast import pad_to_min_side
@@ -148,6 +148,9 @@ class FastEngine(StreamingEngine):
                     # The network's result is flatter than its painting (docs/MODELS.md); strength mixes after.
                     toned = match_tone(out[0].permute(1, 2, 0).numpy(), target, opts.tone)
                     out = torch.from_numpy(toned).permute(2, 0, 1)[None].contiguous()
+            if painted_from is not None and opts.palette > 0:
+                coloured = match_palette(out[0].permute(1, 2, 0).numpy(), painted_from.recipe["palette"], opts.palette)
+                out = torch.from_numpy(coloured).permute(2, 0, 1)[None].contiguous()
             if opts.preserve_color == "luminance":
                 out = combine_luminance(out, photo)
             elif opts.preserve_color == "histogram":
@@ -165,8 +168,8 @@ class FastEngine(StreamingEngine):
     def painting_model(self, path: str, styles: Sequence[ImageLike]) -> tuple[FastModel, list[tuple[str, str, float]]]:
         """A model file with a style predictor, its table extended by the paintings `styles` (their embeddings
         predicted from their VGG-19 statistics), and the ``--model`` items that blend them equally. The extended
-        model's recipe holds the paintings' blended tone under "tone"."""
-        from ...core.tone import blended_stats, tone_stats
+        model's recipe holds the paintings' blended tone under "tone" and their palette under "palette"."""
+        from ...core.tone import blended_stats, palette_stats, tone_stats
         from ...nets.fast import STYLE_LAYERS, painting_statistics
 
         base = self.model(path)
@@ -187,8 +190,12 @@ class FastEngine(StreamingEngine):
         grown.embedding = torch.nn.Parameter(torch.cat([net.embedding, net.predictor(stats)]), requires_grad=False)
         grown.n_styles = net.n_styles + len(pictures)
         names = [*base.names, *(f"{PAINTING_PREFIX}{i}" for i in range(len(pictures)))]
-        tones = [tone_stats(np.asarray(p, np.float32) / 255) for p in pictures]
-        recipe = {**base.recipe, "tone": blended_stats(tones)}
+        arrays = [np.asarray(p, np.float32) / 255 for p in pictures]
+        recipe = {
+            **base.recipe,
+            "tone": blended_stats([tone_stats(a) for a in arrays]),
+            "palette": blended_stats([palette_stats(a) for a in arrays]),
+        }
         model = FastModel(grown, names, base.image_size, recipe, base.path)
         return model, [(path, n, 1.0) for n in names[net.n_styles :]]
 

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ...core.image import ImageLike, as_pil, fit_longest_side, sized_content
-from ...core.tone import match_tone
+from ...core.tone import match_palette, match_tone
 from ...engine import Callback, Progress, Result, StreamingEngine
 from ...errors import ImpastoError
 from . import (
@@ -72,7 +72,7 @@ class OrtFastEngine(StreamingEngine):
         self.threads = threads
         self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
         self._torch_engine = None
-        self._painted: tuple = ((), None, [])  # (key, (embeddings, tone), the style images) of the last run
+        self._painted: tuple = ((), None, [])  # (key, (embeddings, tone, palette), the style images) of the last run
         self._scales: dict[str, int] = {}
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
@@ -201,10 +201,11 @@ class OrtFastEngine(StreamingEngine):
                     return
                 # Style images blend equally (a model with a style predictor: validated by resolve()).
                 code = (self.embeddings(model, styles), np.ones(len(styles), np.float32))
-                found = (code, _style_images_tone(styles))
+                found = (code, *_style_images_tone(styles))
                 self._painted = (key, found, styles)
             style: Any = self._painted[1][0]
             tone = self._painted[1][1] if opts.tone > 0 else None
+            palette = self._painted[1][2] if opts.palette > 0 else None
         else:
             names = self.session(model)[1]
             style = np.zeros(len(names), np.float32)
@@ -212,11 +213,14 @@ class OrtFastEngine(StreamingEngine):
                 style[names.index(name)] += weight
             style /= style.sum()
             tone = painting_tone(items) if opts.tone > 0 else None
+            palette = None  # a trained style's palette is the one it learnt
         for index, content in enumerate(contents):
             photo = sized_content(content, opts.size, opts.max_size)
             out = self.stylize(photo, model, style, opts.layer_weights, opts.work_size, opts.detail)
             if tone is not None:
                 out = match_tone(out, tone, opts.tone, inplace=True)
+            if palette is not None:
+                out = match_palette(out, palette, opts.palette, inplace=True)
             if opts.strength < 1:
                 out = opts.strength * out + (1 - opts.strength) * (np.asarray(photo, np.float32) / 255)
             image = out.transpose(2, 0, 1)[None].astype(np.float32)
@@ -237,11 +241,12 @@ def _can_export_arbitrary(model: str) -> bool:
     return cached or importlib.util.find_spec("onnx") is not None
 
 
-def _style_images_tone(styles: Sequence[ImageLike]) -> np.ndarray:
-    """The tone (:func:`impasto.core.tone.tone_stats`) style images blended equally should have."""
-    from ...core.tone import blended_stats, tone_stats
+def _style_images_tone(styles: Sequence[ImageLike]) -> tuple[np.ndarray, np.ndarray]:
+    """The tone and the palette (:mod:`impasto.core.tone`) of style images blended equally."""
+    from ...core.tone import blended_stats, palette_stats, tone_stats
 
-    return blended_stats([tone_stats(np.asarray(as_pil(s).convert("RGB"), np.float32) / 255) for s in styles])
+    arrays = [np.asarray(as_pil(s).convert("RGB"), np.float32) / 255 for s in styles]
+    return blended_stats([tone_stats(a) for a in arrays]), blended_stats([palette_stats(a) for a in arrays])
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
