@@ -251,12 +251,9 @@ class Options:
         "their colour mean and covariance (the network paints an unseen painting's strokes better than its "
         "colours); a trained style keeps the palette it learnt",
         "float",
-        http=True,
         minimum=0,
         maximum=1,
-        label="Painting's palette",
-        step=0.05,
-    )
+    )  # not on the page, whose fast method paints the built-in styles (HTTP jobs with style images get the default)
     fine: float = _layer_option("Fine detail", "relu1_1")
     small: float = _layer_option("Small strokes", "relu2_1")
     medium: float = _layer_option("Medium strokes", "relu3_1")
