@@ -201,7 +201,7 @@ class OrtFastEngine(StreamingEngine):
                     return
                 # Style images blend equally (a model with a style predictor: validated by resolve()).
                 code = (self.embeddings(model, styles), np.ones(len(styles), np.float32))
-                found = (code, *_style_images_tone(styles))
+                found = (code, *_style_images_look(styles))
                 self._painted = (key, found, styles)
             style: Any = self._painted[1][0]
             tone = self._painted[1][1] if opts.tone > 0 else None
@@ -241,7 +241,7 @@ def _can_export_arbitrary(model: str) -> bool:
     return cached or importlib.util.find_spec("onnx") is not None
 
 
-def _style_images_tone(styles: Sequence[ImageLike]) -> tuple[np.ndarray, np.ndarray]:
+def _style_images_look(styles: Sequence[ImageLike]) -> tuple[np.ndarray, np.ndarray]:
     """The tone and the palette (:mod:`impasto.core.tone`) of style images blended equally."""
     from ...core.tone import blended_stats, palette_stats, tone_stats
 
