@@ -93,7 +93,8 @@ class Options:
     palette: float = option(
         0.5,
         "bring the result's colours this far (0 to 1) to the painting's palette, its colour mean and covariance, "
-        "after --tone (1 = all the way: closer to the painting, a little further from the photo)",
+        "after --tone (1 = all the way: closer to the painting, a little further from the photo; with --method fast "
+        "it acts on style images only: a trained style keeps the palette it learnt)",
         "float",
         http=True,
         minimum=0,
