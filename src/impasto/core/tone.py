@@ -73,9 +73,9 @@ def match_tone(rgb: np.ndarray, target: np.ndarray, amount: float = 1.0, inplace
 # exactly as a mixture of their colours. Arbitrary-style models paint an unseen painting's strokes better than its
 # colours (a fast network with a style predictor turned Turner's Shipwreck into a neon-green Golden Gate): moving the
 # result's colour mean and covariance to the painting's (the affine colour transfer of Gatys et al. 2016, with
-# symmetric matrix square roots) fixes most of that. On the six evaluation pairs at 512 px (2026-12-06, AVX2 EPYC)
-# content / style: --model any 1.107 / 0.237 -> 1.065 / 0.184 at 1; the compact AdaIN model 0.911 / 0.289 ->
-# 0.911 / 0.261 at 0.5 and 0.929 / 0.251 at 1.
+# symmetric matrix square roots) fixes most of that. Exploratory figures on the six evaluation pairs at 512 px
+# (2026-12-06, AVX-512 EPYC; docs/MODELS.md), content / style: --model any 1.107 / 0.237 -> 1.065 / 0.184 at 1;
+# the compact AdaIN model (int8) 0.911 / 0.289 -> 0.911 / 0.261 at 0.5 and 0.929 / 0.251 at 1.
 def palette_stats(rgb: np.ndarray) -> np.ndarray:
     """(12,) float64: the mean (3) and second moment (3 x 3, flattened) of an (H, W, 3) picture's colours in [0, 1]."""
     x = _sample(np.asarray(rgb, np.float32)).reshape(-1, 3).astype(np.float64)
