@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("models", type=Path, nargs="+", help="fast model files with a style predictor")
     ap.add_argument("--paintings", nargs="+", default=list(HELD_OUT), help="names in train/style, or files")
     ap.add_argument("--photos", nargs="+", default=sorted({c for c, _ in PAIRS}))
+    ap.add_argument(
+        "--benchmark-pairs", action="store_true", help="the benchmarks' six photo+painting pairs instead of a grid"
+    )
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-peers", action="store_true", help="only the fast models")
@@ -69,10 +72,15 @@ def main() -> None:
     scores: dict[str, list[tuple[float, ...]]] = {c: [] for c in columns[2:]}
     seconds: dict[str, list[float]] = {c: [] for c in columns[2:]}
     rows: list[tuple[list, list[str]]] = []
-    for name in args.paintings:
+    if args.benchmark_pairs:
+        grid = [(str(DATA / "eval" / "style" / f"{s}.jpg"), [c]) for c, s in PAIRS]
+    else:
+        grid = [(name, args.photos) for name in args.paintings]
+    for name, photo_names in grid:
         painting = load_image(painting_file(name))
         own = tone_stats(np.asarray(painting, np.float32) / 255)
-        for photo_name in args.photos:
+        name = Path(name).stem
+        for photo_name in photo_names:
             photo = fit_longest_side(load_image(DATA / "eval" / "content" / f"{photo_name}.jpg"), args.size)
             outs = {}
             for label, engine in tools.items():

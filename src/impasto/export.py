@@ -517,11 +517,12 @@ def cached_graph(source: str | os.PathLike) -> Path:
     return path
 
 
-def cached_arbitrary_graphs(source: str | os.PathLike) -> tuple[Path, Path]:
+def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tuple[Path, Path]:
     """The two ONNX graphs that paint style images with a fast-network file that has a style predictor, exported into
     the cache the first time and checked against PyTorch then: ``painting`` (1, 3, h, w) -> ``embedding`` (1, 32), and
     ``image``, ``embeddings`` (k, 32), ``weights`` (k,), ``layers`` (1, 4) -> ``stylized`` (as the named styles' graph,
-    to crop)."""
+    to crop). With `int8`, the painting's graph (VGG-19 up to relu4_1) in int8, calibrated on the bundled examples
+    and checked against fp32; the painting network stays fp32 (the lean fast network is slower in int8)."""
     from .core.cache import graph_path, remove_older_layouts
 
     code, paint = graph_path("fast-code", source), graph_path("fast-paint", source)
@@ -531,7 +532,41 @@ def cached_arbitrary_graphs(source: str | os.PathLike) -> tuple[Path, Path]:
             _export_arbitrary(source, code, paint)
             for p in (code, paint):
                 remove_older_layouts(p)
-    return code, paint
+        if not int8:
+            return code, paint
+        code8 = graph_path("fast-code-int8", source)
+        if not code8.exists():
+            from .methods.fast import stats_size
+
+            _write_together([code8], lambda tmp: _quantize_painting_code(code, tmp, stats_size(source)))
+            remove_older_layouts(code8)
+    return code8, paint
+
+
+EMBEDDING_INT8_TOLERANCE = 0.05  # relative (L2) difference allowed between the int8 and fp32 painting embeddings
+
+
+def _quantize_painting_code(fp32: Path, out: Path, side: int) -> None:
+    """The int8 version of a painting -> embedding graph, calibrated on the bundled examples read at `side` px (as
+    the model reads paintings) and checked against fp32 on them."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from .core.image import as_pil, fit_longest_side
+
+    pictures = []
+    for p in example_pictures():
+        im = fit_longest_side(as_pil(p).convert("RGB"), side)
+        pictures.append(np.ascontiguousarray(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255))
+    shutil.copyfile(fp32, out)
+    _quantize(out, [{"painting": p} for p in pictures])
+    ref, got = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]) for f in (fp32, out))
+    for p in pictures:
+        a, b = (s.run(None, {"painting": p})[0] for s in (ref, got))
+        diff = float(np.linalg.norm(a - b) / max(float(np.linalg.norm(a)), 1e-8))
+        if diff > EMBEDDING_INT8_TOLERANCE:
+            raise ImpastoError(f"the int8 painting encoder differs from fp32 by {diff:.3f}: use --precision fp32")
 
 
 def _export_arbitrary(source: str | os.PathLike, code_path: Path, paint_path: Path) -> None:
