@@ -4,7 +4,8 @@ Variants of impasto: the VGG-19 AdaIN model with the bundled decoder in PyTorch 
 units) and in onnxruntime (fp32; int8 where the CPU has VNNI or AMX, which is then what `impasto stylize --method
 adain` runs; without them int8 is slower than fp32), and, with --student FILE, the compact model from `impasto train
 distill` in the same runtimes; with --fast-arbitrary FILE, the fast network with a style predictor from `impasto
-train fast-arbitrary` (the fast method, the painting as a style image) in PyTorch and onnxruntime fp32.
+train fast-arbitrary` (the fast method, the painting as a style image) in PyTorch and onnxruntime fp32, and where the
+CPU has VNNI or AMX with the painting's VGG-19 pass in int8 (what `impasto stylize --method fast` runs there).
 
 For every evaluation pair and output size (longest side 512 and 1024 by default) every tool stylizes the same photo,
 resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm, in
@@ -68,6 +69,9 @@ def variants(student: str | None, arbitrary: str | None = None) -> list[tuple[st
         for runtime, name in (("torch", "PyTorch"), ("onnx", "onnxruntime")):
             kw = dict(model=arbitrary, runtime=runtime, precision="fp32")
             out.append((f"fast+predictor, {name} fp32", "fast", kw))
+        if cpu_flags_say_fast_int8():  # what `impasto stylize --method fast` runs there: the painting's VGG in int8
+            kw = dict(model=arbitrary, runtime="onnx", precision="auto")
+            out.append(("fast+predictor, onnxruntime, painting int8", "fast", kw))
     for model, extra in (("VGG", {}), ("student", {"decoder": student})):
         if model == "student" and not student:
             continue

@@ -120,6 +120,21 @@ def test_a_painting_given_as_an_embedding_paints_as_its_row_of_the_table():
     assert float((other - expected).abs().mean()) > 1e-3
 
 
+def test_the_photo_share_mixes_the_photo_into_the_output_and_the_file_keeps_it(tmp_path):
+    net = _perturbed_net()
+    shared = TransformerNet(2, 4, 1, photo=0.25)
+    shared.load_state_dict(net.state_dict())
+    x, style, layers = torch.rand(1, 3, 20, 28), torch.tensor([[1.0, 0.0]]), torch.ones(1, 4)
+    plain = net(x, style, layers)
+    assert torch.allclose(shared(x, style, layers), 0.75 * plain + 0.25 * x, atol=1e-6)
+    back = load_model(save_model(shared, ["a", "b"], tmp_path / "p.safetensors", 48, {})).net
+    assert back.photo == 0.25
+    assert load_model(save_model(net, ["a", "b"], tmp_path / "n.safetensors", 48, {})).net.photo == 0
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="photo share"):
+            TransformerNet(2, 8, 1, photo=bad)
+
+
 def test_a_fresh_network_is_plain_instance_norm_and_has_no_transposed_convolution():
     net = TransformerNet(3, 4, 1)
     for scale, shift in net.norm_parameters(torch.eye(3)[:1], torch.rand(1, 4)):

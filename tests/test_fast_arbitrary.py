@@ -206,7 +206,9 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
 
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "any.safetensors"
-    train_arbitrary(_cfg(setup, out, 2, preview_every=2))  # the preview grid paints held-out paintings too
+    # With a photo share: the exported graphs carry it as PyTorch runs it.
+    train_arbitrary(_cfg(setup, out, 2, preview_every=2, photo=0.2))  # the preview grid paints held-out paintings too
+    assert load_model(out).net.photo == 0.2 and load_model(out).recipe["arbitrary"]["photo"] == 0.2
     assert (tmp_path / "any_previews" / "step000002.jpg").exists()
     alone = None
     for styles in ([setup["held"]], [setup["held"], setup["style"][0]]):  # one painting; two blended equally
@@ -391,6 +393,9 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys):
         _cfg(setup, tmp_path / "x.safetensors", 1, recolour=-1).validate()
     with pytest.raises(ImpastoError, match="--style-scale must be a finite number > 0"):
         _cfg(setup, tmp_path / "x.safetensors", 1, style_scale=-1).validate()
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ImpastoError, match="--photo must be a number from 0 to below 1"):
+            _cfg(setup, tmp_path / "x.safetensors", 1, photo=bad).validate()
     with pytest.raises(ImpastoError, match="--keep-every must be a whole number >= 0"):
         _cfg(setup, tmp_path / "x.safetensors", 1, keep_every=-1).validate()
     for bad in (32, 1000, 100.5):

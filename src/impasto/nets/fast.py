@@ -112,6 +112,7 @@ class TransformerNet(nn.Module):
         n_blocks: int = 5,
         decoder: tuple[int, int] | None = None,
         predictor: bool = False,
+        photo: float = 0.0,
     ) -> None:
         super().__init__()
         # `decoder`: the channels of the two upsampling layers (Johnson: 2 x width, width). Narrower ones cost little
@@ -121,7 +122,12 @@ class TransformerNet(nn.Module):
             raise ValueError(
                 f"bad network shape: styles {n_styles}, width {width}, blocks {n_blocks}, decoder {decoder}"
             )
+        if not 0 <= photo < 1:
+            raise ValueError(f"bad photo share {photo}: from 0 to below 1")
         self.n_styles, self.width, self.n_blocks, self.decoder = n_styles, width, n_blocks, (d1, d2)
+        # The share of the input photo in the output, a fixed skip past the network. A network for any painting paints
+        # structure away that the style loss never asked it to (docs/MODELS.md, "The photo's share").
+        self.photo = float(photo)
         w1, w2, w3 = width, 2 * width, 4 * width
         self.conv_in = nn.ModuleList([ConvLayer(3, w1, 9), ConvLayer(w1, w2, 3, 2), ConvLayer(w2, w3, 3, 2)])
         self.blocks = nn.ModuleList(
@@ -208,6 +214,8 @@ class TransformerNet(nn.Module):
             y = F.relu(self.norm(conv(y), *next(params)))
         # In 2x2 blocks (impasto.nets.blocks): its 3 channels at full size would cost as 16.
         y = torch.sigmoid(conv_in_blocks(y, self.conv_out[1], self.conv_out[0].padding[0]))
+        if self.photo:
+            y = torch.lerp(y, x, self.photo)
         return y[..., :h, :w]
 
 

@@ -105,7 +105,8 @@ def extended(base: FastModel, n_new: int) -> TransformerNet:
     them, from which a new painting's embedding moves least far)."""
     # A network with a style predictor keeps it: the network is untouched, so it still paints any painting.
     predictor = base.net.predictor is not None
-    net = TransformerNet(len(base.names) + n_new, base.net.width, base.net.n_blocks, base.net.decoder, predictor)
+    b = base.net
+    net = TransformerNet(len(base.names) + n_new, b.width, b.n_blocks, b.decoder, predictor, b.photo)
     state = base.net.state_dict()
     emb = state["embedding"]
     state["embedding"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n_new, -1)])

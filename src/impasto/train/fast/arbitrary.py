@@ -65,6 +65,13 @@ class Config(RunSettings):
     style_scale: float = option(
         1.0, "the style loss's weight as a multiple of --init's recipe (higher: bolder)", "float"
     )
+    photo: float | None = option(
+        None,
+        "the photo's share in the network's output, a fixed skip past it (0 to below 1): keeps the photo's structure "
+        "the style loss lets the network paint away (default: --init's; the built-in model for any painting: 0.15)",
+        "float",
+        minimum=0,
+    )
     views: int = option(
         8, "views of each painting the predictor learns from: the whole painting and random crops", "int", group=_DATA
     )
@@ -109,6 +116,9 @@ class Config(RunSettings):
         scale = self.style_scale
         if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ImpastoError(f"--style-scale must be a finite number > 0, got {scale}")
+        photo = self.photo
+        if photo is not None and (not isinstance(photo, (int, float)) or not 0 <= photo < 1):
+            raise ImpastoError(f"--photo must be a number from 0 to below 1, got {photo}")
         stats = self.stats_size
         if not isinstance(stats, int) or isinstance(stats, bool) or not MIN_STATS_SIZE <= stats <= MAX_STATS_SIZE:
             raise ImpastoError(
