@@ -127,6 +127,8 @@ def test_the_photo_share_mixes_the_photo_into_the_output_and_the_file_keeps_it(t
     x, style, layers = torch.rand(1, 3, 20, 28), torch.tensor([[1.0, 0.0]]), torch.ones(1, 4)
     plain = net(x, style, layers)
     assert torch.allclose(shared(x, style, layers), 0.75 * plain + 0.25 * x, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as bf16 training and inference run it
+        assert torch.allclose(shared(x, style, layers).float(), 0.75 * plain + 0.25 * x, atol=0.03)
     back = load_model(save_model(shared, ["a", "b"], tmp_path / "p.safetensors", 48, {})).net
     assert back.photo == 0.25
     assert load_model(save_model(net, ["a", "b"], tmp_path / "n.safetensors", 48, {})).net.photo == 0

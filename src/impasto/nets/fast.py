@@ -215,7 +215,7 @@ class TransformerNet(nn.Module):
         # In 2x2 blocks (impasto.nets.blocks): its 3 channels at full size would cost as 16.
         y = torch.sigmoid(conv_in_blocks(y, self.conv_out[1], self.conv_out[0].padding[0]))
         if self.photo:
-            y = torch.lerp(y, x, self.photo)
+            y = y + self.photo * (x.to(y.dtype) - y)  # (lerp refuses bf16 beside fp32 under autocast)
         return y[..., :h, :w]
 
 
