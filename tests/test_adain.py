@@ -483,6 +483,16 @@ def test_the_tone_step_brings_contrast_and_saturation_to_the_painting(images):
     assert tone_stats(stretched)[0] <= MAX_GAIN * tone_stats(grey)[0] + 1e-4
 
 
+def test_a_paintings_look_read_from_its_bytes_is_its_tone_and_palette():
+    from impasto.core.tone import look_stats, palette_stats, tone_stats
+
+    big = np.random.default_rng(1).integers(0, 256, (700, 900, 3), dtype=np.uint8)  # subsampled inside
+    tone, palette = look_stats(big)
+    as_float = big.astype(np.float32) / 255
+    assert np.allclose(tone, tone_stats(as_float), atol=1e-6) and np.allclose(palette, palette_stats(as_float))
+    assert np.allclose(look_stats(as_float)[1], palette)
+
+
 def test_the_palette_step_moves_colours_to_the_paintings_mean_and_covariance(images):
     from impasto.core.tone import blended_stats, match_palette, palette_stats
 

@@ -169,7 +169,7 @@ class FastEngine(StreamingEngine):
         """A model file with a style predictor, its table extended by the paintings `styles` (their embeddings
         predicted from their VGG-19 statistics), and the ``--model`` items that blend them equally. The extended
         model's recipe holds the paintings' blended tone under "tone" and their palette under "palette"."""
-        from ...core.tone import blended_stats, palette_stats, tone_stats
+        from ...core.tone import blended_stats, look_stats
         from ...nets.fast import STYLE_LAYERS, painting_statistics
 
         base = self.model(path)
@@ -190,11 +190,11 @@ class FastEngine(StreamingEngine):
         grown.embedding = torch.nn.Parameter(torch.cat([net.embedding, net.predictor(stats)]), requires_grad=False)
         grown.n_styles = net.n_styles + len(pictures)
         names = [*base.names, *(f"{PAINTING_PREFIX}{i}" for i in range(len(pictures)))]
-        arrays = [np.asarray(p, np.float32) / 255 for p in pictures]
+        looks = [look_stats(np.asarray(p)) for p in pictures]
         recipe = {
             **base.recipe,
-            "tone": blended_stats([tone_stats(a) for a in arrays]),
-            "palette": blended_stats([palette_stats(a) for a in arrays]),
+            "tone": blended_stats([t for t, _ in looks]),
+            "palette": blended_stats([p for _, p in looks]),
         }
         model = FastModel(grown, names, base.image_size, recipe, base.path)
         return model, [(path, n, 1.0) for n in names[net.n_styles :]]

@@ -253,10 +253,10 @@ def _can_export_arbitrary(model: str) -> bool:
 
 def _style_images_look(styles: Sequence[ImageLike]) -> tuple[np.ndarray, np.ndarray]:
     """The tone and the palette (:mod:`impasto.core.tone`) of style images blended equally."""
-    from ...core.tone import blended_stats, palette_stats, tone_stats
+    from ...core.tone import blended_stats, look_stats
 
-    arrays = [np.asarray(as_pil(s).convert("RGB"), np.float32) / 255 for s in styles]
-    return blended_stats([tone_stats(a) for a in arrays]), blended_stats([palette_stats(a) for a in arrays])
+    looks = [look_stats(np.asarray(as_pil(s).convert("RGB"))) for s in styles]
+    return blended_stats([t for t, _ in looks]), blended_stats([p for _, p in looks])
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
