@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from impasto.core.modelfile import read_tensors, save_tensors
+from impasto.errors import ImpastoError
 from impasto.methods.fast.model import load_model
 
 
@@ -24,8 +26,13 @@ def main() -> None:
     ap.add_argument("share", type=float, help="0 to below 1")
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
-    if not 0 <= args.share < 1:
-        ap.error(f"the share must be from 0 to below 1, got {args.share}")
+    try:
+        if not 0 <= args.share < 1:
+            raise ImpastoError(f"the share must be from 0 to below 1, got {args.share}")
+        load_model(args.model)  # a fast-network file, or a one-line error naming what is wrong
+    except ImpastoError as e:
+        print(f"photo_share: {e}", file=sys.stderr)
+        sys.exit(2)
     state, meta = read_tensors(args.model, f"model {args.model}")
     meta = dict(meta)
     trained = float(meta.get("photo", 0))

@@ -254,11 +254,11 @@ def example_pictures() -> list[Any]:
     return pictures + [ImageOps.mirror(p) for p in pictures]
 
 
-def _calibration_array(picture: Any) -> np.ndarray:
-    """(1, 3, H, W) float32 in [0, 1] at CALIBRATION_SIZE, sides a multiple of 4."""
+def _calibration_array(picture: Any, side: int = CALIBRATION_SIZE) -> np.ndarray:
+    """(1, 3, H, W) float32 in [0, 1] with its longest side at `side`, sides a multiple of 4."""
     from .core.image import as_pil, fit_longest_side
 
-    im = fit_longest_side(as_pil(picture).convert("RGB"), CALIBRATION_SIZE)
+    im = fit_longest_side(as_pil(picture).convert("RGB"), side)
     w, h = im.size
     im = im.crop((0, 0, w - w % 4, h - h % 4))
     return np.ascontiguousarray(np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[None] / 255)
@@ -522,7 +522,10 @@ def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tu
     the cache the first time and checked against PyTorch then: ``painting`` (1, 3, h, w) -> ``embedding`` (1, 32), and
     ``image``, ``embeddings`` (k, 32), ``weights`` (k,), ``layers`` (1, 4) -> ``stylized`` (as the named styles' graph,
     to crop). With `int8`, the painting's graph (VGG-19 up to relu4_1) in int8, calibrated on the bundled examples
-    and checked against fp32; the painting network stays fp32 (the lean fast network is slower in int8)."""
+    and checked against fp32, where it is cached or can be made (the `onnx` package; else the fp32 graph); the
+    painting network stays fp32 (the lean fast network is slower in int8)."""
+    import importlib.util
+
     from .core.cache import graph_path, remove_older_layouts
 
     code, paint = graph_path("fast-code", source), graph_path("fast-paint", source)
@@ -532,9 +535,9 @@ def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tu
             _export_arbitrary(source, code, paint)
             for p in (code, paint):
                 remove_older_layouts(p)
-        if not int8:
-            return code, paint
         code8 = graph_path("fast-code-int8", source)
+        if not int8 or not (code8.exists() or importlib.util.find_spec("onnx") is not None):
+            return code, paint
         if not code8.exists():
             from .methods.fast import stats_size
 
@@ -553,12 +556,7 @@ def _quantize_painting_code(fp32: Path, out: Path, side: int) -> None:
 
     import onnxruntime as ort
 
-    from .core.image import as_pil, fit_longest_side
-
-    pictures = []
-    for p in example_pictures():
-        im = fit_longest_side(as_pil(p).convert("RGB"), side)
-        pictures.append(np.ascontiguousarray(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255))
+    pictures = [_calibration_array(p, side) for p in example_pictures()]
     shutil.copyfile(fp32, out)
     _quantize(out, [{"painting": p} for p in pictures])
     ref, got = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]) for f in (fp32, out))

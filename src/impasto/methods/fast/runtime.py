@@ -74,6 +74,7 @@ class OrtFastEngine(StreamingEngine):
         self._torch_engine = None
         self._painted: tuple = ((), None, [])  # (key, (embeddings, tone, palette), the style images) of the last run
         self._scales: dict[str, int] = {}
+        self._int8_painting: bool | None = None
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
         """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
@@ -93,23 +94,18 @@ class OrtFastEngine(StreamingEngine):
 
     def arbitrary(self, model: str) -> tuple[Any, Any]:
         """(painting -> embedding, embeddings -> picture) sessions of a model with a style predictor."""
-        import importlib.util
-
-        from ...core.cache import cpu_flags_say_fast_int8, graph_path
+        from ...core.cache import cpu_flags_say_fast_int8
         from ...core.onnx import cpu_session, thread_budget
         from ...export import cached_arbitrary_graphs
 
+        if self._int8_painting is None:  # called for every picture: /proc/cpuinfo is read once
+            # The painting's VGG-19 pass in int8 where 8-bit units make it pay (2x here: 10 ms of a 512 px
+            # picture's 95).
+            self._int8_painting = self.options.precision == "auto" and bool(cpu_flags_say_fast_int8())
         threads = thread_budget(self.threads)
-        # The painting's VGG-19 pass in int8 where 8-bit units make it pay (2x here: 10 ms of a 512 px picture's
-        # 95); making that graph needs the `onnx` package, as exporting does.
-        int8 = (
-            self.options.precision == "auto"
-            and bool(cpu_flags_say_fast_int8())
-            and (graph_path("fast-code-int8", model).exists() or importlib.util.find_spec("onnx") is not None)
-        )
-        key = (f"{model}#arbitrary{'-int8' if int8 else ''}", threads)
+        key = (f"{model}#arbitrary{'-int8' if self._int8_painting else ''}", threads)
         if key not in self._sessions:
-            code, paint = cached_arbitrary_graphs(model, int8=int8)
+            code, paint = cached_arbitrary_graphs(model, int8=self._int8_painting)
             self._sessions[key] = (cpu_session(code, threads), cpu_session(paint, threads), 0)
         return self._sessions[key][:2]
 

@@ -104,10 +104,9 @@ def extended(base: FastModel, n_new: int) -> TransformerNet:
     """`base`'s network with `n_new` more paintings, their embeddings at the mean of its paintings' (a look between
     them, from which a new painting's embedding moves least far)."""
     # A network with a style predictor keeps it: the network is untouched, so it still paints any painting.
-    predictor = base.net.predictor is not None
     b = base.net
-    net = TransformerNet(len(base.names) + n_new, b.width, b.n_blocks, b.decoder, predictor, b.photo)
-    state = base.net.state_dict()
+    net = TransformerNet(len(base.names) + n_new, b.width, b.n_blocks, b.decoder, b.predictor is not None, b.photo)
+    state = b.state_dict()
     emb = state["embedding"]
     state["embedding"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n_new, -1)])
     net.load_state_dict(state)

@@ -68,7 +68,7 @@ class Config(RunSettings):
     photo: float | None = option(
         None,
         "the photo's share in the network's output, a fixed skip past it (0 to below 1): keeps the photo's structure "
-        "the style loss lets the network paint away (default: --init's; the built-in model for any painting: 0.15)",
+        "the style loss lets the network paint away (default: --init's; the built-in model for any painting has 0.25)",
         "float",
         minimum=0,
     )
