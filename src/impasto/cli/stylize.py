@@ -10,7 +10,7 @@ import time
 from typing import Iterator
 
 from ..api import available_methods, get_method, method_title
-from ..core.image import check_output_path, load_image, save_image
+from ..core.image import check_image, check_output_path, load_image, save_image
 from ..engine import Progress
 from ..errors import ImpastoError
 from ..options import make
@@ -112,23 +112,27 @@ def run(args: argparse.Namespace) -> int:
     output = check_output_path(args.output, inputs)
     if args.save_every < 0:
         raise ImpastoError(f"--save-every must be 0 (off) or a positive number of steps, got {args.save_every}")
-    # Read every input up front so a bad file fails in a second, not after minutes of work.
-    content = load_image(args.content)
-    styles = [load_image(s) for s in args.styles]
+    # Check every input up front so a bad file fails at once, not after minutes of work; the model loads (and an
+    # engine that opens its models lazily starts opening them) while the pictures are decoded.
+    pictures = (args.content, *args.styles, *([init] if init not in NO_OUTPUT_INPUTS else []))
+    for path in pictures:
+        check_image(path)
+    options = make(module.Options, given, f"method {args.method!r}")
+    options.validate(len(args.styles))
+    iterative = hasattr(options, "steps")
+    start = time.perf_counter()
+    engine = module.load(options)
+    engine.prepare(len(args.styles))
+    content, *styles = (load_image(path) for path in pictures[: 1 + len(args.styles)])
     if init not in NO_OUTPUT_INPUTS:
         load_image(init)
-    options = make(module.Options, given, f"method {args.method!r}")
-    options.validate(len(styles))
-    iterative = hasattr(options, "steps")
 
     def save_intermediate(p: Progress) -> None:
         if args.save_every and p.image is not None and p.step % args.save_every == 0:
             path = check_output_path(output.with_name(f"{output.stem}_step{p.step:05d}{output.suffix}"), inputs)
             save_image(p.image, path)
 
-    start = time.perf_counter()
     with sigterm_as_interrupt():
-        engine = module.load(options)
         result = engine.run(content, styles, options, callback=save_intermediate, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     if result.stopped == "interrupted":

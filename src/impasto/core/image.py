@@ -62,16 +62,28 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     Grayscale, palette, alpha (composited on white), CMYK and 16-bit images are converted.
     Raises ImpastoError with a one-line message for anything that is not a readable image.
     """
-    p = Path(path)
+    return _read_image(Path(path), decode=True)
+
+
+def check_image(path: str | os.PathLike) -> None:
+    """Refuse, as :func:`load_image` would, a file whose header already shows it cannot be read (missing, a folder,
+    not an image, zero size), reading the header only: a command checks its inputs at once, before it loads a model
+    and starts decoding them (a corrupt body is found then)."""
+    _read_image(Path(path), decode=False)
+
+
+def _read_image(p: Path, decode: bool) -> Image.Image | None:
     if not p.exists():
         raise ImpastoError(f"{p}: no such file")
     if p.is_dir():
         raise ImpastoError(f"{p}: is a directory, not an image file")
     try:
         with quiet_warnings(), Image.open(p) as im:
-            im.load()
             if im.width == 0 or im.height == 0:
                 raise ImpastoError(f"{p}: image has zero size ({im.width}x{im.height})")
+            if not decode:
+                return None
+            im.load()
             im = ImageOps.exif_transpose(im)
             return to_rgb(im)
     except ImpastoError:

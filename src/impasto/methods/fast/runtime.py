@@ -10,6 +10,8 @@ PyTorch engine, loaded on first need.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -71,19 +73,56 @@ class OrtFastEngine(StreamingEngine):
         parse_model(run_model(options, 0))  # a bad --model fails at load
         self.threads = threads
         self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
+        # onnxruntime sessions by (graph, threads), opened on threads of their own (see _open)
+        self._opening: dict[tuple[str, int | None], Future] = {}
+        self._graphs: dict[str, tuple[Path, Path]] = {}  # a model's style-image graphs (painting, picture)
         self._torch_engine = None
         self._painted: tuple = ((), None, [])  # (key, (embeddings, tone, palette), the style images) of the last run
         self._scales: dict[str, int] = {}
         self._int8_painting: bool | None = None
 
+    def _open(self, graph: str | os.PathLike, threads: int | None) -> Future:
+        """The session of a graph for `threads` threads, opening on a thread of its own (the first time).
+
+        onnxruntime lets go of the GIL while it opens a graph, and opening takes 25-40 ms, a part of every command's
+        start-up: meanwhile the pictures are read and the painting's pass runs."""
+        from ...core.onnx import cpu_session
+
+        key = (str(graph), threads)
+        if key not in self._opening:
+            self._opening[key] = _in_background(cpu_session, graph, threads)
+        return self._opening[key]
+
+    def prepare(self, n_styles: int = 0) -> None:
+        """Start opening, in the background, the sessions that runs with `n_styles` style images will use; returns at
+        once. Only graphs already in the cache: exporting one needs PyTorch, and the run does it."""
+        from ...core.cache import graph_path
+        from ...core.onnx import thread_budget
+
+        files = {path for path, _, _ in parse_model(run_model(self.options, n_styles))}
+        if len(files) != 1:
+            return
+        model = next(iter(files))
+        threads = thread_budget(self.threads)
+        if not n_styles:
+            graphs = [onnx_path(model)]
+        elif has_predictor(model):
+            code = "fast-code-int8" if self._painting_in_int8() else "fast-code"
+            graphs = [graph_path(code, model), graph_path("fast-paint", model)]
+        else:
+            return
+        if all(g.exists() for g in graphs):
+            for g in graphs:
+                self._open(g, threads)
+
     def session(self, model: str) -> tuple[Any, list[str], int]:
         """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
         budget (see :mod:`impasto.core.onnx`)."""
-        from ...core.onnx import cpu_session, thread_budget
+        from ...core.onnx import thread_budget
 
         threads = thread_budget(self.threads)
         if (model, threads) not in self._sessions:
-            session = cpu_session(ensure_onnx(model), threads)
+            session = self._open(ensure_onnx(model), threads).result()
             meta = model_metadata(model)
             self._sessions[model, threads] = (session, model_names(model), int(meta["image_size"]))
         return self._sessions[model, threads]
@@ -92,26 +131,33 @@ class OrtFastEngine(StreamingEngine):
         """Forget the last style images' predicted embeddings (the next run predicts them again)."""
         self._painted = ((), None, [])
 
+    def _painting_in_int8(self) -> bool:
+        """Whether the painting's VGG-19 pass runs in int8: where 8-bit units make it pay (2x here: 10 ms of a 512 px
+        picture's 95). /proc/cpuinfo is read once."""
+        from ...core.cache import cpu_flags_say_fast_int8
+
+        if self._int8_painting is None:
+            self._int8_painting = self.options.precision == "auto" and bool(cpu_flags_say_fast_int8())
+        return self._int8_painting
+
     def arbitrary(self, model: str) -> tuple[Any, Any]:
         """(painting -> embedding, embeddings -> picture) sessions of a model with a style predictor."""
-        from ...core.cache import cpu_flags_say_fast_int8
-        from ...core.onnx import cpu_session, thread_budget
+        return tuple(f.result() for f in self._arbitrary(model))  # type: ignore[return-value]
+
+    def _arbitrary(self, model: str) -> tuple[Future, Future]:
+        """:meth:`arbitrary`'s sessions, perhaps still opening: the picture's opens while the painting's pass runs."""
+        from ...core.onnx import thread_budget
         from ...export import cached_arbitrary_graphs
 
-        if self._int8_painting is None:  # called for every picture: /proc/cpuinfo is read once
-            # The painting's VGG-19 pass in int8 where 8-bit units make it pay (2x here: 10 ms of a 512 px
-            # picture's 95).
-            self._int8_painting = self.options.precision == "auto" and bool(cpu_flags_say_fast_int8())
+        if model not in self._graphs:  # called for every picture: the model file is hashed once
+            self._graphs[model] = cached_arbitrary_graphs(model, int8=self._painting_in_int8())
+        code, paint = self._graphs[model]
         threads = thread_budget(self.threads)
-        key = (f"{model}#arbitrary{'-int8' if self._int8_painting else ''}", threads)
-        if key not in self._sessions:
-            code, paint = cached_arbitrary_graphs(model, int8=self._int8_painting)
-            self._sessions[key] = (cpu_session(code, threads), cpu_session(paint, threads), 0)
-        return self._sessions[key][:2]
+        return self._open(code, threads), self._open(paint, threads)
 
     def embeddings(self, model: str, styles: Sequence[ImageLike]) -> np.ndarray:
         """(k, 32): each style image's predicted embedding."""
-        code = self.arbitrary(model)[0]
+        code = self._arbitrary(model)[0].result()
         side = stats_size(model)
         out = []
         for s in styles:
@@ -133,7 +179,7 @@ class OrtFastEngine(StreamingEngine):
             x = np.pad(x, ((0, 0), (0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w))), mode="edge")
         feed = {"image": np.ascontiguousarray(x, dtype=np.float32), "layers": np.asarray([layers], np.float32)}
         if isinstance(style, tuple):
-            session = self.arbitrary(model)[1]
+            session = self._arbitrary(model)[1].result()
             feed["embeddings"], feed["weights"] = style
         else:
             session = self.session(model)[0]
@@ -253,6 +299,21 @@ def _style_images_look(styles: Sequence[ImageLike]) -> tuple[np.ndarray, np.ndar
 
     looks = [look_stats(np.asarray(as_pil(s).convert("RGB"))) for s in styles]
     return blended_stats([t for t, _ in looks]), blended_stats([p for _, p in looks])
+
+
+def _in_background(fn: Any, *args: Any) -> Future:
+    """``fn(*args)`` started on a thread of its own; its result (or exception) from ``.result()``."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to whoever asks for the result
+            future.set_exception(e)
+
+    # Not a daemon: an interpreter that exits (a bad picture) waits for it instead of unloading onnxruntime under it.
+    threading.Thread(target=work).start()
+    return future
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
