@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     output = check_output_path(args.output, inputs)
     if args.save_every < 0:
         raise ImpastoError(f"--save-every must be 0 (off) or a positive number of steps, got {args.save_every}")
-    # Check every input up front so a bad file fails at once, not after minutes of work; the model loads (and an
-    # engine that opens its models lazily starts opening them) while the pictures are decoded.
+    # Check every input's header up front so a bad file fails at once, not after minutes of work; then the model
+    # loads, an engine that opens its models lazily starts opening them in the background (Engine.prepare), and the
+    # pictures are decoded meanwhile (a corrupt body fails there, still before any work).
     pictures = (args.content, *args.styles, *([init] if init not in NO_OUTPUT_INPUTS else []))
     for path in pictures:
         check_image(path)
