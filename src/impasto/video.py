@@ -95,7 +95,13 @@ class TemporalBlend(_Temporal):
     # relu4_1 style distances rise by 16 and 25 %, relu1_1's falls by 16 %: the cost is in the mid-sized marks, not
     # the grain. Other band splits move along the same error/style line (LOW_SIGMA 1: / 1.82 at +9.1 %; 2: / 2.01 at
     # +12.2 %; 4 or 8, ENERGY_SIGMA up to 16: / 2.06-2.13 at +13.5-15.0 %); a Lanczos warp gains a little (/ 2.00 at
-    # +11.3 %) for ten times the warp's time (38 against 3.6 ms a 640 px frame).
+    # +11.3 %) for ten times the warp's time (38 against 3.6 ms a 640 px frame). Measured offline on the painted frames
+    # before encoding (the real clip at 640 px, 2026-12-07, `/tmp/w/blendlab.py`): the blend costs more there (0.5 /
+    # 1.94 at +16.7 %, 0.7 / 2.55 at +27.8 %; x264 at crf 18 then takes away texture from both, so encoded the cost
+    # reads +12 to +20 %); stronger blends cost more still (0.85 / 2.95 at +36.8 %, 1.0 / 2.17 at +55.9 %: strokes
+    # carried whole blur at every resampling); a third band (2-6 px) blended at the broad part's strength with its
+    # energy restored like the strokes' changed nothing (+27.7 %); painting at a smaller working scale (256 px on the
+    # short side, enlarged) raises the style distance (0.299 against 0.215 per frame, encoded).
     LOW_SIGMA = 2.0
     LOW_BLENDS = 2
     ENERGY_SIGMA = 4.0
