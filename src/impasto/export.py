@@ -517,13 +517,16 @@ def cached_graph(source: str | os.PathLike) -> Path:
     return path
 
 
-def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tuple[Path, Path]:
+def cached_arbitrary_graphs(
+    source: str | os.PathLike, int8: bool = False, make: bool = True
+) -> tuple[Path, Path] | None:
     """The two ONNX graphs that paint style images with a fast-network file that has a style predictor, exported into
     the cache the first time and checked against PyTorch then: ``painting`` (1, 3, h, w) -> ``embedding`` (1, 32), and
     ``image``, ``embeddings`` (k, 32), ``weights`` (k,), ``layers`` (1, 4) -> ``stylized`` (as the named styles' graph,
     to crop). With `int8`, the painting's graph (VGG-19 up to relu4_1) in int8, calibrated on the bundled examples
     and checked against fp32, where it is cached or can be made (the `onnx` package; else the fp32 graph); the
-    painting network stays fp32 (the lean fast network is slower in int8)."""
+    painting network stays fp32 (the lean fast network is slower in int8). With `make` False, only graphs already in
+    the cache: None where one of those a run would use is still to be made (that needs PyTorch)."""
     import importlib.util
 
     from .core.cache import graph_path, remove_older_layouts
@@ -531,6 +534,8 @@ def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tu
     code, paint = graph_path("fast-code", source), graph_path("fast-paint", source)
     with _EXPORTING:
         if not (code.exists() and paint.exists()):
+            if not make:
+                return None
             code.parent.mkdir(parents=True, exist_ok=True)
             _export_arbitrary(source, code, paint)
             for p in (code, paint):
@@ -539,6 +544,8 @@ def cached_arbitrary_graphs(source: str | os.PathLike, int8: bool = False) -> tu
         if not int8 or not (code8.exists() or importlib.util.find_spec("onnx") is not None):
             return code, paint
         if not code8.exists():
+            if not make:
+                return None
             from .methods.fast import stats_size
 
             _write_together([code8], lambda tmp: _quantize_painting_code(code, tmp, stats_size(source)))

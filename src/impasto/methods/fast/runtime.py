@@ -96,24 +96,18 @@ class OrtFastEngine(StreamingEngine):
     def prepare(self, n_styles: int = 0) -> None:
         """Start opening, in the background, the sessions that runs with `n_styles` style images will use; returns at
         once. Only graphs already in the cache: exporting one needs PyTorch, and the run does it."""
-        from ...core.cache import graph_path
         from ...core.onnx import thread_budget
 
         files = {path for path, _, _ in parse_model(run_model(self.options, n_styles))}
         if len(files) != 1:
             return
         model = next(iter(files))
-        threads = thread_budget(self.threads)
         if not n_styles:
-            graphs = [onnx_path(model)]
-        elif has_predictor(model):
-            code = "fast-code-int8" if self._painting_in_int8() else "fast-code"
-            graphs = [graph_path(code, model), graph_path("fast-paint", model)]
+            graphs = [onnx_path(model)] if onnx_path(model).exists() else []
         else:
-            return
-        if all(g.exists() for g in graphs):
-            for g in graphs:
-                self._open(g, threads)
+            graphs = list(self._arbitrary_graphs(model, make=False) or []) if has_predictor(model) else []
+        for g in graphs:
+            self._open(g, thread_budget(self.threads))
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
         """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
@@ -140,18 +134,24 @@ class OrtFastEngine(StreamingEngine):
             self._int8_painting = self.options.precision == "auto" and bool(cpu_flags_say_fast_int8())
         return self._int8_painting
 
-    def arbitrary(self, model: str) -> tuple[Any, Any]:
-        """(painting -> embedding, embeddings -> picture) sessions of a model with a style predictor."""
-        return tuple(f.result() for f in self._arbitrary(model))  # type: ignore[return-value]
-
-    def _arbitrary(self, model: str) -> tuple[Future, Future]:
-        """:meth:`arbitrary`'s sessions, perhaps still opening: the picture's opens while the painting's pass runs."""
-        from ...core.onnx import thread_budget
+    def _arbitrary_graphs(self, model: str, make: bool = True) -> tuple[Path, Path] | None:
+        """A model's (painting -> embedding, embeddings -> picture) graphs (see
+        :func:`impasto.export.cached_arbitrary_graphs`), found once: the model file is hashed once per engine."""
         from ...export import cached_arbitrary_graphs
 
-        if model not in self._graphs:  # called for every picture: the model file is hashed once
-            self._graphs[model] = cached_arbitrary_graphs(model, int8=self._painting_in_int8())
-        code, paint = self._graphs[model]
+        if model not in self._graphs:
+            found = cached_arbitrary_graphs(model, int8=self._painting_in_int8(), make=make)
+            if found is None:
+                return None
+            self._graphs[model] = found
+        return self._graphs[model]
+
+    def _arbitrary(self, model: str) -> tuple[Future, Future]:
+        """The sessions of a model with a style predictor (painting -> embedding, embeddings -> picture), perhaps
+        still opening: the picture's opens while the painting's pass runs."""
+        from ...core.onnx import thread_budget
+
+        code, paint = self._arbitrary_graphs(model)  # type: ignore[misc]
         threads = thread_budget(self.threads)
         return self._open(code, threads), self._open(paint, threads)
 
