@@ -101,7 +101,11 @@ class TemporalBlend(_Temporal):
     # reads +12 to +20 %); stronger blends cost more still (0.85 / 2.95 at +36.8 %, 1.0 / 2.17 at +55.9 %: strokes
     # carried whole blur at every resampling); a third band (2-6 px) blended at the broad part's strength with its
     # energy restored like the strokes' changed nothing (+27.7 %); painting at a smaller working scale (256 px on the
-    # short side, enlarged) raises the style distance (0.299 against 0.215 per frame, encoded).
+    # short side, enlarged) raises the style distance (0.299 against 0.215 per frame, encoded). benchmarks/blend_lab.py
+    # (2026-12-07) tries six other mechanisms on the same frames: steadying the input frames, carrying strokes whole
+    # (directly or through a coordinate map resampled once per anchor), morphing the carried strokes onto the new
+    # ones, blending only still regions, a photometric mask: all lie on this blend's error/style line or above it
+    # (docs/MODELS.md, "Other ways to steady the frames").
     LOW_SIGMA = 2.0
     LOW_BLENDS = 2
     ENERGY_SIGMA = 4.0
