@@ -269,9 +269,16 @@ def main() -> None:
         from impasto.options import make
 
         opts = make(get_method("fast").Options, {"model": args.model, "size": None}, "fast")
+
+        def run(picture: np.ndarray) -> np.ndarray:
+            return np.asarray(V._to_pil(engine.run(Image.fromarray(picture), [], opts).image))
+
         for b in (0.5, 0.8):
+            # painted as impasto video paints: the frames padded to keep the stride grid on the scene
+            h, w = frames[0].shape[:2]
+            anchor = V.grid_anchor(engine, opts, 0.7, w, h)
             repainted = [
-                np.asarray(V._to_pil(engine.run(Image.fromarray(f), [], opts).image))
+                run(f) if anchor is None else anchor.paint(f, anchor.shift(f), run)
                 for f in steadied_inputs(frames, motions, b)
             ]
             for t in (0.0, 0.3, 0.5, 0.7):
