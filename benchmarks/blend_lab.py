@@ -94,16 +94,23 @@ def _usable(motion: Motion, previous) -> bool:
     return motion is not None and previous is not None and float(motion[1].mean()) >= V.CUT_RELIABLE
 
 
+def _carry(s: np.ndarray, carried: np.ndarray, reliable: np.ndarray, threshold: float, keep: float) -> np.ndarray:
+    """The new painting `s` replaced by `carried` (weight `keep`) where the two still match broadly (local mean
+    square difference under `threshold`) and the flow is reliable; float32."""
+    diff = carried - s
+    mismatch = F.lowpass((diff * diff).mean(-1), 4.0)
+    w = F.lowpass(keep * np.clip(1.5 - mismatch / threshold, 0, 1) * reliable, 1.5)
+    return s + w[..., None] * diff
+
+
 def select(threshold: float, keep: float = 0.95) -> Callable:
     def step(s8, motion, previous):
         if not _usable(motion, previous):
             return s8
         back, mask = motion
         s = s8.astype(np.float32)
-        diff = F.warp(previous.astype(np.float32), back, cubic=True) - s
-        mismatch = F.lowpass((diff * diff).mean(-1), 4.0)
-        w = F.lowpass(keep * np.clip(1.5 - mismatch / threshold, 0, 1) * mask, 1.5)
-        return np.clip(s + w[..., None] * diff + 0.5, 0, 255).astype(np.uint8)
+        out = _carry(s, F.warp(previous.astype(np.float32), back, cubic=True), mask, threshold, keep)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     return step
 
@@ -139,10 +146,7 @@ def canvas(threshold: float, every: int) -> Callable:
             else np.minimum(mask, cv2.remap(state["rel"], gx + back[..., 0], gy + back[..., 1], cv2.INTER_LINEAR))
         )
         state["rel"] = rel
-        diff = carried - s
-        mismatch = F.lowpass((diff * diff).mean(-1), 4.0)
-        wgt = F.lowpass(0.95 * np.clip(1.5 - mismatch / threshold, 0, 1) * rel, 1.5)
-        out = s + wgt[..., None] * diff
+        out = _carry(s, carried, rel, threshold, 0.95)
         state["age"] += 1
         if state["age"] >= every:
             state.update(canvas=out, map=None, age=0)
