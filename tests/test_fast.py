@@ -28,10 +28,10 @@ from impasto.train.fast.trainer import FastTrainer, painting_tensor, sample_batc
 from impasto.train.loop import load_checkpoint
 
 
-def _perturbed_net(n_styles: int = 2, width: int = 4, seed: int = 0) -> TransformerNet:
+def _perturbed_net(n_styles: int = 2, width: int = 4, seed: int = 0, upsample: str = "nearest") -> TransformerNet:
     """A network whose conditioning is not the identity (a fresh one ignores its style and layer inputs)."""
     torch.manual_seed(seed)
-    net = TransformerNet(n_styles, width, 1)
+    net = TransformerNet(n_styles, width, 1, upsample=upsample)
     with torch.no_grad():
         net.cond[-1].weight.normal_(0, 0.3)
         net.cond[-1].bias.normal_(0, 0.3)
@@ -166,9 +166,42 @@ def test_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_woul
     (g_plain,) = torch.autograd.grad(plain_up.square().sum(), up[1][1].weight)
     (g_doubled,) = torch.autograd.grad(doubled.square().sum(), up[1][1].weight)
     assert torch.allclose(g_doubled, g_plain, atol=1e-4)
+    # Bilinear doubling (a network's `upsample`), its edge repeated, then the 3x3 convolution: the same cost.
+    smooth = UpConv(6, 4, smooth=True)
+    ref = smooth[1][1](torch.nn.functional.pad(smooth[0](z), (1, 1, 1, 1), mode="replicate"))
+    assert torch.allclose(smooth(z), ref, atol=1e-5)
     # The compact AdaIN model's decoder: its RGB output in blocks too.
     decoder, f = StudentDecoder((4, 4, 8, 8)).eval(), torch.rand(1, 8, 3, 5)
     assert torch.allclose(decoder(f), decoder.net(f), atol=1e-5)
+
+
+def test_bilinear_doubling_lets_the_strokes_follow_a_picture_moved_by_a_pixel():
+    """Nearest-neighbour doubling ties the built-in network's strokes to its 4 px grid: a picture moved by one pixel
+    is painted anew. The same weights (trained with nearest doubling) with bilinear doubling follow the move (and one
+    of 4 px either way)."""
+    m = load_model(builtin_path())
+    img = Image.open(Path(fast_method.__file__).parents[2] / "examples" / "chelsea.png").convert("RGB")
+    x = torch.from_numpy(np.asarray(img.resize((136, 96)), np.float32) / 255).permute(2, 0, 1)[None]
+    style, layers = torch.eye(len(m.names))[:1], torch.ones(1, 4)
+
+    def moved_error(net: TransformerNet, d: int) -> float:
+        with torch.no_grad():
+            a = net(x[..., 8:-8], style, layers)  # the picture, and the picture moved right by d px
+            b = net(x[..., 8 - d : x.shape[-1] - 8 - d], style, layers)
+        return float((a[..., 12:-12, 12:-20] - b[..., 12:-12, 12 + d : b.shape[-1] - 20 + d]).square().mean())
+
+    nearest, bilinear = (
+        TransformerNet(len(m.names), m.net.width, m.net.n_blocks, m.net.decoder, upsample=kind)
+        for kind in ("nearest", "bilinear")
+    )
+    for net in (nearest, bilinear):
+        net.load_state_dict(m.net.state_dict())
+        net.eval()
+    near1, near4, bi1, bi4 = (moved_error(net, d) for net in (nearest, bilinear) for d in (1, 4))
+    # (a move of 4 px is not painted exactly alike either: the instance norms see a slightly different crop)
+    assert near1 > 5 * near4 and bi1 < near1 / 4 and bi1 < 2 * bi4
+    with pytest.raises(ValueError, match="bad upsampling"):
+        TransformerNet(1, 4, 1, upsample="cubic")
 
 
 def test_the_torch_free_declarations_match_the_network():
@@ -212,6 +245,12 @@ def test_model_file_round_trip_and_names_without_torch(model_file, tmp_path):
     back = load_model(lean_file).net
     assert back.decoder == (8, 4)
     assert float((back(x, style, layers) - lean(x, style, layers)).abs().max()) < 2e-2
+    # So is bilinear doubling; files without the record are nearest-neighbour ones.
+    assert m.net.upsample == "nearest"
+    smooth = TransformerNet(2, 4, 1, upsample="bilinear")
+    back = load_model(save_model(smooth, ["a", "b"], tmp_path / "smooth.safetensors", 48, {})).net
+    assert back.upsample == "bilinear" and back.up[0].smooth
+    assert float((back(x, style, layers) - smooth(x, style, layers)).abs().max()) < 2e-2
 
 
 def test_model_specs(model_file):
@@ -531,6 +570,7 @@ def test_training_config_errors(train_dirs, tmp_path):
         ({"style_layer_weights": [1, 1]}, "--style-layer-weights"),
         ({"output": str(tmp_path / "m.pt")}, ".safetensors"),
         ({"decoder": [8]}, "--decoder takes two"),
+        ({"upsample": "cubic"}, "--upsample must be nearest or bilinear"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             _cfg(train_dirs, Path(out), 1, **kw).validate()
@@ -711,6 +751,8 @@ def test_export_onnx_torchscript_and_int8_match_pytorch(model_file, tmp_path, im
     assert np.abs(got - ref.numpy()).max() < TOLERANCE
 
     assert export(str(model_file), tmp_path / "m.pt", "torchscript")["max_difference"] <= TOLERANCE
+    smooth = save_model(_perturbed_net(upsample="bilinear"), ["a", "b"], tmp_path / "smooth.safetensors", 48, {})
+    assert export(str(smooth), tmp_path / "smooth.onnx")["max_difference"] <= TOLERANCE
     photos = [Image.open(images["content"]).convert("RGB"), Image.open(images["style"]).convert("RGB")]
     q = export(str(model_file), tmp_path / "q.onnx", int8=True, calibration=photos)
     assert q["int8"] and 0 < q["mean_difference_on_photos"] < 0.1
@@ -883,6 +925,12 @@ def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):
     # Resumed without --init, as it must be: the checkpoint holds what the file gave.
     summary = train(_cfg(train_dirs, warm, 4, preview_every=0), resume=True)
     assert (summary["step"], summary["steps_this_run"]) == (4, 1)
+    # The same weights trained on with bilinear doubling; a resume keeps the doubling.
+    smooth = tmp_path / "smooth.safetensors"
+    train(_cfg(train_dirs, smooth, 3, preview_every=0, init=str(first), upsample="bilinear"))
+    assert load_model(smooth).net.upsample == "bilinear" and load_model(first).net.upsample == "nearest"
+    with pytest.raises(ImpastoError, match="--upsample"):
+        train(_cfg(train_dirs, smooth, 4, preview_every=0), resume=True)
 
 
 def test_tune_trains_one_paintings_look_and_leaves_the_network_and_the_others_as_they_were(train_dirs, tmp_path):

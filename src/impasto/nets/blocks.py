@@ -20,6 +20,12 @@ from torch import nn
 # For a 3x3 convolution after nearest-neighbour doubling: which of the small picture's three rows (columns) each of
 # the kernel's three taps falls on, for the even (0) and odd (1) output rows (columns): _UP_TAPS[r, row, tap].
 _UP_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float32)
+# The same for bilinear doubling (F.interpolate's, align_corners=False: each doubled pixel is 3/4 of its own small
+# pixel and 1/4 of the next one towards it).
+_SMOOTH_UP_TAPS = torch.tensor(
+    [[[0.75, 0.25, 0], [0.25, 0.75, 0.75], [0, 0, 0.25]], [[0.25, 0, 0], [0.75, 0.75, 0.25], [0, 0.25, 0.75]]],
+    dtype=torch.float32,
+)
 
 
 def conv_in_blocks(x: torch.Tensor, conv: nn.Conv2d, pad: int) -> torch.Tensor:
@@ -35,11 +41,12 @@ def conv_in_blocks(x: torch.Tensor, conv: nn.Conv2d, pad: int) -> torch.Tensor:
     return F.pixel_shuffle(y, 2)
 
 
-def doubled_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+def doubled_conv(x: torch.Tensor, conv: nn.Conv2d, smooth: bool = False) -> torch.Tensor:
     """`conv` (3x3, stride 1) over `x` doubled by nearest neighbours and reflection-padded by 1, without making the
     doubled picture: at `x`'s size, each output 2x2 block's four pixels as four channels (reflecting the doubled
-    picture by one pixel is repeating `x`'s edge)."""
-    taps = _UP_TAPS.to(conv.weight)
+    picture by one pixel is repeating `x`'s edge). `smooth`: doubled bilinearly instead (as ``F.interpolate``,
+    align_corners=False) and padded by repeating its edge; the same cost."""
+    taps = (_SMOOTH_UP_TAPS if smooth else _UP_TAPS).to(conv.weight)
     weight = torch.einsum("rla,oiab,smb->orsilm", taps, conv.weight, taps).flatten(0, 2)
     bias = conv.bias.repeat_interleave(4)
     y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight.to(x.dtype), bias.to(x.dtype))

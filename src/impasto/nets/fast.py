@@ -24,6 +24,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu2_2"
 STRIDE = 4  # two stride-2 convolutions down, two resize-convolutions up
 MIN_SIDE = 2 * STRIDE  # reflection padding at the bottleneck needs 2 positions a side
+UPSAMPLE = ("nearest", "bilinear")  # the decoder's doublings (TransformerNet's `upsample`)
 MAX_LAYER_WEIGHT = 3.0  # per-layer weights are trained over [0, MAX_LAYER_WEIGHT]; 1 is the painting's recipe
 _EMBED = 32
 _HIDDEN = 128
@@ -42,16 +43,21 @@ class ConvLayer(nn.Sequential):
 
 
 class UpConv(nn.Sequential):
-    """Nearest-neighbour doubling, then a convolution: no transposed convolution, so no checkerboard.
+    """Nearest-neighbour (or bilinear: `smooth`) doubling, then a convolution: no transposed convolution, so no
+    checkerboard.
 
-    Run without making the doubled picture (:func:`impasto.nets.blocks.doubled_conv`: the same result).
+    Run without making the doubled picture (:func:`impasto.nets.blocks.doubled_conv`: the same result, the same cost
+    for both doublings).
     """
 
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(c_in, c_out, 3))
+    def __init__(self, c_in: int, c_out: int, smooth: bool = False) -> None:
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="bilinear" if smooth else "nearest"), ConvLayer(c_in, c_out, 3)
+        )
+        self.smooth = smooth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return doubled_conv(x, self[1][1])
+        return doubled_conv(x, self[1][1], self.smooth)
 
 
 class CondNorm(nn.Module):
@@ -103,6 +109,12 @@ class TransformerNet(nn.Module):
     the per-layer style weights (1 = the painting's recipe, 0 = that layer's style off). Returns RGB in [0, 1] at the
     input's size. With `predictor`, the network also paints paintings it never learnt, from their statistics
     (:meth:`statistics_parameters`).
+
+    `upsample`: how the decoder doubles its features. Nearest-neighbour doubling ties every stroke to the network's
+    4 px grid: a picture moved by 1 px is painted differently (mean square difference 190 in 0-255 units on the
+    evaluation photos, against 0.2 for a move of 4 px), which is most of a fast network's flicker on video that
+    drifts by fractions of a pixel. Bilinear doubling lets strokes sit anywhere (Zhang 2019, "Making convolutional
+    networks shift-invariant again"), at the same cost (docs/MODELS.md, "Strokes off the grid").
     """
 
     def __init__(
@@ -113,6 +125,7 @@ class TransformerNet(nn.Module):
         decoder: tuple[int, int] | None = None,
         predictor: bool = False,
         photo: float = 0.0,
+        upsample: str = "nearest",
     ) -> None:
         super().__init__()
         # `decoder`: the channels of the two upsampling layers (Johnson: 2 x width, width). Narrower ones cost little
@@ -124,7 +137,10 @@ class TransformerNet(nn.Module):
             )
         if not 0 <= photo < 1:
             raise ValueError(f"bad photo share {photo}: from 0 to below 1")
+        if upsample not in UPSAMPLE:
+            raise ValueError(f"bad upsampling {upsample!r}: one of {', '.join(UPSAMPLE)}")
         self.n_styles, self.width, self.n_blocks, self.decoder = n_styles, width, n_blocks, (d1, d2)
+        self.upsample = upsample
         # The share of the input photo in the output, a fixed skip past the network. A network for any painting paints
         # structure away that the style loss never asked it to (docs/MODELS.md, "The photo's share").
         self.photo = float(photo)
@@ -133,7 +149,8 @@ class TransformerNet(nn.Module):
         self.blocks = nn.ModuleList(
             nn.ModuleList([ConvLayer(w3, w3, 3), ConvLayer(w3, w3, 3)]) for _ in range(n_blocks)
         )
-        self.up = nn.ModuleList([UpConv(w3, d1), UpConv(d1, d2)])
+        smooth = upsample == "bilinear"
+        self.up = nn.ModuleList([UpConv(w3, d1, smooth), UpConv(d1, d2, smooth)])
         self.conv_out = ConvLayer(d2, 3, 9)
         self.norm_channels = [w1, w2, w3] + [w3] * (2 * n_blocks) + [d1, d2]
         self.norm = CondNorm(0)

@@ -57,6 +57,8 @@ def save_model(
     }
     if net.photo:
         meta["photo"] = repr(net.photo)
+    if net.upsample != "nearest":  # files before it: nearest
+        meta["upsample"] = net.upsample
     if tones:
         # Paintings whose tone is unknown (added to a file made before impasto recorded tones) are painted as is.
         meta["tone"] = json.dumps({name: [round(float(v), 5) for v in tones[name]] for name in names if name in tones})
@@ -77,7 +79,8 @@ def load_model(path: str | os.PathLike) -> FastModel:
         decoder = json.loads(meta["decoder"]) if "decoder" in meta else None  # files before it: Johnson's shape
         predictor = any(k.startswith("predictor.") for k in state)  # an arbitrary-style network (train fast-arbitrary)
         photo = float(meta.get("photo", 0))
-        net = TransformerNet(len(names), width, blocks, tuple(decoder) if decoder else None, predictor, photo)
+        upsample = meta.get("upsample", "nearest")
+        net = TransformerNet(len(names), width, blocks, tuple(decoder) if decoder else None, predictor, photo, upsample)
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ImpastoError(f"{what}: damaged fast-network file ({type(e).__name__})") from None

@@ -48,6 +48,14 @@ class Config(RunSettings):
         "ints",
         group=_NET,
     )
+    upsample: str = option(
+        "nearest",
+        "how the decoder doubles its features: nearest ties the strokes to a 4 px grid (they flicker on slowly "
+        "drifting video); bilinear lets them sit anywhere, at the same cost",
+        "str",
+        group=_NET,
+        choices=("nearest", "bilinear"),
+    )
     size: int = option(128, "training crop size in pixels (multiple of 4)", "int", group=_DATA)
     # The scale the network learns its strokes at: crops are pieces of photos scaled to this shorter side, and the
     # paintings are scaled to --style-size; at run time pictures larger than this are stylized at this scale.
@@ -154,6 +162,8 @@ class Config(RunSettings):
             raise ImpastoError(f"--width must be at least 4, got {self.width}")
         if self.decoder is not None and (len(self.decoder) != 2 or min(self.decoder) < 3):
             raise ImpastoError(f"--decoder takes two channel counts of at least 3, as 16,8; got {self.decoder}")
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
         if self.style_size < 64:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")
         if not isinstance(self.image_size, int) or self.image_size < self.size:

@@ -82,6 +82,7 @@ def recipe_config(cfg: Config, base: FastModel) -> FastConfig:
         width=base.net.width,
         blocks=base.net.n_blocks,
         decoder=list(base.net.decoder),
+        upsample=base.net.upsample,
         size=cfg.size or min(int(r.get("size", 256)), base.image_size),
         image_size=base.image_size,
         batch=cfg.batch,
@@ -105,7 +106,9 @@ def extended(base: FastModel, n_new: int) -> TransformerNet:
     them, from which a new painting's embedding moves least far)."""
     # A network with a style predictor keeps it: the network is untouched, so it still paints any painting.
     b = base.net
-    net = TransformerNet(len(base.names) + n_new, b.width, b.n_blocks, b.decoder, b.predictor is not None, b.photo)
+    net = TransformerNet(
+        len(base.names) + n_new, b.width, b.n_blocks, b.decoder, b.predictor is not None, b.photo, b.upsample
+    )
     state = b.state_dict()
     emb = state["embedding"]
     state["embedding"] = torch.cat([emb, emb.mean(0, keepdim=True).expand(n_new, -1)])

@@ -239,7 +239,9 @@ def start_network(base: FastModel, names: list[str], stats: torch.Tensor, photo:
     embeddings of the same names where it has them (all but a few), else predicting its mean embedding. `photo`:
     the photo's share in the output (default --init's)."""
     b = base.net
-    net = TransformerNet(len(names), b.width, b.n_blocks, b.decoder, True, b.photo if photo is None else photo)
+    net = TransformerNet(
+        len(names), b.width, b.n_blocks, b.decoder, True, b.photo if photo is None else photo, b.upsample
+    )
     state = {k: v for k, v in b.state_dict().items() if k != "embedding" and not k.startswith("predictor.")}
     net.load_state_dict(state, strict=False)
     emb = b.embedding.detach()

@@ -40,6 +40,7 @@ RESUME_KEYS = (
     "width",
     "blocks",
     "decoder",
+    "upsample",
     "image_size",
     "style_size",
     "tune",
@@ -413,7 +414,8 @@ def _warm_start(cfg: Config) -> dict:
             f"--init {cfg.init} is a network of width {m.net.width}, {m.net.n_blocks} blocks and decoder "
             f"{','.join(map(str, m.net.decoder))}"
         )
-    # A style predictor (impasto train fast-arbitrary) is left behind: it would not follow the retrained network.
+    # A style predictor (impasto train fast-arbitrary) is left behind: it would not follow the retrained network. The
+    # doubling may differ from --init's (the same weights: a nearest network trained on as a bilinear one).
     state = {k: v for k, v in m.net.state_dict().items() if not k.startswith("predictor.")}
     return {"step": int(m.recipe.get("steps", 0)), "net": state, "log": []}
 
@@ -455,7 +457,7 @@ def train(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same seed starts from the same network
-        net = TransformerNet(len(paintings), cfg.width, cfg.blocks, _decoder(cfg))
+        net = TransformerNet(len(paintings), cfg.width, cfg.blocks, _decoder(cfg), upsample=cfg.upsample)
     model = FastTrainer(net, weights, paintings, dtype, loss_style_layers(cfg)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
