@@ -207,9 +207,12 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
 
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "any.safetensors"
-    # With a photo share: the exported graphs carry it as PyTorch runs it.
-    train_arbitrary(_cfg(setup, out, 2, preview_every=2, photo=0.2))  # the preview grid paints held-out paintings too
+    # With a photo share and bilinear doubling (from a nearest --init): the exported graphs carry both as PyTorch
+    # runs them.
+    cfg = _cfg(setup, out, 2, preview_every=2, photo=0.2, upsample="bilinear")
+    train_arbitrary(cfg)  # the preview grid paints held-out paintings too
     assert load_model(out).net.photo == 0.2 and load_model(out).recipe["arbitrary"]["photo"] == 0.2
+    assert load_model(out).net.upsample == "bilinear" and load_model(cfg.init).net.upsample == "nearest"
     assert (tmp_path / "any_previews" / "step000002.jpg").exists()
     alone = None
     for styles in ([setup["held"]], [setup["held"], setup["style"][0]]):  # one painting; two blended equally

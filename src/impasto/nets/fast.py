@@ -111,8 +111,8 @@ class TransformerNet(nn.Module):
     (:meth:`statistics_parameters`).
 
     `upsample`: how the decoder doubles its features. Nearest-neighbour doubling ties every stroke to the network's
-    4 px grid: a picture moved by 1 px is painted differently (mean square difference 190 in 0-255 units on the
-    evaluation photos, against 0.2 for a move of 4 px), which is most of a fast network's flicker on video that
+    4 px grid: a picture moved by 1 px is painted differently (mean square difference about 180 in 0-255 units on the
+    evaluation photos, against 0.4 for a move of 4 px), which is most of a fast network's flicker on video that
     drifts by fractions of a pixel. Bilinear doubling lets strokes sit anywhere (Zhang 2019, "Making convolutional
     networks shift-invariant again"), at the same cost (docs/MODELS.md, "Strokes off the grid").
     """

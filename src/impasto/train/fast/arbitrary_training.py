@@ -34,7 +34,7 @@ from .arbitrary import Config
 from .trainer import PREVIEW_STEP, FastTask, FastTrainer, loss_style_layers, painting_tensor, sample_batch
 
 # Settings a resumed run must keep (they decide the network, the views and the stream of batches).
-RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views", "recolour", "stats_size", "photo")
+RESUME_KEYS = ("init", "seed", "size", "batch", "max_images", "views", "recolour", "stats_size", "photo", "upsample")
 RIDGE_LAMBDA = 10.0  # the predictor's starting fit (scripts/embedding_predictor.py: best of 0.1..100 out of fold)
 PREVIEW_TRAINED = 4  # training paintings in a preview grid, before the --preview-style ones
 _VIEW_STREAM = 7_777_777  # offset of the views' random stream from the batches'
@@ -234,13 +234,16 @@ class ArbitraryTask(FastTask):
             self.model.train()
 
 
-def start_network(base: FastModel, names: list[str], stats: torch.Tensor, photo: float | None = None) -> TransformerNet:
+def start_network(
+    base: FastModel, names: list[str], stats: torch.Tensor, photo: float | None = None, upsample: str | None = None
+) -> TransformerNet:
     """A network of `names` with a predictor: --init's network and conditioning; the predictor fitted to --init's
     embeddings of the same names where it has them (all but a few), else predicting its mean embedding. `photo`:
-    the photo's share in the output (default --init's)."""
+    the photo's share in the output, `upsample` the decoder's doubling (default --init's: the same weights either
+    way)."""
     b = base.net
     net = TransformerNet(
-        len(names), b.width, b.n_blocks, b.decoder, True, b.photo if photo is None else photo, b.upsample
+        len(names), b.width, b.n_blocks, b.decoder, True, b.photo if photo is None else photo, upsample or b.upsample
     )
     state = {k: v for k, v in b.state_dict().items() if k != "embedding" and not k.startswith("predictor.")}
     net.load_state_dict(state, strict=False)
@@ -296,7 +299,7 @@ def train(
     shown_stats = view_statistics(vgg, shown_small, 1, 0)[:, 0]
     del vgg
 
-    net = start_network(base, cfg.style_names, stats[: len(cfg.style)], cfg.photo)
+    net = start_network(base, cfg.style_names, stats[: len(cfg.style)], cfg.photo, cfg.upsample)
     model = FastTrainer(net, weights, paintings, dtype, loss_style_layers(inner)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
