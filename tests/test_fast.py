@@ -207,9 +207,9 @@ def test_bilinear_doubling_lets_the_strokes_follow_a_picture_moved_by_a_pixel():
 def test_the_torch_free_declarations_match_the_network():
     assert fast_method.MAX_LAYER_WEIGHT == MAX_LAYER_WEIGHT
     assert len(fast_method.LAYER_OPTIONS) == len(STYLE_LAYERS)
-    from impasto.nets.fast import STATS_SIZE, STRIDE
+    from impasto.nets.fast import STATS_SIZE, STRIDE, UPSAMPLE
 
-    assert fast_method.GRID == STRIDE and fast_method.STATS_SIZE == STATS_SIZE
+    assert fast_method.GRID == STRIDE and fast_method.STATS_SIZE == STATS_SIZE and fast_method.UPSAMPLE == UPSAMPLE
     from impasto.train.fast import arbitrary
 
     assert arbitrary.Config.stats_size == STATS_SIZE

@@ -362,6 +362,7 @@ class Options:
 VIDEO_TEMPORAL = 0.7
 STATS_SIZE = 256  # a style image's longest side for the style predictor (impasto.nets.fast.STATS_SIZE)
 GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays torch-free)
+UPSAMPLE = ("nearest", "bilinear")  # the decoders' doublings (impasto.nets.fast.UPSAMPLE)
 
 
 def grid_period(opts: Options, training_scale: int, width: int, height: int) -> float | None:

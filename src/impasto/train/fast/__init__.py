@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import ImpastoError
+from ...methods.fast import UPSAMPLE
 from ...options import option
 from .. import RunSettings, check_settings
 
@@ -54,7 +55,7 @@ class Config(RunSettings):
         "drifting video); bilinear lets them sit anywhere, at the same cost",
         "str",
         group=_NET,
-        choices=("nearest", "bilinear"),
+        choices=UPSAMPLE,
     )
     size: int = option(128, "training crop size in pixels (multiple of 4)", "int", group=_DATA)
     # The scale the network learns its strokes at: crops are pieces of photos scaled to this shorter side, and the
@@ -162,7 +163,7 @@ class Config(RunSettings):
             raise ImpastoError(f"--width must be at least 4, got {self.width}")
         if self.decoder is not None and (len(self.decoder) != 2 or min(self.decoder) < 3):
             raise ImpastoError(f"--decoder takes two channel counts of at least 3, as 16,8; got {self.decoder}")
-        if self.upsample not in ("nearest", "bilinear"):
+        if self.upsample not in UPSAMPLE:
             raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
         if self.style_size < 64:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")

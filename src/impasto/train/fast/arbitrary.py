@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import ImpastoError
-from ...methods.fast import STATS_SIZE
+from ...methods.fast import STATS_SIZE, UPSAMPLE
 from ...options import option
 from .. import RunSettings, check_settings
 
@@ -77,7 +77,7 @@ class Config(RunSettings):
         "how the network's decoder doubles its features (default: --init's): bilinear takes the strokes off the "
         "network's 4 px grid, so slowly drifting video flickers less (see impasto train fast --upsample)",
         "str",
-        choices=("nearest", "bilinear"),
+        choices=UPSAMPLE,
     )
     views: int = option(
         8, "views of each painting the predictor learns from: the whole painting and random crops", "int", group=_DATA
@@ -126,7 +126,7 @@ class Config(RunSettings):
         photo = self.photo
         if photo is not None and (not isinstance(photo, (int, float)) or not 0 <= photo < 1):
             raise ImpastoError(f"--photo must be a number from 0 to below 1, got {photo}")
-        if self.upsample not in (None, "nearest", "bilinear"):
+        if self.upsample is not None and self.upsample not in UPSAMPLE:
             raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
         stats = self.stats_size
         if not isinstance(stats, int) or isinstance(stats, bool) or not MIN_STATS_SIZE <= stats <= MAX_STATS_SIZE:
