@@ -176,10 +176,11 @@ def test_output_and_upsampling_layers_run_in_2x2_blocks_as_the_plain_layers_woul
 
 
 def test_bilinear_doubling_lets_the_strokes_follow_a_picture_moved_by_a_pixel():
-    """Nearest-neighbour doubling ties the built-in network's strokes to its 4 px grid: a picture moved by one pixel
-    is painted anew. The same weights (trained with nearest doubling) with bilinear doubling follow the move (and one
-    of 4 px either way)."""
+    """The built-in network doubles bilinearly, so its strokes follow a picture moved by one pixel (about as well as
+    one moved by its stride, 4 px). The same weights with nearest-neighbour doubling tie the strokes to the 4 px grid:
+    a picture moved by one pixel is painted anew."""
     m = load_model(builtin_path())
+    assert m.net.upsample == "bilinear"
     img = Image.open(Path(fast_method.__file__).parents[2] / "examples" / "chelsea.png").convert("RGB")
     x = torch.from_numpy(np.asarray(img.resize((136, 96)), np.float32) / 255).permute(2, 0, 1)[None]
     style, layers = torch.eye(len(m.names))[:1], torch.ones(1, 4)
@@ -925,12 +926,18 @@ def test_a_run_can_start_from_a_model_file(train_dirs, tmp_path):
     # Resumed without --init, as it must be: the checkpoint holds what the file gave.
     summary = train(_cfg(train_dirs, warm, 4, preview_every=0), resume=True)
     assert (summary["step"], summary["steps_this_run"]) == (4, 1)
-    # The same weights trained on with bilinear doubling; a resume keeps the doubling.
-    smooth = tmp_path / "smooth.safetensors"
-    train(_cfg(train_dirs, smooth, 3, preview_every=0, init=str(first), upsample="bilinear"))
-    assert load_model(smooth).net.upsample == "bilinear" and load_model(first).net.upsample == "nearest"
+    # From scratch the decoder doubles bilinearly (as the built-in network's), --init keeps its file's doubling and
+    # --upsample changes it (the same weights); a resume keeps the run's own, and refuses another.
+    assert load_model(first).net.upsample == "bilinear" and load_model(warm).net.upsample == "bilinear"
+    near = tmp_path / "near.safetensors"
+    train(_cfg(train_dirs, near, 3, preview_every=0, init=str(first), upsample="nearest"))
+    train(_cfg(train_dirs, near, 4, preview_every=0), resume=True)
+    assert load_model(near).net.upsample == "nearest"
+    again = tmp_path / "again.safetensors"
+    train(_cfg(train_dirs, again, 5, preview_every=0, init=str(near)))
+    assert load_model(again).net.upsample == "nearest"
     with pytest.raises(ImpastoError, match="--upsample"):
-        train(_cfg(train_dirs, smooth, 4, preview_every=0), resume=True)
+        train(_cfg(train_dirs, near, 5, preview_every=0, upsample="bilinear"), resume=True)
 
 
 def test_tune_trains_one_paintings_look_and_leaves_the_network_and_the_others_as_they_were(train_dirs, tmp_path):

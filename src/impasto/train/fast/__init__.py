@@ -49,10 +49,11 @@ class Config(RunSettings):
         "ints",
         group=_NET,
     )
-    upsample: str = option(
-        "nearest",
+    upsample: str | None = option(
+        None,
         "how the decoder doubles its features: nearest ties the strokes to a 4 px grid (they flicker on slowly "
-        "drifting video); bilinear lets them sit anywhere, at the same cost",
+        "drifting video); bilinear lets them sit anywhere, at the same cost (default: --init's, a resumed run's, "
+        "else bilinear, as the built-in network)",
         "str",
         group=_NET,
         choices=UPSAMPLE,
@@ -163,7 +164,7 @@ class Config(RunSettings):
             raise ImpastoError(f"--width must be at least 4, got {self.width}")
         if self.decoder is not None and (len(self.decoder) != 2 or min(self.decoder) < 3):
             raise ImpastoError(f"--decoder takes two channel counts of at least 3, as 16,8; got {self.decoder}")
-        if self.upsample not in UPSAMPLE:
+        if self.upsample is not None and self.upsample not in UPSAMPLE:
             raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
         if self.style_size < 64:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")

@@ -9,7 +9,7 @@ should look like. The paintings' Gram matrices are computed once, at the start.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Sequence
 
 import torch
@@ -417,7 +417,17 @@ def _warm_start(cfg: Config) -> dict:
     # A style predictor (impasto train fast-arbitrary) is left behind: it would not follow the retrained network. The
     # doubling may differ from --init's (the same weights: a nearest network trained on as a bilinear one).
     state = {k: v for k, v in m.net.state_dict().items() if not k.startswith("predictor.")}
-    return {"step": int(m.recipe.get("steps", 0)), "net": state, "log": []}
+    return {"step": int(m.recipe.get("steps", 0)), "net": state, "log": [], "upsample": m.net.upsample}
+
+
+def _doubling(cfg: Config, state: dict | None) -> str:
+    """--upsample, else the run's own (--init's file, or the resumed checkpoint's: nearest before the option), else
+    bilinear, as the built-in network."""
+    if cfg.upsample is not None:
+        return cfg.upsample
+    if state is None:
+        return "bilinear"
+    return state["upsample"] if "upsample" in state else (state.get("config") or {}).get("upsample", "nearest")
 
 
 def train(
@@ -433,7 +443,9 @@ def train(
     A fresh run refuses to replace an existing checkpoint unless `overwrite`; `resume` continues it. Ctrl-C (and SIGTERM
     in the command line) raises :class:`impasto.train.loop.TrainingInterrupted` after saving a checkpoint.
     """
-    ckpt_path, state = loop.begin(cfg, resume, overwrite, RESUME_KEYS)
+    # Without --upsample a resumed run keeps its own doubling: the check leaves it out.
+    keys = RESUME_KEYS if cfg.upsample is not None else tuple(k for k in RESUME_KEYS if k != "upsample")
+    ckpt_path, state = loop.begin(cfg, resume, overwrite, keys)
     if state is not None:
         stored = state.get("config") or {}
         stored = Config(**{k: stored.get(k) for k in ("style", "names")}).style_names if stored.get("style") else []
@@ -443,6 +455,7 @@ def train(
         if state is not None:
             raise ImpastoError("--init starts a run from a model file; --resume continues a checkpoint: not both")
         state = _warm_start(cfg)
+    cfg = replace(cfg, upsample=_doubling(cfg, state))
     done = loop.already_done(state, cfg)
     if done is not None:
         return done
