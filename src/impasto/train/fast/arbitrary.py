@@ -79,6 +79,12 @@ class Config(RunSettings):
         "str",
         choices=UPSAMPLE,
     )
+    stability_weight: float = option(
+        0.0,
+        "weight of the stability term (as impasto train fast's): the painting of a slightly moved photo must be the "
+        "painting moved, so that video flickers less; with --upsample bilinear it takes the strokes off the 4 px grid",
+        "float",
+    )
     views: int = option(
         8, "views of each painting the predictor learns from: the whole painting and random crops", "int", group=_DATA
     )
@@ -115,7 +121,7 @@ class Config(RunSettings):
         from . import Config as FastConfig
 
         FastConfig(style=self.style, content_dir=self.content_dir, output=self.output, names=self.names).validate()
-        check_settings(self, counts=("batch", "steps", "checkpoint_every", "views"), numbers=("lr",))
+        check_settings(self, counts=("batch", "steps", "checkpoint_every", "views"), numbers=("lr", "stability_weight"))
         if not isinstance(self.recolour, int) or isinstance(self.recolour, bool) or self.recolour < 0:
             raise ImpastoError(f"--recolour must be a whole number >= 0, got {self.recolour}")
         if len(self.style) < 2:

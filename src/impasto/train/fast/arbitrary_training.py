@@ -130,12 +130,15 @@ def sample_views(
     image_size: int,
     views: int,
     step: int,
+    motion: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """The fast trainer's batch of step `step` (:func:`.trainer.sample_batch`) and each picture's view of its
-    painting (B,), from a stream of its own."""
-    crops, styles, layers = sample_batch(contents, n_styles, size, batch, seed, adjustable, image_size, step)
+    painting (B,), from a stream of its own; with `motion`, then each crop's motion and noise."""
+    crops, styles, layers, *moves = sample_batch(
+        contents, n_styles, size, batch, seed, adjustable, image_size, step, motion=motion
+    )
     g = step_generator(seed + _VIEW_STREAM, step)
-    return crops, styles, layers, torch.randint(0, views, (batch,), generator=g)
+    return crops, styles, layers, torch.randint(0, views, (batch,), generator=g), *moves
 
 
 @torch.no_grad()
@@ -188,12 +191,13 @@ class ArbitraryTask(FastTask):
             cfg.adjustable,
             cfg.image_size,
             self.arb_cfg.views,
+            motion=bool(cfg.stability_weight),
         )
 
     def loss(self, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        c, s, layers, v = (t.to(self.device) for t in batch)
+        c, s, layers, v, *motion = (t.to(self.device) for t in batch)
         norms = self.model.net.statistics_parameters(self.stats[s, v], layers)
-        return self.total(layers, *self.model(c, s, layers, self.layer_weights, norms=norms))
+        return self.total(layers, *self.model(c, s, layers, self.layer_weights, motion or None, norms=norms))
 
     def sync_table(self) -> None:
         """The network's embedding table set to the predictor's embedding of each whole painting, so that the
@@ -277,6 +281,7 @@ def train(
             raise ImpastoError(f"--resume: {ckpt_path} was trained on other paintings")
     inner = recipe_config(cfg, base)
     inner.tune = None
+    inner.stability_weight = cfg.stability_weight
     inner.validate()
     done = loop.already_done(state, cfg)
     if done is not None:

@@ -200,9 +200,7 @@ class FastTrainer(torch.nn.Module):
         style_loss = (style_layers * layers * w).sum(1)
         if motion is None:
             return content_loss, style_loss, self.tv(out)
-        if norms is not None:
-            raise ValueError("the stability term repaints from the network's own paintings: no norms given apart")
-        return content_loss, style_loss, self.tv(out), self.stability(content, onehot, layers, out, *motion)
+        return content_loss, style_loss, self.tv(out), self.stability(content, onehot, layers, out, *motion, norms)
 
     def stability(
         self,
@@ -212,11 +210,15 @@ class FastTrainer(torch.nn.Module):
         out: torch.Tensor,
         theta: torch.Tensor,
         noise: torch.Tensor,
+        norms: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """Mean squared difference between the painting of the photo moved by `theta` (plus `noise`) and the painting
         `out` moved the same way, over the pixels both show (the edges left out): small when the strokes follow the
-        picture instead of the network's grid."""
-        moved = self.stylize(move(content, theta) + noise, onehot, layers[:, : len(STYLE_LAYERS)])
+        picture instead of the network's grid. `norms`: as :meth:`forward`'s (then `onehot` is unused)."""
+        shaken = move(content, theta) + noise
+        moved = (
+            self.stylize(shaken, onehot, layers[:, : len(STYLE_LAYERS)]) if norms is None else self.paint(shaken, norms)
+        )
         target = move(out, theta)
         inside = move(torch.ones_like(out[:, :1]), theta, padding="zeros") > 0.999
         b = MOTION_BORDER
