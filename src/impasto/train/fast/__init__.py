@@ -27,6 +27,12 @@ _RUN = "run"
 _LOSS = "loss weights"
 
 
+def check_upsample(upsample: str | None) -> None:
+    """--upsample: None (the model file's, or nearest for a new network) or one of the decoders' doublings."""
+    if upsample is not None and upsample not in UPSAMPLE:
+        raise ImpastoError(f"--upsample must be {' or '.join(UPSAMPLE)}, got {upsample!r}")
+
+
 @dataclass
 class Config(RunSettings):
     """Settings of a training run; ``impasto train fast``'s flags come from here."""
@@ -164,8 +170,7 @@ class Config(RunSettings):
             raise ImpastoError(f"--width must be at least 4, got {self.width}")
         if self.decoder is not None and (len(self.decoder) != 2 or min(self.decoder) < 3):
             raise ImpastoError(f"--decoder takes two channel counts of at least 3, as 16,8; got {self.decoder}")
-        if self.upsample is not None and self.upsample not in UPSAMPLE:
-            raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
+        check_upsample(self.upsample)
         if self.style_size < 64:
             raise ImpastoError(f"--style-size must be at least 64, got {self.style_size}")
         if not isinstance(self.image_size, int) or self.image_size < self.size:

@@ -119,6 +119,7 @@ class Config(RunSettings):
     def validate(self) -> None:
         """Raise ImpastoError naming the first bad setting."""
         from . import Config as FastConfig
+        from . import check_upsample
 
         FastConfig(style=self.style, content_dir=self.content_dir, output=self.output, names=self.names).validate()
         check_settings(self, counts=("batch", "steps", "checkpoint_every", "views"), numbers=("lr", "stability_weight"))
@@ -132,8 +133,7 @@ class Config(RunSettings):
         photo = self.photo
         if photo is not None and (not isinstance(photo, (int, float)) or not 0 <= photo < 1):
             raise ImpastoError(f"--photo must be a number from 0 to below 1, got {photo}")
-        if self.upsample is not None and self.upsample not in UPSAMPLE:
-            raise ImpastoError(f"--upsample must be nearest or bilinear, got {self.upsample!r}")
+        check_upsample(self.upsample)
         stats = self.stats_size
         if not isinstance(stats, int) or isinstance(stats, bool) or not MIN_STATS_SIZE <= stats <= MAX_STATS_SIZE:
             raise ImpastoError(
