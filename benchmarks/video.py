@@ -250,9 +250,10 @@ def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
     fast_kw = dict(method="fast", engine=fast, model=model)
     any_kw = dict(method="fast", engine=any_painting, model="any")
     fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
+    any_default = default_temporal("fast", style_images=True)
     return [
         ("impasto fast, the painting", "--temporal 0", dict(any_kw, temporal=0.0)),
-        ("impasto fast, the painting", f"--temporal {fast_default:g} (default)", dict(any_kw, temporal=fast_default)),
+        ("impasto fast, the painting", f"--temporal {any_default:g} (default)", dict(any_kw, temporal=any_default)),
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
         *[
             (

@@ -289,6 +289,21 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", r.text
             sizes.append(len(r.content))
         assert sizes[1] < sizes[0] / 2
+        # temporal left out: the method's default, lighter for paintings sent as styles (the model for any painting)
+        from impasto.methods import fast
+
+        job = c.get(f"/api/jobs/{r.headers['X-Job-Id']}").json()
+        assert job["video"]["temporal"] == fast.VIDEO_TEMPORAL
+        painting = ("s.png", (EXAMPLES / "swirls.png").read_bytes(), "image/png")
+        r = c.post("/api/jobs?wait=true", files={**files, "styles": painting}, data={"method": "fast"})
+        assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", r.text
+        job = c.get(f"/api/jobs/{r.headers['X-Job-Id']}").json()
+        assert job["video"]["temporal"] == fast.VIDEO_TEMPORAL_STYLE_IMAGES
+        described = next(m for m in c.get("/api/methods").json() if m["name"] == "fast")
+        assert (described["video_temporal"], described["video_temporal_style_images"]) == (
+            fast.VIDEO_TEMPORAL,
+            fast.VIDEO_TEMPORAL_STYLE_IMAGES,
+        )
         for crf in ("52", "x", "1.5"):
             r = c.post("/api/jobs", files=files, data={"method": "fast", "model": model, "crf": crf})
             assert r.status_code == 400 and r.json()["error"].startswith("crf: a whole number"), r.text
@@ -471,7 +486,14 @@ def test_each_method_has_its_own_default_temporal_strength(clip, model, tmp_path
     assert video.default_temporal("fast") == fast.VIDEO_TEMPORAL
     assert video.default_temporal("adain") == adain.VIDEO_TEMPORAL
     assert video.default_temporal("gatys") == video.DEFAULT_TEMPORAL  # declares none
-    assert f"fast {fast.VIDEO_TEMPORAL:g}" in video.temporal_defaults()
+    # Style images painted by the model for any painting take their own (lighter) blend.
+    assert video.default_temporal("fast", style_images=True) == fast.VIDEO_TEMPORAL_STYLE_IMAGES
+    assert fast.VIDEO_TEMPORAL_STYLE_IMAGES != fast.VIDEO_TEMPORAL
+    assert video.default_temporal("adain", style_images=True) == adain.VIDEO_TEMPORAL
+    assert f"fast {fast.VIDEO_TEMPORAL:g} ({fast.VIDEO_TEMPORAL_STYLE_IMAGES:g} with style images)" in (
+        video.temporal_defaults()
+    )
+    assert f"adain {adain.VIDEO_TEMPORAL:g}," in video.temporal_defaults()
     strengths = []
     real_init = video.TemporalBlend.__init__
 
@@ -482,7 +504,8 @@ def test_each_method_has_its_own_default_temporal_strength(clip, model, tmp_path
     monkeypatch.setattr(video.TemporalBlend, "__init__", init)
     stylize_video(clip, tmp_path / "o.mp4", method="fast", model=model, size=None, device="cpu", precision="fp32")
     stylize_video(clip, tmp_path / "p.mp4", method="fast", model=model, size=None, temporal=0.2)
-    assert strengths == [fast.VIDEO_TEMPORAL, 0.2]
+    stylize_video(clip, tmp_path / "q.mp4", [EXAMPLES / "swirls.png"], method="fast", size=None, precision="fp32")
+    assert strengths == [fast.VIDEO_TEMPORAL, 0.2, fast.VIDEO_TEMPORAL_STYLE_IMAGES]
 
 
 def test_arbitrary_style_keeps_its_encoders_grid_on_the_scene_too(clip, tmp_path, monkeypatch):

@@ -254,17 +254,26 @@ class GridAnchor:
         return self.crop(run(self.pad(frame, *pad)), *pad, frame.shape)
 
 
-def default_temporal(method: str) -> float:
+def default_temporal(method: str, style_images: bool = False) -> float:
     """--temporal's default for `method`: what its module declares (``VIDEO_TEMPORAL``: the strength at which its
-    shipped models are measured steady enough), else DEFAULT_TEMPORAL."""
-    return float(getattr(get_method(method), "VIDEO_TEMPORAL", DEFAULT_TEMPORAL))
+    shipped models are measured steady enough), else DEFAULT_TEMPORAL. With `style_images`, a method that paints
+    trained styles but also takes style images (fast) may declare another (``VIDEO_TEMPORAL_STYLE_IMAGES``)."""
+    module = get_method(method)
+    value = getattr(module, "VIDEO_TEMPORAL", DEFAULT_TEMPORAL)
+    if style_images:
+        value = getattr(module, "VIDEO_TEMPORAL_STYLE_IMAGES", value)
+    return float(value)
 
 
 def temporal_defaults() -> str:
-    """Each method's --temporal default, for help texts: "fast 0.7, adain 0.6, gatys 0.3"."""
+    """Each method's --temporal default, for help texts: "fast 0.7 (0.5 with style images), adain 0.6, gatys 0.3"."""
     from .api import available_methods
 
-    return ", ".join(f"{name} {default_temporal(name):g}" for name in available_methods())
+    def one(name: str) -> str:
+        plain, images = default_temporal(name), default_temporal(name, style_images=True)
+        return f"{name} {plain:g}" + (f" ({images:g} with style images)" if images != plain else "")
+
+    return ", ".join(one(name) for name in available_methods())
 
 
 def grid_anchor(
@@ -365,7 +374,7 @@ def stylize_video(
     """
     module = get_method(method)
     if temporal is None:
-        temporal = default_temporal(method)
+        temporal = default_temporal(method, style_images=bool(styles))
     if start < 0 or (duration is not None and duration <= 0):
         raise ImpastoError("--start must be >= 0 and --duration > 0 seconds")
     if size is not None and size < 16:

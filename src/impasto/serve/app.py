@@ -421,10 +421,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         method = fields.pop("method", None) or DEFAULT_METHOD
         temporal_text = fields.pop("temporal", None) or None
         try:
-            temporal = default_temporal(method) if temporal_text is None else float(temporal_text)
+            temporal = None if temporal_text is None else float(temporal_text)
         except ValueError:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text!r}") from None
-        if not 0 <= temporal <= 1:
+        if temporal is not None and not 0 <= temporal <= 1:
             raise ImpastoError(f"temporal: a number from 0 to 1, got {temporal_text}")
         crf_text = fields.pop("crf", None) or None
         crf = DEFAULT_CRF
@@ -444,6 +444,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         contents, styles = files["content"], files.get("styles", [])
         content = contents[0]
         module = get_method(method)  # an unknown method is a 400 before any decoding
+        if temporal is None:
+            temporal = default_temporal(method, style_images=bool(styles))
         if not styles and takes_style_images(module):
             raise ImpastoError("styles: field required (upload one or more style images)")
         if len(styles) > settings.max_styles:

@@ -109,6 +109,7 @@ def method_info(name: str, settings: ServeSettings) -> dict[str, Any]:
         "iterative": "steps" in declared_options.field_names(module.Options),
         "style_images": takes_style_images(module),
         "video_temporal": default_temporal(name),
+        "video_temporal_style_images": default_temporal(name, style_images=True),
         "options": [describe_option(d, settings) for d in _http(name).values()],
     }
 

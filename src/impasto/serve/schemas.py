@@ -121,6 +121,10 @@ class MethodOut(BaseModel):
     video_temporal: float = Field(
         description="The 'temporal' field's default for a video upload with this method (0: each frame on its own)."
     )
+    video_temporal_style_images: float = Field(
+        description="The same for a video upload with 'styles' (the fast method paints them through its network for "
+        "any painting, which takes a lighter blend); the same as video_temporal for the other methods."
+    )
     options: list[OptionOut] = Field(description="The form fields it accepts; others are ignored.")
 
 

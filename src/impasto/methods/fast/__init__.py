@@ -360,6 +360,12 @@ class Options:
 # well, and the blend restores the strokes' energy (TemporalBlend), so it takes a strong blend: at 0.7 the real clip's
 # warping error is divided by 2.2 at 360 px at +8 % style distance (2026-12-05; 0.5: by 1.9 at the same cost).
 VIDEO_TEMPORAL = 0.7
+# The same with style images, painted by the model for any painting (--model any, or a file from impasto train
+# fast-arbitrary): its strokes move more from frame to frame, and a strong blend costs it more style. At 0.5 the
+# video target (half the per-frame warping error within +10 % style distance) is met in 5 of 6 cells of the video
+# benchmark, against 3 of 6 at 0.7: at 720p the real clip / 2.79 at +6.8 % (0.7: +14.3 %), the pan / 8.29 at +7.2 %;
+# at 640 px the real clip / 1.92 at +7.9 % (0.7: / 2.87 at +25.7 %) (2026-12-07, docs/MODELS.md).
+VIDEO_TEMPORAL_STYLE_IMAGES = 0.5
 STATS_SIZE = 256  # a style image's longest side for the style predictor (impasto.nets.fast.STATS_SIZE)
 GRID = 4  # the networks' stride (impasto.nets.fast.STRIDE; this module stays torch-free)
 UPSAMPLE = ("nearest", "bilinear")  # the decoders' doublings (impasto.nets.fast.UPSAMPLE)
