@@ -204,9 +204,7 @@ def main() -> None:
                 f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
             }
             for clip_name, clip in clips.items():
-                runs = _runs(fast, any_painting, adain, args.model)
-                if gatys:
-                    runs = _gatys_runs(gatys) + [r for r in runs if r[0] != "impasto fast, the painting"]
+                runs = (_gatys_runs(gatys) if gatys else []) + _runs(fast, any_painting, adain, args.model)
                 if clip is not real and not gatys:  # the measure's floor: the scene painted once, moved with the camera
                     runs.append(("impasto fast, painted once", STEADY, dict(steady=True)))
                 for i, (tool, setting, kw) in enumerate(runs):
@@ -278,14 +276,16 @@ def _fps(fps: float | None) -> str:
 
 
 def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
-    """(tool, setting, how) of every run on a clip."""
+    """(tool, setting, how) of every run on a clip (the painting's through the fast method when `any_painting`)."""
     fast_kw = dict(method="fast", engine=fast, model=model)
     any_kw = dict(method="fast", engine=any_painting, model="any")
     fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
     any_default = default_temporal("fast", style_images=True)
-    return [
+    painting_runs = [
         ("impasto fast, the painting", "--temporal 0", dict(any_kw, temporal=0.0)),
         ("impasto fast, the painting", f"--temporal {any_default:g} (default)", dict(any_kw, temporal=any_default)),
+    ]
+    return (painting_runs if any_painting is not None else []) + [
         ("impasto fast", "--temporal 0", dict(fast_kw, temporal=0.0)),
         *[
             (
@@ -328,9 +328,9 @@ def _report(rows, lite_style, args) -> None:
         if args.gatys
         else "impasto fast, the painting: the painting as a style image (`--model any`); AdaIN: the painting; "
     )
+    section = "video-gatys" if args.gatys else "video"
     lines = [
-        f"## Video{', Gatys' if args.gatys else ''}: `{'video-gatys' if args.gatys else 'video'}`, "
-        "`benchmarks/video.py`",
+        f"## Video{', Gatys' if args.gatys else ''}: `{section}`, `benchmarks/video.py`",
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `{command}`",
@@ -361,7 +361,7 @@ def _report(rows, lite_style, args) -> None:
         f"![first, middle and last frame of the real clip at {args.sizes[len(args.sizes) // 2]} px for each run]"
         f"({args.strip.name})",
     ]
-    write_section(args.doc, "video-gatys" if args.gatys else "video", "\n".join(lines))
+    write_section(args.doc, section, "\n".join(lines))
 
 
 if __name__ == "__main__":
