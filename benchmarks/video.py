@@ -184,6 +184,8 @@ def main() -> None:
     painting = load_image(PAINTING)
     evaluate = Evaluator().evaluate
     fast = impasto.load("fast", model=args.model)
+    # Where the default runtime is OpenVINO (bf16 CPUs), the default blend on onnxruntime too: the runtime's share.
+    fast_ort = impasto.load("fast", model=args.model, runtime="onnx") if _runtime(fast) != "onnxruntime fp32" else None
     gatys = impasto.load("gatys") if args.gatys else None
     # the fast method with the painting as a style image (not run with --gatys)
     any_painting = None if gatys else impasto.load("fast", model="any")
@@ -204,7 +206,7 @@ def main() -> None:
                 f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
             }
             for clip_name, clip in clips.items():
-                runs = (_gatys_runs(gatys) if gatys else []) + _runs(fast, any_painting, adain, args.model)
+                runs = (_gatys_runs(gatys) if gatys else []) + _runs(fast, any_painting, adain, args.model, fast_ort)
                 if clip is not real and not gatys:  # the measure's floor: the scene painted once, moved with the camera
                     runs.append(("impasto fast, painted once", STEADY, dict(steady=True)))
                 for i, (tool, setting, kw) in enumerate(runs):
@@ -264,7 +266,15 @@ def main() -> None:
             pictures.append(Image.fromarray(f))
             labels.append(label if j == 0 else "")
     contact_sheet(pictures, labels, 3, 320).save(args.strip, quality=85)
-    _report(rows, lite_style, args)
+    _report(rows, lite_style, args, _runtime(fast))
+
+
+def _runtime(engine) -> str:
+    """What runs a fast-method engine's network, in words."""
+    runtime = getattr(engine, "runtime", None)
+    if runtime == "openvino":
+        return f"OpenVINO {'bf16' if engine._bf16() else 'fp32'}"
+    return "onnxruntime fp32" if runtime == "onnx" else "PyTorch"
 
 
 def _code(setting: str) -> str:
@@ -275,8 +285,9 @@ def _fps(fps: float | None) -> str:
     return "-" if fps is None else f"{fps:.2f}"
 
 
-def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
-    """(tool, setting, how) of every run on a clip (the painting's through the fast method when `any_painting`)."""
+def _runs(fast, any_painting, adain, model: str, fast_ort=None) -> list[tuple[str, str, dict]]:
+    """(tool, setting, how) of every run on a clip (the painting's through the fast method when `any_painting`; the
+    default blend on onnxruntime too when `fast_ort`)."""
     fast_kw = dict(method="fast", engine=fast, model=model)
     any_kw = dict(method="fast", engine=any_painting, model="any")
     fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
@@ -295,6 +306,17 @@ def _runs(fast, any_painting, adain, model: str) -> list[tuple[str, str, dict]]:
             )
             for t in sorted({0.5, fast_default})
         ],
+        *(
+            [
+                (
+                    "impasto fast, onnxruntime fp32",
+                    f"--temporal {fast_default:g} (default)",
+                    dict(fast_kw, engine=fast_ort, runtime="onnx", temporal=fast_default),
+                )
+            ]
+            if fast_ort is not None
+            else []
+        ),
         ("impasto adain", "--temporal 0", dict(method="adain", engine=adain, temporal=0.0)),
         (
             "impasto adain",
@@ -315,7 +337,7 @@ def _gatys_runs(gatys) -> list[tuple[str, str, dict]]:
     ]
 
 
-def _report(rows, lite_style, args) -> None:
+def _report(rows, lite_style, args, runtime: str) -> None:
     command = (
         f"python benchmarks/video.py{' --gatys' if args.gatys else ''} --sizes {' '.join(map(str, args.sizes))} "
         f"--adain-sizes {' '.join(map(str, args.adain_sizes))} --frames {args.frames} --real-frames {args.real_frames} "
@@ -334,7 +356,9 @@ def _report(rows, lite_style, args) -> None:
         "",
         f"- date: {dt.date.today()}; machine: {machine()}",
         f"- command: `{command}`",
-        f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`; "
+        f"- output size: the longest side (1280 = the real clip's own 720p); impasto fast: `--model {args.model}`, "
+        f"its network on {runtime} (the runtime auto picks here)"
+        + ("; impasto fast, onnxruntime fp32: the same, `--runtime onnx`; " if runtime != "onnxruntime fp32" else "; ")
         + methods
         + f"lite: its built-in style {lite_style} (closest to the painting); frames per second include decoding, "
         f"flow and encoding (the fastest of {args.repeats} runs of each"

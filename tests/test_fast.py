@@ -774,6 +774,7 @@ def test_the_onnxruntime_engine_matches_the_pytorch_one(model_file, images, tmp_
     from impasto.methods.fast.runtime import OrtFastEngine, ensure_onnx, onnx_path
 
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("impasto.core.onnx.openvino_installed", lambda: False)
     assert impasto.load("fast", model=str(model_file)).__class__ is OrtFastEngine  # a CPU with onnxruntime
     assert impasto.load("fast", model=str(model_file), precision="bf16").__class__ is FastEngine
     ort_engine = OrtFastEngine(Options(model=str(model_file), device="cpu", precision="fp32"))
@@ -832,6 +833,113 @@ def test_a_session_keeps_the_graph_optimized_for_this_cpu_and_opens_it_next_time
     assert optimized_path(graph) != kept
     cpu_session(graph, 1)
     assert optimized_path(graph).exists() and kept.exists() and recent.exists() and not old.exists()
+
+
+@pytest.mark.parametrize(
+    "bf16_units, openvino, options, expected",
+    [
+        # (single pictures, frames of one size): OpenVINO compiles for each size, so auto keeps pictures on onnxruntime
+        (True, True, {}, ("onnx", "openvino")),
+        (True, True, {"precision": "bf16"}, ("openvino", "openvino")),
+        (True, True, {"precision": "fp32"}, ("onnx", "onnx")),
+        (True, True, {"runtime": "onnx"}, ("onnx", "onnx")),
+        (True, True, {"runtime": "openvino"}, ("openvino", "openvino")),
+        (True, True, {"runtime": "torch"}, None),
+        (True, True, {"precision": "fp16"}, None),
+        (True, False, {}, ("onnx", "onnx")),
+        (True, False, {"precision": "bf16"}, None),  # PyTorch's bf16 autocast
+        (False, True, {}, ("onnx", "onnx")),  # no bf16 units: onnxruntime's fp32
+        (False, True, {"runtime": "openvino"}, ("openvino", "openvino")),  # asked for: OpenVINO in fp32
+    ],
+)
+def test_auto_runs_frames_of_one_size_on_openvino_where_the_cpu_has_bf16_units(
+    model_file, monkeypatch, bf16_units, openvino, options, expected
+):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    from impasto.methods.fast import graph_runtimes
+
+    monkeypatch.setattr("impasto.core.cache.cpu_flags_say_fast_bf16", lambda: bf16_units)
+    monkeypatch.setattr("impasto.core.onnx.openvino_installed", lambda: openvino)
+    assert graph_runtimes(Options(model=str(model_file), device="cpu", **options)) == expected
+
+
+def test_runtime_openvino_errors_name_the_problem(model_file, monkeypatch):
+    from impasto.methods.fast import graph_runtimes as graph_runtime
+
+    monkeypatch.setattr("impasto.core.onnx.openvino_installed", lambda: False)
+    with pytest.raises(ImpastoError, match=r"pip install 'impasto\[openvino\]'"):
+        graph_runtime(Options(model=str(model_file), runtime="openvino"))
+    monkeypatch.setattr("impasto.core.onnx.openvino_installed", lambda: True)
+    with pytest.raises(ImpastoError, match="bf16 or fp32"):
+        graph_runtime(Options(model=str(model_file), runtime="openvino", precision="fp16"))
+
+
+def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
+    pytest.importorskip("openvino", reason="openvino is not installed (make dev)")
+    import threading
+
+    from impasto.core.onnx import OpenVinoSession, cpu_session, frames_in
+    from impasto.methods.fast.runtime import OrtFastEngine, ensure_onnx
+
+    monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("impasto.core.onnx._OV_CORE", [])  # its compiled-model cache in this test's folder
+    graph = ensure_onnx(model_file)
+    rng = np.random.default_rng(0)
+
+    def feeds(h: int, w: int) -> dict:
+        return {
+            "image": rng.random((1, 3, h, w), dtype=np.float32),
+            "style": np.array([[0.3, 0.7]], np.float32),
+            "layers": np.array([[1, 2, 0.5, 1]], np.float32),
+        }
+
+    ort_session = cpu_session(graph, 1)
+    fp32, bf16 = OpenVinoSession(graph, 1, bf16=False), OpenVinoSession(graph, 1, bf16=True)
+    sizes = [(40, 56), (36, 36), (44, 28), (40, 60), (48, 52)]
+    inputs = [feeds(h, w) for h, w in sizes]
+    for f in inputs:
+        want = ort_session.run(None, f)[0]
+        got32, got16 = fp32.run(None, f)[0], bf16.run(None, f)[0]
+        assert got32.shape == want.shape == (1, 3, *f["image"].shape[2:]) and got32.dtype == np.float32
+        assert np.abs(got32 - want).max() < 1e-4  # the same graph
+        assert np.abs(got16 - want).mean() < 0.01  # bf16 (on CPUs with bf16 units): close
+    # One compiled model per input shape, the latest MAX_SHAPES kept; the output is the caller's, not a buffer the
+    # next run overwrites.
+    assert len(fp32._compiled) == OpenVinoSession.MAX_SHAPES
+    first = fp32.run([fp32._outputs[0]], inputs[0])[0]
+    kept = first.copy()
+    fp32.run(None, inputs[1])
+    assert np.array_equal(first, kept)
+    assert list(tmp_path.joinpath("cache", "openvino").glob("*.blob"))  # OpenVINO's cache, for the next process
+    # Several threads at once (a video's frames in flight): each gets what it would alone.
+    alone = [bf16.run(None, f)[0] for f in inputs[:2]]
+    got: dict[int, list] = {}
+
+    def work(i: int) -> None:
+        got[i] = [bf16.run(None, inputs[(i + k) % 2])[0] for k in range(4)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(out, alone[(i + k) % 2]) for i, outs in got.items() for k, out in enumerate(outs))
+    # The engine on OpenVINO paints as the onnxruntime one does, within bf16's rounding.
+    spec = f"{model_file}#swirl:1,{model_file}#blocks:2"
+    a = impasto.load("fast", model=spec, size=80, runtime="onnx", precision="fp32").run(images["content"]).image
+    engine = impasto.load("fast", model=spec, size=80, runtime="openvino", precision="bf16")
+    b = engine.run(images["content"]).image
+    assert engine.__class__ is OrtFastEngine and engine.runtime == "openvino"
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.01
+    assert all(isinstance(f.result(), OpenVinoSession) for f in engine._opening.values())
+    # Mixed (auto on a CPU with bf16 units): a picture on onnxruntime, frames of one size on OpenVINO.
+    mixed = OrtFastEngine(Options(model=spec, size=80), runtime="onnx", stream_runtime="openvino")
+    assert np.array_equal(mixed.run(images["content"]).image, a)
+    with frames_in(1):
+        frame = mixed.run(images["content"]).image
+    assert not np.array_equal(frame, a) and np.abs(frame - a).mean() < 0.01
+    assert {k[1:] for k in mixed._opening} == {(1, "openvino"), (None, "onnx")}
 
 
 def test_a_new_export_removes_the_graphs_older_layouts_left(model_file, tmp_path, monkeypatch):

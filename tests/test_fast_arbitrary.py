@@ -237,7 +237,7 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), *argv], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split()[-1] == "NO-TORCH", done.stderr
     saved = np.asarray(Image.open(tmp_path / "o.png"), np.float32) / 255
-    engine = impasto.load("fast", model=str(out), runtime="onnx", size=None)
+    engine = impasto.load("fast", model=str(out), size=None)  # the runtime auto picks, as the command line's
     again = engine.run(str(images["content"]), [setup["held"]]).image[0].transpose(1, 2, 0)
     assert np.abs(saved - again).max() <= 1 / 255 + 1e-6
     # Frames and batches: the style image's embedding is predicted once for the engine's calls.
@@ -249,13 +249,13 @@ def test_style_images_on_onnxruntime_match_pytorch(setup, tmp_path, images, monk
     eight = impasto.load("fast", model=str(out), runtime="onnx", size=None, work_size=0)
     got = np.asarray(eight.run(str(images["content"]), [setup["held"]]).image)
     assert graph_path("fast-code-int8", out).exists()
-    kinds = {Path(g).name.rsplit("-", 2)[0] for g, _ in eight._opening}
+    kinds = {Path(g).name.rsplit("-", 2)[0] for g, *_ in eight._opening}
     assert kinds == {"fast-code-int8", "fast-paint"}
     # A command line opens the cached sessions in the background before it reads the pictures; the run uses them.
     ahead = impasto.load("fast", model=str(out), runtime="onnx", size=None, work_size=0)
     ahead.prepare(1)
     opening = dict(ahead._opening)
-    assert {Path(g).name.rsplit("-", 2)[0] for g, _ in opening} == kinds
+    assert {Path(g).name.rsplit("-", 2)[0] for g, *_ in opening} == kinds
     assert np.array_equal(np.asarray(ahead.run(str(images["content"]), [setup["held"]]).image), got)
     assert ahead._opening == opening
     # (This two-step network magnifies the encoder's rounding: 0.026 here against 0.0015 for the shipped model on

@@ -151,6 +151,27 @@ def test_frames_painted_two_at_once_come_out_as_one_at_a_time_in_order(clip, mod
     assert max(np.abs(a - b).max() for a, b in zip(painted[1], painted[2])) <= 3
 
 
+def test_a_videos_frames_all_run_on_the_engines_runtime_for_frames_of_one_size(clip, model, tmp_path):
+    pytest.importorskip("openvino", reason="openvino is not installed (make dev)")
+    from impasto.core.onnx import OpenVinoSession
+    from impasto.methods.fast import Options
+    from impasto.methods.fast.runtime import OrtFastEngine
+    from impasto.video import _cores
+
+    # As auto makes it on a CPU with bf16 units: pictures on onnxruntime, frames of one size on OpenVINO.
+    engine = OrtFastEngine(Options(model=model, size=None), runtime="onnx", stream_runtime="openvino")
+    for workers in (1, 2):
+        report = stylize_video(clip, tmp_path / f"w{workers}.mp4", method="fast", model=model, size=None,
+                               engine=engine, workers=workers)  # fmt: skip
+        assert report.frames == 12
+    sessions = {key: future.result() for key, future in engine._opening.items()}
+    # The first frame (run by the caller) shares the workers' thread budget: one session, one compiled frame size.
+    budget = max(1, _cores() // 2)  # two workers' share each
+    assert {(threads, runtime) for _, threads, runtime in sessions} == {(None, "openvino"), (budget, "openvino")}
+    assert all(isinstance(s, OpenVinoSession) and len(s._compiled) == 1 for s in sessions.values())
+    assert engine.runtime_here() == "onnx"  # the caller's thread is itself again afterwards
+
+
 def test_a_failing_frame_stops_a_pipelined_run_and_leaves_nothing(clip, model, tmp_path):
     out = tmp_path / "stopped.mp4"
 

@@ -455,11 +455,10 @@ def stylize_video(
         return out
 
     n_workers = 0 if iterative else (PIPELINE_WORKERS if workers is None else workers)
-    pool = (
-        ThreadPoolExecutor(n_workers, "impasto-video", onnx.set_thread_budget, (max(1, _cores() // n_workers),))
-        if n_workers > 1
-        else None
-    )
+    # Each worker's runs take its share of the cores, and all paint frames of one size (a runtime may compile its
+    # graph for that size: impasto.core.onnx.OpenVinoSession); so does the first frame, run here, with the same share.
+    budget = max(1, _cores() // n_workers) if n_workers > 1 else None
+    pool = ThreadPoolExecutor(n_workers, "impasto-video", onnx.set_thread_budget, (budget, True)) if budget else None
     last: list[Any] = [None, None]  # the previous input frame, and its output (or the future of it)
 
     def pipelined(rgb: np.ndarray, index: int, t: float) -> Any:
@@ -477,19 +476,20 @@ def stylize_video(
 
     t0 = time.perf_counter()
     try:
-        stats = transcode(
-            input,
-            output,
-            paint if iterative else pipelined,
-            size=size,
-            start=start,
-            duration=duration,
-            max_pixels=max_pixels,
-            crf=crf,
-            preset=preset,
-            on_frame=(lambda n: bar.update(1)) if bar is not None else None,
-            in_flight=n_workers + 1 if pool is not None else 0,
-        )
+        with onnx.frames_in(budget):
+            stats = transcode(
+                input,
+                output,
+                paint if iterative else pipelined,
+                size=size,
+                start=start,
+                duration=duration,
+                max_pixels=max_pixels,
+                crf=crf,
+                preset=preset,
+                on_frame=(lambda n: bar.update(1)) if bar is not None else None,
+                in_flight=n_workers + 1 if pool is not None else 0,
+            )
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

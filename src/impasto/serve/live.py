@@ -69,6 +69,7 @@ def make_painter(engine: Any, options: Any, temporal: float, max_pixels: int) ->
     """frame bytes -> stylized JPEG bytes, blending each frame with the last along the flow, and (for networks with
     a stride grid) painting it on a grid that follows the camera, as a video's frames."""
     from ..core.image import fit_longest_side, tensor_to_pil
+    from ..core.onnx import frames_in
     from ..video import GridAnchor, TemporalBlend, grid_anchor
 
     blend = TemporalBlend(temporal)
@@ -88,7 +89,8 @@ def make_painter(engine: Any, options: Any, temporal: float, max_pixels: int) ->
         anchor = grid[frame.shape]
 
         def run(picture: np.ndarray) -> np.ndarray:
-            return np.asarray(tensor_to_pil(engine.run(Image.fromarray(picture), [], unsized).image))
+            with frames_in(None):  # frames of one size: a runtime may compile its graph for it (OpenVINO)
+                return np.asarray(tensor_to_pil(engine.run(Image.fromarray(picture), [], unsized).image))
 
         stylized = run(frame) if anchor is None else anchor.paint(frame, anchor.shift(frame), run)
         if stylized.shape != frame.shape:  # the method resized it: blend at its size

@@ -39,7 +39,7 @@ ANY = "any"
 ARBITRARY_FILE = "fast_any.safetensors"
 MAX_LAYER_WEIGHT = 3.0  # as trained (impasto.nets.fast.MAX_LAYER_WEIGHT; this module stays torch-free)
 LAYER_OPTIONS = ("fine", "small", "medium", "coarse")  # relu1_1 .. relu4_1
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "openvino", "torch")
 
 
 def builtin_path() -> Path:
@@ -294,7 +294,8 @@ class Options:
     precision: str = option(
         "auto",
         "precision of the network pass; auto = bf16 on CUDA and on CPUs with bf16 units, else fp32 (onnxruntime: fp32, "
-        "and with style images the painting's VGG-19 pass in int8 on CPUs with VNNI or AMX)",
+        "and with style images the painting's VGG-19 pass in int8 on CPUs with VNNI or AMX; OpenVINO: bf16 on CPUs "
+        "with bf16 units)",
         "str",
         choices=PRECISIONS,
         load=True,
@@ -303,7 +304,9 @@ class Options:
     runtime: str = option(
         "auto",
         "what runs the network: onnx = onnxruntime (no PyTorch start-up; exported to the cache on first use), "
-        "torch = PyTorch; auto = onnx on a CPU when onnxruntime is installed",
+        "openvino = the same graph on OpenVINO (the openvino extra; bf16 on CPUs with bf16 units: 1.6-3x faster), "
+        "torch = PyTorch; auto = openvino on CPUs with bf16 units when it is installed, else onnx on a CPU when "
+        "onnxruntime is installed",
         "str",
         choices=RUNTIMES,
         load=True,
@@ -400,33 +403,58 @@ def load(options: Options | None = None) -> "Engine":
     """The fast-network engine: models loaded once and kept, for many pictures and frames.
 
     On a CPU with onnxruntime installed, the engine runs the networks exported to ONNX and never imports PyTorch
-    (:mod:`.runtime`); with a GPU, an explicit --device or a --precision other than fp32, the PyTorch engine does.
+    (:mod:`.runtime`); frames of one size (a video, the camera) on OpenVINO in bf16 where the CPU has bf16 units and
+    OpenVINO is installed; with a GPU, an explicit --device or a --precision the graphs cannot run in, the PyTorch
+    engine does (see :func:`graph_runtimes`).
     """
     opts = options or Options()
-    if uses_onnxruntime(opts):
+    runtimes = graph_runtimes(opts)
+    if runtimes is not None:
         from .runtime import OrtFastEngine
 
-        return OrtFastEngine(opts)
+        return OrtFastEngine(opts, runtime=runtimes[0], stream_runtime=runtimes[1])
     from .engine import FastEngine
 
     return FastEngine(opts)
 
 
-def uses_onnxruntime(opts: Options) -> bool:
-    """Whether :func:`load` picks the onnxruntime engine for these options (see there)."""
+def graph_runtimes(opts: Options) -> tuple[str, str] | None:
+    """What :func:`load` runs the exported graphs on for these options, ("onnx" or "openvino") for single pictures
+    and for frames of one size (:func:`impasto.core.onnx.set_thread_budget`), or None: PyTorch runs the networks.
+
+    OpenVINO compiles a graph for each picture size (0.1-0.2 s) and then runs it in bf16 1.6-3x faster than
+    onnxruntime's fp32 (docs/MODELS.md, "OpenVINO in bf16"): a gain for a video's or a camera's frames, a loss for a
+    single picture (a whole 512 px command 0.58-0.70 s against 0.42-0.46 s), so auto keeps pictures on onnxruntime.
+    A --runtime that cannot run the options raises ImpastoError naming the problem."""
+    from ...core.cache import cpu_flags_say_fast_bf16
+    from ...core.onnx import openvino_installed
     from .runtime import available
 
-    if opts.runtime != "auto":
-        if opts.runtime == "onnx" and (opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32")):
+    on_cpu = opts.device in ("auto", "cpu")
+    if opts.runtime == "onnx":
+        if not on_cpu or opts.precision not in ("auto", "fp32"):
             raise ImpastoError("--runtime onnx runs on the CPU in fp32; use --runtime torch for --device/--precision")
-        if opts.runtime == "onnx" and not available(parse_model(run_model(opts, 0))):
-            raise ImpastoError("--runtime onnx needs onnxruntime and onnx: pip install 'impasto[export]'")
-        return opts.runtime == "onnx"
-    if opts.device not in ("auto", "cpu") or opts.precision not in ("auto", "fp32"):
-        return False
+    elif opts.runtime == "openvino":
+        if not on_cpu or opts.precision not in ("auto", "fp32", "bf16"):
+            raise ImpastoError(
+                "--runtime openvino runs on the CPU in bf16 or fp32; use --runtime torch for --device/--precision"
+            )
+        if not openvino_installed():
+            raise ImpastoError("--runtime openvino needs OpenVINO: pip install 'impasto[openvino]'")
+    if opts.runtime in ("onnx", "openvino"):
+        if not available(parse_model(run_model(opts, 0))):
+            raise ImpastoError(f"--runtime {opts.runtime} needs onnxruntime and onnx: pip install 'impasto[export]'")
+        return opts.runtime, opts.runtime
+    if opts.runtime == "torch" or not on_cpu or opts.precision == "fp16":
+        return None
     if opts.device == "auto" and (os.path.exists("/dev/nvidia0") or "torch.cuda" in sys.modules and _cuda()):
-        return False  # a GPU may be there: PyTorch uses it
-    return available(parse_model(run_model(opts, 0)))
+        return None  # a GPU may be there: PyTorch uses it
+    if not available(parse_model(run_model(opts, 0))):
+        return None
+    if opts.precision == "bf16":  # asked for: OpenVINO's bf16, else PyTorch's autocast
+        return ("openvino", "openvino") if openvino_installed() else None
+    streams = opts.precision == "auto" and bool(cpu_flags_say_fast_bf16()) and openvino_installed()
+    return "onnx", "openvino" if streams else "onnx"
 
 
 def _cuda() -> bool:

@@ -1,4 +1,5 @@
-"""The fast method without PyTorch: the networks exported to ONNX and run by onnxruntime, with numpy and Pillow.
+"""The fast method without PyTorch: the networks exported to ONNX and run by onnxruntime (or OpenVINO, in bf16 on CPUs
+with bf16 units: :class:`impasto.core.onnx.OpenVinoSession`), with numpy and Pillow.
 
 Importing torch takes about 3 s on the project's machines, longer than painting a picture; this engine never imports
 it for the common run (a style or a blend of styles, the layer sliders, strength, any size with the working scale and
@@ -66,15 +67,22 @@ def ensure_onnx(model: str | os.PathLike) -> Path:
 
 
 class OrtFastEngine(StreamingEngine):
-    """The fast method on onnxruntime (see the module's notes); the same Options and results as the PyTorch engine."""
+    """The fast method on onnxruntime or OpenVINO (see the module's notes); the same Options and results as the
+    PyTorch engine. `runtime` runs single pictures and `stream_runtime` frames of one size (a video, the camera:
+    :func:`impasto.core.onnx.frames_of_one_size`), each "onnx" or "openvino" (as
+    :func:`impasto.methods.fast.graph_runtimes` chooses)."""
 
-    def __init__(self, options: Options, threads: int | None = None) -> None:
+    def __init__(
+        self, options: Options, threads: int | None = None, runtime: str = "onnx", stream_runtime: str | None = None
+    ) -> None:
         super().__init__(options)
         parse_model(run_model(options, 0))  # a bad --model fails at load
         self.threads = threads
-        self._sessions: dict[tuple[str, int | None], tuple[Any, list[str], int]] = {}
-        # onnxruntime sessions by (graph, threads), opened on threads of their own (see _open)
-        self._opening: dict[tuple[str, int | None], Future] = {}
+        self.runtime = runtime
+        self.stream_runtime = stream_runtime or runtime
+        self._sessions: dict[tuple[str, int | None, str], tuple[Any, list[str], int]] = {}
+        # sessions by (graph, threads, runtime), opened on threads of their own (see _open)
+        self._opening: dict[tuple[str, int | None, str], Future] = {}
         self._graphs: dict[str, tuple[Path, Path]] = {}  # a model's style-image graphs (painting, picture)
         self._torch_engine = None
         self._painted: tuple = ((), None, [])  # (key, (embeddings, tone, palette), the style images) of the last run
@@ -82,16 +90,37 @@ class OrtFastEngine(StreamingEngine):
         self._int8_painting: bool | None = None
 
     def _open(self, graph: str | os.PathLike, threads: int | None) -> Future:
-        """The session of a graph for `threads` threads, opening on a thread of its own (the first time).
+        """The session of a graph for `threads` threads, on the calling thread's runtime (:meth:`runtime_here`),
+        opening on a thread of its own (the first time).
 
         onnxruntime lets go of the GIL while it opens a graph, and opening takes 25-40 ms, a part of every command's
-        start-up: meanwhile the pictures are read and the painting's pass runs."""
-        from ...core.onnx import cpu_session
+        start-up: meanwhile the pictures are read and the painting's pass runs. On OpenVINO every graph but the int8
+        ones (the painting's VGG-19 pass on CPUs with 8-bit units: onnxruntime's int8 is made for them)."""
+        from ...core.onnx import OpenVinoSession, cpu_session
 
-        key = (str(graph), threads)
+        runtime = self.runtime_here()
+        if "-int8-" in Path(graph).name:  # (the int8 graphs' names say so)
+            runtime = "onnx"
+        key = (str(graph), threads, runtime)
         if key not in self._opening:
-            self._opening[key] = _in_background(cpu_session, graph, threads)
+            if runtime == "openvino":
+                self._opening[key] = _in_background(OpenVinoSession, graph, threads, self._bf16())
+            else:
+                self._opening[key] = _in_background(cpu_session, graph, threads)
         return self._opening[key]
+
+    def runtime_here(self) -> str:
+        """The runtime of runs started from the calling thread: frames of one size on `stream_runtime`."""
+        from ...core.onnx import frames_of_one_size
+
+        return self.stream_runtime if frames_of_one_size() else self.runtime
+
+    def _bf16(self) -> bool:
+        """Whether OpenVINO runs the graphs in bf16: asked for, or auto on a CPU with bf16 units."""
+        from ...core.cache import cpu_flags_say_fast_bf16
+
+        precision = self.options.precision
+        return precision == "bf16" or (precision == "auto" and bool(cpu_flags_say_fast_bf16()))
 
     def prepare(self, n_styles: int = 0) -> None:
         """Start opening, in the background, the sessions that runs with `n_styles` style images will use; returns at
@@ -114,12 +143,12 @@ class OrtFastEngine(StreamingEngine):
         budget (see :mod:`impasto.core.onnx`)."""
         from ...core.onnx import thread_budget
 
-        threads = thread_budget(self.threads)
-        if (model, threads) not in self._sessions:
-            session = self._open(ensure_onnx(model), threads).result()
+        key = (model, thread_budget(self.threads), self.runtime_here())
+        if key not in self._sessions:
+            session = self._open(ensure_onnx(model), key[1]).result()
             meta = model_metadata(model)
-            self._sessions[model, threads] = (session, model_names(model), int(meta["image_size"]))
-        return self._sessions[model, threads]
+            self._sessions[key] = (session, model_names(model), int(meta["image_size"]))
+        return self._sessions[key]
 
     def clear_cache(self) -> None:
         """Forget the last style images' predicted embeddings (the next run predicts them again)."""
