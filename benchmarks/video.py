@@ -185,7 +185,7 @@ def main() -> None:
     evaluate = Evaluator().evaluate
     fast = impasto.load("fast", model=args.model)
     # Where the default runtime is OpenVINO (bf16 CPUs), the default blend on onnxruntime too: the runtime's share.
-    fast_ort = impasto.load("fast", model=args.model, runtime="onnx") if _runtime(fast) != "onnxruntime fp32" else None
+    fast_ort = impasto.load("fast", model=args.model, runtime="onnx") if _runtime(fast).startswith("OpenVINO") else None
     gatys = impasto.load("gatys") if args.gatys else None
     # the fast method with the painting as a style image (not run with --gatys)
     any_painting = None if gatys else impasto.load("fast", model="any")
@@ -270,8 +270,8 @@ def main() -> None:
 
 
 def _runtime(engine) -> str:
-    """What runs a fast-method engine's network, in words."""
-    runtime = getattr(engine, "runtime", None)
+    """What runs a fast-method engine's network for a video's frames, in words."""
+    runtime = getattr(engine, "stream_runtime", None)
     if runtime == "openvino":
         return f"OpenVINO {'bf16' if engine._bf16() else 'fp32'}"
     return "onnxruntime fp32" if runtime == "onnx" else "PyTorch"

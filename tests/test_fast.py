@@ -849,6 +849,7 @@ def test_a_session_keeps_the_graph_optimized_for_this_cpu_and_opens_it_next_time
         (True, False, {}, ("onnx", "onnx")),
         (True, False, {"precision": "bf16"}, None),  # PyTorch's bf16 autocast
         (False, True, {}, ("onnx", "onnx")),  # no bf16 units: onnxruntime's fp32
+        (False, True, {"precision": "bf16"}, None),  # ... and bf16 asked for: PyTorch's autocast, as before
         (False, True, {"runtime": "openvino"}, ("openvino", "openvino")),  # asked for: OpenVINO in fp32
     ],
 )
@@ -872,12 +873,29 @@ def test_runtime_openvino_errors_name_the_problem(model_file, monkeypatch):
     monkeypatch.setattr("impasto.core.onnx.openvino_installed", lambda: True)
     with pytest.raises(ImpastoError, match="bf16 or fp32"):
         graph_runtime(Options(model=str(model_file), runtime="openvino", precision="fp16"))
+    with pytest.raises(ImpastoError, match="runs on the CPU"):
+        graph_runtime(Options(model=str(model_file), runtime="openvino", device="cuda"))
+
+
+def test_a_thread_marked_as_painting_frames_of_one_size_is_itself_again_afterwards():
+    from impasto.core import onnx
+
+    assert not onnx.frames_of_one_size() and onnx.thread_budget(7) == 7
+    with onnx.frames_in(1):
+        assert onnx.frames_of_one_size() and onnx.thread_budget(7) == 1
+        onnx.set_thread_budget(2)  # a budget alone leaves the mark as it is
+        assert onnx.frames_of_one_size() and onnx.thread_budget() == 2
+        with onnx.frames_in(None):
+            assert onnx.frames_of_one_size() and onnx.thread_budget(7) == 7
+        assert onnx.thread_budget() == 2
+    assert not onnx.frames_of_one_size() and onnx.thread_budget(7) == 7
 
 
 def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images, tmp_path, monkeypatch):
     pytest.importorskip("onnx", reason="onnx is not installed (make dev)")
     pytest.importorskip("openvino", reason="openvino is not installed (make dev)")
     import threading
+    from types import SimpleNamespace
 
     from impasto.core.onnx import OpenVinoSession, cpu_session, frames_in
     from impasto.methods.fast.runtime import OrtFastEngine, ensure_onnx
@@ -885,6 +903,13 @@ def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images
     monkeypatch.setenv("IMPASTO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("impasto.core.onnx._OV_CORE", [])  # its compiled-model cache in this test's folder
     graph = ensure_onnx(model_file)
+    # OpenVINO does not mark the compiled graphs it reads: those made 30 days ago go when the next process starts.
+    blobs = tmp_path / "cache" / "openvino"
+    blobs.mkdir(parents=True)
+    stale, recent = blobs / "1.blob", blobs / "2.blob"
+    for p, days in ((stale, 31), (recent, 29)):
+        p.write_bytes(b"x")
+        os.utime(p, (time.time() - days * 86400,) * 2)
     rng = np.random.default_rng(0)
 
     def feeds(h: int, w: int) -> dict:
@@ -895,6 +920,7 @@ def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images
         }
 
     ort_session = cpu_session(graph, 1)
+    monkeypatch.setattr(OpenVinoSession, "MAX_SHAPES", 4)
     fp32, bf16 = OpenVinoSession(graph, 1, bf16=False), OpenVinoSession(graph, 1, bf16=True)
     sizes = [(40, 56), (36, 36), (44, 28), (40, 60), (48, 52)]
     inputs = [feeds(h, w) for h, w in sizes]
@@ -906,12 +932,12 @@ def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images
         assert np.abs(got16 - want).mean() < 0.01  # bf16 (on CPUs with bf16 units): close
     # One compiled model per input shape, the latest MAX_SHAPES kept; the output is the caller's, not a buffer the
     # next run overwrites.
-    assert len(fp32._compiled) == OpenVinoSession.MAX_SHAPES
+    assert len(fp32._compiled) == 4
     first = fp32.run([fp32._outputs[0]], inputs[0])[0]
     kept = first.copy()
     fp32.run(None, inputs[1])
     assert np.array_equal(first, kept)
-    assert list(tmp_path.joinpath("cache", "openvino").glob("*.blob"))  # OpenVINO's cache, for the next process
+    assert len(list(blobs.glob("*.blob"))) > 1 and recent.exists() and not stale.exists()  # for the next process
     # Several threads at once (a video's frames in flight): each gets what it would alone.
     alone = [bf16.run(None, f)[0] for f in inputs[:2]]
     got: dict[int, list] = {}
@@ -938,8 +964,29 @@ def test_openvino_runs_the_exported_graph_as_onnxruntime_does(model_file, images
     assert np.array_equal(mixed.run(images["content"]).image, a)
     with frames_in(1):
         frame = mixed.run(images["content"]).image
-    assert not np.array_equal(frame, a) and np.abs(frame - a).mean() < 0.01
-    assert {k[1:] for k in mixed._opening} == {(1, "openvino"), (None, "onnx")}
+    assert np.abs(frame - a).mean() < 0.01
+    opened = {k[1:]: f.result().__class__.__name__ for k, f in mixed._opening.items()}
+    assert opened == {(1, "openvino"): "OpenVinoSession", (None, "onnx"): "InferenceSession"}
+    # Where OpenVINO fails (a broken install, a graph it cannot compile), auto's runs go to onnxruntime instead;
+    # an explicit --runtime openvino says so.
+    import impasto.core.onnx as onnx_module
+
+    working = onnx_module._openvino_core
+    monkeypatch.setattr(onnx_module, "_openvino_core", lambda: 1 / 0)
+    for runtime in ("auto", "openvino"):
+        broken = OrtFastEngine(Options(model=spec, size=80, runtime=runtime), runtime="onnx", stream_runtime="openvino")
+        with frames_in(1):
+            if runtime == "auto":
+                with pytest.warns(UserWarning, match="onnxruntime"):
+                    assert np.allclose(broken.run(images["content"]).image, a, atol=1e-5)
+            else:
+                with pytest.raises(ZeroDivisionError):
+                    broken.run(images["content"])
+    monkeypatch.setattr(onnx_module, "_openvino_core", working)
+    session = OpenVinoSession(graph, 1, fallback=lambda: ort_session)
+    session._core = SimpleNamespace(compile_model=lambda *a, **k: 1 / 0)
+    with pytest.warns(UserWarning, match="could not compile"):
+        assert np.array_equal(session.run(None, inputs[0])[0], ort_session.run(None, inputs[0])[0])
 
 
 def test_a_new_export_removes_the_graphs_older_layouts_left(model_file, tmp_path, monkeypatch):

@@ -5,8 +5,9 @@ threads (:func:`set_thread_budget`): on two cores two single-threaded runs side 
 than one two-threaded run after another, whose threads wait for each other at every layer.
 
 On CPUs with bf16 units (AVX512-BF16, AMX) OpenVINO runs the same graphs in bf16 (:class:`OpenVinoSession`) about
-1.6x (one thread) to 3x (two threads) faster than onnxruntime's fp32, at 0.4/255 mean difference (docs/MODELS.md,
-"OpenVINO in bf16"); it is an extra (``pip install 'impasto[openvino]'``).
+1.5x as fast as onnxruntime's fp32 (a frame on one thread, or two frames side by side), at 0.4/255 mean difference
+(docs/MODELS.md, "OpenVINO in bf16"), once compiled for the pictures' size; it is an extra
+(``pip install 'impasto[openvino]'``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any, Iterator, Sequence
 _LOCAL = threading.local()
 
 
-def set_thread_budget(threads: int | None, one_size: bool = False) -> None:
+def set_thread_budget(threads: int | None, one_size: bool | None = None) -> None:
     """Runs started from the calling thread use `threads` threads (None: the session's default again); with
-    `one_size`, they paint many frames of one size (a video, a camera), for which a runtime may compile the graph for
-    that size (:class:`OpenVinoSession`)."""
+    `one_size` True, they paint many frames of one size (a video, a camera), for which a runtime may compile the graph
+    for that size (:class:`OpenVinoSession`); None leaves that as it is."""
     _LOCAL.threads = threads
-    _LOCAL.one_size = one_size
+    if one_size is not None:
+        _LOCAL.one_size = one_size
 
 
 def thread_budget(default: int | None = None) -> int | None:
@@ -190,59 +192,94 @@ def _openvino_core() -> Any:
         return _OV_CORE[0]
 
 
+class _Shape:
+    """One input shape's compiled model (None until compiled) and its idle inference requests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held while compiling: the shape's other callers wait, no one else
+        self.compiled: Any = None
+        self.idle: list[Any] = []
+
+
 class OpenVinoSession:
     """An ONNX graph run by OpenVINO on the CPU, with the part of onnxruntime's session API impasto uses (`run`).
 
     OpenVINO's CPU kernels for a graph whose input shapes are left open ran the fast network at 40 ms a 368x210 frame
     against 21 ms compiled for that shape (bf16, one thread, 2026-12-08), so the graph is compiled for each input
-    shape it is given (100-180 ms the first time, less once OpenVINO's own cache has it) and the last MAX_SHAPES kept:
+    shape it is given (170-190 ms the first time, 80-120 ms from OpenVINO's own cache) and the last MAX_SHAPES kept:
     a video or a camera stream compiles once. `threads` as for :func:`cpu_session`: with a per-run budget the graph
     gets one stream per budget's worth of cores, so that runs from several threads (a video's frames in flight) go
-    side by side instead of queueing. Thread-safe: each run takes an idle inference request of its shape.
+    side by side instead of queueing. Thread-safe: each run takes an idle inference request of its shape; a shape
+    dropped from the kept ones while a run uses it finishes that run.
+
+    `fallback` (a function making another session, e.g. onnxruntime's): where OpenVINO fails to compile a shape (a
+    broken install, an operator it lacks), the runs go there instead of failing.
     """
 
-    MAX_SHAPES = 4
+    MAX_SHAPES = 8
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, bf16: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, threads: int | None = None, bf16: bool = True, fallback: Any = None
+    ) -> None:
         self._core = _openvino_core()
         self._model = self._core.read_model(str(path))
         self._inputs = [i.any_name for i in self._model.inputs]
         self._outputs = [o.any_name for o in self._model.outputs]
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         streams = max(1, cores // threads) if threads else 1
         self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "NUM_STREAMS": streams}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = streams * threads
         self._lock = threading.Lock()
-        self._compiled: OrderedDict[tuple, tuple[Any, list[Any]]] = OrderedDict()
+        self._compiled: OrderedDict[tuple, _Shape] = OrderedDict()
+        self._fallback_factory = fallback
+        self._fallback: Any = None
 
-    def _entry(self, shapes: tuple) -> tuple[Any, list[Any]]:
-        """(compiled model, idle inference requests) for these input shapes, compiled the first time."""
-        with self._lock:  # (one compile at a time: another thread asking for the same shape waits for it)
-            if shapes not in self._compiled:
-                model = self._model.clone()
-                model.reshape({name: list(shape) for name, shape in shapes})
-                self._compiled[shapes] = (self._core.compile_model(model, "CPU", self._config), [])
+    def _shape(self, shapes: tuple) -> _Shape:
+        """The entry of these input shapes, compiled the first time (outside the session's lock: other shapes' runs
+        go on meanwhile)."""
+        with self._lock:
+            entry = self._compiled.get(shapes)
+            if entry is None:
+                entry = self._compiled[shapes] = _Shape()
                 while len(self._compiled) > self.MAX_SHAPES:
                     self._compiled.popitem(last=False)
             self._compiled.move_to_end(shapes)
-            return self._compiled[shapes]
+        with entry.lock:
+            if entry.compiled is None:
+                model = self._model.clone()
+                model.reshape({name: list(shape) for name, shape in shapes})
+                entry.compiled = self._core.compile_model(model, "CPU", self._config)
+        return entry
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, Any]) -> list[Any]:
         """The outputs named (None: all, in the graph's order) for `feeds` (name -> numpy array), as numpy arrays."""
         import numpy as np
 
+        if self._fallback is not None:
+            return self._fallback.run(output_names, feeds)
         shapes = tuple((name, tuple(feeds[name].shape)) for name in self._inputs)
-        compiled, idle = self._entry(shapes)
-        with self._lock:
-            request = idle.pop() if idle else None
+        try:
+            entry = self._shape(shapes)
+        except Exception:
+            if self._fallback_factory is None:
+                raise
+            import warnings
+
+            warnings.warn("OpenVINO could not compile the graph; running it on onnxruntime", stacklevel=2)
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = self._fallback_factory()
+            return self._fallback.run(output_names, feeds)
+        with entry.lock:
+            request = entry.idle.pop() if entry.idle else None
         if request is None:
-            request = compiled.create_infer_request()
+            request = entry.compiled.create_infer_request()
         try:
             # share_outputs=False (the default): the arrays are copies, not the request's buffers reused next run
             result = request.infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs}).to_tuple()
         finally:
-            with self._lock:
-                idle.append(request)
+            with entry.lock:
+                entry.idle.append(request)
         by_name = dict(zip(self._outputs, result))
         return [by_name[name] for name in (output_names or self._outputs)]

@@ -304,9 +304,10 @@ class Options:
     runtime: str = option(
         "auto",
         "what runs the network: onnx = onnxruntime (no PyTorch start-up; exported to the cache on first use), "
-        "openvino = the same graph on OpenVINO (the openvino extra; bf16 on CPUs with bf16 units: 1.6-3x faster), "
-        "torch = PyTorch; auto = openvino on CPUs with bf16 units when it is installed, else onnx on a CPU when "
-        "onnxruntime is installed",
+        "openvino = the same graph on OpenVINO (the openvino extra; bf16 on CPUs with bf16 units: about 1.5x as "
+        "fast once compiled for the pictures' size), torch = PyTorch; auto = onnx on a CPU when onnxruntime is "
+        "installed, with a video's and the camera's frames on openvino where the CPU has bf16 units and it is "
+        "installed",
         "str",
         choices=RUNTIMES,
         load=True,
@@ -422,7 +423,7 @@ def graph_runtimes(opts: Options) -> tuple[str, str] | None:
     """What :func:`load` runs the exported graphs on for these options, ("onnx" or "openvino") for single pictures
     and for frames of one size (:func:`impasto.core.onnx.set_thread_budget`), or None: PyTorch runs the networks.
 
-    OpenVINO compiles a graph for each picture size (0.1-0.2 s) and then runs it in bf16 1.6-3x faster than
+    OpenVINO compiles a graph for each picture size (0.1-0.2 s) and then runs it in bf16 about 1.5x as fast as
     onnxruntime's fp32 (docs/MODELS.md, "OpenVINO in bf16"): a gain for a video's or a camera's frames, a loss for a
     single picture (a whole 512 px command 0.58-0.70 s against 0.42-0.46 s), so auto keeps pictures on onnxruntime.
     A --runtime that cannot run the options raises ImpastoError naming the problem."""
@@ -451,10 +452,10 @@ def graph_runtimes(opts: Options) -> tuple[str, str] | None:
         return None  # a GPU may be there: PyTorch uses it
     if not available(parse_model(run_model(opts, 0))):
         return None
-    if opts.precision == "bf16":  # asked for: OpenVINO's bf16, else PyTorch's autocast
-        return ("openvino", "openvino") if openvino_installed() else None
-    streams = opts.precision == "auto" and bool(cpu_flags_say_fast_bf16()) and openvino_installed()
-    return "onnx", "openvino" if streams else "onnx"
+    bf16_here = bool(cpu_flags_say_fast_bf16()) and openvino_installed()
+    if opts.precision == "bf16":  # asked for: OpenVINO's bf16 where the CPU has the units, else PyTorch's autocast
+        return ("openvino", "openvino") if bf16_here else None
+    return "onnx", "openvino" if opts.precision == "auto" and bf16_here else "onnx"
 
 
 def _cuda() -> bool:

@@ -83,31 +83,45 @@ class OrtFastEngine(StreamingEngine):
         self._sessions: dict[tuple[str, int | None, str], tuple[Any, list[str], int]] = {}
         # sessions by (graph, threads, runtime), opened on threads of their own (see _open)
         self._opening: dict[tuple[str, int | None, str], Future] = {}
+        self._lock = threading.Lock()
         self._graphs: dict[str, tuple[Path, Path]] = {}  # a model's style-image graphs (painting, picture)
         self._torch_engine = None
         self._painted: tuple = ((), None, [])  # (key, (embeddings, tone, palette), the style images) of the last run
         self._scales: dict[str, int] = {}
         self._int8_painting: bool | None = None
 
-    def _open(self, graph: str | os.PathLike, threads: int | None) -> Future:
-        """The session of a graph for `threads` threads, on the calling thread's runtime (:meth:`runtime_here`),
-        opening on a thread of its own (the first time).
+    def _open(self, graph: str | os.PathLike, threads: int | None, runtime: str) -> Future:
+        """The session of a graph for `threads` threads on `runtime` ("onnx" or "openvino"), opening on a thread of
+        its own (the first time).
 
         onnxruntime lets go of the GIL while it opens a graph, and opening takes 25-40 ms, a part of every command's
-        start-up: meanwhile the pictures are read and the painting's pass runs. On OpenVINO every graph but the int8
-        ones (the painting's VGG-19 pass on CPUs with 8-bit units: onnxruntime's int8 is made for them)."""
+        start-up: meanwhile the pictures are read and the painting's pass runs. Where auto chose OpenVINO and it
+        fails (a broken install, a graph it cannot compile), onnxruntime runs the graph instead."""
+        from ...core.onnx import cpu_session
+
+        key = (str(graph), threads, runtime)
+        with self._lock:  # (video workers and camera clients share the engine: one session per key)
+            if key not in self._opening:
+                if runtime == "openvino":
+                    self._opening[key] = _in_background(self._openvino, graph, threads)
+                else:
+                    self._opening[key] = _in_background(cpu_session, graph, threads)
+            return self._opening[key]
+
+    def _openvino(self, graph: str | os.PathLike, threads: int | None) -> Any:
+        """An OpenVINO session of a graph, falling back to onnxruntime's where auto chose it (see :meth:`_open`)."""
         from ...core.onnx import OpenVinoSession, cpu_session
 
-        runtime = self.runtime_here()
-        if "-int8-" in Path(graph).name:  # (the int8 graphs' names say so)
-            runtime = "onnx"
-        key = (str(graph), threads, runtime)
-        if key not in self._opening:
-            if runtime == "openvino":
-                self._opening[key] = _in_background(OpenVinoSession, graph, threads, self._bf16())
-            else:
-                self._opening[key] = _in_background(cpu_session, graph, threads)
-        return self._opening[key]
+        fallback = (lambda: cpu_session(graph, threads)) if self.options.runtime == "auto" else None
+        try:
+            return OpenVinoSession(graph, threads, self._bf16(), fallback=fallback)
+        except Exception:
+            if fallback is None:
+                raise
+            import warnings
+
+            warnings.warn("OpenVINO could not read the graph; running it on onnxruntime", stacklevel=2)
+            return fallback()
 
     def runtime_here(self) -> str:
         """The runtime of runs started from the calling thread: frames of one size on `stream_runtime`."""
@@ -131,12 +145,12 @@ class OrtFastEngine(StreamingEngine):
         if len(files) != 1:
             return
         model = next(iter(files))
+        threads = thread_budget(self.threads)
         if not n_styles:
-            graphs = [onnx_path(model)] if onnx_path(model).exists() else []
-        else:
-            graphs = list(self._arbitrary_graphs(model, make=False) or []) if has_predictor(model) else []
-        for g in graphs:
-            self._open(g, thread_budget(self.threads))
+            if onnx_path(model).exists():
+                self._open(onnx_path(model), threads, self.runtime_here())
+        elif has_predictor(model) and self._arbitrary_graphs(model, make=False) is not None:
+            self._arbitrary(model)
 
     def session(self, model: str) -> tuple[Any, list[str], int]:
         """(onnxruntime session, style names, training scale) of a model file, for the calling thread's thread
@@ -145,7 +159,7 @@ class OrtFastEngine(StreamingEngine):
 
         key = (model, thread_budget(self.threads), self.runtime_here())
         if key not in self._sessions:
-            session = self._open(ensure_onnx(model), key[1]).result()
+            session = self._open(ensure_onnx(model), *key[1:]).result()
             meta = model_metadata(model)
             self._sessions[key] = (session, model_names(model), int(meta["image_size"]))
         return self._sessions[key]
@@ -177,12 +191,15 @@ class OrtFastEngine(StreamingEngine):
 
     def _arbitrary(self, model: str) -> tuple[Future, Future]:
         """The sessions of a model with a style predictor (painting -> embedding, embeddings -> picture), perhaps
-        still opening: the picture's opens while the painting's pass runs."""
+        still opening: the picture's opens while the painting's pass runs. The painting's graph runs once per style
+        image, so it stays on the pictures' runtime (no compile for frames of one size), and an int8 one on
+        onnxruntime (its int8 kernels are what make it pay)."""
         from ...core.onnx import thread_budget
 
         code, paint = self._arbitrary_graphs(model)  # type: ignore[misc]
         threads = thread_budget(self.threads)
-        return self._open(code, threads), self._open(paint, threads)
+        code_runtime = "onnx" if self._painting_in_int8() else self.runtime
+        return self._open(code, threads, code_runtime), self._open(paint, threads, self.runtime_here())
 
     def embeddings(self, model: str, styles: Sequence[ImageLike]) -> np.ndarray:
         """(k, 32): each style image's predicted embedding."""
