@@ -511,7 +511,7 @@ def stylize_video(
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return onnx.usable_cores()
 
 
 def _to_tensor(rgb: np.ndarray) -> np.ndarray:

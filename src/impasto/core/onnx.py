@@ -37,6 +37,11 @@ def thread_budget(default: int | None = None) -> int | None:
     return getattr(_LOCAL, "threads", None) or default
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def frames_of_one_size() -> bool:
     """Whether runs started from the calling thread paint many frames of one size (see :func:`set_thread_budget`)."""
     return getattr(_LOCAL, "one_size", False)
@@ -225,8 +230,7 @@ class OpenVinoSession:
         self._model = self._core.read_model(str(path))
         self._inputs = [i.any_name for i in self._model.inputs]
         self._outputs = [o.any_name for o in self._model.outputs]
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        streams = max(1, cores // threads) if threads else 1
+        streams = max(1, usable_cores() // threads) if threads else 1
         self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "NUM_STREAMS": streams}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = streams * threads
