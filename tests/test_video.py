@@ -24,11 +24,14 @@ from impasto.video import frames_of, stylize_video, temporal_error  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "impasto" / "examples"
 
 
-def make_clip(path: Path, frames: int = 12, size=(64, 48), fps: int = 10, audio: bool = True, step: int = 2) -> Path:
-    """A pan: a window sliding `step` px per frame across the example photo, with a 440 Hz tone."""
+def make_clip(
+    path: Path, frames: int = 12, size=(64, 48), fps: int = 10, audio: bool = True, step: int = 2, options=None
+) -> Path:
+    """A pan: a window sliding `step` px per frame across the example photo, with a 440 Hz tone (`options`: the
+    muxer's)."""
     photo = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((160, 120), Image.LANCZOS))
     w, h = size
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=options or {}) as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         a = None
@@ -225,6 +228,42 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(clip, model, tmp_path)
         transcode(clip, tmp_path / "out.avi", lambda f, i, t: f)
 
 
+def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, model, tmp_path, capsys):
+    # Cut where FFmpeg still reads what is left: an MP4 with its index first, a Matroska file.
+    faststart = make_clip(tmp_path / "fs.mp4", frames=30, options={"movflags": "faststart"})
+    mkv = make_clip(tmp_path / "clip.mkv", frames=30)
+    out = tmp_path / "out.mp4"
+    kw = dict(method="fast", model=model, device="cpu", size=32)
+    for whole in (faststart, mkv):
+        cut = tmp_path / f"cut{whole.suffix}"
+        cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 6 // 10])
+        assert stylize_video(whole, out, **kw).frames == 30  # the whole file is fine
+        out.unlink()
+        with pytest.raises(ImpastoError, match="truncated"):
+            stylize_video(cut, out, **kw)
+        assert stylize_video(cut, out, duration=0.3, **kw).frames == 3  # a part that is there
+        out.unlink()
+    picture = tmp_path / "photo.png"
+    Image.open(EXAMPLES / "chelsea.png").save(picture)
+    folder = tmp_path / "folder.mp4"
+    folder.mkdir()
+    for src, dst, extra, message in [
+        (picture, out, {}, "a still picture, not a video"),
+        (tmp_path, out, {}, "is a folder, not a video"),
+        (clip, folder, {}, "is a folder"),
+        (clip, out, {"start": float("nan")}, "--start"),
+        (clip, out, {"duration": float("inf")}, "--duration"),
+        (clip, out, {"size": 9000}, "--size 9000 is above the cap of 8192 px; pass --max-size 9000"),
+    ]:
+        with pytest.raises(ImpastoError, match=message):
+            stylize_video(src, dst, **{**kw, **extra})
+        assert not out.exists() and not list(tmp_path.glob(".out.mp4*"))
+    # At the cap: the grid's padding around each frame is no part of --size.
+    assert stylize_video(clip, out, **{**kw, "size": 40, "max_size": 40, "temporal": 0.5}).frames == 12
+    assert main(["video", str(clip), "-o", str(out), "--model", model, "--max-megapixels", "0.001"]) == 2
+    assert "pass --max-megapixels 0.01 to allow it" in capsys.readouterr().err
+
+
 def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     code = main(["video", str(clip), "-o", str(out), "--model", model, "--size", "48", "--temporal", "0.5", "-q"])
@@ -239,6 +278,10 @@ def test_cli_video_and_eval(clip, model, tmp_path, capsys):
     assert "(every 6th frame: 2 frames)" in capsys.readouterr().out
     assert main(["eval-video", str(out), "--source", str(clip), "--every", "0"]) == 2
     assert "--every" in capsys.readouterr().err
+    painted = tmp_path / "painting.mp4"  # a style image after -o, as well as before
+    style = str(EXAMPLES / "swirls.png")
+    assert main(["video", str(clip), "-o", str(painted), style, "--model", model, "--size", "32", "-q"]) == 2
+    assert "paints its trained styles, not style images" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(clip), "--model", model]) == 2
     assert "overwrite the input" in capsys.readouterr().err
     assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--temporal", "2", "--model", model]) == 2

@@ -30,7 +30,7 @@ from .api import get_method, takes_style_images
 from .core import flow as flowlib
 from .core import onnx
 from .core.image import load_image, save_image
-from .core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS, check_crf, check_preset, probe, transcode
+from .core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS, check_crf, check_pixels, check_preset, probe, transcode
 from .engine import Progress
 from .errors import ImpastoError
 from .options import field_names, make
@@ -375,8 +375,10 @@ def stylize_video(
     module = get_method(method)
     if temporal is None:
         temporal = default_temporal(method, style_images=bool(styles))
-    if start < 0 or (duration is not None and duration <= 0):
-        raise ImpastoError("--start must be >= 0 and --duration > 0 seconds")
+    if not math.isfinite(start) or start < 0:
+        raise ImpastoError(f"--start must be a number of seconds >= 0, got {start:g}")
+    if duration is not None and not 0 < duration < math.inf:
+        raise ImpastoError(f"--duration must be a number of seconds > 0, got {duration:g}")
     if size is not None and size < 16:
         raise ImpastoError(f"--size must be at least 16 px, got {size}")
     check_crf(crf)
@@ -389,10 +391,14 @@ def stylize_video(
     else:
         opts = make(module.Options, {**options, "size": None}, f"method {method!r}")
     opts.validate(len(style_images))
+    cap = getattr(opts, "max_size", None)  # the method's own check sees no --size (each frame comes at its size)
+    if size is not None and cap is not None and size > cap:
+        raise ImpastoError(f"--size {size} is above the cap of {cap} px; pass --max-size {size} to allow it")
     iterative = "steps" in field_names(module.Options)
     blend = TemporalBlend(0.0 if iterative else temporal)
     guide = TemporalGuide(temporal if iterative else 0.0)
     info = probe(input)  # a bad file fails here, before the model loads
+    check_pixels(info, max_pixels, input)
     # Iterative methods take seconds a frame: every finished frame is kept, so that --resume continues from there.
     frames_dir = kept_frames_dir(output) if iterative else None
     if frames_dir is not None:
@@ -465,6 +471,8 @@ def stylize_video(
         nonlocal anchor
         if index == 0:
             anchor = grid_anchor(engine, opts, temporal, rgb.shape[1], rgb.shape[0], len(style_images))
+            if anchor is not None and cap is not None:  # the grid's padding is no part of --size
+                opts.max_size = max(cap, max(rgb.shape[:2]) + anchor.margin)
         pad = anchor.shift(rgb) if anchor is not None else None  # in order, here: each shift needs the last frame
         # The first frame runs here, so that the engine has loaded everything before two threads use it.
         if pool is None or index == 0:
@@ -607,6 +615,8 @@ def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
         raise ImpastoError(f"{p}: unsupported video extension; use one of {', '.join(sorted(VIDEO_FORMATS))}")
     if Path(input).resolve() == p.resolve() or (p.exists() and os.path.samefile(input, p)):
         raise ImpastoError(f"{p}: output would overwrite the input; choose another name")
+    if p.is_dir():
+        raise ImpastoError(f"{p}: is a folder; give the output video's file name")
     return p
 
 

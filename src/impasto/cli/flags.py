@@ -4,6 +4,7 @@ default and its checks, for every registered method (``impasto stylize``) and tr
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,10 +24,36 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage dump) and exit with code 2."""
+    """argparse, but errors are one line (no usage dump) and exit with code 2, and a command's words may come in any
+    order: ``impasto video IN -o OUT STYLE`` as well as ``impasto video IN STYLE -o OUT`` (plain argparse gives a
+    list of positionals only the words before the first flag)."""
+
+    _intermixing = False
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"impasto: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        # argparse's intermixed parsing calls back into parse_known_args: the flag sends those calls to argparse's own.
+        # The top-level parser (its command is a subparser) cannot be intermixed; each command's parser is.
+        if self._intermixing or any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def finite_number(text: str) -> float:
+    """argparse's converter for a flag that takes a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..options import DEVICES, PRECISIONS
-from .flags import HelpFormatter
+from .flags import HelpFormatter, finite_number
 
 
 def _int(text: str) -> int:
@@ -13,16 +13,6 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def add_parser(sub) -> None:
@@ -39,13 +29,15 @@ def add_parser(sub) -> None:
     )
     sv.add_argument("--open", action="store_true", help="open the page in a web browser")
     lim = sv.add_argument_group("limits")
-    lim.add_argument("--max-upload-mb", type=_number, default=20, help="largest request body (photo + styles)")
-    lim.add_argument("--max-megapixels", type=_number, default=40, help="largest uploaded image")
+    lim.add_argument("--max-upload-mb", type=finite_number, default=20, help="largest request body (photo + styles)")
+    lim.add_argument("--max-megapixels", type=finite_number, default=40, help="largest uploaded image")
     lim.add_argument("--max-size", type=_int, default=1024, help="largest output size (longest side, px)")
     lim.add_argument("--max-steps", type=_int, default=1000, help="most steps per job")
     lim.add_argument("--queue-size", type=_int, default=8, help="most jobs waiting; more are refused (429)")
-    lim.add_argument("--job-timeout", type=_number, default=600, help="seconds a job may run")
-    lim.add_argument("--result-ttl", type=_number, default=3600, help="seconds finished jobs and results are kept")
+    lim.add_argument("--job-timeout", type=finite_number, default=600, help="seconds a job may run")
+    lim.add_argument(
+        "--result-ttl", type=finite_number, default=3600, help="seconds finished jobs and results are kept"
+    )
     sv.add_argument("--device", default="auto", help=f"compute device: {', '.join(DEVICES)} (or cuda:N)")
     sv.add_argument("--precision", default="auto", choices=PRECISIONS, help="precision of network passes")
 

@@ -82,6 +82,7 @@ def add_parser(sub) -> None:
         "styles",
         metavar="STYLE",
         nargs="*",
+        default=[],  # not "required" in argparse's messages
         help="one or more style images (--method fast paints them through its built-in model for any painting, "
         "unless --model names a model file from impasto train fast-arbitrary)",
     )

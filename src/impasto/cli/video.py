@@ -8,9 +8,9 @@ import json
 import sys
 
 from ..api import available_methods, get_method
-from ..core.video import DEFAULT_CRF
+from ..core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS
 from ..video import SAMPLE_EVERY, temporal_defaults
-from .flags import HelpFormatter
+from .flags import HelpFormatter, finite_number
 from .stylize import EXIT_INTERRUPTED, add_method_options, method_options, sigterm_as_interrupt
 
 
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
         "styles",
         metavar="STYLE",
         nargs="*",
+        default=[],  # not "required" in argparse's messages
         help="style images (--method fast paints them through its built-in model for any painting, "
         "unless --model names a model file from impasto train fast-arbitrary)",
     )
@@ -37,6 +38,13 @@ def add_parser(sub) -> None:
     add_video_arguments(v)
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
+    v.add_argument(
+        "--max-megapixels",
+        type=finite_number,
+        default=round(DEFAULT_MAX_PIXELS / 1e6, 2),
+        metavar="N",
+        help="refuse videos whose frames are larger than this (before --size scales them)",
+    )
     v.add_argument(
         "--resume",
         action="store_true",
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 size=size,
                 start=args.start,
                 duration=args.duration,
+                max_pixels=int(args.max_megapixels * 1e6),
                 crf=args.crf,
                 preset=args.preset,
                 progress=not args.quiet,

@@ -31,7 +31,17 @@ VIDEO_FORMATS = {
     ".webm": ("webm", "libvpx-vp9"),
 }
 _WEBM_AUDIO = {"opus", "vorbis"}
-DEFAULT_MAX_PIXELS = 3840 * 2160
+
+
+def _picture_demuxer(name: str) -> bool:
+    """Whether an FFmpeg demuxer reads still pictures (image2, png_pipe, jpeg_pipe, ...; GIF and APNG are clips)."""
+    return name in ("image2", "image2pipe") or name.endswith("_pipe")
+
+
+DEFAULT_MAX_PIXELS = 4096 * 2160  # DCI 4K (and UHD's 3840 x 2160)
+# A file whose packets stop this much (and this share) short of its stated length is refused as truncated.
+TRUNCATED_SECONDS = 0.25
+TRUNCATED_SHARE = 0.02
 # H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, at most 63, its scale's end): see transcode.
 DEFAULT_CRF = 18
 MAX_CRF = 51
@@ -76,6 +86,8 @@ class VideoInfo:
 def _open(path: str | os.PathLike):
     av = _av()
     p = Path(path)
+    if p.is_dir():
+        raise ImpastoError(f"{p}: is a folder, not a video")
     if not p.is_file():
         raise ImpastoError(f"{p}: no such file")
     try:
@@ -87,6 +99,9 @@ def _open(path: str | os.PathLike):
     if not container.streams.video:
         container.close()
         raise ImpastoError(f"{p}: has no video stream")
+    if _picture_demuxer(container.format.name):  # FFmpeg reads a photo as a video of one frame
+        container.close()
+        raise ImpastoError(f"{p}: a still picture, not a video (impasto stylize paints pictures)")
     return container
 
 
@@ -187,11 +202,10 @@ def transcode(
         raise ImpastoError(f"{out_path}: output would overwrite the input; choose another name")
     if not out_path.parent.is_dir():
         raise ImpastoError(f"{out_path}: output directory {out_path.parent} does not exist")
+    if out_path.is_dir():
+        raise ImpastoError(f"{out_path}: is a folder; give the output video's file name")
     info = probe(src)
-    if info.width * info.height > max_pixels:
-        raise ImpastoError(
-            f"{src}: the video is {info.width}x{info.height}, above the cap of {max_pixels:,} pixels per frame"
-        )
+    check_pixels(info, max_pixels, src)
     fmt, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
     os.close(fd)
@@ -208,6 +222,15 @@ def transcode(
         ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def check_pixels(info: VideoInfo, max_pixels: int, src: str | os.PathLike) -> None:
+    """Refuse a video whose frames are larger than `max_pixels`."""
+    if info.width * info.height > max_pixels:
+        raise ImpastoError(
+            f"{src}: the video is {info.width}x{info.height}, above the cap of {max_pixels / 1e6:g} megapixels per "
+            f"frame; pass --max-megapixels {math.ceil(info.width * info.height / 1e4) / 100:g} to allow it"
+        )
 
 
 def check_crf(crf: Any) -> None:
@@ -286,7 +309,11 @@ def _transcode(
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
         )
         streams = [vin] + ([ain] if ain is not None else [])
+        ended, cut = 0.0, False  # where the packets reach, in seconds; whether the last one was cut short
         for packet in inp.demux(*streams):
+            if packet.pts is not None:
+                ended = max(ended, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                cut = packet.is_corrupt
             if packet.stream is ain:
                 if packet.dts is None or packet.pts is None:
                     continue
@@ -329,6 +356,9 @@ def _transcode(
                 frames_in += 1
                 while pending and (len(pending) > in_flight or not isinstance(pending[0][0], Future)):
                     last_t = encode_next()
+        else:  # the file's end, not the end of the part asked for
+            if not video_done:
+                _check_complete(inp, ended, cut, 1 / float(rate), src)
         while pending:
             last_t = encode_next()
         for p in vout.encode():
@@ -344,6 +374,24 @@ def _transcode(
                 result.cancel()
         out.close()
         inp.close()
+
+
+def _check_complete(container, ended: float, cut: bool, frame_seconds: float, src) -> None:
+    """Refuse a truncated file (a download or copy cut short): its last packet cut off, or its packets stopping well
+    before the length its header states. FFmpeg decodes what is there without complaint (its frame threads swallow
+    the damaged last packet), so the output would be a silently shorter video."""
+    if cut:
+        raise ImpastoError(f"{src}: the file ends in the middle of a frame (truncated?)")
+    if not container.duration:
+        return
+    start = (container.start_time or 0) / 1_000_000
+    stated = container.duration / 1_000_000
+    missing = stated - (ended - start)
+    # A frame of slack (packets without a duration end where they start), and more for headers that round.
+    if missing > frame_seconds + max(TRUNCATED_SECONDS, TRUNCATED_SHARE * stated):
+        raise ImpastoError(
+            f"{src}: the file ends at {ended - start:.2f} s of the {stated:.2f} s its header states (truncated?)"
+        )
 
 
 def _decoded(frame, w: int, h: int, rotation: int) -> np.ndarray:
