@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import socket
+import struct
 import sys
 import threading
 import types
@@ -896,3 +897,28 @@ def test_ctrl_c_mid_job_stops_the_server_quietly_and_tells_the_open_event_stream
     assert "event: cancelled" in seen and any("the server is shutting down" in line for line in seen), seen[-4:]
     assert "Traceback" not in err and "CancelledError" not in err and "graceful shutdown exceeded" not in err, err
     assert err.strip().endswith("impasto: server stopped")
+
+
+def test_the_live_socket_answers_bad_messages_and_goes_on(uploads):
+    """Frames are binary (a sequence number, then an image); anything else is answered with an error, and the
+    stream goes on. A set-up message that is not a JSON object is refused with a message, then the socket closes."""
+    photo = io.BytesIO()
+    Image.open(io.BytesIO(uploads["content"])).convert("RGB").resize((48, 32)).save(photo, format="JPEG")
+    frame = struct.pack(">I", 7) + photo.getvalue()
+    LOCAL = {"host": "127.0.0.1"}  # (the test client's own name for the server is no host it answers to)
+    with make_client() as c:
+        for first in (b"\0\0\0\1abc", "not json", "[1, 2]"):
+            with c.websocket_connect("/api/live", headers=LOCAL) as ws:
+                ws.send_bytes(first) if isinstance(first, bytes) else ws.send_text(first)
+                assert "first message is a JSON object" in ws.receive_json()["error"]
+        with c.websocket_connect("/api/live", headers=LOCAL) as ws:
+            ws.send_text(json.dumps({"method": "fast", "size": 32}))
+            assert ws.receive_json()["ready"]
+            ws.send_text("hello")
+            assert "binary message" in ws.receive_json()["error"]
+            ws.send_bytes(b"\1\2")
+            assert "binary message" in ws.receive_json()["error"]
+            ws.send_bytes(frame)
+            answer = ws.receive_json()
+            assert answer["seq"] == 7 and "error" not in answer
+            assert Image.open(io.BytesIO(ws.receive_bytes())).size == (32, 21)

@@ -340,6 +340,11 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             data={"method": "fast", "model": model},
         )
         assert bad.status_code == 400 and bad.json()["error"].startswith("video:"), bad.text
+        # Cut short where the header still reads: the job fails, and its message names no path of the server's.
+        whole = make_clip(tmp_path / "fs.mp4", frames=30, options={"movflags": "faststart"}).read_bytes()
+        cut = {"content": ("cut.mp4", whole[: len(whole) * 6 // 10], "video/mp4")}
+        r = c.post("/api/jobs?wait=true", files=cut, data={"method": "fast", "model": model})
+        assert r.status_code >= 400 and r.json()["error"].startswith("video: the file ends"), r.text
         photo = c.post(
             "/api/jobs",
             files={"content": ("p.png", (EXAMPLES / "chelsea.png").read_bytes(), "image/png")},

@@ -40,7 +40,7 @@ def _picture_demuxer(name: str) -> bool:
 
 DEFAULT_MAX_PIXELS = 4096 * 2160  # DCI 4K (and UHD's 3840 x 2160)
 # A file whose packets stop this much (and this share) short of its stated length is refused as truncated.
-TRUNCATED_SECONDS = 0.25
+TRUNCATED_SECONDS = 0.1
 TRUNCATED_SHARE = 0.02
 # H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, at most 63, its scale's end): see transcode.
 DEFAULT_CRF = 18

@@ -279,9 +279,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         the newest frame first."""
         await ws.accept()
         try:
-            config = await ws.receive_json()
+            first = await ws.receive()
+            if first["type"] == "websocket.disconnect":
+                return
+            try:
+                config = json.loads(first["text"]) if first.get("text") is not None else None
+            except ValueError:
+                config = None
             if not isinstance(config, dict):
-                raise ImpastoError("the first message is a JSON object: the method and its options")
+                raise ImpastoError("the first message is a JSON object (text): the method and its options")
             method = str(config.pop("method", "fast"))
             temporal = config.pop("temporal", None)
             temporal = default_temporal(method) if temporal is None else float(temporal)
@@ -306,10 +312,18 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         async def receive() -> None:
             try:
                 while True:
-                    message = await ws.receive_bytes()
-                    seq, data = split_frame(message)
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    try:  # a message that is no frame is answered, and the stream goes on
+                        seq, data = split_frame(message.get("bytes") or b"")
+                    except ImpastoError as e:
+                        await ws.send_json({"error": str(e)})
+                        continue
                     mailbox.put(seq, data)
-            except (WebSocketDisconnect, ImpastoError, KeyError, RuntimeError):
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+            finally:
                 mailbox.close()
 
         receiver = asyncio.create_task(receive())

@@ -470,7 +470,10 @@ class JobManager:
             else:
                 self._finish(job, "cancelled", error="the server is shutting down" if self._closing else None)
         except ImpastoError as e:
-            self._finish(job, "failed", error=str(e))
+            error = str(e)
+            if job.video is not None:  # the upload's name on this server's disk is no business of the client's
+                error = error.replace(job.video["path"], "video")
+            self._finish(job, "failed", error=error)
         except MemoryError:
             self._finish(job, "failed", error="out of memory; try a smaller size")
         except Exception as e:  # the server must outlive any one job

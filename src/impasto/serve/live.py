@@ -61,7 +61,7 @@ class LatestFrame:
 def split_frame(message: bytes) -> tuple[int, bytes]:
     """(sequence number, image bytes) of a binary frame message."""
     if len(message) < 5:
-        raise ImpastoError("a live frame is a 4-byte sequence number followed by an image")
+        raise ImpastoError("a live frame is a binary message: a 4-byte sequence number, then an image")
     return struct.unpack(">I", message[:4])[0], message[4:]
 
 
