@@ -206,7 +206,9 @@ def main() -> None:
                 f"Big Buck Bunny 720p, first {args.real_frames} frames": real,
             }
             for clip_name, clip in clips.items():
-                runs = (_gatys_runs(gatys) if gatys else []) + _runs(fast, any_painting, adain, args.model, fast_ort)
+                runs = (_gatys_runs(gatys) if gatys else []) + _runs(
+                    fast, any_painting, adain, args.model, size, fast_ort
+                )
                 if clip is not real and not gatys:  # the measure's floor: the scene painted once, moved with the camera
                     runs.append(("impasto fast, painted once", STEADY, dict(steady=True)))
                 for i, (tool, setting, kw) in enumerate(runs):
@@ -285,13 +287,14 @@ def _fps(fps: float | None) -> str:
     return "-" if fps is None else f"{fps:.2f}"
 
 
-def _runs(fast, any_painting, adain, model: str, fast_ort=None) -> list[tuple[str, str, dict]]:
-    """(tool, setting, how) of every run on a clip (the painting's through the fast method when `any_painting`; the
-    default blend on onnxruntime too when `fast_ort`)."""
+def _runs(fast, any_painting, adain, model: str, size: int, fast_ort=None) -> list[tuple[str, str, dict]]:
+    """(tool, setting, how) of every run on a clip at `size` px (the painting's through the fast method when
+    `any_painting`; the default blend on onnxruntime too when `fast_ort`)."""
     fast_kw = dict(method="fast", engine=fast, model=model)
     any_kw = dict(method="fast", engine=any_painting, model="any")
-    fast_default, adain_default = default_temporal("fast"), default_temporal("adain")
-    any_default = default_temporal("fast", style_images=True)
+    fast_default = default_temporal("fast", longest=size)
+    adain_default = default_temporal("adain", style_images=True, longest=size)
+    any_default = default_temporal("fast", style_images=True, longest=size)
     painting_runs = [
         ("impasto fast, the painting", "--temporal 0", dict(any_kw, temporal=0.0)),
         ("impasto fast, the painting", f"--temporal {any_default:g} (default)", dict(any_kw, temporal=any_default)),
@@ -330,7 +333,7 @@ def _runs(fast, any_painting, adain, model: str, fast_ort=None) -> list[tuple[st
 
 def _gatys_runs(gatys) -> list[tuple[str, str, dict]]:
     """(tool, setting, how) of Gatys's runs on a clip (with --gatys)."""
-    default = default_temporal("gatys")
+    default = default_temporal("gatys", style_images=True)
     return [
         ("impasto gatys", "--temporal 0", dict(method="gatys", engine=gatys, temporal=0.0)),
         ("impasto gatys", f"--temporal {default:g} (default)", dict(method="gatys", engine=gatys, temporal=default)),

@@ -911,6 +911,12 @@ def test_the_live_socket_answers_bad_messages_and_goes_on(uploads):
             with c.websocket_connect("/api/live", headers=LOCAL) as ws:
                 ws.send_bytes(first) if isinstance(first, bytes) else ws.send_text(first)
                 assert "first message is a JSON object" in ws.receive_json()["error"]
+        for temporal in ([1], "x", 2):
+            with c.websocket_connect("/api/live", headers=LOCAL) as ws:
+                ws.send_text(json.dumps({"method": "fast", "temporal": temporal}))
+                assert (
+                    ws.receive_json()["error"] == f"temporal must be a number from 0 to 1, got {json.dumps(temporal)}"
+                )
         with c.websocket_connect("/api/live", headers=LOCAL) as ws:
             ws.send_text(json.dumps({"method": "fast", "size": 32}))
             assert ws.receive_json()["ready"]

@@ -373,6 +373,10 @@ def test_a_video_job_over_http_returns_an_mp4_with_the_sound(clip, model, tmp_pa
             fast.VIDEO_TEMPORAL,
             fast.VIDEO_TEMPORAL_STYLE_IMAGES,
         )
+        from impasto.methods import adain
+
+        described = next(m for m in c.get("/api/methods").json() if m["name"] == "adain")
+        assert described["video_temporal_above"] == [list(p) for p in adain.VIDEO_TEMPORAL_ABOVE]
         for crf in ("52", "x", "1.5"):
             r = c.post("/api/jobs", files=files, data={"method": "fast", "model": model, "crf": crf})
             assert r.status_code == 400 and r.json()["error"].startswith("crf: a whole number"), r.text
@@ -562,7 +566,6 @@ def test_each_method_has_its_own_default_temporal_strength(clip, model, tmp_path
     assert f"fast {fast.VIDEO_TEMPORAL:g} ({fast.VIDEO_TEMPORAL_STYLE_IMAGES:g} with style images)" in (
         video.temporal_defaults()
     )
-    assert f"adain {adain.VIDEO_TEMPORAL:g}," in video.temporal_defaults()
     strengths = []
     real_init = video.TemporalBlend.__init__
 
@@ -575,6 +578,32 @@ def test_each_method_has_its_own_default_temporal_strength(clip, model, tmp_path
     stylize_video(clip, tmp_path / "p.mp4", method="fast", model=model, size=None, temporal=0.2)
     stylize_video(clip, tmp_path / "q.mp4", [EXAMPLES / "swirls.png"], method="fast", size=None, precision="fp32")
     assert strengths == [fast.VIDEO_TEMPORAL, 0.2, fast.VIDEO_TEMPORAL_STYLE_IMAGES]
+    # AdaIN's blend costs more style on larger frames: lighter defaults above a size (the output's longest side,
+    # or the video's own where --size is left out).
+    assert [side for side, _ in adain.VIDEO_TEMPORAL_ABOVE] == sorted(side for side, _ in adain.VIDEO_TEMPORAL_ABOVE)
+    (small, lighter), (large, lightest) = adain.VIDEO_TEMPORAL_ABOVE
+    assert adain.VIDEO_TEMPORAL > lighter > lightest
+    assert video.default_temporal("adain", True, longest=small) == adain.VIDEO_TEMPORAL
+    assert video.default_temporal("adain", True, longest=small + 1) == lighter
+    assert video.default_temporal("adain", True, longest=large + 1) == lightest
+    assert video.default_temporal("fast", longest=4000) == fast.VIDEO_TEMPORAL  # (declares none)
+    assert f"adain {adain.VIDEO_TEMPORAL:g} ({lighter:g} above {small} px, {lightest:g} above {large} px)" in (
+        video.temporal_defaults()
+    )
+
+    class Stop(Exception):
+        pass
+
+    def init_and_stop(self, strength):  # the strength is all this asks: no painting
+        strengths.append(strength)
+        raise Stop
+
+    monkeypatch.setattr(video.TemporalBlend, "__init__", init_and_stop)
+    strengths.clear()
+    for size in (None, small + 8, large + 8):
+        with pytest.raises(Stop):
+            stylize_video(clip, tmp_path / "a.mp4", [EXAMPLES / "swirls.png"], method="adain", size=size)
+    assert strengths == [adain.VIDEO_TEMPORAL, lighter, lightest]  # (the clip itself is 64 px wide)
 
 
 def test_arbitrary_style_keeps_its_encoders_grid_on_the_scene_too(clip, tmp_path, monkeypatch):

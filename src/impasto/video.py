@@ -254,24 +254,33 @@ class GridAnchor:
         return self.crop(run(self.pad(frame, *pad)), *pad, frame.shape)
 
 
-def default_temporal(method: str, style_images: bool = False) -> float:
+def default_temporal(method: str, style_images: bool = False, longest: int | None = None) -> float:
     """--temporal's default for `method`: what its module declares (``VIDEO_TEMPORAL``: the strength at which its
     shipped models are measured steady enough), else DEFAULT_TEMPORAL. With `style_images`, a method that paints
-    trained styles but also takes style images (fast) may declare another (``VIDEO_TEMPORAL_STYLE_IMAGES``)."""
+    trained styles but also takes style images (fast) may declare another (``VIDEO_TEMPORAL_STYLE_IMAGES``). A method
+    whose blend costs more style on larger frames declares lighter ones above a frame size (``VIDEO_TEMPORAL_ABOVE``:
+    (longest side in px, strength) pairs, ascending), which apply where `longest`, the frames' longest side, is
+    known."""
     module = get_method(method)
     value = getattr(module, "VIDEO_TEMPORAL", DEFAULT_TEMPORAL)
     if style_images:
         value = getattr(module, "VIDEO_TEMPORAL_STYLE_IMAGES", value)
+    for side, strength in getattr(module, "VIDEO_TEMPORAL_ABOVE", ()):
+        if longest is not None and longest > side:
+            value = strength
     return float(value)
 
 
 def temporal_defaults() -> str:
-    """Each method's --temporal default, for help texts: "fast 0.7 (0.5 with style images), adain 0.6, gatys 0.3"."""
+    """Each method's --temporal default, for help texts: "fast 0.7 (0.5 with style images), adain 0.6 (0.5 above
+    480 px, 0.4 above 960 px), gatys 0.3"."""
     from .api import available_methods
 
     def one(name: str) -> str:
         plain, images = default_temporal(name), default_temporal(name, style_images=True)
-        return f"{name} {plain:g}" + (f" ({images:g} with style images)" if images != plain else "")
+        notes = [f"{images:g} with style images"] if images != plain else []
+        notes += [f"{v:g} above {side} px" for side, v in getattr(get_method(name), "VIDEO_TEMPORAL_ABOVE", ())]
+        return f"{name} {plain:g}" + (f" ({', '.join(notes)})" if notes else "")
 
     return ", ".join(one(name) for name in available_methods())
 
@@ -373,8 +382,6 @@ def stylize_video(
     ImpastoError (one line) on a bad input; no partial output is left behind.
     """
     module = get_method(method)
-    if temporal is None:
-        temporal = default_temporal(method, style_images=bool(styles))
     if not math.isfinite(start) or start < 0:
         raise ImpastoError(f"--start must be a number of seconds >= 0, got {start:g}")
     if duration is not None and not 0 < duration < math.inf:
@@ -394,11 +401,13 @@ def stylize_video(
     cap = getattr(opts, "max_size", None)  # the method's own check sees no --size (each frame comes at its size)
     if size is not None and cap is not None and size > cap:
         raise ImpastoError(f"--size {size} is above the cap of {cap} px; pass --max-size {size} to allow it")
+    info = probe(input)  # a bad file fails here, before the model loads
+    check_pixels(info, max_pixels, input)
+    if temporal is None:
+        temporal = default_temporal(method, bool(styles), size or max(info.width, info.height))
     iterative = "steps" in field_names(module.Options)
     blend = TemporalBlend(0.0 if iterative else temporal)
     guide = TemporalGuide(temporal if iterative else 0.0)
-    info = probe(input)  # a bad file fails here, before the model loads
-    check_pixels(info, max_pixels, input)
     # Iterative methods take seconds a frame: every finished frame is kept, so that --resume continues from there.
     frames_dir = kept_frames_dir(output) if iterative else None
     if frames_dir is not None:

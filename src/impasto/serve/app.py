@@ -6,6 +6,7 @@
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -289,15 +290,20 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             if not isinstance(config, dict):
                 raise ImpastoError("the first message is a JSON object (text): the method and its options")
             method = str(config.pop("method", "fast"))
-            temporal = config.pop("temporal", None)
-            temporal = default_temporal(method) if temporal is None else float(temporal)
-            if not 0 <= temporal <= 1:
-                raise ImpastoError(f"temporal must be from 0 to 1, got {temporal}")
+            raw = config.pop("temporal", None)
+            try:
+                temporal = None if raw is None else float(raw)
+            except (TypeError, ValueError):
+                temporal = math.nan
+            if temporal is not None and not 0 <= temporal <= 1:
+                raise ImpastoError(f"temporal must be a number from 0 to 1, got {json.dumps(raw)}")
             module = get_method(method)
             if takes_style_images(module) or "steps" in declared_fields(module.Options):
                 raise ImpastoError(f"the live camera needs a one-pass method with trained styles (fast), not {method}")
             fields = {k: None if v is None else str(v) for k, v in config.items()}
             opts, used, _ = build_options(method, fields, 0, settings)
+            if temporal is None:
+                temporal = default_temporal(method, longest=used.get("size"))
             engine = await run_in_threadpool(manager.engine_for_live, method, opts)
         except (ImpastoError, ValueError, TypeError) as e:
             await ws.send_json({"error": str(e)})
@@ -458,8 +464,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         contents, styles = files["content"], files.get("styles", [])
         content = contents[0]
         module = get_method(method)  # an unknown method is a 400 before any decoding
-        if temporal is None:
-            temporal = default_temporal(method, style_images=bool(styles))
         if not styles and takes_style_images(module):
             raise ImpastoError("styles: field required (upload one or more style images)")
         if len(styles) > settings.max_styles:
@@ -473,6 +477,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 headers={"Retry-After": "10"},
             )
         out_size = used.get("size", settings.max_size)
+        if temporal is None:  # (a video's frames come out at out_size: the longest side)
+            temporal = default_temporal(method, style_images=bool(styles), longest=out_size)
         content_data = await content.read()
         video = None
         if len(contents) > 1:  # a batch: several photos, one result each, answered as a ZIP

@@ -110,6 +110,7 @@ def method_info(name: str, settings: ServeSettings) -> dict[str, Any]:
         "style_images": takes_style_images(module),
         "video_temporal": default_temporal(name),
         "video_temporal_style_images": default_temporal(name, style_images=True),
+        "video_temporal_above": [list(pair) for pair in getattr(module, "VIDEO_TEMPORAL_ABOVE", ())],
         "options": [describe_option(d, settings) for d in _http(name).values()],
     }
 

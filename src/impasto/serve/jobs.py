@@ -516,7 +516,7 @@ class JobManager:
 
         out = self.results_dir / f"{job.id}.work.mp4"
         try:
-            stylize_video(
+            report = stylize_video(
                 job.video["path"],
                 out,
                 styles,
@@ -535,6 +535,7 @@ class JobManager:
             # failed job leaves none behind.
             shutil.rmtree(kept_frames_dir(out), ignore_errors=True)
             raise
+        job.step = job.total = report.frames  # the total was the header's estimate (a Matroska file's may be off)
         return Result(image=None, path=out, media_type="video/mp4", steps=job.step)
 
 

@@ -125,6 +125,12 @@ class MethodOut(BaseModel):
         description="The same for a video upload with 'styles' (the fast method paints them through its network for "
         "any painting, which takes a lighter blend); the same as video_temporal for the other methods."
     )
+    video_temporal_above: list[tuple[int, float]] = Field(
+        default_factory=list,
+        description="Lighter defaults for larger videos: [longest side in px, strength] pairs, ascending; the last "
+        "pair whose side the output's longest side ('size') exceeds gives the default (the method's blend costs "
+        "more style on larger frames).",
+    )
     options: list[OptionOut] = Field(description="The form fields it accepts; others are ignored.")
 
 

@@ -683,13 +683,17 @@ function markSize() {
   for (const b of $("sizes").children) b.setAttribute("aria-checked", String(Number(b.dataset.value) === state.size));
   syncRoving($("sizes"));
   $("size-out").textContent = `${state.size} px`;
+  showTemporal(); // (a method may take a lighter blend on larger videos)
 }
 
-// The video slider: the method's own default until moved.
+// The video slider: the method's own default until moved (lighter for large sizes where the method says so).
 function temporalValue() {
   if (!state.method) return 0.5;
   const moved = state.temporals[state.method.name];
-  return moved != null ? moved : state.method.video_temporal != null ? state.method.video_temporal : 0.5;
+  if (moved != null) return moved;
+  let value = state.method.video_temporal != null ? state.method.video_temporal : 0.5;
+  for (const [side, strength] of state.method.video_temporal_above || []) if (state.size > side) value = strength;
+  return value;
 }
 
 function showTemporal() {
