@@ -42,6 +42,7 @@ DEFAULT_MAX_PIXELS = 4096 * 2160  # DCI 4K (and UHD's 3840 x 2160)
 # A file whose packets stop this much (and this share) short of its stated length is refused as truncated.
 TRUNCATED_SECONDS = 0.1
 TRUNCATED_SHARE = 0.02
+TAIL_SECONDS = 5.0  # how much of a file's end probe reads to find it truncated
 # H.264's constant rate factor (0 = lossless to 51; VP9 gets it + 13, at most 63, its scale's end): see transcode.
 DEFAULT_CRF = 18
 MAX_CRF = 51
@@ -146,6 +147,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             else (container.duration / 1_000_000 if container.duration else None)
         )
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        _check_tail(container, path)
         return VideoInfo(w, h, float(rate), v.frames or None, duration, rotation, audio, v.codec_context.name)
     finally:
         container.close()
@@ -308,12 +310,11 @@ def _transcode(
         resampler = (
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
         )
-        streams = [vin] + ([ain] if ain is not None else [])
-        ended, cut = 0.0, False  # where the packets reach, in seconds; whether the last one was cut short
-        for packet in inp.demux(*streams):
-            if packet.pts is not None:
-                ended = max(ended, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                cut = packet.is_corrupt
+        end = _FileEnd(vin)
+        for packet in inp.demux():  # every stream's, for the file's end; only these two are used
+            end.see(packet)
+            if packet.stream is not vin and packet.stream is not ain:
+                continue
             if packet.stream is ain:
                 if packet.dts is None or packet.pts is None:
                     continue
@@ -358,7 +359,7 @@ def _transcode(
                     last_t = encode_next()
         else:  # the file's end, not the end of the part asked for
             if not video_done:
-                _check_complete(inp, ended, cut, 1 / float(rate), src)
+                end.check(inp, src)
         while pending:
             last_t = encode_next()
         for p in vout.encode():
@@ -376,22 +377,61 @@ def _transcode(
         inp.close()
 
 
-def _check_complete(container, ended: float, cut: bool, frame_seconds: float, src) -> None:
-    """Refuse a truncated file (a download or copy cut short): its last packet cut off, or its packets stopping well
-    before the length its header states. FFmpeg decodes what is there without complaint (its frame threads swallow
-    the damaged last packet), so the output would be a silently shorter video."""
-    if cut:
-        raise ImpastoError(f"{src}: the file ends in the middle of a frame (truncated?)")
+class _FileEnd:
+    """Where a file's packets reach (every stream's: the stated length covers them all) and whether its last video
+    packet was cut short, for :meth:`check`: a truncated file (a download or copy cut short). FFmpeg decodes what is
+    there without complaint (its frame threads swallow a damaged last packet): the output would be a silently
+    shorter video."""
+
+    def __init__(self, video) -> None:
+        self.video = video
+        self.ended = 0.0
+        self.cut = False
+
+    def see(self, packet) -> None:
+        if packet.pts is None:
+            return
+        self.ended = max(self.ended, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        if packet.stream is self.video:
+            self.cut = packet.is_corrupt
+
+    def check(self, container, src) -> None:
+        """Refuse the file if the packets seen so far (to its end) say it is truncated."""
+        if self.cut:
+            raise ImpastoError(f"{src}: the file ends in the middle of a frame (truncated?)")
+        if not container.duration:
+            return
+        start = (container.start_time or 0) / 1_000_000
+        stated = container.duration / 1_000_000
+        # The stated length is the end's time where a file starts later than 0 in Matroska, the length from the start
+        # in MP4 and MPEG-TS: the more lenient reading of the two.
+        reached = max(self.ended - start, self.ended)
+        rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
+        # A frame of slack (packets without a duration end where they start), and more for headers that round.
+        if stated - reached > 1 / float(rate) + max(TRUNCATED_SECONDS, TRUNCATED_SHARE * stated):
+            raise ImpastoError(
+                f"{src}: the file ends at {reached:.2f} s of the {stated:.2f} s its header states (truncated?)"
+            )
+
+
+def _check_tail(container, src) -> None:
+    """Read the last TAIL_SECONDS of a file's packets (no decoding) and refuse it if it is truncated: before any
+    work, where the end of a transcode would find it only after painting every frame."""
     if not container.duration:
         return
-    start = (container.start_time or 0) / 1_000_000
-    stated = container.duration / 1_000_000
-    missing = stated - (ended - start)
-    # A frame of slack (packets without a duration end where they start), and more for headers that round.
-    if missing > frame_seconds + max(TRUNCATED_SECONDS, TRUNCATED_SHARE * stated):
-        raise ImpastoError(
-            f"{src}: the file ends at {ended - start:.2f} s of the {stated:.2f} s its header states (truncated?)"
-        )
+    end = _FileEnd(container.streams.video[0])
+    av = _av()
+    try:
+        last = (container.start_time or 0) + container.duration
+        container.seek(max(0, last - int(TAIL_SECONDS * 1_000_000)))
+    except (av.error.FFmpegError, OverflowError):
+        pass  # no index to seek by: read from where it is
+    try:
+        for packet in container.demux():
+            end.see(packet)
+    except av.error.FFmpegError:
+        raise ImpastoError(f"{src}: the file ends in a damaged packet (truncated?)") from None
+    end.check(container, src)
 
 
 def _decoded(frame, w: int, h: int, rotation: int) -> np.ndarray:

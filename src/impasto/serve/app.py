@@ -314,6 +314,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         paint = make_painter(engine, opts, temporal, settings.max_pixels)
         await ws.send_json({"ready": True, "method": method, "options": used})
         mailbox = LatestFrame()
+        sending = asyncio.Lock()  # a frame's header and its JPEG go out as a pair, never split by a notice
 
         async def receive() -> None:
             try:
@@ -324,7 +325,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                     try:  # a message that is no frame is answered, and the stream goes on
                         seq, data = split_frame(message.get("bytes") or b"")
                     except ImpastoError as e:
-                        await ws.send_json({"error": str(e)})
+                        async with sending:
+                            await ws.send_json({"error": str(e), "fatal": False})
                         continue
                     mailbox.put(seq, data)
             except (WebSocketDisconnect, RuntimeError):
@@ -351,8 +353,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                     await ws.send_json({"seq": seq, "error": str(e)})
                     continue
                 ms = (time.perf_counter() - arrived) * 1000
-                await ws.send_json({"seq": seq, "ms": round(ms, 1), "dropped": mailbox.dropped})
-                await ws.send_bytes(jpeg)
+                async with sending:
+                    await ws.send_json({"seq": seq, "ms": round(ms, 1), "dropped": mailbox.dropped})
+                    await ws.send_bytes(jpeg)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -691,8 +691,11 @@ function temporalValue() {
   if (!state.method) return 0.5;
   const moved = state.temporals[state.method.name];
   if (moved != null) return moved;
-  let value = state.method.video_temporal != null ? state.method.video_temporal : 0.5;
-  for (const [side, strength] of state.method.video_temporal_above || []) if (state.size > side) value = strength;
+  const m = state.method;
+  // Paintings uploaded as styles (the fast method's model for any painting) take their own, lighter blend.
+  const images = !usesGallery() && m.video_temporal_style_images != null;
+  let value = images ? m.video_temporal_style_images : m.video_temporal != null ? m.video_temporal : 0.5;
+  for (const [side, strength] of m.video_temporal_above || []) if (state.size > side) value = strength;
   return value;
 }
 
@@ -1513,8 +1516,8 @@ async function startLive() {
       const msg = JSON.parse(ev.data);
       if (msg.error) {
         setStatus(`Live: ${msg.error}`);
-        if (msg.seq == null) stopLive(false);
-        else live.inFlight = Math.max(0, live.inFlight - 1);
+        if (msg.seq != null) live.inFlight = Math.max(0, live.inFlight - 1);
+        else if (msg.fatal !== false) stopLive(false); // (a notice about one message: the stream goes on)
         return;
       }
       if (msg.ready) {
