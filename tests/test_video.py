@@ -241,8 +241,44 @@ def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, mode
         out.unlink()
         with pytest.raises(ImpastoError, match="truncated"):
             stylize_video(cut, out, **kw)
-        assert stylize_video(cut, out, duration=0.3, **kw).frames == 3  # a part that is there
-        out.unlink()
+        with pytest.raises(ImpastoError, match="truncated"):  # found before any work, whatever part is asked for
+            stylize_video(cut, out, duration=0.3, **kw)
+    # Whole files that look short to a naive count: a raw stream (no times, no length), Matroska starting at 10 s
+    # (its header states the end's time), a second audio track longer than the first.
+    assert stylize_video(make_clip(tmp_path / "raw.h264", audio=False), out, **kw).frames == 12
+    out.unlink()
+    late = tmp_path / "late.mkv"
+    with av.open(str(late), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), "rgb24")
+            f.pts, f.time_base = 100 + i, Fraction(1, 10)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    assert probe(late).duration > 10  # (the case in point)
+    assert stylize_video(late, out, **kw).frames == 12
+    out.unlink()
+    two = tmp_path / "two.mkv"
+    with av.open(str(clip)) as src, av.open(str(two), "w") as c:
+        streams = {s.index: c.add_stream_from_template(s) for s in src.streams}
+        second = c.add_stream("aac", rate=16000)
+        second.layout = "mono"
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                c.mux(packet)
+        for start in range(0, 16000 * 3, 1024):  # 3 s of silence, against the clip's 1.2 s
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), "s16", "mono")
+            f.sample_rate, f.pts, f.time_base = 16000, start, Fraction(1, 16000)
+            for p in second.encode(f):
+                c.mux(p)
+        for p in second.encode():
+            c.mux(p)
+    assert stylize_video(two, out, **kw).frames == 12
+    out.unlink()
     picture = tmp_path / "photo.png"
     Image.open(EXAMPLES / "chelsea.png").save(picture)
     folder = tmp_path / "folder.mp4"
@@ -254,6 +290,7 @@ def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, mode
         (clip, out, {"start": float("nan")}, "--start"),
         (clip, out, {"duration": float("inf")}, "--duration"),
         (clip, out, {"size": 9000}, "--size 9000 is above the cap of 8192 px; pass --max-size 9000"),
+        (clip, out, {"size": None, "max_size": 32}, "above the cap of 32 px; pass --size 32"),
     ]:
         with pytest.raises(ImpastoError, match=message):
             stylize_video(src, dst, **{**kw, **extra})

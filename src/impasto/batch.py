@@ -197,14 +197,15 @@ def run_batch(
     temporal: float | None = None,
     crf: int | None = None,
     preset: str | None = None,
+    max_pixels: int | None = None,
     **options: Any,
 ) -> Report:
     """Stylize every picture `inputs` name into `output_dir`; see the module's notes. `options` are the method's
     Options fields, for every picture (a manifest row may change them for its own). Returns the report, also
     written to ``output_dir/report.json``. `on_item(status, input, detail)` hears of each picture. With `ray`, the
     pictures are stylized by a Ray Data actor pool (:mod:`impasto.batch_ray`) instead of in this process.
-    `temporal`, `crf` and `preset` are :func:`impasto.video.stylize_video`'s, for the videos among the inputs (None: its
-    defaults)."""
+    `temporal`, `crf`, `preset` and `max_pixels` are :func:`impasto.video.stylize_video`'s, for the videos among the
+    inputs (None: its defaults)."""
     from tqdm import tqdm
 
     module = get_method(method)
@@ -249,7 +250,7 @@ def run_batch(
         default_styles,
         out_dir,
         skip_existing,
-        {"temporal": temporal, "crf": crf, "preset": preset},
+        {"temporal": temporal, "crf": crf, "preset": preset, "max_pixels": max_pixels},
     )
     try:
         if ray is not None:
@@ -294,7 +295,8 @@ class Worker:
     ) -> None:
         self.method, self.options, self.styles = method, options, styles
         self.out_dir, self.skip_existing = Path(out_dir), skip_existing
-        # impasto video's settings for the videos among the pictures (temporal, crf, preset); None: its defaults.
+        # impasto video's settings for the videos among the pictures (temporal, crf, preset, max_pixels); None: its
+        # defaults.
         self.video = {k: v for k, v in (video or {}).items() if v is not None}
         self.engines: dict[tuple, Any] = {}
 

@@ -403,6 +403,11 @@ def stylize_video(
         raise ImpastoError(f"--size {size} is above the cap of {cap} px; pass --max-size {size} to allow it")
     info = probe(input)  # a bad file fails here, before the model loads
     check_pixels(info, max_pixels, input)
+    if size is None and cap is not None and max(info.width, info.height) > cap:
+        raise ImpastoError(
+            f"{input}: the video is {info.width}x{info.height}, above the cap of {cap} px; pass --size {cap} to paint "
+            f"it smaller or --max-size {max(info.width, info.height)} to allow it"
+        )
     if temporal is None:
         temporal = default_temporal(method, bool(styles), size or max(info.width, info.height))
     iterative = "steps" in field_names(module.Options)
@@ -481,7 +486,7 @@ def stylize_video(
         if index == 0:
             anchor = grid_anchor(engine, opts, temporal, rgb.shape[1], rgb.shape[0], len(style_images))
             if anchor is not None and cap is not None:  # the grid's padding is no part of --size
-                opts.max_size = max(cap, max(rgb.shape[:2]) + anchor.margin)
+                opts.max_size = cap + anchor.margin
         pad = anchor.shift(rgb) if anchor is not None else None  # in order, here: each shift needs the last frame
         # The first frame runs here, so that the engine has loaded everything before two threads use it.
         if pool is None or index == 0:

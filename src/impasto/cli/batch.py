@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             temporal=args.temporal,
             crf=args.crf,
             preset=args.preset,
+            max_pixels=round(args.max_megapixels * 1e6),
             **options,
         )
     for line in summary(report):

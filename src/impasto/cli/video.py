@@ -39,13 +39,6 @@ def add_parser(sub) -> None:
     v.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start at this time")
     v.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stylize this much (default: all)")
     v.add_argument(
-        "--max-megapixels",
-        type=finite_number,
-        default=round(DEFAULT_MAX_PIXELS / 1e6, 2),
-        metavar="N",
-        help="refuse videos whose frames are larger than this (before --size scales them)",
-    )
-    v.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run of an iterative method (gatys) from its last finished frame",
@@ -56,7 +49,14 @@ def add_parser(sub) -> None:
 
 
 def add_video_arguments(parser) -> None:
-    """--temporal, --crf and --preset, for impasto video and for the videos of impasto batch."""
+    """--temporal, --crf, --preset and --max-megapixels, for impasto video and for the videos of impasto batch."""
+    parser.add_argument(
+        "--max-megapixels",
+        type=finite_number,
+        default=round(DEFAULT_MAX_PIXELS / 1e6, 2),
+        metavar="N",
+        help="refuse videos whose frames are larger than this (before --size scales them)",
+    )
     parser.add_argument(
         "--temporal",
         type=float,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 size=size,
                 start=args.start,
                 duration=args.duration,
-                max_pixels=int(args.max_megapixels * 1e6),
+                max_pixels=round(args.max_megapixels * 1e6),
                 crf=args.crf,
                 preset=args.preset,
                 progress=not args.quiet,

@@ -311,6 +311,7 @@ def _transcode(
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
         )
         end = _FileEnd(vin)
+        decoded = 0
         for packet in inp.demux():  # every stream's, for the file's end; only these two are used
             end.see(packet)
             if packet.stream is not vin and packet.stream is not ain:
@@ -343,8 +344,10 @@ def _transcode(
                     break
                 continue
             for frame in packet.decode():
-                if frame.pts is None:
-                    continue
+                decoded += 1
+                if frame.pts is None:  # a raw stream (.h264) carries no times: the frame's place at its rate
+                    frame.time_base = frame.time_base or vin.time_base or Fraction(1, 90000)
+                    frame.pts = round((decoded - 1) / rate / frame.time_base)
                 t = float(frame.pts * frame.time_base)
                 if t0 > 0 and t < t0 - 1e-6:
                     continue

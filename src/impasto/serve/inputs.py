@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
+import math
 import re
 import struct
 from typing import Any, Iterable
@@ -46,7 +47,8 @@ def decode_image(data: bytes, what: str, max_pixels: int, longest: int | None = 
                 raise ImpastoError(f"{what}: image has zero size ({w}x{h})")
             if w * h > max_pixels:
                 raise ImpastoError(
-                    f"{what}: {w}x{h} is {w * h / 1e6:.3g} megapixels, above this server's cap of {max_pixels / 1e6:g}"
+                    f"{what}: {w}x{h} is {math.ceil(w * h / 1e4) / 100:g} megapixels, above this server's cap of "
+                    f"{max_pixels / 1e6:g}"
                 )
             if longest is not None and im.format == "JPEG":
                 # Decode big JPEGs at a reduced scale (never below `longest`): much faster and lighter.
