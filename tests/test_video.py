@@ -279,6 +279,9 @@ def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, mode
             c.mux(p)
     assert stylize_video(two, out, **kw).frames == 12
     out.unlink()
+    # MPEG-TS starts its times later than 0: --duration counts from the first frame.
+    assert stylize_video(make_clip(tmp_path / "clip.ts"), out, duration=0.5, **kw).frames == 5
+    out.unlink()
     picture = tmp_path / "photo.png"
     Image.open(EXAMPLES / "chelsea.png").save(picture)
     folder = tmp_path / "folder.mp4"

@@ -292,10 +292,12 @@ def _transcode(
             else:
                 aout = out.add_stream_from_template(ain)
                 audio_mode = "copied"
-        t0 = start
-        t1 = None if duration is None else start + duration
+        # --start and --duration count from the video's first time, which is not 0 in every file (MPEG-TS: 1.4 s).
+        origin = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
+        t0 = origin + start if start > 0 else 0.0
+        t1 = None if duration is None else origin + start + duration
         if start > 0:
-            inp.seek(int(start / vin.time_base), stream=vin, backward=True, any_frame=False)
+            inp.seek(int(t0 / vin.time_base), stream=vin, backward=True, any_frame=False)
         frames, frames_in, audio_packets, last_t = 0, 0, 0, 0.0
 
         def encode_next() -> float:
