@@ -199,7 +199,7 @@ VIDEO_TEMPORAL = 0.6
 # Lighter above these longest sides: the blend's style cost grows with the frame size (36 frames, 2026-12-08,
 # `benchmarks/video_temporal.py`, docs/BENCHMARKS.md): at 0.6 the real clip at 640 px / 2.98 at +9.3 %, at 720p
 # / 3.48 at +16.7 % (the pan +9.1 %); at 0.5 640 px / 2.44 at +7.1 %; at 0.4 720p / 2.29 at +9.5 % (the pan / 5.51
-# at +5.7 %). At 360 px 0.6 costs +4.6 % on the real clip for / 3.93 (0.4: / 2.43).
+# at +5.7 %). At 360 px 0.6 costs +4.5 % on the real clip for / 3.93 (0.4: / 2.43).
 VIDEO_TEMPORAL_ABOVE = ((480, 0.5), (960, 0.4))
 GRID = 8  # the encoders' stride (VGG-19's and the student's: three poolings before relu4_1; torch-free here)
 
