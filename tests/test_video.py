@@ -284,10 +284,13 @@ def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, mode
     out.unlink()
     picture = tmp_path / "photo.png"
     Image.open(EXAMPLES / "chelsea.png").save(picture)
+    avif = tmp_path / "photo.avif"  # an MP4-like box structure, but a photo
+    Image.open(EXAMPLES / "chelsea.png").convert("RGB").save(avif)
     folder = tmp_path / "folder.mp4"
     folder.mkdir()
     for src, dst, extra, message in [
         (picture, out, {}, "a still picture, not a video"),
+        (avif, out, {}, "a still picture, not a video"),
         (tmp_path, out, {}, "is a folder, not a video"),
         (clip, folder, {}, "is a folder"),
         (clip, out, {"start": float("nan")}, "--start"),

@@ -30,7 +30,16 @@ from .api import get_method, takes_style_images
 from .core import flow as flowlib
 from .core import onnx
 from .core.image import load_image, save_image
-from .core.video import DEFAULT_CRF, DEFAULT_MAX_PIXELS, check_crf, check_pixels, check_preset, probe, transcode
+from .core.video import (
+    DEFAULT_CRF,
+    DEFAULT_MAX_PIXELS,
+    PICTURE_BRANDS,
+    check_crf,
+    check_pixels,
+    check_preset,
+    probe,
+    transcode,
+)
 from .engine import Progress
 from .errors import ImpastoError
 from .options import field_names, make
@@ -635,7 +644,7 @@ def check_output(path: str | os.PathLike, input: str | os.PathLike) -> Path:
 
 
 _SIGNATURES = (
-    (4, b"ftyp"),  # MP4, MOV, M4V, 3GP (and AVIF and HEIC pictures: told apart by their brand below)
+    (4, b"ftyp"),  # MP4, MOV, M4V, 3GP (and AVIF and HEIC pictures: told apart by their brand, PICTURE_BRANDS)
     # QuickTime files older than the ftyp atom start with one of these
     (4, b"moov"),
     (4, b"mdat"),
@@ -647,8 +656,6 @@ _SIGNATURES = (
     (0, b"OggS"),
     (0, b"FLV"),
 )
-# ISO media brands of still pictures (AVIF, HEIF/HEIC): an ftyp box, but a photo
-_PICTURE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def _ts(data: bytes, start: int, packet: int) -> bool:
@@ -658,7 +665,7 @@ def _ts(data: bytes, start: int, packet: int) -> bool:
 
 def looks_like_video(data: bytes) -> bool:
     """Whether uploaded bytes start like a video container (the server's choice between a photo and a clip)."""
-    if data[4:8] == b"ftyp" and data[8:12] in _PICTURE_BRANDS:
+    if data[4:8] == b"ftyp" and data[8:12] in PICTURE_BRANDS:
         return False
     if any(data[i : i + len(sig)] == sig for i, sig in _SIGNATURES):
         return True

@@ -33,6 +33,10 @@ VIDEO_FORMATS = {
 _WEBM_AUDIO = {"opus", "vorbis"}
 
 
+# ISO media brands of still pictures (AVIF, HEIF/HEIC): an MP4-like ftyp box, but a photo
+PICTURE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
 def _picture_demuxer(name: str) -> bool:
     """Whether an FFmpeg demuxer reads still pictures (image2, png_pipe, jpeg_pipe, ...; GIF and APNG are clips)."""
     return name in ("image2", "image2pipe") or name.endswith("_pipe")
@@ -100,7 +104,10 @@ def _open(path: str | os.PathLike):
     if not container.streams.video:
         container.close()
         raise ImpastoError(f"{p}: has no video stream")
-    if _picture_demuxer(container.format.name):  # FFmpeg reads a photo as a video of one frame
+    with open(p, "rb") as f:
+        head = f.read(12)
+    photo = head[4:8] == b"ftyp" and head[8:12] in PICTURE_BRANDS
+    if photo or _picture_demuxer(container.format.name):  # FFmpeg reads a photo as a video of one frame
         container.close()
         raise ImpastoError(f"{p}: a still picture, not a video (impasto stylize paints pictures)")
     return container
