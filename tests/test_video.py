@@ -280,7 +280,16 @@ def test_truncated_files_pictures_folders_and_odd_numbers_are_refused(clip, mode
     assert stylize_video(two, out, **kw).frames == 12
     out.unlink()
     # MPEG-TS starts its times later than 0: --duration counts from the first frame.
-    assert stylize_video(make_clip(tmp_path / "clip.ts"), out, duration=0.5, **kw).frames == 5
+    ts = make_clip(tmp_path / "clip.ts")
+    assert stylize_video(ts, out, duration=0.5, **kw).frames == 5
+    out.unlink()
+    # ... and where FFmpeg's seek lands nowhere (one keyframe), the part is read from the beginning.
+    plain = {**kw, "size": None, "temporal": 0.0}
+    stylize_video(ts, tmp_path / "whole.mp4", **plain)
+    whole = [np.asarray(f, float) for f in frames_of(tmp_path / "whole.mp4")]
+    assert stylize_video(ts, out, start=0.3, duration=0.3, **plain).frames == 3
+    first = np.asarray(frames_of(out)[0], float)
+    assert int(np.argmin([np.abs(first - f).mean() for f in whole])) == 3
     out.unlink()
     picture = tmp_path / "photo.png"
     Image.open(EXAMPLES / "chelsea.png").save(picture)

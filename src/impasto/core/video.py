@@ -270,6 +270,7 @@ def _even(x: int) -> int:
 def _transcode(
     av, src, tmp, fmt, codec, fn, info, size, start, duration, crf, preset, on_frame, in_flight
 ) -> TranscodeStats:
+    seek = start > 0 and _seek_lands(av, src, start)
     inp = av.open(str(src))
     out = av.open(tmp, "w", format=fmt)
     pending: deque = deque()  # (result or future, pts, time base, seconds), in decoding order
@@ -303,7 +304,7 @@ def _transcode(
         origin = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
         t0 = origin + start if start > 0 else 0.0
         t1 = None if duration is None else origin + start + duration
-        if start > 0:
+        if seek:
             inp.seek(int(t0 / vin.time_base), stream=vin, backward=True, any_frame=False)
         frames, frames_in, audio_packets, last_t = 0, 0, 0, 0.0
 
@@ -424,6 +425,22 @@ class _FileEnd:
             raise ImpastoError(
                 f"{src}: the file ends at {reached:.2f} s of the {stated:.2f} s its header states (truncated?)"
             )
+
+
+def _seek_lands(av, src, start: float) -> bool:
+    """Whether seeking to `start` s (from the video's first time) lands on a frame at or before it, as a transcode
+    seeks. FFmpeg's seek can land past it or nowhere (an MPEG-TS file with few keyframes: no frame at all); then the
+    transcode reads from the beginning and skips the frames before `start` instead."""
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        origin = float(v.start_time * v.time_base) if v.start_time else 0.0
+        try:
+            c.seek(int((origin + start) / v.time_base), stream=v, backward=True, any_frame=False)
+            for frame in c.decode(v):
+                return frame.pts is not None and float(frame.pts * frame.time_base) <= origin + start + 1e-6
+        except av.error.FFmpegError:
+            return False
+    return False
 
 
 def _check_tail(container, src) -> None:
