@@ -520,6 +520,7 @@ def stylize_video(
                 preset=preset,
                 on_frame=(lambda n: bar.update(1)) if bar is not None else None,
                 in_flight=n_workers + 1 if pool is not None else 0,
+                info=info,
             )
     finally:
         if pool is not None:

@@ -187,6 +187,7 @@ def transcode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_frame: Callable[[int], None] | None = None,
     in_flight: int = 0,
+    info: VideoInfo | None = None,
 ) -> TranscodeStats:
     """Decode `src`, call ``fn(rgb, index, seconds)`` on every frame (upright, longest side `size` when given; rgb is
     (H, W, 3) uint8) and encode what it returns into `dst`, with `src`'s timestamps and sound.
@@ -197,9 +198,9 @@ def transcode(
 
     `start` and `duration` (seconds) cut a part; `crf` sets the encoder's quality (lower: closer to the frames `fn`
     gives, larger files), `preset` its speed (one of PRESETS; slower ones make smaller files at the same crf; None: the
-    codec's default). Raises ImpastoError (one line) for a file that is not a video, has
-    no frames, is larger than `max_pixels`, or an output that would replace the input; nothing is left at `dst`
-    then.
+    codec's default). `info` is :func:`probe`'s of `src` where the caller has it (else probed here). Raises
+    ImpastoError (one line) for a file that is not a video, is truncated, has no frames, is larger than `max_pixels`,
+    or an output that would replace the input; nothing is left at `dst` then.
     """
     av = _av()
     check_crf(crf)
@@ -213,7 +214,7 @@ def transcode(
         raise ImpastoError(f"{out_path}: output directory {out_path.parent} does not exist")
     if out_path.is_dir():
         raise ImpastoError(f"{out_path}: is a folder; give the output video's file name")
-    info = probe(src)
+    info = probe(src) if info is None else info
     check_pixels(info, max_pixels, src)
     fmt, codec = VIDEO_FORMATS[out_path.suffix.lower()]
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
@@ -300,8 +301,7 @@ def _transcode(
             else:
                 aout = out.add_stream_from_template(ain)
                 audio_mode = "copied"
-        # --start and --duration count from the video's first time, which is not 0 in every file (MPEG-TS: 1.4 s).
-        origin = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
+        origin = _first_time(vin)
         t0 = origin + start if start > 0 else 0.0
         t1 = None if duration is None else origin + start + duration
         if seek:
@@ -320,12 +320,9 @@ def _transcode(
         resampler = (
             av.AudioResampler(format="s16", layout="stereo", rate=48000) if audio_mode.startswith("re-") else None
         )
-        end = _FileEnd(vin)
+        streams = [vin] + ([ain] if ain is not None else [])
         decoded = 0
-        for packet in inp.demux():  # every stream's, for the file's end; only these two are used
-            end.see(packet)
-            if packet.stream is not vin and packet.stream is not ain:
-                continue
+        for packet in inp.demux(*streams):
             if packet.stream is ain:
                 if packet.dts is None or packet.pts is None:
                     continue
@@ -370,9 +367,6 @@ def _transcode(
                 frames_in += 1
                 while pending and (len(pending) > in_flight or not isinstance(pending[0][0], Future)):
                     last_t = encode_next()
-        else:  # the file's end, not the end of the part asked for
-            if not video_done:
-                end.check(inp, src)
         while pending:
             last_t = encode_next()
         for p in vout.encode():
@@ -390,41 +384,9 @@ def _transcode(
         inp.close()
 
 
-class _FileEnd:
-    """Where a file's packets reach (every stream's: the stated length covers them all) and whether its last video
-    packet was cut short, for :meth:`check`: a truncated file (a download or copy cut short). FFmpeg decodes what is
-    there without complaint (its frame threads swallow a damaged last packet): the output would be a silently
-    shorter video."""
-
-    def __init__(self, video) -> None:
-        self.video = video
-        self.ended = 0.0
-        self.cut = False
-
-    def see(self, packet) -> None:
-        if packet.pts is None:
-            return
-        self.ended = max(self.ended, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-        if packet.stream is self.video:
-            self.cut = packet.is_corrupt
-
-    def check(self, container, src) -> None:
-        """Refuse the file if the packets seen so far (to its end) say it is truncated."""
-        if self.cut:
-            raise ImpastoError(f"{src}: the file ends in the middle of a frame (truncated?)")
-        if not container.duration:
-            return
-        start = (container.start_time or 0) / 1_000_000
-        stated = container.duration / 1_000_000
-        # The stated length is the end's time where a file starts later than 0 in Matroska, the length from the start
-        # in MP4 and MPEG-TS: the more lenient reading of the two.
-        reached = max(self.ended - start, self.ended)
-        rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
-        # A frame of slack (packets without a duration end where they start), and more for headers that round.
-        if stated - reached > 1 / float(rate) + max(TRUNCATED_SECONDS, TRUNCATED_SHARE * stated):
-            raise ImpastoError(
-                f"{src}: the file ends at {reached:.2f} s of the {stated:.2f} s its header states (truncated?)"
-            )
+def _first_time(stream) -> float:
+    """A stream's first time in seconds, which --start and --duration count from (not 0 in every file: MPEG-TS)."""
+    return float(stream.start_time * stream.time_base) if stream.start_time else 0.0
 
 
 def _seek_lands(av, src, start: float) -> bool:
@@ -433,7 +395,7 @@ def _seek_lands(av, src, start: float) -> bool:
     transcode reads from the beginning and skips the frames before `start` instead."""
     with av.open(str(src)) as c:
         v = c.streams.video[0]
-        origin = float(v.start_time * v.time_base) if v.start_time else 0.0
+        origin = _first_time(v)
         try:
             c.seek(int((origin + start) / v.time_base), stream=v, backward=True, any_frame=False)
             for frame in c.decode(v):
@@ -444,23 +406,41 @@ def _seek_lands(av, src, start: float) -> bool:
 
 
 def _check_tail(container, src) -> None:
-    """Read the last TAIL_SECONDS of a file's packets (no decoding) and refuse it if it is truncated: before any
-    work, where the end of a transcode would find it only after painting every frame."""
+    """Refuse a truncated file (a download or copy cut short) before any work, from the last TAIL_SECONDS of its
+    packets (no decoding): its last video packet cut off, or every stream's packets ending well before the length
+    its header states. FFmpeg would decode what is there without complaint (its frame threads swallow a damaged last
+    packet): a silently shorter video."""
     if not container.duration:
         return
-    end = _FileEnd(container.streams.video[0])
     av = _av()
+    video = container.streams.video[0]
     try:
         last = (container.start_time or 0) + container.duration
         container.seek(max(0, last - int(TAIL_SECONDS * 1_000_000)))
     except (av.error.FFmpegError, OverflowError):
         pass  # no index to seek by: read from where it is
+    ended, cut = 0.0, False
     try:
         for packet in container.demux():
-            end.see(packet)
+            if packet.pts is not None:
+                ended = max(ended, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                if packet.stream is video:
+                    cut = packet.is_corrupt
     except av.error.FFmpegError:
         raise ImpastoError(f"{src}: the file ends in a damaged packet (truncated?)") from None
-    end.check(container, src)
+    if cut:
+        raise ImpastoError(f"{src}: the file ends in the middle of a frame (truncated?)")
+    start = (container.start_time or 0) / 1_000_000
+    stated = container.duration / 1_000_000
+    # The stated length is the end's time where a file starts later than 0 in Matroska, the length from the start in
+    # MP4 and MPEG-TS: the more lenient reading of the two.
+    reached = max(ended - start, ended)
+    rate = video.average_rate or video.guessed_rate or Fraction(25)
+    # A frame of slack (packets without a duration end where they start), and more for headers that round.
+    if stated - reached > 1 / float(rate) + max(TRUNCATED_SECONDS, TRUNCATED_SHARE * stated):
+        raise ImpastoError(
+            f"{src}: the file ends at {reached:.2f} s of the {stated:.2f} s its header states (truncated?)"
+        )
 
 
 def _decoded(frame, w: int, h: int, rotation: int) -> np.ndarray:
